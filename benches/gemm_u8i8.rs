@@ -1,0 +1,60 @@
+//! `cargo bench`: the u8 x s8 GEMM of every supported path, ids `{isa}/{m}x{k}x{n}`, throughput in
+//! multiply-accumulates (criterion reports elements/s; GOPS = 2 x that).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferroq::linear::DynamicLinear;
+use ferroq::pack::PackedWeights;
+use ferroq::{kernels_for, supported_isas};
+
+const SHAPES: [(usize, usize, usize); 6] =
+    [(1, 768, 768), (1, 1024, 4096), (16, 768, 768), (32, 768, 3072), (128, 1024, 1024), (512, 1024, 1024)];
+
+fn pseudo_random_i8(len: usize, seed: u32) -> Vec<i8> {
+    let mut state = seed.wrapping_mul(2654435761).max(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as i8
+        })
+        .collect()
+}
+
+fn gemm_u8i8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_u8i8");
+    for isa in supported_isas() {
+        let kernels = kernels_for(isa).expect("supported");
+        for (m, k, n) in SHAPES {
+            let weights = PackedWeights::pack(&pseudo_random_i8(n * k, 1), n, k).unwrap();
+            let a: Vec<u8> = pseudo_random_i8(m * weights.k_padded(), 2).iter().map(|&v| (v as u8) & 0x7f).collect();
+            let mut out = vec![0i32; m * n];
+            group.throughput(Throughput::Elements((m * k * n) as u64));
+            group.bench_function(BenchmarkId::new(isa.name(), format!("{m}x{k}x{n}")), |b| {
+                b.iter(|| (kernels.gemm_u8i8)(&a, weights.k_padded(), m, &weights, &mut out, n))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn dynamic_linear(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dynamic_linear");
+    for isa in supported_isas() {
+        let kernels = kernels_for(isa).expect("supported");
+        for (m, k, n) in SHAPES {
+            let w = pseudo_random_i8(n * k, 3);
+            let layer = DynamicLinear::new(&w, n, k, &[0.01], &[0], Some(vec![0.5; n])).unwrap();
+            let x: Vec<f32> = pseudo_random_i8(m * k, 4).iter().map(|&v| v as f32 / 37.0).collect();
+            let mut out = vec![0f32; m * n];
+            group.throughput(Throughput::Elements((m * k * n) as u64));
+            group.bench_function(BenchmarkId::new(isa.name(), format!("{m}x{k}x{n}")), |b| {
+                b.iter(|| layer.forward(&kernels, &x, m, true, &mut out).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemm_u8i8, dynamic_linear);
+criterion_main!(benches);

@@ -1,0 +1,71 @@
+//! The kernel contract: what every instruction-set path provides, as a table of safe function
+//! pointers ([`Kernels`]).
+//!
+//! `scalar.rs` is the specification: every other path must produce the same integers, and the same
+//! float bits where its float operations are the ones the contract names (f32 FMA, round half to
+//! even). A SIMD table is only ever built after the CPU was checked to have its instructions, which
+//! is what makes its `unsafe` `#[target_feature]` bodies sound to call through the safe pointers.
+
+pub mod scalar;
+
+use crate::dispatch::Isa;
+use crate::pack::PackedWeights;
+
+/// Parameters of the dequantizing epilogue (SPEC.md 2.1 step 5), per output column `n`:
+/// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32), then
+/// `y = fma((float)corr, multipliers[n], bias[n])`, or `(float)corr * multipliers[n]` without bias.
+#[derive(Clone, Copy, Debug)]
+pub struct Dequantize<'a> {
+    pub x_zero_point: i32,
+    /// `Σ_k W[n,k] - w_zero_point[n] * K`, per column.
+    pub col_offsets: &'a [i32],
+    pub w_zero_points: &'a [i32],
+    /// `f32(s_x * s_w[n])`, per column.
+    pub multipliers: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Smallest and largest element of a slice, or the fact that it holds a NaN or an infinity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Range {
+    /// Every element is finite. An empty slice gives `min = max = 0`, as PyTorch does.
+    Finite { min: f32, max: f32 },
+    /// At least one element is NaN or infinite.
+    NonFinite,
+}
+
+/// The kernels of one path. All rows are row-major; strides are in elements.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    pub isa: Isa,
+    /// The range of a float slice.
+    pub range: fn(x: &[f32]) -> Range,
+    /// `out[i] = clamp(rne(x[i] * inv_scale) + zero_point, 0, 255)` for finite `x`.
+    pub quantize_u8: fn(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]),
+    /// Raw int32 products: `out[r*ldo + n] = Σ_k a[r*lda + k] * W[n, k]` for `r < rows`, `n < b.n()`.
+    /// `lda >= b.k_padded()` and `a` must hold zeros in each row's padding `k..k_padded`. Exact: no
+    /// intermediate saturation, int32 wrap-around only where the true sum overflows.
+    pub gemm_u8i8: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize),
+    /// The dequantizing epilogue over `rows` rows of `n` accumulators: `acc[r*n + j]` -> `out[r*n + j]`,
+    /// with `row_sums[r] = Σ_k a[r, k]`.
+    pub dequantize: fn(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]),
+    /// float16-weight product: `out[r*n + j] = Σ_k fma in order k = 0..K of x[r*k + kk] * w[kk*n + j]`
+    /// (accumulated in f32 from 0.0, one FMA per k), then `+ bias[j]` as a separate add.
+    /// `w` holds IEEE binary16 bits, transposed to `k x n`.
+    pub gemm_f32_f16: fn(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32]),
+}
+
+/// The table of `isa`, or `None` when this CPU or build cannot run it.
+pub fn table(isa: Isa) -> Option<Kernels> {
+    match isa {
+        Isa::Scalar => Some(scalar::KERNELS),
+        _ => None,
+    }
+}
+
+/// True when both paths belong to the same CPU architecture.
+pub fn same_architecture(a: Isa, b: Isa) -> bool {
+    let arm = |isa: Isa| matches!(isa, Isa::Neon | Isa::NeonDotprod);
+    let x86 = |isa: Isa| matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni);
+    (arm(a) && arm(b)) || (x86(a) && x86(b))
+}

@@ -1,0 +1,95 @@
+//! The portable reference kernels: the specification the SIMD paths must equal bit for bit, and the
+//! fallback on CPUs without a faster path.
+
+use super::{Dequantize, Kernels, Range};
+use crate::dispatch::Isa;
+use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::quant::{dequantize_accumulator, quantize_value};
+
+/// The scalar table.
+pub const KERNELS: Kernels = Kernels {
+    isa: Isa::Scalar,
+    range,
+    quantize_u8,
+    gemm_u8i8,
+    dequantize,
+    gemm_f32_f16,
+};
+
+/// See [`Kernels::range`].
+pub fn range(x: &[f32]) -> Range {
+    let (mut min, mut max) = match x.first() {
+        Some(&v) => (v, v),
+        None => return Range::Finite { min: 0.0, max: 0.0 },
+    };
+    for &v in x {
+        if !v.is_finite() {
+            return Range::NonFinite;
+        }
+        min = min.min(v);
+        max = max.max(v);
+    }
+    Range::Finite { min, max }
+}
+
+/// See [`Kernels::quantize_u8`].
+pub fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = quantize_value(v, inv_scale, zero_point, 0, 255) as u8;
+    }
+}
+
+/// See [`Kernels::gemm_u8i8`].
+pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+    for r in 0..rows {
+        let a_row = &a[r * lda..r * lda + b.k_padded()];
+        for p in 0..b.n_panels() {
+            let mut acc = [0i32; PANEL_WIDTH];
+            for (block, a_group) in b.panel(p).iter().zip(a_row.chunks_exact(K_GROUP)) {
+                for (lane, w) in acc.iter_mut().zip(block.0.chunks_exact(K_GROUP)) {
+                    for (&x, &w) in a_group.iter().zip(w) {
+                        *lane = lane.wrapping_add(x as i32 * w as i32);
+                    }
+                }
+            }
+            let n0 = p * PANEL_WIDTH;
+            let width = PANEL_WIDTH.min(b.n() - n0);
+            out[r * ldo + n0..r * ldo + n0 + width].copy_from_slice(&acc[..width]);
+        }
+    }
+}
+
+/// See [`Kernels::dequantize`].
+pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
+    let n = params.multipliers.len();
+    if n == 0 {
+        return;
+    }
+    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
+        for j in 0..n {
+            let corr = acc_row[j]
+                .wrapping_sub(params.x_zero_point.wrapping_mul(params.col_offsets[j]))
+                .wrapping_sub(row_sum.wrapping_mul(params.w_zero_points[j]));
+            out_row[j] = dequantize_accumulator(corr, params.multipliers[j], params.bias.map(|b| b[j]));
+        }
+    }
+}
+
+/// See [`Kernels::gemm_f32_f16`].
+pub fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+    for r in 0..rows {
+        let x_row = &x[r * k..(r + 1) * k];
+        let out_row = &mut out[r * n..(r + 1) * n];
+        out_row.fill(0.0);
+        for (kk, &xv) in x_row.iter().enumerate() {
+            for (o, &wb) in out_row.iter_mut().zip(&w[kk * n..(kk + 1) * n]) {
+                *o = xv.mul_add(half::f16::from_bits(wb).to_f32(), *o);
+            }
+        }
+        if let Some(bias) = bias {
+            for (o, &b) in out_row.iter_mut().zip(bias) {
+                *o += b;
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! ferroq: int8 quantized neural-network layers for CPU inference, with PyTorch's numerics.
+//!
+//! The crate is usable from Rust on its own (`--no-default-features`); the `python` feature adds
+//! the PyO3 module `ferroq._core` that the Python package wraps.
+
+pub mod dispatch;
+pub mod error;
+pub mod kernels;
+pub mod linear;
+pub mod pack;
+pub mod quant;
+pub mod threads;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use dispatch::{active_isa, kernels, kernels_for, supported_isas, Isa};
+pub use error::{Error, Result};

@@ -1,0 +1,224 @@
+//! Linear layers over the kernel table: the dynamic int8 Linear (SPEC.md 2.1) and the float16
+//! weight Linear (SPEC.md 2.2 and 12).
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::kernels::{Dequantize, Kernels, Range};
+use crate::pack::PackedWeights;
+use crate::quant::{choose_qparams, QParams};
+use crate::threads::{current_pool, PARALLEL_THRESHOLD_MACS};
+
+/// Rows per block of the int32 accumulator buffer.
+const ROW_BLOCK: usize = 64;
+
+/// Activations quantized to uint8 with one set of qparams for the whole tensor, in rows padded to
+/// the weights' `k_padded` with zeros.
+#[derive(Clone, Debug)]
+pub struct QuantizedActivations {
+    pub data: Vec<u8>,
+    pub rows: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub row_sums: Vec<i32>,
+    pub qparams: QParams,
+}
+
+/// Quantizes `x` (`rows x k`, row-major) dynamically: range over the whole tensor, qparams by
+/// PyTorch's rule for quint8 (`reduce_range` halves the levels), then SPEC.md 1.1 per element.
+/// `stride` is the padded row length (`>= k`). NaN or infinite input is an error.
+pub fn quantize_activations(
+    kernels: &Kernels,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    stride: usize,
+    reduce_range: bool,
+) -> Result<QuantizedActivations> {
+    check_len(x.len(), rows, k, "input")?;
+    let Range::Finite { min, max } = (kernels.range)(x) else {
+        return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
+    };
+    let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;
+    let mut data = vec![0u8; rows * stride];
+    let mut row_sums = vec![0i32; rows];
+    if k > 0 {
+        for ((src, dst), sum) in x.chunks_exact(k).zip(data.chunks_exact_mut(stride)).zip(&mut row_sums) {
+            (kernels.quantize_u8)(src, qparams.inv_scale_f32(), qparams.zero_point, &mut dst[..k]);
+            *sum = dst[..k].iter().map(|&q| q as i32).sum();
+        }
+    }
+    Ok(QuantizedActivations { data, rows, k, stride, row_sums, qparams })
+}
+
+fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
+    if Some(len) != rows.checked_mul(k) {
+        return Err(Error::Shape(format!("{what} has {len} elements, expected {rows} x {k}")));
+    }
+    Ok(())
+}
+
+/// A dynamic int8 Linear: int8 weights with per-tensor or per-channel qparams, float bias.
+#[derive(Clone, Debug)]
+pub struct DynamicLinear {
+    weights: PackedWeights,
+    scales: Vec<f32>,
+    zero_points: Vec<i32>,
+    col_offsets: Vec<i32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl DynamicLinear {
+    /// `weight` is row-major `n x k` int8. `scales`/`zero_points` have length 1 (per tensor) or `n`
+    /// (per output feature); scales are used as float32, as FBGEMM does.
+    pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        let weights = PackedWeights::pack(weight, n, k)?;
+        let per_column = |what: &str, len: usize| -> Result<()> {
+            if len == 1 || len == n {
+                Ok(())
+            } else {
+                Err(Error::Shape(format!("{what} must have 1 or {n} (out_features) entries, got {len}")))
+            }
+        };
+        per_column("weight scales", scales.len())?;
+        per_column("weight zero points", zero_points.len())?;
+        if scales.len() != zero_points.len() {
+            return Err(Error::Shape(format!(
+                "weight scales ({}) and zero points ({}) must have the same length",
+                scales.len(),
+                zero_points.len()
+            )));
+        }
+        if let Some(&bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::Value(format!("weight scales must be positive and finite, got {bad}")));
+        }
+        if let Some(b) = &bias {
+            if b.len() != n {
+                return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
+            }
+        }
+        let expand = |v: &[f32]| if v.len() == n { v.to_vec() } else { vec![v[0]; n] };
+        let scales = expand(scales);
+        let zero_points: Vec<i32> = if zero_points.len() == n { zero_points.to_vec() } else { vec![zero_points[0]; n] };
+        let k_i32 = k as i32;
+        let col_offsets = weights
+            .col_sums()
+            .iter()
+            .zip(&zero_points)
+            .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
+            .collect();
+        Ok(DynamicLinear { weights, scales, zero_points, col_offsets, bias })
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weights.k()
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weights.n()
+    }
+
+    /// Quantizes `x` (`rows x in_features`) as this layer's GEMM wants it.
+    pub fn quantize_input(&self, kernels: &Kernels, x: &[f32], rows: usize, reduce_range: bool) -> Result<QuantizedActivations> {
+        quantize_activations(kernels, x, rows, self.in_features(), self.weights.k_padded(), reduce_range)
+    }
+
+    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, SPEC.md 2.1 steps 4-5.
+    pub fn forward_quantized(&self, kernels: &Kernels, xq: &QuantizedActivations, out: &mut [f32]) -> Result<()> {
+        let n = self.out_features();
+        if xq.k != self.in_features() || xq.stride != self.weights.k_padded() {
+            return Err(Error::Shape(format!(
+                "quantized input has {} features, expected in_features = {}",
+                xq.k,
+                self.in_features()
+            )));
+        }
+        check_len(out.len(), xq.rows, n, "output")?;
+        let s_x = xq.qparams.scale_f32();
+        let multipliers: Vec<f32> = self.scales.iter().map(|&s_w| s_x * s_w).collect();
+        let params = Dequantize {
+            x_zero_point: xq.qparams.zero_point,
+            col_offsets: &self.col_offsets,
+            w_zero_points: &self.zero_points,
+            multipliers: &multipliers,
+            bias: self.bias.as_deref(),
+        };
+        if n == 0 || xq.rows == 0 {
+            return Ok(());
+        }
+        let run_block = |first_row: usize, out_block: &mut [f32]| {
+            let rows = out_block.len() / n;
+            let mut acc = vec![0i32; rows * n];
+            let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
+            (kernels.gemm_u8i8)(a, xq.stride, rows, &self.weights, &mut acc, n);
+            (kernels.dequantize)(&acc, &xq.row_sums[first_row..first_row + rows], &params, out_block);
+        };
+        let macs = xq.rows * n * xq.k;
+        if macs < PARALLEL_THRESHOLD_MACS || xq.rows < 2 {
+            for (i, block) in out.chunks_mut(ROW_BLOCK * n).enumerate() {
+                run_block(i * ROW_BLOCK, block);
+            }
+        } else {
+            let pool = current_pool();
+            let rows_per_task = xq.rows.div_ceil(pool.current_num_threads()).clamp(1, ROW_BLOCK);
+            pool.install(|| {
+                out.par_chunks_mut(rows_per_task * n)
+                    .enumerate()
+                    .for_each(|(i, block)| run_block(i * rows_per_task, block));
+            });
+        }
+        Ok(())
+    }
+
+    /// Quantizes `x` and runs the layer: the whole dynamic Linear.
+    pub fn forward(&self, kernels: &Kernels, x: &[f32], rows: usize, reduce_range: bool, out: &mut [f32]) -> Result<()> {
+        let xq = self.quantize_input(kernels, x, rows, reduce_range)?;
+        self.forward_quantized(kernels, &xq, out)
+    }
+}
+
+/// A Linear with float16 weights and float32 activations (`dtype=float16` dynamic modules).
+#[derive(Clone, Debug)]
+pub struct Fp16Linear {
+    /// IEEE binary16 bits, transposed to `k x n`.
+    weight_t: Vec<u16>,
+    n: usize,
+    k: usize,
+    bias: Option<Vec<f32>>,
+}
+
+impl Fp16Linear {
+    /// `weight` is row-major `n x k` float16 bits (already saturated to +-65504 and rounded).
+    pub fn new(weight: &[u16], n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
+        check_len(weight.len(), n, k, "weight")?;
+        if let Some(b) = &bias {
+            if b.len() != n {
+                return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
+            }
+        }
+        let mut weight_t = vec![0u16; n * k];
+        for (row, chunk) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
+            for (col, &w) in chunk.iter().enumerate() {
+                weight_t[col * n + row] = w;
+            }
+        }
+        Ok(Fp16Linear { weight_t, n, k, bias })
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
+    /// `out = x @ f16(W)^T + bias` with f32 FMA accumulation in k order. Nothing is quantized, so
+    /// NaN and infinity propagate as in float math.
+    pub fn forward(&self, kernels: &Kernels, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        check_len(x.len(), rows, self.k, "input")?;
+        check_len(out.len(), rows, self.n, "output")?;
+        (kernels.gemm_f32_f16)(x, rows, self.k, &self.weight_t, self.n, self.bias.as_deref(), out);
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Weight packing: the int8 weight matrix `W[n, k]` (one row per output feature, as PyTorch stores
+//! it) rearranged once, at `from_float` or load time, into the layout every GEMM kernel reads.
+//!
+//! Layout: output features are grouped into panels of [`PANEL_WIDTH`] columns; inside a panel, for
+//! each group of [`K_GROUP`] consecutive `k`, the 4 bytes of column 0, then of column 1, ... So one
+//! k-group of a panel is one 64-byte block, exactly one 512-bit register, aligned to 64 bytes. `K`
+//! is padded with zeros to a multiple of 4 and `N` with zero columns to a multiple of 16: padding
+//! adds nothing to any dot product.
+
+use crate::error::{Error, Result};
+
+/// Output features per panel (16 int32 lanes of a 512-bit register).
+pub const PANEL_WIDTH: usize = 16;
+/// Consecutive `k` values per column in one block (the 4-way dot product of `vpdpbusd`/`sdot`).
+pub const K_GROUP: usize = 4;
+
+/// One k-group of one panel: `PANEL_WIDTH` columns x `K_GROUP` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Block(pub [i8; PANEL_WIDTH * K_GROUP]);
+
+/// An int8 weight matrix in panel layout, with the per-column data the epilogues need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedWeights {
+    n: usize,
+    k: usize,
+    k_groups: usize,
+    blocks: Vec<Block>,
+    col_sums: Vec<i32>,
+}
+
+impl PackedWeights {
+    /// Packs `weight`, a row-major `n x k` int8 matrix.
+    pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
+        let expected = n.checked_mul(k).ok_or_else(|| Error::Shape(format!("weight shape ({n}, {k}) is too large")))?;
+        if weight.len() != expected {
+            return Err(Error::Shape(format!(
+                "weight has {} elements, expected {n} x {k} = {expected}",
+                weight.len()
+            )));
+        }
+        let k_groups = k.div_ceil(K_GROUP);
+        let n_panels = n.div_ceil(PANEL_WIDTH);
+        let mut blocks = vec![Block([0; PANEL_WIDTH * K_GROUP]); n_panels * k_groups];
+        for (col, row) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
+            let (panel, lane) = (col / PANEL_WIDTH, col % PANEL_WIDTH);
+            for (kk, &w) in row.iter().enumerate() {
+                let block = &mut blocks[panel * k_groups + kk / K_GROUP];
+                block.0[lane * K_GROUP + kk % K_GROUP] = w;
+            }
+        }
+        let col_sums = weight.chunks_exact(k.max(1)).take(n).map(|row| row.iter().map(|&w| w as i32).sum()).collect();
+        let col_sums = if k == 0 { vec![0; n] } else { col_sums };
+        Ok(PackedWeights { n, k, k_groups, blocks, col_sums })
+    }
+
+    /// Output features (columns of the product).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features (the reduction length).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// `k` rounded up to a multiple of [`K_GROUP`]: the row stride activations must have.
+    pub fn k_padded(&self) -> usize {
+        self.k_groups * K_GROUP
+    }
+
+    /// Number of k-groups (blocks per panel).
+    pub fn k_groups(&self) -> usize {
+        self.k_groups
+    }
+
+    /// Number of panels of [`PANEL_WIDTH`] columns.
+    pub fn n_panels(&self) -> usize {
+        self.n.div_ceil(PANEL_WIDTH)
+    }
+
+    /// The `k_groups()` blocks of panel `p`.
+    pub fn panel(&self, p: usize) -> &[Block] {
+        &self.blocks[p * self.k_groups..(p + 1) * self.k_groups]
+    }
+
+    /// `Σ_k W[n, k]` per column: the zero-point compensation term.
+    pub fn col_sums(&self) -> &[i32] {
+        &self.col_sums
+    }
+
+    /// One weight, read back from the packed layout.
+    pub fn get(&self, n: usize, k: usize) -> i8 {
+        self.panel(n / PANEL_WIDTH)[k / K_GROUP].0[(n % PANEL_WIDTH) * K_GROUP + k % K_GROUP]
+    }
+
+    /// The row-major `n x k` matrix this was packed from.
+    pub fn unpack(&self) -> Vec<i8> {
+        (0..self.n).flat_map(|n| (0..self.k).map(move |k| (n, k))).map(|(n, k)| self.get(n, k)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(n: usize, k: usize) -> Vec<i8> {
+        (0..n * k).map(|i| (i % 251) as i8).collect()
+    }
+
+    #[test]
+    fn packing_round_trips_for_ragged_shapes() {
+        for (n, k) in [(1, 1), (15, 3), (16, 4), (17, 5), (33, 63), (0, 7), (5, 0)] {
+            let w = ramp(n, k);
+            let p = PackedWeights::pack(&w, n, k).unwrap();
+            assert_eq!(p.unpack(), w, "n={n} k={k}");
+            assert_eq!(p.k_padded() % K_GROUP, 0);
+        }
+    }
+
+    #[test]
+    fn padding_is_zero() {
+        let p = PackedWeights::pack(&ramp(17, 5), 17, 5).unwrap();
+        let last = p.panel(1);
+        assert_eq!(last[0].0[K_GROUP..], [0; (PANEL_WIDTH - 1) * K_GROUP]);
+        assert_eq!(p.panel(0)[1].0[1..K_GROUP], [0; K_GROUP - 1]);
+    }
+
+    #[test]
+    fn column_sums_are_per_output_feature() {
+        let w: Vec<i8> = vec![1, 2, 3, -128, 127, 0];
+        let p = PackedWeights::pack(&w, 2, 3).unwrap();
+        assert_eq!(p.col_sums(), &[6, -1]);
+    }
+
+    #[test]
+    fn blocks_are_cache_line_aligned() {
+        let p = PackedWeights::pack(&ramp(40, 40), 40, 40).unwrap();
+        assert_eq!(p.panel(1).as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn wrong_sizes_are_errors() {
+        assert!(matches!(PackedWeights::pack(&[0; 5], 2, 3), Err(Error::Shape(_))));
+    }
+}
