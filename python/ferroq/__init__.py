@@ -1,0 +1,82 @@
+"""ferroq: int8 quantized neural-network layers for CPU inference, bit-exact with PyTorch.
+
+A torch-free re-implementation of ``torch.ao.nn.quantized.dynamic`` (and the static quantized
+Linear) on a Rust core with runtime-selected SIMD kernels. Arrays are numpy.
+"""
+
+from __future__ import annotations
+
+import os as _os
+import warnings as _warnings
+
+from . import _core
+from ._dtypes import (
+    DType,
+    QScheme,
+    float16,
+    per_channel_affine,
+    per_channel_symmetric,
+    per_tensor_affine,
+    per_tensor_symmetric,
+    qint8,
+    quint8,
+)
+from ._tensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor, quantize_per_tensor_dynamic
+from . import nn, quantization
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "__version__",
+    "DType",
+    "QScheme",
+    "qint8",
+    "quint8",
+    "float16",
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+    "QTensor",
+    "quantize_per_tensor",
+    "quantize_per_channel",
+    "quantize_per_tensor_dynamic",
+    "dequantize",
+    "backend",
+    "supported_backends",
+    "set_num_threads",
+    "get_num_threads",
+    "nn",
+    "quantization",
+]
+
+
+def backend() -> str:
+    """The kernel path in use: "avx512vnni", "avxvnni", "avx2", "neon-dotprod", "neon" or "scalar".
+
+    The environment variable ``FERROQ_ISA`` (read once, at import) can lower it, never raise it.
+    """
+    return _core.backend()
+
+
+def supported_backends() -> list:
+    """Every kernel path this CPU supports, lowest first; each is a valid ``FERROQ_ISA`` value."""
+    return list(_core.supported_backends())
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads one operation may use (default: the machine's cores)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads expects a positive number of threads, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """How many threads one operation may use."""
+    return _core.get_num_threads()
+
+
+if _os.environ.get("FERROQ_ISA") and _core.backend_note():
+    _warnings.warn(_core.backend_note(), RuntimeWarning, stacklevel=2)

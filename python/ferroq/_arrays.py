@@ -1,0 +1,43 @@
+"""Normalising user input into the arrays the Rust core accepts, with typed errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """An ndarray view or copy of ``value``; torch tensors are detached and moved to the CPU."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def as_float32(value: Any, what: str = "input") -> np.ndarray:
+    """A C-contiguous float32 copy or view of a floating-point array-like.
+
+    Integer, boolean, complex and object arrays raise TypeError: they are almost always a mistake
+    (token ids instead of embeddings, say), and PyTorch refuses them too.
+    """
+    array = to_numpy(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_finite(array: np.ndarray, what: str = "input") -> None:
+    """ValueError when ``array`` holds NaN or infinity (which cannot be quantized)."""
+    if array.size and not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or infinity, which cannot be quantized")
+
+
+def last_dim(array: np.ndarray, expected: int, what: str = "input") -> None:
+    """ValueError unless ``array`` has at least one dimension and its last one is ``expected``."""
+    if array.ndim == 0:
+        raise ValueError(f"{what} must have at least 1 dimension with {expected} features, got a scalar")
+    if array.shape[-1] != expected:
+        raise ValueError(
+            f"{what} of shape {tuple(array.shape)} has {array.shape[-1]} features in its last dimension, "
+            f"expected {expected}"
+        )

@@ -1,0 +1,121 @@
+"""Quantized dtypes and quantization schemes, mirroring PyTorch's names.
+
+Every public function that takes a dtype also accepts its name as a string (``"qint8"``) and
+PyTorch's dtype objects (``torch.qint8``), without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+
+__all__ = [
+    "DType",
+    "QScheme",
+    "qint8",
+    "quint8",
+    "float16",
+    "float32",
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+    "as_dtype",
+    "as_qscheme",
+]
+
+
+class DType:
+    """A tensor element type: a quantized integer type (``qint8``, ``quint8``) or a float type."""
+
+    __slots__ = ("name", "numpy_dtype", "qmin", "qmax")
+
+    def __init__(self, name: str, numpy_dtype: Any, qmin: Optional[int], qmax: Optional[int]) -> None:
+        self.name = name
+        self.numpy_dtype = np.dtype(numpy_dtype)
+        self.qmin = qmin
+        self.qmax = qmax
+
+    @property
+    def is_quantized(self) -> bool:
+        """True for the quantized integer types."""
+        return self.qmin is not None
+
+    def __repr__(self) -> str:
+        return f"ferroq.{self.name}"
+
+    def __reduce__(self) -> Any:
+        return (as_dtype, (self.name,))
+
+
+class QScheme:
+    """How a quantized tensor maps integers to reals: per tensor or per channel, affine or symmetric."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def is_per_channel(self) -> bool:
+        return self.name.startswith("per_channel")
+
+    @property
+    def is_symmetric(self) -> bool:
+        return self.name.endswith("symmetric")
+
+    def __repr__(self) -> str:
+        return f"ferroq.{self.name}"
+
+    def __reduce__(self) -> Any:
+        return (as_qscheme, (self.name,))
+
+
+qint8 = DType("qint8", np.int8, -128, 127)
+quint8 = DType("quint8", np.uint8, 0, 255)
+float16 = DType("float16", np.float16, None, None)
+float32 = DType("float32", np.float32, None, None)
+
+per_tensor_affine = QScheme("per_tensor_affine")
+per_tensor_symmetric = QScheme("per_tensor_symmetric")
+per_channel_affine = QScheme("per_channel_affine")
+per_channel_symmetric = QScheme("per_channel_symmetric")
+
+_DTYPES = {d.name: d for d in (qint8, quint8, float16, float32)}
+_DTYPES.update({"half": float16, "float": float32})
+_QSCHEMES = {q.name: q for q in (per_tensor_affine, per_tensor_symmetric, per_channel_affine, per_channel_symmetric)}
+
+
+def _plain_name(value: Any) -> Optional[str]:
+    """``"qint8"`` for ``"qint8"``, ``"torch.qint8"`` and ``torch.qint8`` alike."""
+    if isinstance(value, str):
+        text = value
+    elif type(value).__module__ == "torch" or type(value).__name__ in ("dtype", "qscheme"):
+        text = str(value)
+    else:
+        return None
+    for prefix in ("torch.", "ferroq."):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text
+
+
+def as_dtype(value: Union[DType, str, Any]) -> DType:
+    """The :class:`DType` for a ferroq dtype, its name, or a torch dtype. TypeError otherwise."""
+    if isinstance(value, DType):
+        return value
+    name = _plain_name(value)
+    if name is not None and name in _DTYPES:
+        return _DTYPES[name]
+    raise TypeError(f"expected a dtype (ferroq.qint8, ferroq.quint8, ferroq.float16 or its name), got {value!r}")
+
+
+def as_qscheme(value: Union[QScheme, str, Any]) -> QScheme:
+    """The :class:`QScheme` for a ferroq qscheme, its name, or a torch qscheme. TypeError otherwise."""
+    if isinstance(value, QScheme):
+        return value
+    name = _plain_name(value)
+    if name is not None and name in _QSCHEMES:
+        return _QSCHEMES[name]
+    raise TypeError(f"expected a qscheme (ferroq.per_tensor_affine, ... or its name), got {value!r}")

@@ -1,0 +1,275 @@
+"""Quantized tensors: integer values plus the scale(s) and zero point(s) that give them meaning.
+
+Quantizing follows PyTorch on x86 (SPEC.md 1.1): ``q = clamp(rne(x * (1/scale)) + zero_point)``,
+with the reciprocal taken in float32 and the product rounded half to even.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_float32, check_finite, to_numpy
+from ._dtypes import DType, QScheme, as_dtype, per_channel_affine, per_tensor_affine, qint8, quint8
+
+__all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic", "dequantize"]
+
+
+def _quantized_dtype(dtype: Any) -> DType:
+    dt = as_dtype(dtype)
+    if not dt.is_quantized:
+        raise TypeError(f"expected a quantized dtype (ferroq.qint8 or ferroq.quint8), got {dt!r}")
+    return dt
+
+
+def _check_scale(scale: float) -> float:
+    scale = float(scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be positive and finite, got {scale}")
+    return scale
+
+
+def _check_zero_point(zero_point: int, dtype: DType) -> int:
+    zero_point = int(zero_point)
+    assert dtype.qmin is not None and dtype.qmax is not None
+    if not dtype.qmin <= zero_point <= dtype.qmax:
+        raise ValueError(f"zero_point must be between {dtype.qmin} and {dtype.qmax} for {dtype!r}, got {zero_point}")
+    return zero_point
+
+
+def _round_and_clamp(x: np.ndarray, inv_scale: Any, zero_point: Any, dtype: DType) -> np.ndarray:
+    """The shared quantization formula; ``inv_scale`` and ``zero_point`` broadcast against ``x``."""
+    q = np.rint(x * inv_scale) + np.asarray(zero_point, dtype=np.float32)
+    return np.clip(q, dtype.qmin, dtype.qmax).astype(dtype.numpy_dtype)
+
+
+class QTensor:
+    """A quantized tensor: ``real = scale * (int_repr - zero_point)``, per tensor or per channel.
+
+    Create one with :func:`quantize_per_tensor`, :func:`quantize_per_channel`,
+    :func:`quantize_per_tensor_dynamic`, or from existing integers with :meth:`from_int_repr`.
+    """
+
+    __slots__ = ("_int", "_dtype", "_scale", "_zero_point", "_scales", "_zero_points", "_axis")
+
+    def __init__(self) -> None:
+        raise TypeError("QTensor is created by ferroq.quantize_per_tensor(...), quantize_per_channel(...) or QTensor.from_int_repr(...)")
+
+    @classmethod
+    def from_int_repr(
+        cls,
+        int_repr: Any,
+        scale: Union[float, Any],
+        zero_point: Union[int, Any],
+        axis: Optional[int] = None,
+    ) -> "QTensor":
+        """Wraps integers that are already quantized. The dtype follows the array: int8 is qint8,
+        uint8 is quint8. With ``axis``, ``scale`` and ``zero_point`` are per-channel sequences."""
+        values = to_numpy(int_repr)
+        if values.dtype == np.int8:
+            dtype = qint8
+        elif values.dtype == np.uint8:
+            dtype = quint8
+        else:
+            raise TypeError(f"int_repr must be an int8 (qint8) or uint8 (quint8) array, got dtype {values.dtype}")
+        self = object.__new__(cls)
+        self._int = np.array(values, copy=True, order="C")
+        self._dtype = dtype
+        if axis is None:
+            self._scale = _check_scale(scale)
+            self._zero_point = _check_zero_point(zero_point, dtype)
+            self._scales = self._zero_points = self._axis = None
+        else:
+            if values.ndim == 0:
+                raise ValueError("a per-channel QTensor needs at least 1 dimension")
+            axis = int(axis)
+            if not -values.ndim <= axis < values.ndim:
+                raise ValueError(f"axis {axis} is out of range for a tensor with {values.ndim} dimensions")
+            axis %= values.ndim
+            scales = np.asarray(to_numpy(scale), dtype=np.float64).reshape(-1)
+            zero_points = np.asarray(to_numpy(zero_point), dtype=np.int64).reshape(-1)
+            channels = values.shape[axis]
+            if scales.shape != (channels,) or zero_points.shape != (channels,):
+                raise ValueError(
+                    f"expected {channels} scales and zero points along axis {axis}, "
+                    f"got {scales.size} scales and {zero_points.size} zero points"
+                )
+            for s in scales:
+                _check_scale(s)
+            for z in zero_points:
+                _check_zero_point(z, dtype)
+            self._scales, self._zero_points, self._axis = scales, zero_points, axis
+            self._scale = self._zero_point = None
+        return self
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> DType:
+        return self._dtype
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tuple(self._int.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._int.ndim
+
+    def __len__(self) -> int:
+        if self._int.ndim == 0:
+            raise TypeError("len() of a 0-d QTensor")
+        return len(self._int)
+
+    def qscheme(self) -> QScheme:
+        """``per_tensor_affine`` or ``per_channel_affine`` (also for symmetric observers, as PyTorch reports)."""
+        return per_tensor_affine if self._axis is None else per_channel_affine
+
+    def int_repr(self) -> np.ndarray:
+        """A copy of the stored integers (int8 for qint8, uint8 for quint8)."""
+        return self._int.copy()
+
+    def q_scale(self) -> float:
+        self._require_per_tensor("q_scale")
+        assert self._scale is not None
+        return self._scale
+
+    def q_zero_point(self) -> int:
+        self._require_per_tensor("q_zero_point")
+        assert self._zero_point is not None
+        return self._zero_point
+
+    def q_per_channel_scales(self) -> np.ndarray:
+        self._require_per_channel("q_per_channel_scales")
+        assert self._scales is not None
+        return self._scales.copy()
+
+    def q_per_channel_zero_points(self) -> np.ndarray:
+        self._require_per_channel("q_per_channel_zero_points")
+        assert self._zero_points is not None
+        return self._zero_points.copy()
+
+    def q_per_channel_axis(self) -> int:
+        self._require_per_channel("q_per_channel_axis")
+        assert self._axis is not None
+        return self._axis
+
+    def _require_per_tensor(self, method: str) -> None:
+        if self._axis is not None:
+            raise ValueError(f"{method}() needs a per-tensor QTensor; this one is per channel (use q_per_channel_*)")
+
+    def _require_per_channel(self, method: str) -> None:
+        if self._axis is None:
+            raise ValueError(f"{method}() needs a per-channel QTensor; this one is per tensor (use q_scale/q_zero_point)")
+
+    def _channel_shape(self) -> Tuple[int, ...]:
+        shape = [1] * self._int.ndim
+        assert self._axis is not None
+        shape[self._axis] = -1
+        return tuple(shape)
+
+    def dequantize(self) -> np.ndarray:
+        """``(int_repr - zero_point) * scale`` in float32, as a new array."""
+        values = self._int.astype(np.float32)
+        if self._axis is None:
+            return (values - np.float32(self._zero_point)) * np.float32(self._scale)
+        assert self._zero_points is not None and self._scales is not None
+        zp = self._zero_points.astype(np.float32).reshape(self._channel_shape())
+        scale = self._scales.astype(np.float32).reshape(self._channel_shape())
+        return (values - zp) * scale
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        if self._axis is None:
+            qparams = f"scale={self._scale}, zero_point={self._zero_point}"
+        else:
+            qparams = f"axis={self._axis}, scales={np.array2string(self._scales, threshold=6)}, zero_points={np.array2string(self._zero_points, threshold=6)}"
+        values = np.array2string(self.dequantize(), threshold=20, edgeitems=3)
+        return f"QTensor({values}, shape={self.shape}, dtype={self._dtype!r}, qscheme={self.qscheme()!r}, {qparams})"
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def __reduce__(self) -> Any:
+        return (_new_empty_qtensor, (), self.__getstate__())
+
+    def _same_as(self, other: "QTensor") -> bool:
+        """True when both hold the same integers and qparams (used by tests and state-dict checks)."""
+        if self._dtype is not other._dtype or self._axis != other._axis or self.shape != other.shape:
+            return False
+        if not np.array_equal(self._int, other._int):
+            return False
+        if self._axis is None:
+            return self._scale == other._scale and self._zero_point == other._zero_point
+        return bool(np.array_equal(self._scales, other._scales) and np.array_equal(self._zero_points, other._zero_points))
+
+
+def _new_empty_qtensor() -> QTensor:
+    return object.__new__(QTensor)
+
+
+def quantize_per_tensor(x: Any, scale: float, zero_point: int, dtype: Any) -> QTensor:
+    """Quantizes ``x`` with one scale and zero point. NaN or infinity in ``x`` raises ValueError."""
+    dt = _quantized_dtype(dtype)
+    scale = _check_scale(scale)
+    zero_point = _check_zero_point(zero_point, dt)
+    values = as_float32(x)
+    check_finite(values)
+    inv_scale = np.float32(1.0) / np.float32(scale)
+    return QTensor.from_int_repr(_round_and_clamp(values, inv_scale, zero_point, dt), scale, zero_point)
+
+
+def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype: Any) -> QTensor:
+    """Quantizes ``x`` with one scale and zero point per index along ``axis``."""
+    dt = _quantized_dtype(dtype)
+    values = as_float32(x)
+    check_finite(values)
+    scales = np.asarray(to_numpy(scales), dtype=np.float64).reshape(-1)
+    zero_points = np.asarray(to_numpy(zero_points), dtype=np.int64).reshape(-1)
+    if values.ndim == 0:
+        raise ValueError("quantize_per_channel needs an input with at least 1 dimension")
+    axis = int(axis)
+    if not -values.ndim <= axis < values.ndim:
+        raise ValueError(f"axis {axis} is out of range for an input with {values.ndim} dimensions")
+    axis %= values.ndim
+    channels = values.shape[axis]
+    if scales.shape != (channels,) or zero_points.shape != (channels,):
+        raise ValueError(
+            f"expected {channels} scales and zero points along axis {axis} of shape {values.shape}, "
+            f"got {scales.size} scales and {zero_points.size} zero points"
+        )
+    for s in scales:
+        _check_scale(s)
+    for z in zero_points:
+        _check_zero_point(z, dt)
+    shape = [1] * values.ndim
+    shape[axis] = channels
+    inv_scale = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)
+    q = _round_and_clamp(values, inv_scale, zero_points.reshape(shape), dt)
+    return QTensor.from_int_repr(q, scales, zero_points, axis=axis)
+
+
+def quantize_per_tensor_dynamic(x: Any, dtype: Any = quint8, reduce_range: bool = False) -> QTensor:
+    """Quantizes ``x`` with qparams chosen from its own range, as PyTorch's dynamic ops do
+    (ChooseQuantizationParams, SPEC.md 1.2)."""
+    dt = _quantized_dtype(dtype)
+    values = as_float32(x)
+    check_finite(values)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    assert dt.qmin is not None and dt.qmax is not None
+    scale, zero_point = _core.choose_qparams(lo, hi, dt.qmin, dt.qmax, bool(reduce_range))
+    return quantize_per_tensor(values, scale, zero_point, dt)
+
+
+def dequantize(q: QTensor) -> np.ndarray:
+    """The float32 values a :class:`QTensor` stands for."""
+    if not isinstance(q, QTensor):
+        raise TypeError(f"dequantize expects a QTensor, got {type(q).__name__}")
+    return q.dequantize()

@@ -1,0 +1,114 @@
+"""Float building blocks: ``Linear``, ``ReLU``, ``Identity`` and the ``Sequential`` container."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Iterator, Union, overload
+
+import numpy as np
+
+from .._arrays import as_float32, last_dim
+from .module import Module
+
+__all__ = ["Linear", "ReLU", "Identity", "Sequential"]
+
+
+def uniform(shape: Any, bound: float) -> np.ndarray:
+    """float32 values drawn from U(-bound, bound) with numpy's global generator (``np.random.seed``)."""
+    return np.random.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` in float32; the float reference and the input of ``from_float``.
+
+    Parameters are initialised as ``torch.nn.Linear`` does: U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    Inputs of any rank >= 1 whose last dimension is ``in_features``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        if in_features < 0 or out_features < 0:
+            raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.register_parameter("weight", uniform((out_features, in_features), bound))
+        self.register_parameter("bias", uniform((out_features,), bound) if bias else None)
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = as_float32(x)
+        last_dim(x, self.in_features)
+        y = np.matmul(x, self.weight.T)
+        if self.bias is not None:
+            y += self.bias
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class ReLU(Module):
+    """``max(x, 0)``, elementwise."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        return np.maximum(as_float32(x), np.float32(0))
+
+
+class Identity(Module):
+    """Returns its input unchanged (a placeholder, e.g. for a removed layer)."""
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+class Sequential(Module):
+    """Modules called one after another; children are named "0", "1", ... or by an OrderedDict."""
+
+    def __init__(self, *modules: Any) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, module in modules[0].items():
+                self._add(name, module)
+        else:
+            for index, module in enumerate(modules):
+                self._add(str(index), module)
+
+    def _add(self, name: str, module: Any) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential takes ferroq modules, got {type(module).__name__} for {name!r}")
+        setattr(self, name, module)
+
+    def append(self, module: Module) -> "Sequential":
+        self._add(str(len(self)), module)
+        return self
+
+    def forward(self, x: Any) -> Any:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "Sequential": ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[Module, "Sequential"]:
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        try:
+            return items[index][1]
+        except IndexError:
+            raise IndexError(f"index {index} is out of range for a Sequential of length {len(self)}") from None
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        name = list(self._modules)[index]
+        self._add(name, module)

@@ -1,0 +1,84 @@
+"""Turning float weights into the quantized weights a module stores (PyTorch's ``_quantize_weight``)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from ..._arrays import to_numpy
+from ..._dtypes import DType, float16, qint8
+from ..._tensor import QTensor, quantize_per_channel, quantize_per_tensor
+
+FP16_MAX = 65504.0
+
+
+def float_weight(value: Any, what: str) -> np.ndarray:
+    """A float32 copy of a weight; NaN or infinity is a ValueError (it has no quantized value)."""
+    array = to_numpy(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
+    array = np.array(array, dtype=np.float32, order="C", copy=True)
+    if array.size and not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or infinity; it cannot be quantized")
+    return array
+
+
+def float_bias(value: Any, out_features: int, what: str) -> Optional[np.ndarray]:
+    """A float32 copy of a bias of shape ``(out_features,)``, or None."""
+    if value is None:
+        return None
+    array = to_numpy(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
+    if array.shape != (out_features,):
+        raise ValueError(f"{what} must have shape ({out_features},), got {tuple(array.shape)}")
+    return np.array(array, dtype=np.float32, order="C", copy=True)
+
+
+def quantize_weight(weight: np.ndarray, observer: Any) -> QTensor:
+    """Observes ``weight`` and quantizes it with the qparams the observer chooses; integers are
+    clamped to the observer's custom range when it has one (PyTorch's ``_clamp_weights``)."""
+    observer(weight)
+    scale, zero_point = observer.calculate_qparams()
+    if observer.dtype is not qint8:
+        raise ValueError(f"weight observer must have dtype ferroq.qint8, got {observer.dtype!r}")
+    if observer.qscheme.is_per_channel:
+        q = quantize_per_channel(weight, scale.astype(np.float64), zero_point.astype(np.int64), observer.ch_axis, qint8)
+    else:
+        q = quantize_per_tensor(weight, float(scale), int(zero_point), qint8)
+    if getattr(observer, "has_customized_qrange", False):
+        clamped = np.clip(q.int_repr(), observer.quant_min, observer.quant_max).astype(np.int8)
+        if q.qscheme().is_per_channel:
+            q = QTensor.from_int_repr(clamped, q.q_per_channel_scales(), q.q_per_channel_zero_points(), q.q_per_channel_axis())
+        else:
+            q = QTensor.from_int_repr(clamped, q.q_scale(), q.q_zero_point())
+    return q
+
+
+def to_fp16(weight: np.ndarray, what: str) -> np.ndarray:
+    """float16 weights: saturated to +-65504 first (PyTorch warns, and so do we; the caller's array
+    is never modified), then rounded to nearest even."""
+    if weight.size and np.abs(weight).max() > FP16_MAX:
+        warnings.warn(
+            f"FOUND weight out of range in {what}: values beyond +-65504 are saturated for float16", stacklevel=3
+        )
+    return np.clip(weight, -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
+def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarray]:
+    """float32 scales and int32 zero points as the kernel takes them (1 or ``out_features`` entries)."""
+    if q.qscheme().is_per_channel:
+        if q.q_per_channel_axis() != 0:
+            raise NotImplementedError(f"per-channel weights must be quantized along axis 0, got axis {q.q_per_channel_axis()}")
+        return q.q_per_channel_scales().astype(np.float32), q.q_per_channel_zero_points().astype(np.int32)
+    return np.array([q.q_scale()], dtype=np.float32), np.array([q.q_zero_point()], dtype=np.int32)
+
+
+def observer_dtype(observer: Any) -> DType:
+    """The dtype a weight observer asks for; only qint8 and float16 have dynamic kernels."""
+    dtype = observer.dtype
+    if dtype is not qint8 and dtype is not float16:
+        raise ValueError(f"dynamic quantization supports weight dtypes ferroq.qint8 and ferroq.float16, got {dtype!r}")
+    return dtype

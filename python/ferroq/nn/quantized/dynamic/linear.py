@@ -1,0 +1,223 @@
+"""``ferroq.nn.quantized.dynamic.Linear``: int8 (or float16) weights, float32 in and out, the
+activations quantized on the fly (SPEC.md 2)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+
+from .... import _core
+from ...._arrays import as_float32, last_dim, to_numpy
+from ...._dtypes import DType, as_dtype, float16, qint8
+from ...._tensor import QTensor
+from ....quantization.qconfig import weight_observer_for
+from ...basic import Linear as FloatLinear
+from ...module import Module
+from .._weights import float_bias, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
+
+__all__ = ["Linear"]
+
+Weight = Union[QTensor, np.ndarray]
+
+
+class Linear(Module):
+    """A dynamic quantized Linear: ``y = dequant(quant(x) @ W_q^T) + bias``.
+
+    With ``dtype=qint8`` the weight is an int8 :class:`~ferroq.QTensor` (per tensor or per output
+    feature) and each call quantizes the input to uint8 with qparams from its own range over the
+    whole tensor (levels 0..127 with ``reduce_range=True``, PyTorch's default; 0..255 with False).
+    With ``dtype=float16`` the weight is stored in float16 and nothing is quantized. Outputs are
+    bit-identical to PyTorch's x86 ``torch.ao.nn.quantized.dynamic.Linear``.
+
+    Unlike PyTorch, inputs may have any rank >= 1 (a 1-D input is one row).
+    """
+
+    _version = 4
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias_: bool = True,
+        dtype: Any = qint8,
+        *,
+        reduce_range: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dtype = as_dtype(dtype)
+        if self.dtype is not qint8 and self.dtype is not float16:
+            raise NotImplementedError(f"dynamic quantized Linear supports dtype ferroq.qint8 or ferroq.float16, got {self.dtype!r}")
+        if in_features < 0 or out_features < 0:
+            raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.reduce_range = bool(reduce_range)
+        shape = (self.out_features, self.in_features)
+        weight: Weight
+        if self.dtype is qint8:
+            weight = QTensor.from_int_repr(np.zeros(shape, dtype=np.int8), 1.0, 0)
+        else:
+            weight = np.zeros(shape, dtype=np.float32)
+        self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def set_weight_bias(self, weight: Any, bias: Optional[Any]) -> None:
+        """Replaces the weight (a qint8 QTensor, or a float array for dtype float16) and the bias.
+        Checks everything before changing anything; the caller's arrays are never modified."""
+        shape = (self.out_features, self.in_features)
+        b = float_bias(bias, self.out_features, "bias")
+        if self.dtype is qint8:
+            if not isinstance(weight, QTensor) or weight.dtype is not qint8:
+                raise TypeError(f"weight must be a qint8 QTensor for a qint8 Linear, got {_describe(weight)}")
+            if weight.shape != shape:
+                raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
+            scales, zero_points = weight_qparams(weight, self.out_features)
+            packed = _core.PackedLinear(weight.int_repr(), scales, zero_points, b)
+            stored: Weight = weight
+        else:
+            w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
+            if w.shape != shape:
+                raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {w.shape}")
+            stored = to_fp16(w, "weight")
+            packed = _core.PackedLinearFp16(stored.view(np.uint16), b)
+        self._weight, self._bias, self._packed = stored, b, packed
+
+    def weight(self) -> Weight:
+        """The int8 weight as a QTensor (dtype qint8) or the float16 weight array (dtype float16)."""
+        return self._weight if isinstance(self._weight, QTensor) else self._weight.copy()
+
+    def bias(self) -> Optional[np.ndarray]:
+        """A copy of the float32 bias, or None."""
+        return None if self._bias is None else self._bias.copy()
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(self, x: Any) -> np.ndarray:
+        """``x``: float array of shape ``(..., in_features)``; returns float32 ``(..., out_features)``.
+        NaN or infinity in ``x`` raises ValueError for qint8 (it cannot be quantized)."""
+        x = as_float32(x)
+        last_dim(x, self.in_features)
+        rows = x.reshape(-1, self.in_features)
+        if self.dtype is qint8:
+            y = self._packed.forward(rows, self.reduce_range)
+        else:
+            y = self._packed.forward(rows)
+        return y.reshape(x.shape[:-1] + (self.out_features,))
+
+    # -- conversion --------------------------------------------------------------------------
+
+    @classmethod
+    def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "Linear":
+        """Quantizes a float Linear (``ferroq.nn.Linear``, or a ``torch.nn.Linear`` read through its
+        ``weight``/``bias``). The weight observer comes from ``mod.qconfig``, else the default
+        (per-tensor symmetric qint8); ``per_channel_dynamic_qconfig`` gives per-row scales and
+        ``float16_dynamic_qconfig`` float16 weights."""
+        weight, bias = _float_linear_params(mod, cls)
+        observer = weight_observer_for(mod)
+        dtype = observer_dtype(observer)
+        out_features, in_features = weight.shape
+        qweight: Weight = quantize_weight(weight, observer) if dtype is qint8 else weight
+        module = cls(in_features, out_features, bias_=bias is not None, dtype=dtype)
+        module.set_weight_bias(qweight, bias)
+        return module
+
+    @classmethod
+    def from_reference(cls, ref_qlinear: Any) -> "Linear":
+        """From a reference quantized Linear (float weight plus weight qparams)."""
+        qweight = ref_qlinear.get_quantized_weight()
+        out_features, in_features = qweight.shape
+        module = cls(in_features, out_features, bias_=ref_qlinear.bias is not None, dtype=qweight.dtype)
+        module.set_weight_bias(qweight, ref_qlinear.bias)
+        return module
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
+        destination[prefix + "scale"] = np.asarray(1.0, dtype=np.float32)
+        destination[prefix + "zero_point"] = np.asarray(0, dtype=np.int64)
+        destination[prefix + "_packed_params.dtype"] = self.dtype
+        destination[prefix + "_packed_params._packed_params"] = (self.weight(), self.bias())
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Dict[str, Any],
+        prefix: str,
+        local_metadata: Dict[str, Any],
+        missing: List[str],
+        expected: set,
+        errors: List[str],
+    ) -> List[Callable[[], None]]:
+        keys = [prefix + k for k in ("scale", "zero_point", "_packed_params.dtype", "_packed_params._packed_params")]
+        expected.update(keys)
+        absent = [k for k in keys if k not in state_dict]
+        if absent:
+            missing.extend(absent)
+            return []
+        try:
+            dtype = as_dtype(state_dict[prefix + "_packed_params.dtype"])
+            weight, bias = state_dict[prefix + "_packed_params._packed_params"]
+            candidate = type(self).__new__(type(self))
+            Module.__init__(candidate)
+            candidate.dtype, candidate.in_features, candidate.out_features = dtype, self.in_features, self.out_features
+            candidate.set_weight_bias(weight, bias)
+        except (TypeError, ValueError, NotImplementedError) as e:
+            errors.append(f"while loading {prefix}_packed_params: {e}")
+            return []
+        version = local_metadata.get("version")
+        # PyTorch: a Linear saved before version 4 ran with reduce_range=False.
+        reduce_range = self.reduce_range if version is None or version >= 4 else False
+
+        def update() -> None:
+            self.dtype = dtype
+            self._weight, self._bias, self._packed = candidate._weight, candidate._bias, candidate._packed
+            self.reduce_range = reduce_range
+
+        return [update]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_packed"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.set_weight_bias(state["_weight"], state["_bias"])
+
+    # -- printing ----------------------------------------------------------------------------
+
+    def _get_name(self) -> str:
+        return "DynamicQuantizedLinear"
+
+    def extra_repr(self) -> str:
+        text = f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.dtype!r}"
+        if isinstance(self._weight, QTensor):
+            text += f", qscheme={self._weight.qscheme()!r}"
+        if not self.reduce_range:
+            text += ", reduce_range=False"
+        return text
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, QTensor):
+        return f"a {value.dtype!r} QTensor"
+    return type(value).__name__
+
+
+def _float_linear_params(mod: Any, cls: type) -> "tuple[np.ndarray, Optional[np.ndarray]]":
+    """The float weight and bias of a Linear-like module, checked."""
+    if isinstance(mod, FloatLinear):
+        weight, bias = mod.weight, mod.bias
+    elif type(mod).__name__ in ("Linear", "NonDynamicallyQuantizableLinear") and hasattr(mod, "weight"):
+        weight, bias = mod.weight, getattr(mod, "bias", None)
+    else:
+        raise TypeError(
+            f"{cls.__module__.split('.')[0]}.nn.quantized.dynamic.Linear.from_float expects a float Linear "
+            f"(ferroq.nn.Linear or torch.nn.Linear), got {type(mod).__name__}"
+        )
+    w = float_weight(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"a Linear weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    b = float_bias(None if bias is None else to_numpy(bias), w.shape[0], "bias")
+    return w, b

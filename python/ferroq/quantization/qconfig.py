@@ -1,0 +1,64 @@
+"""``QConfig``: which observers to use for a module's activations and weights, and the presets."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Optional
+
+from .._dtypes import float16, per_channel_symmetric, per_tensor_symmetric, qint8, quint8
+from .observer import MinMaxObserver, ObserverBase, PerChannelMinMaxObserver, PlaceholderObserver
+
+__all__ = [
+    "QConfig",
+    "default_dynamic_quant_observer",
+    "default_weight_observer",
+    "default_per_channel_weight_observer",
+    "default_dynamic_qconfig",
+    "per_channel_dynamic_qconfig",
+    "float16_dynamic_qconfig",
+]
+
+
+class QConfig(namedtuple("QConfig", ["activation", "weight"])):
+    """Observer factories (classes or ``Observer.with_args(...)``) for activations and weights.
+
+    Each field is called to make a fresh observer per tensor, so it must be a factory, not an
+    observer instance.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, activation: Any, weight: Any) -> "QConfig":
+        for name, value in (("activation", activation), ("weight", weight)):
+            if isinstance(value, ObserverBase):
+                raise ValueError(
+                    f"QConfig received an observer instance for {name}, please pass the observer class "
+                    "instead. Use MyObserver.with_args(x=1) to override arguments to the constructor."
+                )
+        return super().__new__(cls, activation, weight)
+
+
+default_dynamic_quant_observer = PlaceholderObserver.with_args(dtype=quint8, quant_min=0, quant_max=255, is_dynamic=True)
+default_weight_observer = MinMaxObserver.with_args(dtype=qint8, qscheme=per_tensor_symmetric)
+default_per_channel_weight_observer = PerChannelMinMaxObserver.with_args(dtype=qint8, qscheme=per_channel_symmetric)
+
+default_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer, weight=default_weight_observer)
+per_channel_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer, weight=default_per_channel_weight_observer)
+float16_dynamic_qconfig = QConfig(
+    activation=PlaceholderObserver.with_args(dtype=float16, is_dynamic=True),
+    weight=PlaceholderObserver.with_args(dtype=float16),
+)
+
+
+def weight_observer_for(module: Any, default: Optional[QConfig] = None) -> Any:
+    """A fresh weight observer from ``module.qconfig``, or from ``default`` (the dynamic default)
+    when the module has none."""
+    qconfig = getattr(module, "qconfig", None)
+    if qconfig is None or getattr(qconfig, "weight", None) is None:
+        qconfig = default if default is not None else default_dynamic_qconfig
+    if not isinstance(qconfig, QConfig):
+        raise TypeError(
+            f"{type(module).__name__}.qconfig must be a ferroq.quantization.QConfig, got {type(qconfig).__name__} "
+            "(torch modules and their qconfigs are translated by ferroq.torch.from_torch)"
+        )
+    return qconfig.weight()

@@ -1,0 +1,57 @@
+"""Shared fixtures: the golden cases from PyTorch and the kernel paths this machine has."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import numpy as np
+import pytest
+
+import ferroq
+
+GOLDEN = Path(__file__).parent / "golden"
+ALL_BACKENDS = ["scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon-dotprod"]
+
+
+def golden_cases(prefix: str) -> List[str]:
+    """Names of the golden cases whose name starts with ``prefix``."""
+    index = json.loads((GOLDEN / "index.json").read_text())["cases"]
+    return sorted(name for name in index if name.startswith(prefix))
+
+
+def load_case(name: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """The index entry and the arrays of one golden case."""
+    entry = json.loads((GOLDEN / "index.json").read_text())["cases"][name]
+    with np.load(GOLDEN / entry["file"]) as data:
+        arrays = {key: data[key] for key in data.files}
+    return entry, arrays
+
+
+def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Exact equality of float32 arrays, bit for bit (so -0.0 != 0.0 and NaN == same NaN)."""
+    assert actual.dtype == np.float32 and expected.dtype == np.float32, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    a, e = actual.view(np.uint32), expected.view(np.uint32)
+    mismatched = int(np.count_nonzero(a != e))
+    if mismatched:
+        where = np.argwhere(a != e)[0]
+        raise AssertionError(
+            f"{mismatched} of {a.size} values differ; first at {tuple(where)}: "
+            f"{actual[tuple(where)]!r} != {expected[tuple(where)]!r}"
+        )
+
+
+def pytest_report_header(config: Any) -> List[str]:
+    supported = ferroq.supported_backends()
+    skipped = [b for b in ALL_BACKENDS if b not in supported]
+    return [
+        f"ferroq {ferroq.__version__}: backend in use {ferroq.backend()}; paths tested {supported}; "
+        f"SKIPPED (not on this CPU): {skipped}"
+    ]
+
+
+@pytest.fixture
+def rng() -> Iterator[np.random.Generator]:
+    yield np.random.default_rng(1234)
