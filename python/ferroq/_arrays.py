@@ -23,7 +23,7 @@ def as_float32(value: Any, what: str = "input") -> np.ndarray:
     array = to_numpy(value)
     if array.dtype.kind != "f":
         raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return np.asarray(array, dtype=np.float32, order="C")
 
 
 def check_finite(array: np.ndarray, what: str = "input") -> None:

@@ -1,0 +1,51 @@
+"""Type stubs for the Rust extension ``ferroq._core`` (hand-written; checked by mypy.stubtest)."""
+
+from typing import Optional, Tuple, final
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+__all__ = [
+    "PackedLinear",
+    "PackedLinearFp16",
+    "__version__",
+    "backend",
+    "backend_note",
+    "choose_qparams",
+    "get_num_threads",
+    "set_num_threads",
+    "supported_backends",
+]
+
+def backend() -> str: ...
+def supported_backends() -> list[str]: ...
+def backend_note() -> Optional[str]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def choose_qparams(min_val: float, max_val: float, qmin: int, qmax: int, reduce_range: bool) -> Tuple[float, int]: ...
+@final
+class PackedLinear:
+    def __new__(
+        cls,
+        weight: npt.NDArray[np.int8],
+        scales: npt.NDArray[np.float32],
+        zero_points: npt.NDArray[np.int32],
+        bias: Optional[npt.NDArray[np.float32]] = None,
+    ) -> "PackedLinear": ...
+    @property
+    def in_features(self) -> int: ...
+    @property
+    def out_features(self) -> int: ...
+    def forward(self, x: npt.NDArray[np.float32], reduce_range: bool) -> npt.NDArray[np.float32]: ...
+
+@final
+class PackedLinearFp16:
+    def __new__(
+        cls, weight_bits: npt.NDArray[np.uint16], bias: Optional[npt.NDArray[np.float32]] = None
+    ) -> "PackedLinearFp16": ...
+    @property
+    def in_features(self) -> int: ...
+    @property
+    def out_features(self) -> int: ...
+    def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
