@@ -1,0 +1,201 @@
+"""Side-by-side timing of a dynamic int8 Linear: ferroq vs onnxruntime vs numpy float32 (and
+torch's dynamic Linear when torch is importable), in one process, 1 and 2 threads.
+
+Each figure is the median of several repetitions of a timed loop, whole op included (quantizing
+the input, the GEMM, the epilogue and the Python call). Run: ``python benches/compare.py``
+(``--quick`` for fewer repetitions, ``--shapes 1x768x768,...`` to choose shapes, ``--json F`` to
+save the figures, ``--plot F.png`` for a chart; onnxruntime and onnx from PyPI are needed for
+the onnxruntime column, matplotlib for the chart).
+
+Where ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set (some machines set them to work around old
+OpenBLAS bugs) they slow numpy's float32 column; unset both for this command alone to give numpy
+its best kernel: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benches/compare.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+import ferroq
+from ferroq.nn.quantized import dynamic as nnqd
+
+DEFAULT_SHAPES = [(1, 768, 768), (1, 1024, 4096), (16, 768, 768), (32, 768, 3072), (128, 1024, 1024), (512, 1024, 1024)]
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, budget: float) -> float:
+    """Median over ``repeats`` samples of the mean time of a loop lasting about ``budget`` seconds."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    inner = max(1, int(budget / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return float(np.median(samples))
+
+
+class OnnxLinear:
+    """An onnxruntime session running ``x @ W^T + b`` quantized by ``onnxruntime.quantization.quantize_dynamic``."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, threads: int) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        k = weight.shape[1]
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "wt"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["y"])],
+            "linear",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", weight.shape[0]])],
+            [numpy_helper.from_array(np.ascontiguousarray(weight.T), "wt"), numpy_helper.from_array(bias, "b")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+            onnx.save(model, src)
+            logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(dst, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"x": x})[0]
+
+
+def torch_linear(weight: np.ndarray, bias: np.ndarray) -> Optional[Callable[[np.ndarray], Any]]:
+    try:
+        import torch
+    except ImportError:
+        return None
+    lin = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(weight))
+        lin.bias.copy_(torch.from_numpy(bias))
+    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)[0]
+
+    def run(x: np.ndarray) -> Any:
+        with torch.no_grad():
+            return q(torch.from_numpy(x))
+
+    return run
+
+
+def measure(shapes: List[Tuple[int, int, int]], threads: int, repeats: int, budget: float) -> List[Dict[str, Any]]:
+    rows = []
+    rng = np.random.default_rng(0)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    ferroq.set_num_threads(threads)
+    for m, k, n in shapes:
+        weight = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        lin = ferroq.nn.Linear(k, n)
+        lin.weight, lin.bias = weight, bias
+        q = nnqd.Linear.from_float(lin)
+        row: Dict[str, Any] = {"shape": f"{m}x{k}x{n}", "threads": threads, "macs": m * k * n}
+        row["ferroq"] = median_seconds(lambda: q(x), repeats, budget)
+        row["numpy_f32"] = median_seconds(lambda: x @ weight.T + bias, repeats, budget)
+        try:
+            onnx_lin = OnnxLinear(weight, bias, threads)
+            row["onnxruntime"] = median_seconds(lambda: onnx_lin(x), repeats, budget)
+        except ImportError:
+            row["onnxruntime"] = None
+        torch_run = torch_linear(weight, bias)
+        row["torch"] = median_seconds(lambda: torch_run(x), repeats, budget) if torch_run else None
+        rows.append(row)
+        print_row(row)
+    return rows
+
+
+def fmt_us(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else f"{seconds * 1e6:10.1f}"
+
+
+def ratio(other: Optional[float], ours: float) -> str:
+    return "-" if other is None else f"{other / ours:5.2f}x"
+
+
+HEADER = (
+    f"{'shape (MxKxN)':>16} {'thr':>3} | {'ferroq us':>10} {'GOPS':>6} | {'onnxrt us':>10} {'ort/fq':>6} | "
+    f"{'torch us':>10} {'pt/fq':>6} | {'numpy f32':>10} {'np/fq':>6}"
+)
+
+
+def print_row(r: Dict[str, Any]) -> None:
+    gops = 2 * r["macs"] / r["ferroq"] / 1e9
+    print(
+        f"{r['shape']:>16} {r['threads']:>3} | {fmt_us(r['ferroq'])} {gops:6.1f} | {fmt_us(r['onnxruntime'])} "
+        f"{ratio(r['onnxruntime'], r['ferroq']):>6} | {fmt_us(r['torch'])} {ratio(r['torch'], r['ferroq']):>6} | "
+        f"{fmt_us(r['numpy_f32'])} {ratio(r['numpy_f32'], r['ferroq']):>6}",
+        flush=True,
+    )
+
+
+def plot(rows: List[Dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    libs = [("ferroq", "ferroq"), ("onnxruntime", "onnxruntime"), ("torch", "torch (dynamic)"), ("numpy_f32", "numpy float32")]
+    one = [r for r in rows if r["threads"] == 1]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(libs)
+    for i, (key, label) in enumerate(libs):
+        values = [2 * r["macs"] / r[key] / 1e9 if r[key] else 0 for r in one]
+        ax.bar(np.arange(len(one)) + i * width, values, width, label=label)
+    ax.set_xticks(np.arange(len(one)) + width * (len(libs) - 1) / 2, [r["shape"] for r in one])
+    ax.set_ylabel("GOPS (higher is better), 1 thread")
+    ax.set_title(f"Dynamic int8 Linear, whole op from Python (ferroq backend {ferroq.backend()})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repetitions")
+    parser.add_argument("--shapes", help="comma-separated MxKxN list")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--plot", help="write a PNG chart to this file (needs matplotlib)")
+    args = parser.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else DEFAULT_SHAPES
+    repeats, budget = (3, 0.02) if args.quick else (7, 0.1)
+    print(f"ferroq {ferroq.__version__}, backend {ferroq.backend()}, python {sys.version.split()[0]}, numpy {np.__version__}")
+    print(HEADER)
+    rows: List[Dict[str, Any]] = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        rows += measure(shapes, threads, repeats, budget)  # type: ignore[arg-type]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
