@@ -10,6 +10,7 @@ from .qconfig import (
     float16_dynamic_qconfig,
     per_channel_dynamic_qconfig,
 )
+from .quantize import propagate_qconfig_, quantize_dynamic
 
 __all__ = [
     "ObserverBase",
@@ -23,4 +24,6 @@ __all__ = [
     "default_weight_observer",
     "float16_dynamic_qconfig",
     "per_channel_dynamic_qconfig",
+    "propagate_qconfig_",
+    "quantize_dynamic",
 ]
