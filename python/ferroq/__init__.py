@@ -23,6 +23,7 @@ from ._dtypes import (
 )
 from ._tensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor, quantize_per_tensor_dynamic
 from . import nn, quantization
+from ._io import load, save
 
 __version__: str = _core.__version__
 
@@ -46,6 +47,8 @@ __all__ = [
     "supported_backends",
     "set_num_threads",
     "get_num_threads",
+    "save",
+    "load",
     "nn",
     "quantization",
 ]

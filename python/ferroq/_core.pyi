@@ -15,7 +15,9 @@ __all__ = [
     "choose_qparams",
     "get_num_threads",
     "set_num_threads",
+    "read_safetensors",
     "supported_backends",
+    "write_safetensors",
 ]
 
 def backend() -> str: ...
@@ -49,3 +51,8 @@ class PackedLinearFp16:
     @property
     def out_features(self) -> int: ...
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+def write_safetensors(
+    path: str, tensors: list[tuple[str, str, list[int], bytes]], metadata: dict[str, str]
+) -> None: ...
+def read_safetensors(path: str) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...

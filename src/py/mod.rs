@@ -4,6 +4,7 @@
 mod arrays;
 mod errors;
 mod linear;
+mod safetensors_io;
 
 use pyo3::prelude::*;
 
@@ -58,6 +59,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(choose_qparams, m)?)?;
+    m.add_function(wrap_pyfunction!(safetensors_io::write_safetensors, m)?)?;
+    m.add_function(wrap_pyfunction!(safetensors_io::read_safetensors, m)?)?;
     m.add_class::<linear::PackedLinear>()?;
     m.add_class::<linear::PackedLinearFp16>()?;
     Ok(())

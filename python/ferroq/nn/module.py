@@ -229,6 +229,18 @@ class Module:
             updates.append(lambda name=name, value=value: self._parameters.__setitem__(name, value))
         return updates
 
+    # -- configuration (what ferroq.save stores besides the state dict) ---------------------
+
+    def _config(self) -> Dict[str, Any]:
+        """The constructor arguments that rebuild this module without its weights (JSON values).
+        Modules whose constructor takes arguments override this."""
+        return {}
+
+    @classmethod
+    def _from_config(cls, config: Dict[str, Any]) -> "Module":
+        """A new module from :meth:`_config`'s output (children are attached afterwards)."""
+        return cls(**config)
+
     # -- printing ----------------------------------------------------------------------------
 
     def extra_repr(self) -> str:

@@ -176,6 +176,15 @@ class Linear(Module):
 
         return [update]
 
+    def _config(self) -> Dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias_": self._bias is not None,
+            "dtype": self.dtype.name,
+            "reduce_range": self.reduce_range,
+        }
+
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         del state["_packed"]

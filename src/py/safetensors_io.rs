@@ -1,0 +1,79 @@
+//! Reading and writing `.safetensors` files with the `safetensors` crate (the format is never
+//! written by hand). Tensors cross the boundary as `(name, dtype, shape, little-endian bytes)`;
+//! the Python layer turns them into arrays and owns the meaning of names and metadata.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+/// One tensor as Python hands it over: name, dtype name, shape, raw little-endian bytes.
+type RawTensor<'py> = (String, String, Vec<usize>, Bound<'py, PyBytes>);
+
+const DTYPES: [(&str, Dtype); 8] = [
+    ("F64", Dtype::F64),
+    ("F32", Dtype::F32),
+    ("F16", Dtype::F16),
+    ("I64", Dtype::I64),
+    ("I32", Dtype::I32),
+    ("I8", Dtype::I8),
+    ("U8", Dtype::U8),
+    ("U16", Dtype::U16),
+];
+
+fn dtype_from_name(name: &str) -> PyResult<Dtype> {
+    DTYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported safetensors dtype {name:?}")))
+}
+
+fn dtype_name(dtype: Dtype) -> Option<&'static str> {
+    DTYPES.iter().find(|(_, d)| *d == dtype).map(|(n, _)| *n)
+}
+
+/// Writes `tensors` and the string `metadata` to `path` as one safetensors file.
+#[pyfunction]
+pub fn write_safetensors<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    tensors: Vec<RawTensor<'py>>,
+    metadata: HashMap<String, String>,
+) -> PyResult<()> {
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, dtype, shape, data) in &tensors {
+        let view = TensorView::new(dtype_from_name(dtype)?, shape.clone(), data.as_bytes())
+            .map_err(|e| PyValueError::new_err(format!("tensor {name:?}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    py.detach(|| safetensors::serialize_to_file(views, Some(metadata), &path))
+        .map_err(|e| PyOSError::new_err(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Reads a safetensors file (memory-mapped): every tensor as `(name, dtype, shape, bytes)` and the
+/// header's string metadata. A truncated or malformed file raises ValueError.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn read_safetensors(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<(String, String, Vec<usize>, Py<PyBytes>)>, HashMap<String, String>)> {
+    let file = File::open(&path).map_err(|e| PyOSError::new_err(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: the map is read-only and lives only inside this call; a file changed by another
+    // process while we read it can give wrong bytes but not undefined behaviour in safe code that
+    // copies them out, which is all that happens below (every tensor is copied into a new bytes).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| PyOSError::new_err(format!("cannot map {}: {e}", path.display())))?;
+    let invalid = |e: safetensors::SafeTensorError| PyValueError::new_err(format!("{} is not a valid .safetensors file: {e}", path.display()));
+    let (_, header) = SafeTensors::read_metadata(&map).map_err(invalid)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let tensors = SafeTensors::deserialize(&map).map_err(invalid)?;
+    let mut out = Vec::with_capacity(tensors.len());
+    for (name, view) in tensors.iter() {
+        let dtype = dtype_name(view.dtype())
+            .ok_or_else(|| PyValueError::new_err(format!("tensor {name:?} has unsupported dtype {:?}", view.dtype())))?;
+        out.push((name.to_string(), dtype.to_string(), view.shape().to_vec(), PyBytes::new(py, view.data()).unbind()));
+    }
+    Ok((out, metadata))
+}

@@ -1,0 +1,175 @@
+"""``ferroq.save`` / ``ferroq.load``: one safetensors file, bit-exact round trips, and clear
+errors for files that are truncated, corrupted, hand-edited or from a newer version."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import ferroq
+from ferroq import nn
+from ferroq.nn.quantized import dynamic as nnqd
+from ferroq.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+from conftest import assert_same_bits
+
+
+def model() -> nn.Module:
+    np.random.seed(3)
+    m = nn.Sequential(OrderedDict(fc1=nn.Linear(16, 32), act=nn.ReLU(), fc2=nn.Linear(32, 4, bias=False)))
+    m.fc2.qconfig = per_channel_dynamic_qconfig
+    return quantize_dynamic(m)
+
+
+def header_of(path) -> dict:
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + size])
+
+
+def rewrite_header(path, header: dict) -> None:
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    body = data[8 + size :]
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + body)
+
+
+def test_round_trip_is_bit_exact(tmp_path, rng):
+    m = model()
+    path = tmp_path / "model.safetensors"
+    ferroq.save(m, path)
+    loaded = ferroq.load(path)
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    assert_same_bits(loaded(x), m(x))
+    assert repr(loaded) == repr(m)
+    assert loaded.fc2.weight()._same_as(m.fc2.weight())
+    assert loaded.fc2.bias() is None
+
+
+def test_file_holds_int8_weights_and_the_tree(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    header = header_of(path)
+    assert header["fc1._packed_params._packed_params.0.int"]["dtype"] == "I8"
+    assert header["fc1._packed_params._packed_params.1"]["dtype"] == "F32"
+    meta = header["__metadata__"]
+    assert meta["format"] == "ferroq" and meta["format_version"] == "1"
+    tree = json.loads(meta["model"])["tree"]
+    assert tree["type"] == "nn.Sequential"
+    assert [name for name, _ in tree["children"]] == ["fc1", "act", "fc2"]
+    assert tree["children"][0][1]["type"] == "nn.quantized.dynamic.Linear"
+
+
+def test_float_and_float16_modules_round_trip(tmp_path, rng):
+    for m in (nn.Linear(6, 3), quantize_dynamic(nn.Sequential(nn.Linear(6, 3)), dtype="float16")):
+        path = tmp_path / "f.safetensors"
+        ferroq.save(m, path)
+        x = rng.standard_normal((2, 6)).astype(np.float32)
+        assert_same_bits(ferroq.load(path)(x), m(x))
+
+
+def test_old_reduce_range_setting_survives(tmp_path):
+    q = nnqd.Linear.from_float(nn.Linear(4, 4))
+    q.reduce_range = False
+    ferroq.save(q, tmp_path / "q.safetensors")
+    assert ferroq.load(tmp_path / "q.safetensors").reduce_range is False
+
+
+def test_custom_modules_are_refused_with_guidance(tmp_path):
+    class Mine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+    with pytest.raises(NotImplementedError, match="cannot save the root module of type Mine.*Keep your own forward"):
+        ferroq.save(Mine(), tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="not a valid .safetensors file"):
+        ferroq.load(path)
+
+
+def test_garbage_and_missing_files(tmp_path):
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(b"\x00" * 3)
+    with pytest.raises(ValueError, match="not a valid .safetensors file"):
+        ferroq.load(path)
+    with pytest.raises(OSError, match="cannot open"):
+        ferroq.load(tmp_path / "absent.safetensors")
+
+
+def test_newer_version_is_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    header = header_of(path)
+    header["__metadata__"]["format_version"] = "99"
+    rewrite_header(path, header)
+    with pytest.raises(ValueError, match="newer ferroq.*format 99"):
+        ferroq.load(path)
+
+
+def test_hand_edited_files_name_the_problem(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    original = header_of(path)
+
+    def edited(change) -> None:
+        header = json.loads(json.dumps(original))
+        change(header)
+        rewrite_header(path, header)
+
+    def unknown_type(h):
+        model_desc = json.loads(h["__metadata__"]["model"])
+        model_desc["tree"]["children"][0][1]["type"] = "nn.Evil"
+        h["__metadata__"]["model"] = json.dumps(model_desc)
+
+    edited(unknown_type)
+    with pytest.raises(ValueError, match="fc1 has unknown module type 'nn.Evil'"):
+        ferroq.load(path)
+
+    def bad_config(h):
+        model_desc = json.loads(h["__metadata__"]["model"])
+        model_desc["tree"]["children"][0][1]["config"]["in_features"] = 17
+        h["__metadata__"]["model"] = json.dumps(model_desc)
+
+    edited(bad_config)
+    with pytest.raises(ValueError, match="do not fit"):
+        ferroq.load(path)
+
+    def not_json(h):
+        h["__metadata__"]["model"] = "{"
+
+    edited(not_json)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        ferroq.load(path)
+
+    def not_ferroq(h):
+        del h["__metadata__"]["format"]
+
+    edited(not_ferroq)
+    with pytest.raises(ValueError, match="not a ferroq model file"):
+        ferroq.load(path)
+
+
+def test_missing_and_mistyped_tensors(tmp_path):
+    path = tmp_path / "m.safetensors"
+    m = model()
+    ferroq.save(m, path)
+    header = header_of(path)
+    model_desc = json.loads(header["__metadata__"]["model"])
+    model_desc["state"]["fc1.extra"] = {"kind": "array"}
+    header["__metadata__"]["model"] = json.dumps(model_desc)
+    rewrite_header(path, header)
+    with pytest.raises(ValueError, match="tensor 'fc1.extra' is missing"):
+        ferroq.load(path)
