@@ -3,6 +3,21 @@ under ``ferroq.nn.quantized``."""
 
 from .basic import Identity, Linear, ReLU, Sequential
 from .module import IncompatibleKeys, Module
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from . import quantized  # noqa: E402  (needs the float modules above)
 
-__all__ = ["Module", "IncompatibleKeys", "Sequential", "Linear", "ReLU", "Identity", "quantized"]
+__all__ = [
+    "Module",
+    "IncompatibleKeys",
+    "Sequential",
+    "Linear",
+    "ReLU",
+    "Identity",
+    "LSTM",
+    "GRU",
+    "RNN",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "quantized",
+]
