@@ -173,3 +173,25 @@ def test_missing_and_mistyped_tensors(tmp_path):
     rewrite_header(path, header)
     with pytest.raises(ValueError, match="tensor 'fc1.extra' is missing"):
         ferroq.load(path)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=3, batch_first=True),
+        lambda: nn.GRU(5, 7, bias=False),
+        lambda: nn.RNN(5, 7, nonlinearity="relu"),
+        lambda: nn.LSTMCell(5, 7),
+        lambda: nn.RNNCell(5, 7, nonlinearity="relu"),
+    ],
+)
+def test_float_recurrent_modules_round_trip(tmp_path, make):
+    m = make().eval()
+    path = tmp_path / "r.safetensors"
+    ferroq.save(m, path)
+    loaded = ferroq.load(path)
+    assert repr(loaded) == repr(m)
+    sd, loaded_sd = m.state_dict(), loaded.state_dict()
+    assert list(sd) == list(loaded_sd)
+    for key in sd:
+        np.testing.assert_array_equal(sd[key], loaded_sd[key])

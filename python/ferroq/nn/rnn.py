@@ -409,6 +409,22 @@ class _RNNBase(Module):
             s += f", bidirectional={self.bidirectional}"
         return s
 
+    def _config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+        }
+        if isinstance(self, LSTM):
+            config["proj_size"] = self.proj_size
+        if isinstance(self, RNN):
+            config["nonlinearity"] = self.nonlinearity
+        return config
+
 
 class LSTM(_RNNBase):
     """Multi-layer long short-term memory (``torch.nn.LSTM``) in float32.
@@ -605,6 +621,12 @@ class _RNNCellBase(Module):
         if nonlinearity != "tanh":
             s += f", nonlinearity={nonlinearity}"
         return s
+
+    def _config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias}
+        if hasattr(self, "nonlinearity"):
+            config["nonlinearity"] = self.nonlinearity
+        return config
 
 
 class LSTMCell(_RNNCellBase):
