@@ -3,12 +3,14 @@
 //! The crate is usable from Rust on its own (`--no-default-features`); the `python` feature adds
 //! the PyO3 module `ferroq._core` that the Python package wraps.
 
+pub mod activations;
 pub mod dispatch;
 pub mod error;
 pub mod kernels;
 pub mod linear;
 pub mod pack;
 pub mod quant;
+pub mod rnn;
 pub mod threads;
 
 #[cfg(feature = "python")]

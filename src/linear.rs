@@ -35,20 +35,63 @@ pub fn quantize_activations(
     stride: usize,
     reduce_range: bool,
 ) -> Result<QuantizedActivations> {
+    let mut out = QuantizedActivations::empty();
+    quantize_activations_into(kernels, x, rows, k, stride, reduce_range, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize_activations`] into `out`, reusing its buffers (a recurrent layer quantizes its
+/// hidden state once per time step). On error `out` is left unchanged.
+pub fn quantize_activations_into(
+    kernels: &Kernels,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    stride: usize,
+    reduce_range: bool,
+    out: &mut QuantizedActivations,
+) -> Result<()> {
     check_len(x.len(), rows, k, "input")?;
     let Range::Finite { min, max } = (kernels.range)(x) else {
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
     };
     let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;
-    let mut data = vec![0u8; rows * stride];
-    let mut row_sums = vec![0i32; rows];
+    out.data.clear();
+    out.data.resize(rows * stride, 0);
+    out.row_sums.clear();
+    out.row_sums.resize(rows, 0);
     if k > 0 {
-        for ((src, dst), sum) in x.chunks_exact(k).zip(data.chunks_exact_mut(stride)).zip(&mut row_sums) {
+        for ((src, dst), sum) in x.chunks_exact(k).zip(out.data.chunks_exact_mut(stride)).zip(&mut out.row_sums) {
             (kernels.quantize_u8)(src, qparams.inv_scale_f32(), qparams.zero_point, &mut dst[..k]);
             *sum = dst[..k].iter().map(|&q| q as i32).sum();
         }
     }
-    Ok(QuantizedActivations { data, rows, k, stride, row_sums, qparams })
+    out.rows = rows;
+    out.k = k;
+    out.stride = stride;
+    out.qparams = qparams;
+    Ok(())
+}
+
+impl QuantizedActivations {
+    /// No rows: a buffer for [`quantize_activations_into`] to fill.
+    pub fn empty() -> Self {
+        QuantizedActivations {
+            data: Vec::new(),
+            rows: 0,
+            k: 0,
+            stride: 0,
+            row_sums: Vec::new(),
+            qparams: QParams { scale: 1.0, zero_point: 0 },
+        }
+    }
+}
+
+/// Buffers [`DynamicLinear::forward_quantized_with`] reuses from call to call.
+#[derive(Clone, Debug, Default)]
+pub struct LinearScratch {
+    multipliers: Vec<f32>,
+    acc: Vec<i32>,
 }
 
 fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
@@ -123,8 +166,32 @@ impl DynamicLinear {
         quantize_activations(kernels, x, rows, self.in_features(), self.weights.k_padded(), reduce_range)
     }
 
+    /// [`DynamicLinear::quantize_input`] into a reused buffer.
+    pub fn quantize_input_into(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        rows: usize,
+        reduce_range: bool,
+        out: &mut QuantizedActivations,
+    ) -> Result<()> {
+        quantize_activations_into(kernels, x, rows, self.in_features(), self.weights.k_padded(), reduce_range, out)
+    }
+
     /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, SPEC.md 2.1 steps 4-5.
     pub fn forward_quantized(&self, kernels: &Kernels, xq: &QuantizedActivations, out: &mut [f32]) -> Result<()> {
+        self.forward_quantized_with(kernels, xq, out, &mut LinearScratch::default())
+    }
+
+    /// [`DynamicLinear::forward_quantized`] with buffers kept in `scratch` between calls (only
+    /// the multi-threaded path, taken for large products, allocates).
+    pub fn forward_quantized_with(
+        &self,
+        kernels: &Kernels,
+        xq: &QuantizedActivations,
+        out: &mut [f32],
+        scratch: &mut LinearScratch,
+    ) -> Result<()> {
         let n = self.out_features();
         if xq.k != self.in_features() || xq.stride != self.weights.k_padded() {
             return Err(Error::Shape(format!(
@@ -135,28 +202,31 @@ impl DynamicLinear {
         }
         check_len(out.len(), xq.rows, n, "output")?;
         let s_x = xq.qparams.scale_f32();
-        let multipliers: Vec<f32> = self.scales.iter().map(|&s_w| s_x * s_w).collect();
+        let LinearScratch { multipliers, acc } = scratch;
+        multipliers.clear();
+        multipliers.extend(self.scales.iter().map(|&s_w| s_x * s_w));
         let params = Dequantize {
             x_zero_point: xq.qparams.zero_point,
             col_offsets: &self.col_offsets,
             w_zero_points: &self.zero_points,
-            multipliers: &multipliers,
+            multipliers,
             bias: self.bias.as_deref(),
         };
         if n == 0 || xq.rows == 0 {
             return Ok(());
         }
-        let run_block = |first_row: usize, out_block: &mut [f32]| {
+        let run_block = |first_row: usize, out_block: &mut [f32], acc: &mut Vec<i32>| {
             let rows = out_block.len() / n;
-            let mut acc = vec![0i32; rows * n];
+            // The GEMM writes every accumulator, so stale values need no clearing.
+            acc.resize(rows * n, 0);
             let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
-            (kernels.gemm_u8i8)(a, xq.stride, rows, &self.weights, &mut acc, n);
-            (kernels.dequantize)(&acc, &xq.row_sums[first_row..first_row + rows], &params, out_block);
+            (kernels.gemm_u8i8)(a, xq.stride, rows, &self.weights, acc, n);
+            (kernels.dequantize)(acc, &xq.row_sums[first_row..first_row + rows], &params, out_block);
         };
         let macs = xq.rows * n * xq.k;
         if macs < PARALLEL_THRESHOLD_MACS || xq.rows < 2 {
             for (i, block) in out.chunks_mut(ROW_BLOCK * n).enumerate() {
-                run_block(i * ROW_BLOCK, block);
+                run_block(i * ROW_BLOCK, block, acc);
             }
         } else {
             let pool = current_pool();
@@ -164,7 +234,7 @@ impl DynamicLinear {
             pool.install(|| {
                 out.par_chunks_mut(rows_per_task * n)
                     .enumerate()
-                    .for_each(|(i, block)| run_block(i * rows_per_task, block));
+                    .for_each(|(i, block)| run_block(i * rows_per_task, block, &mut Vec::new()));
             });
         }
         Ok(())

@@ -14,7 +14,7 @@ use crate::linear::{DynamicLinear, Fp16Linear};
 /// have one entry (per tensor) or `out_features` entries (per channel); `bias` is float32 or None.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinear {
-    inner: DynamicLinear,
+    pub(super) inner: DynamicLinear,
 }
 
 #[pymethods]
@@ -71,7 +71,7 @@ impl PackedLinear {
 /// the `dtype=float16` dynamic Linear. Activations stay float32.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinearFp16 {
-    inner: Fp16Linear,
+    pub(super) inner: Fp16Linear,
 }
 
 #[pymethods]

@@ -4,6 +4,7 @@
 mod arrays;
 mod errors;
 mod linear;
+mod rnn;
 mod safetensors_io;
 
 use pyo3::prelude::*;
@@ -63,5 +64,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(safetensors_io::read_safetensors, m)?)?;
     m.add_class::<linear::PackedLinear>()?;
     m.add_class::<linear::PackedLinearFp16>()?;
+    m.add_class::<rnn::PackedRNN>()?;
     Ok(())
 }

@@ -2,5 +2,7 @@
 quantized on the fly (PyTorch's ``torch.ao.nn.quantized.dynamic``)."""
 
 from .linear import Linear
+from .rnn import GRU, LSTM, RNN
+from .rnn_cell import GRUCell, LSTMCell, RNNCell
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]

@@ -1,0 +1,300 @@
+"""What the dynamic quantized recurrent modules share: their weight layout, conversion from float
+parameters, packing into the Rust core, state dicts, pickling and ``get_weight``/``get_bias``.
+
+A module's weights live in two dicts keyed by the float module's parameter names: ``_weights``
+(qint8 :class:`~ferroq.QTensor` or float16 ndarray) and ``_biases`` (float32 ndarray), packed
+together into one ``_core.PackedRNN``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+
+from .... import _core
+from ...._arrays import to_numpy
+from ...._dtypes import DType, as_dtype, float16, qint8
+from ...._tensor import QTensor
+from ....quantization.qconfig import weight_observer_for
+from ...module import Module
+from .._weights import float_bias, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
+
+Weight = Union[QTensor, np.ndarray]
+
+#: Gate rows per hidden unit of each mode (PyTorch's mode names).
+GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+#: The Elman modes by nonlinearity.
+NONLINEARITY_MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+
+
+class Matrix(NamedTuple):
+    """One weight matrix of a cell: its parameter name, shape, and its bias's name (or None)."""
+
+    weight: str
+    shape: Tuple[int, int]
+    bias: Optional[str]
+
+
+class CellLayout(NamedTuple):
+    """The matrices of one layer in one direction: ``W_ih``, ``W_hh``, and the LSTM projection
+    ``W_hr`` (bias-free) when ``proj_size > 0``."""
+
+    ih: Matrix
+    hh: Matrix
+    hr: Optional[Matrix]
+
+    def matrices(self) -> List[Matrix]:
+        return [self.ih, self.hh] + ([self.hr] if self.hr is not None else [])
+
+
+def check_dtype(dtype: Any) -> DType:
+    """qint8 or float16; other dtypes have no dynamic recurrent kernels."""
+    dt = as_dtype(dtype)
+    if dt is not qint8 and dt is not float16:
+        raise NotImplementedError(f"dynamic quantized recurrent modules support dtype ferroq.qint8 or ferroq.float16, got {dt!r}")
+    return dt
+
+
+def check_size(value: Any, name: str, minimum: int) -> int:
+    """An int ``>= minimum`` (TypeError for other types, ValueError when too small)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if value < minimum:
+        qualifier = "greater than zero" if minimum == 1 else f"at least {minimum}"
+        raise ValueError(f"{name} must be {qualifier}")
+    return int(value)
+
+
+def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[str, ...]) -> DType:
+    """The weight dtype ``mod.qconfig`` asks for (default qint8), after checking that ``mod``
+    looks like a float module of one of ``modes``: it has ``input_size`` and ``hidden_size``, its
+    ``mode`` (when it has one) is one of ``modes``, and ``weight_name`` has the gate rows."""
+    for attr in ("input_size", "hidden_size"):
+        if not hasattr(mod, attr):
+            raise TypeError(
+                f"{cls_name}.from_float expects a float {cls_name} (ferroq.nn or torch.nn) or an object with its "
+                f"attributes and parameters; {type(mod).__name__} has no {attr!r}"
+            )
+    mode = getattr(mod, "mode", None)
+    if isinstance(mode, str) and mode not in modes:
+        raise TypeError(f"{cls_name}.from_float expects a float {cls_name}, got a module of mode {mode!r}")
+    weight = getattr(mod, weight_name, None)
+    if weight is not None:
+        rows, gates = to_numpy(weight).shape[0], GATES[modes[0]]
+        if rows != gates * int(mod.hidden_size):
+            raise TypeError(
+                f"{cls_name}.from_float expects a float {cls_name}: {weight_name} has {rows} rows, "
+                f"expected {gates} x hidden_size = {gates * int(mod.hidden_size)}"
+            )
+    return observer_dtype(weight_observer_for(mod))
+
+
+def check_state(value: Any, what: str) -> np.ndarray:
+    """A C-contiguous float32 copy or view of an initial state."""
+    array = to_numpy(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class QuantizedRecurrent(Module):
+    """Base of the dynamic quantized LSTM/GRU/RNN and their cells (not used directly).
+
+    Subclasses set ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") and the size attributes, and
+    define :meth:`_layout` and :meth:`_core_args`.
+    """
+
+    mode: str
+    dtype: DType
+    reduce_range: bool
+    _weights: Dict[str, Weight]
+    _biases: Dict[str, np.ndarray]
+
+    def _layout(self) -> List[CellLayout]:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def _core_args(self) -> Tuple[int, int, int, int, bool]:  # pragma: no cover
+        """``(input_size, hidden_size, proj_size, num_layers, bidirectional)`` for the core."""
+        raise NotImplementedError
+
+    def _init_weights(self) -> None:
+        """Zero weights (scale 1, zero point 0 for qint8) and zero biases."""
+        params: Dict[str, Any] = {}
+        for cell in self._layout():
+            for m in cell.matrices():
+                zeros = np.zeros(m.shape, dtype=np.int8)
+                params[m.weight] = QTensor.from_int_repr(zeros, 1.0, 0) if self.dtype is qint8 else zeros.astype(np.float32)
+                if m.bias is not None:
+                    params[m.bias] = np.zeros(m.shape[0], dtype=np.float32)
+        self.set_weight_bias(params)
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def set_weight_bias(self, weight_bias_dict: Dict[str, Any]) -> None:
+        """Replaces every weight and bias from a dict keyed by the float parameter names
+        (``weight_ih_l0``, ``bias_hh_l1_reverse``, ... or ``weight_ih``, ... for cells). Weights
+        are qint8 QTensors for dtype qint8, float arrays for float16. Checks everything before
+        changing anything; the caller's arrays are never modified."""
+        weights, biases, packed = self._checked(self.dtype, weight_bias_dict)
+        self._weights, self._biases, self._packed = weights, biases, packed
+
+    def _checked(self, dtype: DType, params: Dict[str, Any]) -> Tuple[Dict[str, Weight], Dict[str, np.ndarray], Any]:
+        """Validated copies of ``params`` for ``dtype`` and the packed core object."""
+        layout = self._layout()
+        names = [n for cell in layout for m in cell.matrices() for n in (m.weight, m.bias) if n is not None]
+        missing = [n for n in names if n not in params]
+        unexpected = [n for n in params if n not in names]
+        if missing or unexpected:
+            raise ValueError(
+                f"weights must have exactly the keys {names}; missing {missing}, unexpected {unexpected}"
+            )
+        weights: Dict[str, Weight] = {}
+        biases: Dict[str, np.ndarray] = {}
+        cells = []
+        for cell in layout:
+            packed = []
+            for m in cell.matrices():
+                weight = _checked_weight(dtype, params[m.weight], m)
+                weights[m.weight] = weight
+                bias = None
+                if m.bias is not None:
+                    bias = float_bias(params[m.bias], m.shape[0], m.bias)
+                    if bias is None:
+                        raise ValueError(f"{m.bias} must be an array: this module has bias=True")
+                    biases[m.bias] = bias
+                packed.append(_pack_matrix(weight, bias, m.shape[0]))
+            cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
+        core = _core.PackedRNN(self.mode, *self._core_args(), cells)
+        return weights, biases, core
+
+    def get_weight(self) -> Dict[str, Weight]:
+        """The weights keyed by float parameter name: QTensors (qint8) or float16 arrays (copies)."""
+        return {k: (v if isinstance(v, QTensor) else v.copy()) for k, v in self._weights.items()}
+
+    def get_bias(self) -> Dict[str, np.ndarray]:
+        """Copies of the float32 biases keyed by float parameter name (empty without bias)."""
+        return {k: v.copy() for k, v in self._biases.items()}
+
+    # -- conversion --------------------------------------------------------------------------
+
+    def _set_from_float(self, mod: Any) -> None:
+        """Quantizes every matrix of the float module ``mod`` (read by parameter name), each with
+        a fresh weight observer from ``mod.qconfig`` (else the default), and installs them."""
+        params: Dict[str, Any] = {}
+        for cell in self._layout():
+            for m in cell.matrices():
+                weight = float_weight(_parameter(mod, m.weight), m.weight)
+                if weight.shape != m.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}.from_float: {m.weight} of the float module has shape "
+                        f"{weight.shape}, expected {m.shape}"
+                    )
+                observer = weight_observer_for(mod)
+                params[m.weight] = quantize_weight(weight, observer) if self.dtype is qint8 else weight
+                if m.bias is not None:
+                    params[m.bias] = to_numpy(_parameter(mod, m.bias))
+        self.set_weight_bias(params)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _run(
+        self,
+        x: np.ndarray,
+        h0: Optional[np.ndarray],
+        c0: Optional[np.ndarray],
+        lengths: Optional[np.ndarray],
+        batch_first: bool,
+    ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """The core call: 3-D C-contiguous float32 arrays in, ``(y, h_n, c_n or None)`` out."""
+        return self._packed.forward(x, h0, c0, lengths, batch_first, self.reduce_range)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
+        for name, weight in self.get_weight().items():
+            destination[prefix + name] = weight
+        for name, bias in self.get_bias().items():
+            destination[prefix + name] = bias
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Dict[str, Any],
+        prefix: str,
+        local_metadata: Dict[str, Any],
+        missing: List[str],
+        expected: set,
+        errors: List[str],
+    ) -> List[Callable[[], None]]:
+        names = list(self._weights) + list(self._biases)
+        keys = [prefix + n for n in names]
+        expected.update(keys)
+        absent = [k for k in keys if k not in state_dict]
+        if absent:
+            missing.extend(absent)
+            return []
+        params = {n: state_dict[prefix + n] for n in names}
+        try:
+            dtype = _dtype_of(params[n] for n in self._weights)
+            weights, biases, packed = self._checked(dtype, params)
+        except (TypeError, ValueError, NotImplementedError) as e:
+            errors.append(f"while loading the weights of {prefix or type(self).__name__}: {e}")
+            return []
+
+        def update() -> None:
+            self.dtype = dtype
+            self._weights, self._biases, self._packed = weights, biases, packed
+
+        return [update]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_packed"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._weights, self._biases, self._packed = self._checked(self.dtype, {**state["_weights"], **state["_biases"]})
+
+    def _reduce_range_repr(self) -> str:
+        return "" if self.reduce_range else ", reduce_range=False"
+
+
+def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
+    """A qint8 QTensor (per tensor, or per row along axis 0) or float16 array of shape ``m.shape``."""
+    if dtype is qint8:
+        if not isinstance(value, QTensor) or value.dtype is not qint8:
+            kind = f"a {value.dtype!r} QTensor" if isinstance(value, QTensor) else type(value).__name__
+            raise TypeError(f"{m.weight} must be a qint8 QTensor for dtype qint8, got {kind}")
+        if value.shape != m.shape:
+            raise ValueError(f"{m.weight} must have shape {m.shape}, got {value.shape}")
+        weight_qparams(value, m.shape[0])  # raises for an unsupported per-channel axis
+        return value
+    w = float_weight(value.dequantize() if isinstance(value, QTensor) else value, m.weight)
+    if w.shape != m.shape:
+        raise ValueError(f"{m.weight} must have shape {m.shape}, got {w.shape}")
+    return to_fp16(w, m.weight)
+
+
+def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
+    if isinstance(weight, QTensor):
+        scales, zero_points = weight_qparams(weight, rows)
+        return _core.PackedLinear(weight.int_repr(), scales, zero_points, bias)
+    return _core.PackedLinearFp16(weight.view(np.uint16), bias)
+
+
+def _dtype_of(weights: Any) -> DType:
+    """qint8 when every weight is a qint8 QTensor, float16 when none is a QTensor."""
+    kinds = {isinstance(w, QTensor) for w in weights}
+    if kinds == {True}:
+        return qint8
+    if kinds == {False}:
+        return float16
+    raise ValueError("the weights mix QTensors (qint8) and float arrays (float16)")
+
+
+def _parameter(mod: Any, name: str) -> Any:
+    value = getattr(mod, name, None)
+    if value is None:
+        raise ValueError(f"the float module has no parameter {name!r}")
+    return value

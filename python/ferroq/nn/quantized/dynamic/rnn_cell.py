@@ -1,0 +1,215 @@
+"""``ferroq.nn.quantized.dynamic.LSTMCell``, ``GRUCell`` and ``RNNCell``: one recurrent step with
+int8 (or float16) weights, bit-exact with PyTorch's x86 dynamic quantized cells (SPEC.md 5).
+
+Each call quantizes the input and the hidden state separately, each over its whole tensor.
+Beyond PyTorch: unbatched (1-D) input, and ``bias=False`` also through ``from_float``.
+
+State dict keys: ``weight_ih``, ``weight_hh`` (qint8 QTensor, or float16 array for dtype
+float16) and, when ``bias``, ``bias_ih``, ``bias_hh`` (float32).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Type, TypeVar
+
+import numpy as np
+
+from ...._arrays import as_float32
+from ...._dtypes import qint8
+from ._recurrent import (
+    GATES,
+    NONLINEARITY_MODES,
+    CellLayout,
+    Matrix,
+    QuantizedRecurrent,
+    check_dtype,
+    check_size,
+    check_state,
+    float_module_dtype,
+)
+
+_M = TypeVar("_M", bound="RNNCellBase")
+
+__all__ = ["RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
+
+
+class RNNCellBase(QuantizedRecurrent):
+    """One recurrent step (the base of :class:`LSTMCell`, :class:`GRUCell`, :class:`RNNCell`)."""
+
+    _version = 1
+
+    def __init__(
+        self, mode: str, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, reduce_range: bool = True
+    ) -> None:
+        super().__init__()
+        if mode not in GATES:
+            raise ValueError(f"Unrecognized RNN mode: {mode}")
+        self.mode = mode
+        self.input_size = check_size(input_size, "input_size", 0)
+        self.hidden_size = check_size(hidden_size, "hidden_size", 1)
+        self.bias = bool(bias)
+        self.dtype = check_dtype(dtype)
+        self.reduce_range = bool(reduce_range)
+        self.training = False
+        self._init_weights()
+
+    def _layout(self) -> List[CellLayout]:
+        rows = GATES[self.mode] * self.hidden_size
+        return [
+            CellLayout(
+                Matrix("weight_ih", (rows, self.input_size), "bias_ih" if self.bias else None),
+                Matrix("weight_hh", (rows, self.hidden_size), "bias_hh" if self.bias else None),
+                None,
+            )
+        ]
+
+    def _core_args(self) -> Tuple[int, int, int, int, bool]:
+        return self.input_size, self.hidden_size, 0, 1, False
+
+    def _step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
+        """Shared forward: ``states`` is ``(h,)`` or ``(h, c)`` (entries may be None: zeros)."""
+        x = as_float32(input)
+        name = self._get_name().replace("DynamicQuantized", "")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D instead")
+        batched = x.ndim == 2
+        x2 = x if batched else x[None]
+        if x2.shape[1] != self.input_size:
+            raise ValueError(f"input has inconsistent input_size: got {x2.shape[1]}, expected {self.input_size}")
+        batch = x2.shape[0]
+        arrays: List[Optional[np.ndarray]] = []
+        for i, state in enumerate(states):
+            label = f"[{i}]" if len(states) == 2 else ""
+            if state is None:
+                arrays.append(None)
+                continue
+            h = check_state(state, f"hidden{label}")
+            if h.ndim != x.ndim:
+                raise ValueError(f"{name}: Expected hidden{label} to be {x.ndim}D for a {x.ndim}D input, got {h.ndim}D")
+            h2 = h if batched else h[None]
+            if h2.shape[0] != batch:
+                raise ValueError(f"Input batch size {batch} doesn't match hidden{label} batch size {h2.shape[0]}")
+            if h2.shape[1] != self.hidden_size:
+                raise ValueError(f"hidden{label} has inconsistent hidden_size: got {h2.shape[1]}, expected {self.hidden_size}")
+            arrays.append(h2[None])
+        if len(arrays) == 2 and (arrays[0] is None) != (arrays[1] is None):
+            raise ValueError("hx must hold both h and c, or be None")
+        _, h_n, c_n = self._run(x2[None], arrays[0], arrays[1] if len(arrays) == 2 else None, None, False)
+        finals = (h_n[0],) if c_n is None else (h_n[0], c_n[0])
+        return finals if batched else tuple(f[0] for f in finals)
+
+    #: The float modules' ``mode`` values a subclass converts (the first one gives the gates).
+    _float_modes: Tuple[str, ...] = ()
+
+    @classmethod
+    def _from_float_module(cls: Type[_M], mod: Any, **config: Any) -> _M:
+        """Builds ``cls(**config)`` with ``mod``'s sizes, then quantizes its weights."""
+        dtype = float_module_dtype(mod, cls.__name__, "weight_ih", cls._float_modes)
+        module = cls(
+            input_size=int(mod.input_size),
+            hidden_size=int(mod.hidden_size),
+            bias=bool(getattr(mod, "bias", True)),
+            dtype=dtype,
+            **config,
+        )
+        module._set_from_float(mod)
+        return module
+
+    def _get_name(self) -> str:
+        return "DynamicQuantized" + type(self).__name__
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity=relu"
+        if self.dtype is not qint8:
+            s += f", dtype={self.dtype!r}"
+        return s + self._reduce_range_repr()
+
+
+class LSTMCell(RNNCellBase):
+    """``LSTMCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
+    ``forward(input, hx=None) -> (h', c')`` with ``hx = (h, c)``, zeros when None."""
+
+    _float_modes = ("LSTM",)
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
+    ) -> None:
+        super().__init__("LSTM", input_size, hidden_size, bias, dtype, reduce_range)
+
+    def forward(self, input: Any, hx: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``input``: ``(batch, input_size)`` or unbatched ``(input_size,)``; ``h``, ``c`` alike
+        with ``hidden_size``."""
+        if hx is None:
+            states: Tuple[Optional[Any], ...] = (None, None)
+        elif isinstance(hx, (tuple, list)) and len(hx) == 2:
+            states = (hx[0], hx[1])
+        else:
+            raise TypeError(f"LSTMCell expects hx as a tuple (h, c), got {type(hx).__name__}")
+        h, c = self._step(input, states)
+        return h, c
+
+    @classmethod
+    def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "LSTMCell":
+        """Quantizes a float LSTMCell (``ferroq.nn``, ``torch.nn``, or any object with its
+        attributes and parameters), ``weight_ih`` and ``weight_hh`` each with its own observer
+        from ``mod.qconfig`` (default: per-tensor symmetric qint8)."""
+        return cls._from_float_module(mod)
+
+
+class GRUCell(RNNCellBase):
+    """``GRUCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
+    ``forward(input, hx=None) -> h'``."""
+
+    _float_modes = ("GRU",)
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
+    ) -> None:
+        super().__init__("GRU", input_size, hidden_size, bias, dtype, reduce_range)
+
+    def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
+        """As :meth:`LSTMCell.forward` with ``hx = h``; returns ``h'``."""
+        (h,) = self._step(input, (hx,))
+        return h
+
+    @classmethod
+    def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "GRUCell":
+        """Quantizes a float GRUCell (see :meth:`LSTMCell.from_float`)."""
+        return cls._from_float_module(mod)
+
+
+class RNNCell(RNNCellBase):
+    """``RNNCell(input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=qint8, *,
+    reduce_range=True)``: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``forward(input, hx=None)
+    -> h'``."""
+
+    _float_modes = ("RNN_TANH", "RNN_RELU")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        dtype: Any = qint8,
+        *,
+        reduce_range: bool = True,
+    ) -> None:
+        if nonlinearity not in NONLINEARITY_MODES:
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        super().__init__(NONLINEARITY_MODES[nonlinearity], input_size, hidden_size, bias, dtype, reduce_range)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
+        """As :meth:`GRUCell.forward`."""
+        (h,) = self._step(input, (hx,))
+        return h
+
+    @classmethod
+    def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "RNNCell":
+        """Quantizes a float RNNCell (see :meth:`LSTMCell.from_float`); ``nonlinearity`` is copied."""
+        return cls._from_float_module(mod, nonlinearity=str(getattr(mod, "nonlinearity", "tanh")))

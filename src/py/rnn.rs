@@ -1,0 +1,136 @@
+//! The Python class owning a packed recurrent stack (LSTM, GRU, RNN, and the cells as their
+//! one-layer one-step case). The Python layer validates shapes with PyTorch's messages first;
+//! this class checks again and never panics.
+
+use numpy::{PyArray1, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray3, PyUntypedArrayMethods};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use super::linear::{PackedLinear, PackedLinearFp16};
+use crate::dispatch::kernels;
+use crate::error::{Error, Result};
+use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
+
+/// A stack of recurrent layers with packed weights.
+///
+/// `mode` is "LSTM", "GRU", "RNN_TANH" or "RNN_RELU"; `cells` holds, for each layer and direction
+/// (`layer * directions + direction`), `(W_ih, W_hh, W_hr or None)` as `PackedLinear` (int8) or
+/// `PackedLinearFp16` objects with their biases fused in; `W_hr` is the bias-free LSTM
+/// projection, present exactly when `proj_size > 0`.
+#[pyclass(module = "ferroq._core", frozen)]
+pub struct PackedRNN {
+    inner: Rnn,
+}
+
+type CellArgs<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
+type Outputs<'py> = (Bound<'py, PyArray3<f32>>, Bound<'py, PyArray3<f32>>, Option<Bound<'py, PyArray3<f32>>>);
+
+#[pymethods]
+impl PackedRNN {
+    #[new]
+    #[pyo3(signature = (mode, input_size, hidden_size, proj_size, num_layers, bidirectional, cells))]
+    fn new(
+        mode: &str,
+        input_size: usize,
+        hidden_size: usize,
+        proj_size: usize,
+        num_layers: usize,
+        bidirectional: bool,
+        cells: Vec<CellArgs<'_>>,
+    ) -> PyResult<Self> {
+        let kind = CellKind::from_name(mode)
+            .ok_or_else(|| Error::Value(format!("mode must be LSTM, GRU, RNN_TANH or RNN_RELU, got {mode:?}")))?;
+        let shape = RnnShape { kind, input_size, hidden_size, proj_size, num_layers, bidirectional };
+        let cells = cells
+            .iter()
+            .map(|(ih, hh, hr)| {
+                Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PackedRNN { inner: Rnn::new(shape, cells)? })
+    }
+
+    /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
+    /// `(batch, steps, input_size)` when `batch_first`; `h0`/`c0` are `(layers * directions,
+    /// batch, features)` or None (zeros); `lengths` (int64, one per batch element, each between 0
+    /// and `steps`) gives packed-sequence semantics. Returns `(y, h_n, c_n or None)`. The inputs
+    /// are copied before the GIL is released for the whole computation.
+    #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false, reduce_range=true))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray3<'py, f32>,
+        h0: Option<PyReadonlyArray3<'py, f32>>,
+        c0: Option<PyReadonlyArray3<'py, f32>>,
+        lengths: Option<PyReadonlyArray1<'py, i64>>,
+        batch_first: bool,
+        reduce_range: bool,
+    ) -> PyResult<Outputs<'py>> {
+        let dims = x.shape();
+        let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
+        let x_owned = contiguous(&x, "input")?.to_vec();
+        let h0_owned = h0.as_ref().map(|a| contiguous(a, "h0").map(<[f32]>::to_vec)).transpose()?;
+        let c0_owned = c0.as_ref().map(|a| contiguous(a, "c0").map(<[f32]>::to_vec)).transpose()?;
+        let lengths_owned = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
+        let shape = *self.inner.shape();
+        if features != shape.input_size {
+            return Err(Error::Shape(format!(
+                "input.size(-1) must be equal to input_size. Expected {}, got {features}",
+                shape.input_size
+            ))
+            .into());
+        }
+        let input = SequenceInput {
+            x: &x_owned,
+            steps,
+            batch,
+            batch_first,
+            h0: h0_owned.as_deref(),
+            c0: c0_owned.as_deref(),
+            lengths: lengths_owned.as_deref(),
+        };
+        let out = py.detach(|| self.inner.forward(kernels(), &input, reduce_range))?;
+        let states = shape.num_layers * shape.directions();
+        let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
+        let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
+        let h_n = to_array3(py, out.h_n, [states, batch, shape.output_size()])?;
+        let c_n = out.c_n.map(|c| to_array3(py, c, [states, batch, shape.hidden_size])).transpose()?;
+        Ok((y, h_n, c_n))
+    }
+}
+
+/// The projection inside a `PackedLinear` or `PackedLinearFp16`.
+fn projection(obj: &Bound<'_, PyAny>) -> PyResult<Projection> {
+    if let Ok(p) = obj.cast::<PackedLinear>() {
+        return Ok(Projection::Int8(p.get().inner.clone()));
+    }
+    if let Ok(p) = obj.cast::<PackedLinearFp16>() {
+        return Ok(Projection::Fp16(p.get().inner.clone()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "recurrent weights must be PackedLinear or PackedLinearFp16 objects, got {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn contiguous<'a>(array: &'a PyReadonlyArray3<'_, f32>, what: &str) -> Result<&'a [f32]> {
+    array.as_slice().map_err(|_| Error::Value(format!("{what} must be C-contiguous")))
+}
+
+fn to_lengths(lengths: &PyReadonlyArray1<'_, i64>, steps: usize) -> Result<Vec<usize>> {
+    let values = lengths.as_slice().map_err(|_| Error::Value("lengths must be C-contiguous".into()))?;
+    values
+        .iter()
+        .map(|&n| {
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= steps)
+                .ok_or_else(|| Error::Value(format!("lengths must be between 0 and the sequence length {steps}, got {n}")))
+        })
+        .collect()
+}
+
+fn to_array3<'py>(py: Python<'py>, data: Vec<f32>, dims: [usize; 3]) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    PyArray1::from_vec(py, data).reshape(dims)
+}

@@ -1,0 +1,190 @@
+//! The element-wise part of one time step of each recurrence, in PyTorch's operation order
+//! (SPEC.md 4.4): every float operation below is one PyTorch kernel, rounded on its own (no
+//! fusion), and the sigmoids see the same contiguous rows as PyTorch's (one gate of one batch
+//! element: `hidden` values).
+//!
+//! Inputs are row-major over the active batch rows: `hg` is the hidden projection `W_hh h + b_hh`
+//! and `ig` the input projection `W_ih x + b_ih` of the step, `gates * hidden` values per row.
+
+use crate::activations::{relu, sigmoid_row, tanh, tanh_row};
+
+/// The recurrence of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    /// Gates `i, f, g, o`; cell state `c`.
+    Lstm,
+    /// Gates `r, z, n`.
+    Gru,
+    /// `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`.
+    RnnTanh,
+    /// `h' = relu(W_ih x + b_ih + W_hh h + b_hh)`.
+    RnnRelu,
+}
+
+impl CellKind {
+    /// PyTorch's mode names: "LSTM", "GRU", "RNN_TANH", "RNN_RELU".
+    pub fn from_name(name: &str) -> Option<CellKind> {
+        match name {
+            "LSTM" => Some(CellKind::Lstm),
+            "GRU" => Some(CellKind::Gru),
+            "RNN_TANH" => Some(CellKind::RnnTanh),
+            "RNN_RELU" => Some(CellKind::RnnRelu),
+            _ => None,
+        }
+    }
+
+    /// Rows of `W_ih` and `W_hh` per hidden unit.
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+            CellKind::RnnTanh | CellKind::RnnRelu => 1,
+        }
+    }
+
+    /// True for the LSTM, the only recurrence with a cell state.
+    pub fn has_cell_state(self) -> bool {
+        self == CellKind::Lstm
+    }
+}
+
+/// LSTM step: `gates = hg + ig`; `i, f, o = sigmoid(.)`, `g = tanh(.)`; `c' = f*c + i*g` (in
+/// place in `c`); `h_out = o * tanh(c')`. `hg` is used as the gate buffer.
+pub fn lstm(hg: &mut [f32], ig: &[f32], c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+    let rows = hg.chunks_exact_mut(4 * hidden).zip(ig.chunks_exact(4 * hidden));
+    for ((gates, ig), (c, h_out)) in rows.zip(c.chunks_exact_mut(hidden).zip(h_out.chunks_exact_mut(hidden))) {
+        add_assign(gates, ig);
+        let (i, rest) = gates.split_at_mut(hidden);
+        let (f, rest) = rest.split_at_mut(hidden);
+        let (g, o) = rest.split_at_mut(hidden);
+        sigmoid_row(i);
+        sigmoid_row(f);
+        tanh_row(g);
+        sigmoid_row(o);
+        for j in 0..hidden {
+            let c_new = f[j] * c[j] + i[j] * g[j];
+            c[j] = c_new;
+            h_out[j] = o[j] * tanh(c_new);
+        }
+    }
+}
+
+/// GRU step, updating `h` in place: `r = sigmoid(hg_r + ig_r)`, `z = sigmoid(hg_z + ig_z)`,
+/// `n = tanh(ig_n + hg_n * r)` (so `b_hn` sits inside the reset product), `h' = (h - n) * z + n`.
+pub fn gru(hg: &mut [f32], ig: &[f32], h: &mut [f32], hidden: usize) {
+    let rows = hg.chunks_exact_mut(3 * hidden).zip(ig.chunks_exact(3 * hidden));
+    for ((hg, ig), h) in rows.zip(h.chunks_exact_mut(hidden)) {
+        let (rz, hg_n) = hg.split_at_mut(2 * hidden);
+        let (ig_rz, ig_n) = ig.split_at(2 * hidden);
+        add_assign(rz, ig_rz);
+        let (r, z) = rz.split_at_mut(hidden);
+        sigmoid_row(r);
+        sigmoid_row(z);
+        for j in 0..hidden {
+            let n = tanh(ig_n[j] + hg_n[j] * r[j]);
+            h[j] = (h[j] - n) * z[j] + n;
+        }
+    }
+}
+
+/// Elman RNN step: `h_out = act(hg + ig)` with tanh or relu.
+pub fn simple(kind: CellKind, hg: &[f32], ig: &[f32], h_out: &mut [f32]) {
+    let act = if kind == CellKind::RnnRelu { relu } else { tanh };
+    for ((h, &a), &b) in h_out.iter_mut().zip(hg).zip(ig) {
+        *h = act(a + b);
+    }
+}
+
+/// `acc[i] = acc[i] + x[i]`.
+fn add_assign(acc: &mut [f32], x: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(x: f32) -> f32 {
+        let mut v = [x];
+        sigmoid_row(&mut v);
+        v[0]
+    }
+
+    #[test]
+    fn lstm_gate_order_is_i_f_g_o() {
+        // One unit, two batch rows. hg + ig per gate: i=0 (0.5), f=large (1), g=atanh(0.5), o=0.
+        let g = 0.5f32.atanh();
+        let mut hg = vec![0.0, 20.0, g, 0.0, /* row 2 */ -20.0, 0.0, 1.0, 20.0];
+        let ig = vec![0.0, 0.0, 0.0, 0.0, /* row 2 */ 0.0, 0.0, 0.0, 0.0];
+        let mut c = vec![2.0, 4.0];
+        let mut h = vec![0.0; 2];
+        lstm(&mut hg, &ig, &mut c, &mut h, 1);
+        // Row 1: c' = f*c + i*g = 1*2 + 0.5*tanh(atanh(0.5)) = 2.25; h' = 0.5 * tanh(2.25).
+        assert_eq!(sig(20.0), 1.0);
+        assert!((c[0] - 2.25).abs() < 1e-6);
+        assert_eq!(c[0], sig(20.0) * 2.0 + sig(0.0) * tanh(g));
+        assert_eq!(h[0], 0.5 * tanh(c[0]));
+        // Row 2: i ~ 0, f = 0.5, o ~ 1: c' = 0.5*4 + sig(-20)*tanh(1).
+        assert_eq!(c[1], 0.5 * 4.0 + sig(-20.0) * tanh(1.0));
+        assert_eq!(h[1], sig(20.0) * tanh(c[1]));
+    }
+
+    #[test]
+    fn lstm_adds_hg_and_ig_before_the_activations() {
+        let mut hg = vec![0.3, -0.2, 0.1, 0.4];
+        let ig = vec![0.1, 0.7, -0.5, 0.2];
+        let mut c = vec![0.5];
+        let mut h = vec![0.0];
+        lstm(&mut hg, &ig, &mut c, &mut h, 1);
+        let (i, f, g, o) = (sig(0.3 + 0.1), sig(-0.2 + 0.7), tanh(0.1 - 0.5), sig(0.4 + 0.2));
+        assert_eq!(c[0], f * 0.5 + i * g);
+        assert_eq!(h[0], o * tanh(c[0]));
+    }
+
+    #[test]
+    fn gru_puts_the_hidden_bias_inside_the_reset_product() {
+        // Two units, one row. hg = [r r z z n n], ig likewise.
+        let mut hg = vec![0.2, -0.1, 0.3, 0.0, 0.8, -0.6];
+        let ig = vec![0.1, 0.4, -0.3, 0.5, 0.25, 0.125];
+        let mut h = vec![0.5, -0.25];
+        let h_old = h.clone();
+        gru(&mut hg, &ig, &mut h, 2);
+        for j in 0..2 {
+            let r = sig([0.2f32, -0.1][j] + [0.1f32, 0.4][j]);
+            let z = sig([0.3f32, 0.0][j] + [-0.3f32, 0.5][j]);
+            let n = tanh([0.25f32, 0.125][j] + [0.8f32, -0.6][j] * r);
+            assert_eq!(h[j], (h_old[j] - n) * z + n, "unit {j}");
+        }
+    }
+
+    #[test]
+    fn gru_with_z_one_keeps_the_state() {
+        let mut hg = vec![0.0, 30.0, 0.9];
+        let ig = vec![0.0, 0.0, -0.4];
+        let mut h = vec![0.75];
+        gru(&mut hg, &ig, &mut h, 1);
+        assert_eq!(h[0], 0.75);
+    }
+
+    #[test]
+    fn simple_cells_apply_their_nonlinearity_to_the_sum() {
+        let hg = [0.5f32, -2.0, 1.0];
+        let ig = [0.25f32, 1.0, -1.0];
+        let mut h = [0.0f32; 3];
+        simple(CellKind::RnnTanh, &hg, &ig, &mut h);
+        assert_eq!(h, [tanh(0.75), tanh(-1.0), 0.0]);
+        simple(CellKind::RnnRelu, &hg, &ig, &mut h);
+        assert_eq!(h, [0.75, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(CellKind::from_name("LSTM"), Some(CellKind::Lstm));
+        assert_eq!(CellKind::from_name("RNN_RELU"), Some(CellKind::RnnRelu));
+        assert_eq!(CellKind::from_name("lstm"), None);
+        assert_eq!([CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh].map(CellKind::gates), [4, 3, 1]);
+        assert!(CellKind::Lstm.has_cell_state() && !CellKind::Gru.has_cell_state());
+    }
+}

@@ -1,0 +1,20 @@
+//! Dynamic quantized recurrent layers: LSTM, GRU and Elman RNN stacks (multi-layer,
+//! bidirectional, variable lengths) and, as their one-layer one-step case, the cells, with
+//! PyTorch's x86 numerics (SPEC.md 4 and 5).
+//!
+//! Beyond PyTorch: `bias = false` (projections without bias), the Elman RNN, variable lengths on
+//! padded input (packed-sequence semantics), and LSTM projections (`proj_size`): `h = W_hr (o *
+//! tanh(c))` as a bias-free dynamic-quantized Linear whose input `o * tanh(c)` is quantized per
+//! step over the running batch rows, like the hidden state.
+
+pub mod cell;
+pub mod packing;
+pub mod projection;
+pub mod sequence;
+
+pub use cell::CellKind;
+pub use projection::Projection;
+pub use sequence::{CellWeights, Rnn, RnnShape, SequenceInput, SequenceOutput};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Variable-length batches with PyTorch's packed-sequence semantics (SPEC.md 4.3): the batch is
+//! sorted by decreasing length, and the valid (step, element) pairs are laid out time-major, so
+//! that step `t` covers the first `batch_sizes[t]` sorted elements. Padding is never stored: it
+//! cannot enter a quantization range, and outputs past a sequence's end are zero.
+
+use crate::error::{Error, Result};
+
+/// Where the valid rows of a `(steps, batch)` input live in packed order.
+#[derive(Clone, Debug)]
+pub struct Packing {
+    steps: usize,
+    batch: usize,
+    /// Sorted position -> batch index, by decreasing length (stable).
+    order: Vec<usize>,
+    /// Per step: how many (sorted) elements are still running.
+    batch_sizes: Vec<usize>,
+    /// Per step: the packed row of its first element.
+    offsets: Vec<usize>,
+}
+
+impl Packing {
+    /// `lengths` (one per batch element, each `<= steps`; 0 is an empty sequence) or every
+    /// sequence running all `steps`.
+    pub fn new(steps: usize, batch: usize, lengths: Option<&[usize]>) -> Result<Self> {
+        let lengths = match lengths {
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(Error::Shape(format!(
+                        "lengths has {} entries, expected one per batch element ({batch})",
+                        l.len()
+                    )));
+                }
+                if let Some(&bad) = l.iter().find(|&&n| n > steps) {
+                    return Err(Error::Value(format!(
+                        "lengths must be between 0 and the sequence length {steps}, got {bad}"
+                    )));
+                }
+                l.to_vec()
+            }
+            None => vec![steps; batch],
+        };
+        let mut order: Vec<usize> = (0..batch).collect();
+        order.sort_by_key(|&b| std::cmp::Reverse(lengths[b]));
+        let batch_sizes: Vec<usize> = (0..steps).map(|t| lengths.iter().filter(|&&n| n > t).count()).collect();
+        let offsets = batch_sizes
+            .iter()
+            .scan(0, |next, &size| {
+                let first = *next;
+                *next += size;
+                Some(first)
+            })
+            .collect();
+        Ok(Packing { steps, batch, order, batch_sizes, offsets })
+    }
+
+    /// Time steps, valid or not.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Valid rows in total.
+    pub fn rows(&self) -> usize {
+        self.batch_sizes.iter().sum()
+    }
+
+    /// `(first packed row, running elements)` of step `t`.
+    pub fn step(&self, t: usize) -> (usize, usize) {
+        (self.offsets[t], self.batch_sizes[t])
+    }
+
+    /// Row of `(t, b)` in a padded `(steps, batch)` or `(batch, steps)` tensor.
+    fn padded_row(&self, t: usize, b: usize, batch_first: bool) -> usize {
+        if batch_first {
+            b * self.steps + t
+        } else {
+            t * self.batch + b
+        }
+    }
+
+    /// The valid rows of a padded tensor (`features` values per row), in packed order.
+    pub fn pack(&self, padded: &[f32], features: usize, batch_first: bool) -> Vec<f32> {
+        let mut packed = vec![0.0; self.rows() * features];
+        for t in 0..self.steps {
+            let (offset, size) = self.step(t);
+            for (p, &b) in self.order[..size].iter().enumerate() {
+                let src = self.padded_row(t, b, batch_first) * features;
+                let dst = (offset + p) * features;
+                packed[dst..dst + features].copy_from_slice(&padded[src..src + features]);
+            }
+        }
+        packed
+    }
+
+    /// A padded tensor from packed rows, with zeros where sequences have ended.
+    pub fn unpack(&self, packed: &[f32], features: usize, batch_first: bool) -> Vec<f32> {
+        let mut padded = vec![0.0; self.steps * self.batch * features];
+        for t in 0..self.steps {
+            let (offset, size) = self.step(t);
+            for (p, &b) in self.order[..size].iter().enumerate() {
+                let src = (offset + p) * features;
+                let dst = self.padded_row(t, b, batch_first) * features;
+                padded[dst..dst + features].copy_from_slice(&packed[src..src + features]);
+            }
+        }
+        padded
+    }
+
+    /// A per-element state (`batch` rows of `features`) reordered to sorted positions.
+    pub fn sort_rows(&self, state: &[f32], features: usize) -> Vec<f32> {
+        let mut sorted = vec![0.0; self.batch * features];
+        for (dst, &b) in sorted.chunks_exact_mut(features.max(1)).zip(&self.order) {
+            dst.copy_from_slice(&state[b * features..(b + 1) * features]);
+        }
+        sorted
+    }
+
+    /// The inverse of [`Packing::sort_rows`], written into `state`.
+    pub fn unsort_rows_into(&self, sorted: &[f32], features: usize, state: &mut [f32]) {
+        for (src, &b) in sorted.chunks_exact(features.max(1)).zip(&self.order) {
+            state[b * features..(b + 1) * features].copy_from_slice(src);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_batches_pack_to_the_time_major_layout() {
+        let p = Packing::new(3, 2, None).unwrap();
+        assert_eq!(p.rows(), 6);
+        assert_eq!((0..3).map(|t| p.step(t)).collect::<Vec<_>>(), [(0, 2), (2, 2), (4, 2)]);
+        let x: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        assert_eq!(p.pack(&x, 1, false), x);
+        // batch-first (2, 3): element b, step t at b*3 + t.
+        assert_eq!(p.pack(&x, 1, true), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(p.unpack(&p.pack(&x, 1, true), 1, true), x);
+    }
+
+    #[test]
+    fn lengths_sort_the_batch_and_drop_padding() {
+        // Element 0 runs 1 step, element 1 runs 3, element 2 runs 2.
+        let p = Packing::new(3, 3, Some(&[1, 3, 2])).unwrap();
+        assert_eq!(p.order, [1, 2, 0]);
+        assert_eq!(p.batch_sizes, [3, 2, 1]);
+        assert_eq!(p.rows(), 6);
+        // Padded time-major x[t][b] = 10*t + b, two features each (second one negated).
+        let x: Vec<f32> = (0..3).flat_map(|t| (0..3).flat_map(move |b| [(10 * t + b) as f32, -((10 * t + b) as f32)])).collect();
+        let packed = p.pack(&x, 2, false);
+        let firsts: Vec<f32> = packed.chunks(2).map(|r| r[0]).collect();
+        assert_eq!(firsts, [1.0, 2.0, 0.0, 11.0, 12.0, 21.0]);
+        // Unpacking restores valid rows and zeroes padding.
+        let back = p.unpack(&packed, 2, false);
+        for t in 0..3 {
+            for (b, len) in [1usize, 3, 2].into_iter().enumerate() {
+                let v = back[(t * 3 + b) * 2];
+                assert_eq!(v, if t < len { (10 * t + b) as f32 } else { 0.0 }, "t={t} b={b}");
+            }
+        }
+    }
+
+    #[test]
+    fn states_round_trip_through_the_sorted_order() {
+        let p = Packing::new(4, 3, Some(&[2, 4, 0])).unwrap();
+        let state = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
+        let sorted = p.sort_rows(&state, 2);
+        assert_eq!(sorted, [2.0, 2.5, 1.0, 1.5, 3.0, 3.5]);
+        let mut back = [0.0; 6];
+        p.unsort_rows_into(&sorted, 2, &mut back);
+        assert_eq!(back, state);
+        // An empty sequence is never active.
+        assert_eq!(p.batch_sizes, [2, 2, 1, 1]);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        assert!(matches!(Packing::new(3, 2, Some(&[1])), Err(Error::Shape(_))));
+        assert!(matches!(Packing::new(3, 2, Some(&[1, 4])), Err(Error::Value(_))));
+    }
+
+    #[test]
+    fn an_empty_batch_has_no_rows() {
+        let p = Packing::new(5, 0, None).unwrap();
+        assert_eq!(p.rows(), 0);
+        assert!(p.pack(&[], 3, false).is_empty());
+        assert!(p.unpack(&[], 3, true).is_empty());
+    }
+}

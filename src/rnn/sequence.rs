@@ -1,0 +1,320 @@
+//! Whole sequences through a stack of recurrent layers (SPEC.md 4.3): per layer and direction,
+//! the input projection is ONE dynamic-quantized product over every valid row of the sequence
+//! (one activation scale for all steps and batch elements); the hidden projection quantizes the
+//! hidden state of the running batch elements once per step; layer `l + 1` reads the
+//! concatenated `[forward, reverse]` outputs of layer `l`, quantized again as one tensor.
+
+use super::cell::{self, CellKind};
+use super::packing::Packing;
+use super::projection::{Projection, ProjectionScratch};
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+
+/// The weights of one layer in one direction; each projection carries its own bias.
+#[derive(Clone, Debug)]
+pub struct CellWeights {
+    /// `W_ih` (`gates * hidden` x layer input), with `b_ih`.
+    pub ih: Projection,
+    /// `W_hh` (`gates * hidden` x output size), with `b_hh`.
+    pub hh: Projection,
+    /// LSTM projection `W_hr` (`proj_size` x `hidden`), bias-free: `h = W_hr (o * tanh(c))`.
+    pub hr: Option<Projection>,
+}
+
+/// The configuration of a stack of recurrent layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RnnShape {
+    pub kind: CellKind,
+    pub input_size: usize,
+    pub hidden_size: usize,
+    /// 0 for none; otherwise LSTM only, smaller than `hidden_size`.
+    pub proj_size: usize,
+    pub num_layers: usize,
+    pub bidirectional: bool,
+}
+
+impl RnnShape {
+    /// 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Features of `h`: `proj_size` when projecting, else `hidden_size`.
+    pub fn output_size(&self) -> usize {
+        if self.proj_size > 0 {
+            self.proj_size
+        } else {
+            self.hidden_size
+        }
+    }
+
+    /// Features of layer `layer`'s input.
+    fn layer_input_size(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.input_size
+        } else {
+            self.directions() * self.output_size()
+        }
+    }
+}
+
+/// One call's input: `x` is `(steps, batch, input_size)`, or `(batch, steps, input_size)` when
+/// `batch_first`; `h0` is `(layers * directions, batch, output_size)` and `c0` (LSTM) is
+/// `(layers * directions, batch, hidden_size)`, zeros when absent; `lengths` gives each batch
+/// element's number of valid steps (all `steps` when absent).
+#[derive(Clone, Copy, Debug)]
+pub struct SequenceInput<'a> {
+    pub x: &'a [f32],
+    pub steps: usize,
+    pub batch: usize,
+    pub batch_first: bool,
+    pub h0: Option<&'a [f32]>,
+    pub c0: Option<&'a [f32]>,
+    pub lengths: Option<&'a [usize]>,
+}
+
+/// `y` in the input's layout with `directions * output_size` features (zeros past each
+/// sequence's end); `h_n`/`c_n` shaped like `h0`/`c0`, each element's state after its last step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceOutput {
+    pub y: Vec<f32>,
+    pub h_n: Vec<f32>,
+    pub c_n: Option<Vec<f32>>,
+}
+
+/// A stack of recurrent layers with packed weights.
+#[derive(Clone, Debug)]
+pub struct Rnn {
+    shape: RnnShape,
+    /// Index `layer * directions + direction`.
+    cells: Vec<CellWeights>,
+}
+
+/// Per-call buffers, sized once.
+struct Buffers {
+    /// Input projection of every valid row of the current layer.
+    ig: Vec<f32>,
+    /// Hidden projection of one step (also the gate buffer).
+    hg: Vec<f32>,
+    /// LSTM `o * tanh(c)` before the projection.
+    unprojected: Vec<f32>,
+    scratch: ProjectionScratch,
+}
+
+/// What every step of one call shares.
+struct Call<'a> {
+    kernels: &'a Kernels,
+    packing: &'a Packing,
+    reduce_range: bool,
+}
+
+/// The recurrent state of the batch, rows in sorted (decreasing length) order.
+struct State {
+    h: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl Rnn {
+    /// Checks every projection's shape against `shape`.
+    pub fn new(shape: RnnShape, cells: Vec<CellWeights>) -> Result<Self> {
+        if shape.hidden_size == 0 || shape.num_layers == 0 {
+            return Err(Error::Value(format!(
+                "hidden_size and num_layers must be positive, got {} and {}",
+                shape.hidden_size, shape.num_layers
+            )));
+        }
+        if shape.proj_size > 0 && (shape.kind != CellKind::Lstm || shape.proj_size >= shape.hidden_size) {
+            return Err(Error::Value(format!(
+                "proj_size ({}) needs an LSTM and must be smaller than hidden_size ({})",
+                shape.proj_size, shape.hidden_size
+            )));
+        }
+        let expected = shape.num_layers * shape.directions();
+        if cells.len() != expected {
+            return Err(Error::Shape(format!("expected {expected} cells (layers x directions), got {}", cells.len())));
+        }
+        let rows = shape.kind.gates() * shape.hidden_size;
+        let check = |what: &str, p: &Projection, out: usize, input: usize| -> Result<()> {
+            if p.out_features() != out || p.in_features() != input {
+                return Err(Error::Shape(format!(
+                    "{what} has shape ({}, {}), expected ({out}, {input})",
+                    p.out_features(),
+                    p.in_features()
+                )));
+            }
+            Ok(())
+        };
+        for (index, cell) in cells.iter().enumerate() {
+            let layer = index / shape.directions();
+            check(&format!("W_ih of cell {index}"), &cell.ih, rows, shape.layer_input_size(layer))?;
+            check(&format!("W_hh of cell {index}"), &cell.hh, rows, shape.output_size())?;
+            match (&cell.hr, shape.proj_size) {
+                (None, 0) => {}
+                (Some(hr), p) if p > 0 => check(&format!("W_hr of cell {index}"), hr, p, shape.hidden_size)?,
+                _ => {
+                    return Err(Error::Shape(format!(
+                        "cell {index}: a projection W_hr is needed exactly when proj_size > 0 (proj_size = {})",
+                        shape.proj_size
+                    )))
+                }
+            }
+        }
+        Ok(Rnn { shape, cells })
+    }
+
+    pub fn shape(&self) -> &RnnShape {
+        &self.shape
+    }
+
+    /// The weights, `layer * directions + direction`.
+    pub fn cells(&self) -> &[CellWeights] {
+        &self.cells
+    }
+
+    /// Runs the whole sequence (SPEC.md 4.3/4.4); `reduce_range` picks activation levels 0..127
+    /// (PyTorch) or 0..255 for every int8 projection.
+    pub fn forward(&self, kernels: &Kernels, input: &SequenceInput<'_>, reduce_range: bool) -> Result<SequenceOutput> {
+        self.check_input(input)?;
+        let shape = &self.shape;
+        let (directions, out_size, hidden) = (shape.directions(), shape.output_size(), shape.hidden_size);
+        let batch = input.batch;
+        let packing = Packing::new(input.steps, batch, input.lengths)?;
+        let rows = packing.rows();
+        let gates = shape.kind.gates() * hidden;
+        let mut buffers = Buffers {
+            ig: vec![0.0; rows * gates],
+            hg: vec![0.0; batch * gates],
+            unprojected: vec![0.0; if shape.proj_size > 0 { batch * hidden } else { 0 }],
+            scratch: ProjectionScratch::default(),
+        };
+        let mut h_n = vec![0.0; shape.num_layers * directions * batch * out_size];
+        let mut c_n = vec![0.0; if shape.kind.has_cell_state() { shape.num_layers * directions * batch * hidden } else { 0 }];
+
+        let call = Call { kernels, packing: &packing, reduce_range };
+        let mut layer_input = packing.pack(input.x, shape.input_size, input.batch_first);
+        for layer in 0..shape.num_layers {
+            let mut layer_output = vec![0.0; rows * directions * out_size];
+            for direction in 0..directions {
+                let index = layer * directions + direction;
+                let h_slot = index * batch * out_size..(index + 1) * batch * out_size;
+                let c_slot = index * batch * hidden..(index + 1) * batch * hidden;
+                let mut state = State {
+                    h: match input.h0 {
+                        Some(h0) => packing.sort_rows(&h0[h_slot.clone()], out_size),
+                        None => vec![0.0; batch * out_size],
+                    },
+                    c: match input.c0 {
+                        Some(c0) => packing.sort_rows(&c0[c_slot.clone()], hidden),
+                        None if shape.kind.has_cell_state() => vec![0.0; batch * hidden],
+                        None => Vec::new(),
+                    },
+                };
+                let cell = &self.cells[index];
+                cell.ih.forward(kernels, &layer_input, rows, reduce_range, &mut buffers.ig, &mut buffers.scratch)?;
+                let output = Output { rows: &mut layer_output, stride: directions * out_size, column: direction * out_size };
+                self.run_direction(&call, cell, direction == 1, &mut state, output, &mut buffers)?;
+                packing.unsort_rows_into(&state.h, out_size, &mut h_n[h_slot]);
+                if shape.kind.has_cell_state() {
+                    packing.unsort_rows_into(&state.c, hidden, &mut c_n[c_slot]);
+                }
+            }
+            layer_input = layer_output;
+        }
+        let y = packing.unpack(&layer_input, directions * out_size, input.batch_first);
+        Ok(SequenceOutput { y, h_n, c_n: shape.kind.has_cell_state().then_some(c_n) })
+    }
+
+    /// The time loop of one layer in one direction, given its input projection in `buffers.ig`.
+    fn run_direction(
+        &self,
+        call: &Call<'_>,
+        cell: &CellWeights,
+        reverse: bool,
+        state: &mut State,
+        output: Output<'_>,
+        buffers: &mut Buffers,
+    ) -> Result<()> {
+        let Call { kernels, packing, reduce_range } = *call;
+        let shape = &self.shape;
+        let (hidden, out_size) = (shape.hidden_size, shape.output_size());
+        let gates = shape.kind.gates() * hidden;
+        let steps = packing.steps();
+        for i in 0..steps {
+            let t = if reverse { steps - 1 - i } else { i };
+            let (offset, active) = packing.step(t);
+            if active == 0 {
+                continue;
+            }
+            let ig = &buffers.ig[offset * gates..(offset + active) * gates];
+            let hg = &mut buffers.hg[..active * gates];
+            let h = &mut state.h[..active * out_size];
+            cell.hh.forward(kernels, h, active, reduce_range, hg, &mut buffers.scratch).map_err(|e| at_step(e, t))?;
+            match (shape.kind, &cell.hr) {
+                (CellKind::Lstm, None) => cell::lstm(hg, ig, &mut state.c[..active * hidden], h, hidden),
+                (CellKind::Lstm, Some(hr)) => {
+                    let unprojected = &mut buffers.unprojected[..active * hidden];
+                    cell::lstm(hg, ig, &mut state.c[..active * hidden], unprojected, hidden);
+                    hr.forward(kernels, unprojected, active, reduce_range, h, &mut buffers.scratch).map_err(|e| at_step(e, t))?;
+                }
+                (CellKind::Gru, _) => cell::gru(hg, ig, h, hidden),
+                (kind, _) => cell::simple(kind, hg, ig, h),
+            }
+            for (p, h_row) in h.chunks_exact(out_size).enumerate() {
+                let start = (offset + p) * output.stride + output.column;
+                output.rows[start..start + out_size].copy_from_slice(h_row);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_input(&self, input: &SequenceInput<'_>) -> Result<()> {
+        let shape = &self.shape;
+        if input.steps == 0 {
+            return Err(Error::Shape("Expected sequence length to be larger than 0 in RNN".into()));
+        }
+        let expect = |what: &str, len: usize, dims: [usize; 3]| -> Result<()> {
+            if Some(len) != dims[0].checked_mul(dims[1]).and_then(|v| v.checked_mul(dims[2])) {
+                return Err(Error::Shape(format!("{what} has {len} elements, expected {dims:?}")));
+            }
+            Ok(())
+        };
+        let x_dims = if input.batch_first {
+            [input.batch, input.steps, shape.input_size]
+        } else {
+            [input.steps, input.batch, shape.input_size]
+        };
+        expect("input", input.x.len(), x_dims)?;
+        let states = shape.num_layers * shape.directions();
+        if let Some(h0) = input.h0 {
+            expect("h0", h0.len(), [states, input.batch, shape.output_size()])?;
+        }
+        match (input.c0, shape.kind.has_cell_state()) {
+            (Some(c0), true) => expect("c0", c0.len(), [states, input.batch, shape.hidden_size])?,
+            (Some(_), false) => return Err(Error::Value("c0 is only used by an LSTM".into())),
+            (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Says which step's state could not be quantized: a finite input gives a finite state unless
+/// the recurrence overflows (an Elman relu stack can), and only NaN or infinity fails to quantize.
+fn at_step(err: Error, t: usize) -> Error {
+    match err {
+        Error::Value(_) => Error::Value(format!(
+            "the recurrent state at step {t} holds NaN or infinity (the recurrence overflowed) and cannot be quantized"
+        )),
+        other => other,
+    }
+}
+
+/// Where a direction writes its outputs: packed rows of `stride` values, from `column` on.
+struct Output<'a> {
+    rows: &'a mut [f32],
+    stride: usize,
+    column: usize,
+}
