@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension ``ferroq._core`` (hand-written; checked by mypy.stubtest)."""
 
-from typing import Optional, Tuple, final
+from typing import Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,7 @@ __version__: str
 __all__ = [
     "PackedLinear",
     "PackedLinearFp16",
+    "PackedRNN",
     "__version__",
     "backend",
     "backend_note",
@@ -56,3 +57,31 @@ def write_safetensors(
     path: str, tensors: list[tuple[str, str, list[int], bytes]], metadata: dict[str, str]
 ) -> None: ...
 def read_safetensors(path: str) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...
+
+@final
+class PackedRNN:
+    def __new__(
+        cls,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        proj_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        cells: Sequence[
+            Tuple[
+                Union[PackedLinear, PackedLinearFp16],
+                Union[PackedLinear, PackedLinearFp16],
+                Optional[Union[PackedLinear, PackedLinearFp16]],
+            ]
+        ],
+    ) -> "PackedRNN": ...
+    def forward(
+        self,
+        x: npt.NDArray[np.float32],
+        h0: Optional[npt.NDArray[np.float32]] = None,
+        c0: Optional[npt.NDArray[np.float32]] = None,
+        lengths: Optional[npt.NDArray[np.int64]] = None,
+        batch_first: bool = False,
+        reduce_range: bool = True,
+    ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
