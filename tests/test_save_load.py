@@ -195,3 +195,27 @@ def test_float_recurrent_modules_round_trip(tmp_path, make):
     assert list(sd) == list(loaded_sd)
     for key in sd:
         np.testing.assert_array_equal(sd[key], loaded_sd[key])
+
+
+@pytest.mark.parametrize(
+    "make, call",
+    [
+        (lambda: nn.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=3, batch_first=True), lambda m, x: m(x)[0]),
+        (lambda: nn.GRU(5, 7, bias=False), lambda m, x: m(x)[0]),
+        (lambda: nn.RNN(5, 7, nonlinearity="relu"), lambda m, x: m(x)[0]),
+        (lambda: nn.LSTMCell(5, 7), lambda m, x: m(x[0])[0]),
+        (lambda: nn.GRUCell(5, 7), lambda m, x: m(x[0])),
+        (lambda: nn.RNNCell(5, 7, nonlinearity="relu"), lambda m, x: m(x[0])),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["qint8", "float16"])
+def test_quantized_recurrent_modules_round_trip_bit_exactly(tmp_path, rng, make, call, dtype):
+    np.random.seed(0)
+    q = quantize_dynamic(make().eval(), dtype=dtype)
+    assert type(q).__module__.startswith("ferroq.nn.quantized.dynamic")
+    path = tmp_path / "q.safetensors"
+    ferroq.save(q, path)
+    loaded = ferroq.load(path)
+    assert repr(loaded) == repr(q)
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    assert_same_bits(call(loaded, x), call(q, x))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
@@ -104,6 +104,24 @@ class RNNBase(QuantizedRecurrent):
         self.reduce_range = bool(reduce_range)
         self.training = False
         self._init_weights()
+
+    def _config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "dtype": self.dtype.name,
+            "reduce_range": self.reduce_range,
+        }
+        if self.mode == "LSTM":
+            config["proj_size"] = self.proj_size
+        elif self.mode in ("RNN_TANH", "RNN_RELU"):
+            config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
+        return config
 
     # -- layout ------------------------------------------------------------------------------
 

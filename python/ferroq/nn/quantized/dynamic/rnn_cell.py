@@ -10,7 +10,7 @@ float16) and, when ``bias``, ``bias_ih``, ``bias_hh`` (float32).
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,18 @@ class RNNCellBase(QuantizedRecurrent):
         self.reduce_range = bool(reduce_range)
         self.training = False
         self._init_weights()
+
+    def _config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "bias": self.bias,
+            "dtype": self.dtype.name,
+            "reduce_range": self.reduce_range,
+        }
+        if self.mode in ("RNN_TANH", "RNN_RELU"):
+            config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
+        return config
 
     def _layout(self) -> List[CellLayout]:
         rows = GATES[self.mode] * self.hidden_size
