@@ -9,6 +9,8 @@ pub mod kernels;
 pub mod linear;
 pub mod pack;
 pub mod quant;
+pub mod requantize;
+pub mod static_linear;
 pub mod threads;
 
 #[cfg(feature = "python")]

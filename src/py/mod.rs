@@ -4,6 +4,7 @@
 mod arrays;
 mod errors;
 mod linear;
+mod static_linear;
 
 use pyo3::prelude::*;
 
@@ -60,5 +61,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(choose_qparams, m)?)?;
     m.add_class::<linear::PackedLinear>()?;
     m.add_class::<linear::PackedLinearFp16>()?;
+    m.add_class::<static_linear::PackedStaticLinear>()?;
     Ok(())
 }
