@@ -10,7 +10,9 @@ pub mod kernels;
 pub mod linear;
 pub mod pack;
 pub mod quant;
+pub mod requantize;
 pub mod rnn;
+pub mod static_linear;
 pub mod threads;
 
 #[cfg(feature = "python")]

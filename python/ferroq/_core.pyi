@@ -10,6 +10,7 @@ __all__ = [
     "PackedLinear",
     "PackedLinearFp16",
     "PackedRNN",
+    "PackedStaticLinear",
     "__version__",
     "backend",
     "backend_note",
@@ -85,3 +86,27 @@ class PackedRNN:
         batch_first: bool = False,
         reduce_range: bool = True,
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
+
+@final
+class PackedStaticLinear:
+    def __new__(
+        cls,
+        weight: npt.NDArray[np.int8],
+        scales: npt.NDArray[np.float32],
+        zero_points: npt.NDArray[np.int32],
+        per_channel: bool,
+        bias: Optional[npt.NDArray[np.float32]] = None,
+    ) -> "PackedStaticLinear": ...
+    @property
+    def in_features(self) -> int: ...
+    @property
+    def out_features(self) -> int: ...
+    def forward(
+        self,
+        x: npt.NDArray[np.uint8],
+        x_scale: float,
+        x_zero_point: int,
+        y_scale: float,
+        y_zero_point: int,
+        relu: bool = False,
+    ) -> npt.NDArray[np.uint8]: ...

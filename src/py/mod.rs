@@ -6,6 +6,7 @@ mod errors;
 mod linear;
 mod rnn;
 mod safetensors_io;
+mod static_linear;
 
 use pyo3::prelude::*;
 
@@ -65,5 +66,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<linear::PackedLinear>()?;
     m.add_class::<linear::PackedLinearFp16>()?;
     m.add_class::<rnn::PackedRNN>()?;
+    m.add_class::<static_linear::PackedStaticLinear>()?;
     Ok(())
 }

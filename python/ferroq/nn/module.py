@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -9,7 +10,12 @@ import numpy as np
 
 from .._arrays import to_numpy
 
-__all__ = ["Module", "IncompatibleKeys"]
+__all__ = ["Module", "IncompatibleKeys", "RemovableHandle"]
+
+ForwardHook = Callable[["Module", Tuple[Any, ...], Any], Any]
+
+#: Keys of registered hooks, unique for the process (a removed hook's key is never reused).
+_HOOK_IDS = itertools.count()
 
 
 class IncompatibleKeys(NamedTuple):
@@ -29,6 +35,19 @@ def as_parameter(value: Any, name: str) -> Optional[np.ndarray]:
     return np.array(array, dtype=np.float32, order="C", copy=True)
 
 
+class RemovableHandle:
+    """What :meth:`Module.register_forward_hook` returns: ``remove()`` unregisters the hook."""
+
+    __slots__ = ("_hooks", "_key")
+
+    def __init__(self, hooks: "OrderedDict[int, ForwardHook]", key: int) -> None:
+        self._hooks = hooks
+        self._key = key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
 class Module:
     """Base class of ferroq modules: a tree of named children with named float32 parameters.
 
@@ -46,6 +65,7 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # -- attributes --------------------------------------------------------------------------
 
@@ -95,7 +115,22 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        result = self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for hook in list(hooks.values()):
+                hooked = hook(self, args, result)
+                if hooked is not None:
+                    result = hooked
+        return result
+
+    def register_forward_hook(self, hook: ForwardHook) -> RemovableHandle:
+        """Calls ``hook(module, args, output)`` after every forward; a return value other than None
+        replaces the output (PyTorch's forward hooks; ``prepare`` attaches its observers this way)."""
+        hooks = self.__dict__.setdefault("_forward_hooks", OrderedDict())
+        key = next(_HOOK_IDS)
+        hooks[key] = hook
+        return RemovableHandle(hooks, key)
 
     def train(self, mode: bool = True) -> "Module":
         for module in self.modules():

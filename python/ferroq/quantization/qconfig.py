@@ -6,6 +6,7 @@ from collections import namedtuple
 from typing import Any, Optional
 
 from .._dtypes import float16, per_channel_symmetric, per_tensor_symmetric, qint8, quint8
+from .histogram import HistogramObserver
 from .observer import MinMaxObserver, ObserverBase, PerChannelMinMaxObserver, PlaceholderObserver
 
 __all__ = [
@@ -16,6 +17,10 @@ __all__ = [
     "default_dynamic_qconfig",
     "per_channel_dynamic_qconfig",
     "float16_dynamic_qconfig",
+    "default_observer",
+    "default_histogram_observer",
+    "default_qconfig",
+    "get_default_qconfig",
 ]
 
 
@@ -48,6 +53,28 @@ float16_dynamic_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=float16, is_dynamic=True),
     weight=PlaceholderObserver.with_args(dtype=float16),
 )
+
+#: Static activations: quint8 over [0, 127] (PyTorch's default_observer).
+default_observer = MinMaxObserver.with_args(quant_min=0, quant_max=127)
+default_histogram_observer = HistogramObserver.with_args(quant_min=0, quant_max=127)
+default_qconfig = QConfig(activation=default_observer, weight=default_weight_observer)
+
+
+def get_default_qconfig(backend: str = "x86", version: int = 0) -> QConfig:
+    """PyTorch's default static qconfig for a quantized engine: ``"x86"`` and ``"fbgemm"`` use
+    ``HistogramObserver(reduce_range=True)`` activations (inputs stay within 0..127, so int16
+    saturation on AVX2-only CPUs cannot occur) and per-channel symmetric weights; ``"qnnpack"``
+    uses the full activation range and per-tensor symmetric weights; ``"onednn"`` the full
+    activation range and per-channel weights. ValueError for any other backend or version."""
+    if version != 0:
+        raise ValueError(f"get_default_qconfig supports version 0 only, got {version!r}")
+    if backend in ("x86", "fbgemm"):
+        return QConfig(activation=HistogramObserver.with_args(reduce_range=True), weight=default_per_channel_weight_observer)
+    if backend == "qnnpack":
+        return QConfig(activation=HistogramObserver.with_args(reduce_range=False), weight=default_weight_observer)
+    if backend == "onednn":
+        return QConfig(activation=HistogramObserver.with_args(reduce_range=False), weight=default_per_channel_weight_observer)
+    raise ValueError(f"backend: {backend!r} not supported. backend must be one of ['fbgemm', 'x86', 'qnnpack', 'onednn']")
 
 
 def weight_observer_for(module: Any, default: Optional[QConfig] = None) -> Any:

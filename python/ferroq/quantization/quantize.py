@@ -1,122 +1,117 @@
-"""Whole-model conversion: ``quantize_dynamic`` with PyTorch's qconfig propagation (SPEC.md 6)."""
+"""PyTorch's eager-mode static quantization flow: ``prepare`` (propagate qconfigs, attach
+observers), calibration by running the model, then ``convert`` (swap in quantized modules)."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Iterable, Optional, Union
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
 
-from .._dtypes import as_dtype, float16, qint8
+from ..nn.basic import Linear as FloatLinear
 from ..nn.module import Module
-from .qconfig import QConfig, default_dynamic_qconfig, float16_dynamic_qconfig
+from .propagate import propagate_qconfig_
+from .stubs import DeQuantStub, QuantStub
 
-__all__ = ["quantize_dynamic", "propagate_qconfig_", "get_default_dynamic_quant_module_mappings"]
+__all__ = ["prepare", "convert", "get_default_static_quant_module_mappings"]
 
-
-def get_default_dynamic_quant_module_mappings() -> Dict[type, type]:
-    """Float module type -> dynamic quantized type, for every type ferroq converts."""
-    from .. import nn
-    from ..nn.quantized import dynamic as nnqd
-
-    pairs = [("Linear", "Linear"), ("LSTM", "LSTM"), ("GRU", "GRU"), ("RNN", "RNN"), ("LSTMCell", "LSTMCell"), ("GRUCell", "GRUCell"), ("RNNCell", "RNNCell")]
-    return {getattr(nn, f): getattr(nnqd, q) for f, q in pairs if hasattr(nn, f) and hasattr(nnqd, q)}
+#: The modules ``prepare`` gives an output observer (exact types, as in PyTorch).
+_OBSERVED_TYPES = (QuantStub, FloatLinear)
 
 
-def _has_own_qconfig(module: Module) -> bool:
-    """True when ``qconfig`` was set on this module (the class default of None does not count)."""
-    return "qconfig" in vars(module)
+def _observer_forward_hook(module: Module, args: Any, output: Any) -> Any:
+    """The forward hook ``prepare`` registers: the output goes through the module's observer."""
+    return module.activation_post_process(output)
 
 
-def propagate_qconfig_(module: Module, qconfig_dict: Optional[Dict[Any, Any]] = None) -> None:
-    """Sets ``qconfig`` on every module of the tree, as PyTorch's ``propagate_qconfig_``: a module
-    gets the entry for its exact type, else its parent's qconfig; an entry for its dotted name
-    overrides that; a qconfig already set on the module wins over both."""
-    qconfig_dict = qconfig_dict or {}
+def get_default_static_quant_module_mappings() -> Dict[type, Any]:
+    """Which float module ``convert`` replaces by which quantized one (exact types, as in
+    PyTorch): ``QuantStub`` -> ``Quantize``, ``DeQuantStub`` -> ``DeQuantize``, ``nn.Linear`` ->
+    ``nn.quantized.Linear``."""
+    # Imported here: ferroq.nn.quantized imports this package while it initializes.
+    from ..nn.quantized import DeQuantize, Quantize
+    from ..nn.quantized import Linear as QuantizedLinear
 
-    def visit(mod: Module, parent_qconfig: Any, prefix: str) -> None:
-        chosen = qconfig_dict.get(type(mod), parent_qconfig)
-        chosen = qconfig_dict.get(prefix, chosen)
-        if _has_own_qconfig(mod):
-            chosen = mod.qconfig
-        mod.qconfig = chosen
-        for name, child in mod.named_children():
-            visit(child, chosen, f"{prefix}.{name}" if prefix else name)
-
-    visit(module, None, "")
+    return {QuantStub: Quantize, DeQuantStub: DeQuantize, FloatLinear: QuantizedLinear}
 
 
-def _default_spec(dtype: Any) -> Dict[Any, QConfig]:
-    dt = as_dtype(dtype)
-    if dt is qint8:
-        qconfig = default_dynamic_qconfig
-    elif dt is float16:
-        qconfig = float16_dynamic_qconfig
-    else:
-        raise ValueError(f"Don't know how to quantize with default settings for {dt!r}. Provide full qconfig please")
-    return {module_type: qconfig for module_type in get_default_dynamic_quant_module_mappings()}
+def prepare(model: Module, inplace: bool = False) -> Module:
+    """Returns ``model`` ready for calibration: qconfigs propagated (:func:`propagate_qconfig_`),
+    and every ``QuantStub`` and float ``Linear`` with a qconfig given an
+    ``activation_post_process = qconfig.activation()`` that observes its output on each call.
+    The model is deep-copied first unless ``inplace``. Run calibration data through the result,
+    then :func:`convert` it."""
+    if not isinstance(model, Module):
+        raise TypeError(f"prepare expects a ferroq.nn.Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    propagate_qconfig_(model)
+    if not any(m.qconfig is not None for m in model.modules()):
+        warnings.warn(
+            "None of the submodule got qconfig applied. Make sure you passed correct configuration through "
+            "`qconfig_dict` or by assigning the `.qconfig` attribute directly on submodules",
+            stacklevel=2,
+        )
+    for module in model.modules():
+        if type(module) in _OBSERVED_TYPES and module.qconfig is not None:
+            module.activation_post_process = module.qconfig.activation()
+            if _observer_forward_hook not in module.__dict__.get("_forward_hooks", {}).values():
+                module.register_forward_hook(_observer_forward_hook)
+    return model
 
 
-def _normalise_spec(qconfig_spec: Union[None, Dict[Any, Any], Iterable[Any]], dtype: Any) -> Dict[Any, Any]:
-    if qconfig_spec is None:
-        return _default_spec(dtype)
-    if isinstance(qconfig_spec, dict):
-        return dict(qconfig_spec)
-    if isinstance(qconfig_spec, (set, frozenset, list, tuple)):
-        default = next(iter(_default_spec(dtype).values()))
-        return {key: default for key in qconfig_spec}
-    raise TypeError(f"qconfig_spec must be None, a dict or a set of types and names, got {type(qconfig_spec).__name__}")
+def convert(
+    module: Module, mapping: Optional[Dict[type, Any]] = None, inplace: bool = False, remove_qconfig: bool = True
+) -> Module:
+    """Swaps every module whose exact type is in ``mapping`` (default:
+    :func:`get_default_static_quant_module_mappings`) and whose qconfig is set for
+    ``mapping[type].from_float(module)``. Unlike PyTorch, the root module is swapped too when it
+    qualifies. Forward hooks other than the observers' carry over to the new modules; with
+    ``remove_qconfig`` the ``qconfig`` attributes and any leftover observers are removed. The model
+    is deep-copied first unless ``inplace``; every replacement is built before any is put in place,
+    so an error leaves the model as it was. Returns the converted model."""
+    if not isinstance(module, Module):
+        raise TypeError(f"convert expects a ferroq.nn.Module, got {type(module).__name__}")
+    if not inplace:
+        module = copy.deepcopy(module)
+    if mapping is None:
+        mapping = get_default_static_quant_module_mappings()
+    replacements = _replacements(module, mapping)
+    converted = _swapped(module, mapping)
+    for parent, name, new in replacements:
+        setattr(parent, name, new)
+    if remove_qconfig:
+        for node in converted.modules():
+            _remove_qconfig(node)
+    return converted
 
 
-def _swap(module: Module, mapping: Dict[type, type]) -> Module:
-    qtype = mapping.get(type(module))
-    if qtype is None or getattr(module, "qconfig", None) is None:
+def _replacements(module: Module, mapping: Dict[type, Any]) -> List[Tuple[Module, str, Module]]:
+    """``(parent, name, replacement)`` for every descendant of ``module`` that ``convert`` swaps."""
+    found: List[Tuple[Module, str, Module]] = []
+    for name, child in module.named_children():
+        found.extend(_replacements(child, mapping))
+        new = _swapped(child, mapping)
+        if new is not child:
+            found.append((module, name, new))
+    return found
+
+
+def _swapped(module: Module, mapping: Dict[type, Any]) -> Module:
+    """The quantized replacement of ``module`` (with its non-observer forward hooks), or
+    ``module`` itself when it has no qconfig or its type is not in ``mapping``."""
+    if module.qconfig is None or type(module) not in mapping:
         return module
-    return qtype.from_float(module)
-
-
-def _convert_children(module: Module, mapping: Dict[type, type]) -> None:
-    for name, child in list(module.named_children()):
-        _convert_children(child, mapping)
-        swapped = _swap(child, mapping)
-        if swapped is not child:
-            setattr(module, name, swapped)
+    new = mapping[type(module)].from_float(module)
+    for hook in module.__dict__.get("_forward_hooks", {}).values():
+        if hook is not _observer_forward_hook:
+            new.register_forward_hook(hook)
+    return new
 
 
 def _remove_qconfig(module: Module) -> None:
-    for mod in module.modules():
-        if _has_own_qconfig(mod):
-            del mod.qconfig
-
-
-def quantize_dynamic(
-    model: Module,
-    qconfig_spec: Union[None, Dict[Any, Any], Iterable[Any]] = None,
-    dtype: Any = qint8,
-    inplace: bool = False,
-) -> Module:
-    """Replaces the Linear, LSTM, GRU, RNN and cell modules of ``model`` by dynamic quantized ones.
-
-    ``qconfig_spec``: None (every covered type, with ``dtype``'s default qconfig), a set of types
-    and/or dotted module names (those, with ``dtype``'s default qconfig), or a dict mapping types or
-    names to QConfigs (``dtype`` is then ignored). qconfigs are inherited by children as in
-    PyTorch, and a ``qconfig`` already set on a module wins. Unlike PyTorch, the root module itself
-    is converted too (``quantize_dynamic(Linear(4, 4))`` returns a quantized Linear), ``nn.RNN`` is
-    covered, and float16 works for every covered type. The model is deep-copied unless ``inplace``.
-    Returns the converted model, in eval mode.
-    """
-    if not isinstance(model, Module):
-        raise TypeError(
-            f"quantize_dynamic expects a ferroq module, got {type(model).__name__} "
-            "(convert torch models with ferroq.torch.from_torch first)"
-        )
-    spec = _normalise_spec(qconfig_spec, dtype)
-    mapping = get_default_dynamic_quant_module_mappings()
-    if not inplace:
-        model = copy.deepcopy(model)
-    model.eval()
-    propagate_qconfig_(model, spec)
-    try:
-        _convert_children(model, mapping)
-        root = _swap(model, mapping)
-    finally:
-        _remove_qconfig(model)
-    return root.eval()
+    """Deletes ``module``'s own qconfig and observer, and the hook that called the observer."""
+    module.__dict__.pop("qconfig", None)
+    if module.__dict__.pop("activation_post_process", None) is not None:
+        hooks = module.__dict__.get("_forward_hooks", {})
+        for key in [k for k, hook in hooks.items() if hook is _observer_forward_hook]:
+            del hooks[key]

@@ -1,5 +1,9 @@
-"""Quantized modules (PyTorch's ``torch.ao.nn.quantized``)."""
+"""Quantized modules (PyTorch's ``torch.ao.nn.quantized``): the static ``Linear`` (quint8 in and
+out), ``Quantize``/``DeQuantize``, the reference modules, and the dynamic modules."""
 
 from . import dynamic
+from .linear import Linear
+from .quantize import DeQuantize, Quantize
+from . import reference
 
-__all__ = ["dynamic"]
+__all__ = ["dynamic", "reference", "Linear", "Quantize", "DeQuantize"]

@@ -10,6 +10,7 @@ import numpy as np
 from ..._arrays import to_numpy
 from ..._dtypes import DType, float16, qint8
 from ..._tensor import QTensor, quantize_per_channel, quantize_per_tensor
+from ..basic import Linear as FloatLinear
 
 FP16_MAX = 65504.0
 
@@ -37,10 +38,31 @@ def float_bias(value: Any, out_features: int, what: str) -> Optional[np.ndarray]
     return np.array(array, dtype=np.float32, order="C", copy=True)
 
 
-def quantize_weight(weight: np.ndarray, observer: Any) -> QTensor:
-    """Observes ``weight`` and quantizes it with the qparams the observer chooses; integers are
-    clamped to the observer's custom range when it has one (PyTorch's ``_clamp_weights``)."""
-    observer(weight)
+def float_linear_params(mod: Any, owner: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The float weight and bias of a Linear-like module (a ``ferroq.nn.Linear``, or a torch
+    ``nn.Linear`` read through its ``weight``/``bias``), checked; ``owner`` names the caller in the
+    TypeError for anything else."""
+    if isinstance(mod, FloatLinear):
+        weight, bias = mod.weight, mod.bias
+    elif type(mod).__name__ in ("Linear", "NonDynamicallyQuantizableLinear") and hasattr(mod, "weight"):
+        weight, bias = mod.weight, getattr(mod, "bias", None)
+    else:
+        raise TypeError(
+            f"{owner}.from_float expects a float Linear (ferroq.nn.Linear or torch.nn.Linear), got {type(mod).__name__}"
+        )
+    w = float_weight(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"a Linear weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    b = float_bias(None if bias is None else to_numpy(bias), w.shape[0], "bias")
+    return w, b
+
+
+def quantize_weight(weight: np.ndarray, observer: Any, observe: bool = True) -> QTensor:
+    """Observes ``weight`` (unless ``observe`` is False: the observer already holds its statistics)
+    and quantizes it with the qparams the observer chooses; integers are clamped to the observer's
+    custom range when it has one (PyTorch's ``_clamp_weights``)."""
+    if observe:
+        observer(weight)
     scale, zero_point = observer.calculate_qparams()
     if observer.dtype is not qint8:
         raise ValueError(f"weight observer must have dtype ferroq.qint8, got {observer.dtype!r}")

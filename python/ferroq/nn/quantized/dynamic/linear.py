@@ -8,13 +8,12 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 
 from .... import _core
-from ...._arrays import as_float32, last_dim, to_numpy
+from ...._arrays import as_float32, last_dim
 from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
-from ...basic import Linear as FloatLinear
 from ...module import Module
-from .._weights import float_bias, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
+from .._weights import float_bias, float_linear_params, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
 
 __all__ = ["Linear"]
 
@@ -114,7 +113,7 @@ class Linear(Module):
         ``weight``/``bias``). The weight observer comes from ``mod.qconfig``, else the default
         (per-tensor symmetric qint8); ``per_channel_dynamic_qconfig`` gives per-row scales and
         ``float16_dynamic_qconfig`` float16 weights."""
-        weight, bias = _float_linear_params(mod, cls)
+        weight, bias = float_linear_params(mod, "ferroq.nn.quantized.dynamic.Linear")
         observer = weight_observer_for(mod)
         dtype = observer_dtype(observer)
         out_features, in_features = weight.shape
@@ -212,21 +211,3 @@ def _describe(value: Any) -> str:
     if isinstance(value, QTensor):
         return f"a {value.dtype!r} QTensor"
     return type(value).__name__
-
-
-def _float_linear_params(mod: Any, cls: type) -> "tuple[np.ndarray, Optional[np.ndarray]]":
-    """The float weight and bias of a Linear-like module, checked."""
-    if isinstance(mod, FloatLinear):
-        weight, bias = mod.weight, mod.bias
-    elif type(mod).__name__ in ("Linear", "NonDynamicallyQuantizableLinear") and hasattr(mod, "weight"):
-        weight, bias = mod.weight, getattr(mod, "bias", None)
-    else:
-        raise TypeError(
-            f"{cls.__module__.split('.')[0]}.nn.quantized.dynamic.Linear.from_float expects a float Linear "
-            f"(ferroq.nn.Linear or torch.nn.Linear), got {type(mod).__name__}"
-        )
-    w = float_weight(weight, "weight")
-    if w.ndim != 2:
-        raise ValueError(f"a Linear weight must be 2-D (out_features, in_features), got shape {w.shape}")
-    b = float_bias(None if bias is None else to_numpy(bias), w.shape[0], "bias")
-    return w, b

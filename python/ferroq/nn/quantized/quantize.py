@@ -1,0 +1,98 @@
+"""``Quantize`` and ``DeQuantize``: the modules that ``convert`` puts where the ``QuantStub`` and
+``DeQuantStub`` of a prepared model were (PyTorch's ``torch.ao.nn.quantized.Quantize``/``DeQuantize``)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+
+from ..._arrays import to_numpy
+from ..._dtypes import DType
+from ..._tensor import QTensor, _check_scale, _check_zero_point, _quantized_dtype, quantize_per_tensor
+from ..module import Module
+
+__all__ = ["Quantize", "DeQuantize"]
+
+
+class Quantize(Module):
+    """Quantizes a float array to a per-tensor :class:`~ferroq.QTensor` with fixed qparams.
+
+    ``scale`` is kept in float32, as PyTorch's ``scale`` buffer is, so ``Quantize(0.1, ...)``
+    quantizes with ``float32(0.1)``. NaN or infinity in the input raises ValueError.
+    ``factory_kwargs`` (torch's device/dtype placement) is accepted and has no effect.
+    """
+
+    def __init__(self, scale: float, zero_point: int, dtype: Any, factory_kwargs: Any = None) -> None:
+        super().__init__()
+        self.dtype: DType = _quantized_dtype(dtype)
+        self.scale = _check_scale(float(np.float32(scale)))
+        self.zero_point = _check_zero_point(zero_point, self.dtype)
+
+    def forward(self, x: Any) -> QTensor:
+        if isinstance(x, QTensor):
+            raise TypeError("Quantize expects a float array, got a QTensor that is already quantized")
+        return quantize_per_tensor(x, self.scale, self.zero_point, self.dtype)
+
+    @staticmethod
+    def from_float(mod: Any, use_precomputed_fake_quant: bool = False) -> "Quantize":
+        """From an observed ``QuantStub``: the qparams its ``activation_post_process`` chose.
+        ValueError when ``mod`` was not prepared (it has no observer)."""
+        observer = getattr(mod, "activation_post_process", None)
+        if observer is None:
+            raise ValueError(
+                "Input float module must have activation_post_process attribute "
+                "(run ferroq.quantization.prepare and calibrate the model first)"
+            )
+        scale, zero_point = observer.calculate_qparams()
+        return Quantize(float(scale), int(zero_point), observer.dtype)
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
+        destination[prefix + "scale"] = np.array([self.scale], dtype=np.float32)
+        destination[prefix + "zero_point"] = np.array([self.zero_point], dtype=np.int64)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Dict[str, Any],
+        prefix: str,
+        local_metadata: Dict[str, Any],
+        missing: List[str],
+        expected: set,
+        errors: List[str],
+    ) -> List[Callable[[], None]]:
+        keys = [prefix + "scale", prefix + "zero_point"]
+        expected.update(keys)
+        absent = [k for k in keys if k not in state_dict]
+        if absent:
+            missing.extend(absent)
+            return []
+        try:
+            scale_array, zero_point_array = (np.asarray(to_numpy(state_dict[k])) for k in keys)
+            if scale_array.size != 1 or zero_point_array.size != 1:
+                raise ValueError(f"expected one scale and one zero point, got shapes {scale_array.shape} and {zero_point_array.shape}")
+            candidate = Quantize(float(scale_array.reshape(())), int(zero_point_array.reshape(())), self.dtype)
+        except (TypeError, ValueError) as e:
+            errors.append(f"while loading {prefix}scale/zero_point: {e}")
+            return []
+
+        def update() -> None:
+            self.scale, self.zero_point = candidate.scale, candidate.zero_point
+
+        return [update]
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, zero_point={self.zero_point}, dtype={self.dtype!r}"
+
+
+class DeQuantize(Module):
+    """Turns a :class:`~ferroq.QTensor` back into a float32 array."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        if not isinstance(x, QTensor):
+            raise TypeError(f"DeQuantize expects a QTensor, got {type(x).__name__}")
+        return x.dequantize()
+
+    @staticmethod
+    def from_float(mod: Any, use_precomputed_fake_quant: bool = False) -> "DeQuantize":
+        """A ``DeQuantize`` for a ``DeQuantStub`` (it has nothing to carry over)."""
+        return DeQuantize()

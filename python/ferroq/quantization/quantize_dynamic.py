@@ -1,0 +1,90 @@
+"""Whole-model dynamic quantization: ``quantize_dynamic`` (SPEC.md 6)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterable, Union
+
+from .._dtypes import as_dtype, float16, qint8
+from ..nn.module import Module
+from .propagate import propagate_qconfig_
+from .qconfig import QConfig, default_dynamic_qconfig, float16_dynamic_qconfig
+from .quantize import convert
+
+__all__ = ["quantize_dynamic", "get_default_dynamic_quant_module_mappings"]
+
+_ABSENT = object()  # marks "no qconfig of its own" when restoring a model after an error
+
+
+def get_default_dynamic_quant_module_mappings() -> Dict[type, type]:
+    """Float module type -> dynamic quantized type: Linear, LSTM, GRU, RNN and the three cells."""
+    from .. import nn
+    from ..nn.quantized import dynamic as nnqd
+
+    names = ("Linear", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell")
+    return {getattr(nn, name): getattr(nnqd, name) for name in names}
+
+
+def _default_spec(dtype: Any) -> Dict[Any, QConfig]:
+    dt = as_dtype(dtype)
+    if dt is qint8:
+        qconfig = default_dynamic_qconfig
+    elif dt is float16:
+        qconfig = float16_dynamic_qconfig
+    else:
+        raise ValueError(f"Don't know how to quantize with default settings for {dt!r}. Provide full qconfig please")
+    return {module_type: qconfig for module_type in get_default_dynamic_quant_module_mappings()}
+
+
+def _normalise_spec(qconfig_spec: Union[None, Dict[Any, Any], Iterable[Any]], dtype: Any) -> Dict[Any, Any]:
+    if qconfig_spec is None:
+        return _default_spec(dtype)
+    if isinstance(qconfig_spec, dict):
+        return dict(qconfig_spec)
+    if isinstance(qconfig_spec, (set, frozenset, list, tuple)):
+        default = next(iter(_default_spec(dtype).values()))
+        return {key: default for key in qconfig_spec}
+    raise TypeError(f"qconfig_spec must be None, a dict or a set of types and names, got {type(qconfig_spec).__name__}")
+
+
+def quantize_dynamic(
+    model: Module,
+    qconfig_spec: Union[None, Dict[Any, Any], Iterable[Any]] = None,
+    dtype: Any = qint8,
+    inplace: bool = False,
+) -> Module:
+    """Replaces the Linear, LSTM, GRU, RNN and cell modules of ``model`` by dynamic quantized ones.
+
+    ``qconfig_spec``: None (every covered type, with ``dtype``'s default qconfig), a set of types
+    and/or dotted module names (those, with ``dtype``'s default qconfig), or a dict mapping types or
+    names to QConfigs (``dtype`` is then ignored). qconfigs are inherited by children as in
+    PyTorch, and a ``qconfig`` already set on a module wins. Unlike PyTorch, the root module itself
+    is converted too (``quantize_dynamic(Linear(4, 4))`` returns a quantized Linear), ``nn.RNN`` is
+    covered, and float16 works for every covered type. The model is deep-copied unless ``inplace``;
+    every replacement is built before any is put in place, so an error changes nothing else.
+    Returns the converted model, in eval mode.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(
+            f"quantize_dynamic expects a ferroq module, got {type(model).__name__} "
+            "(convert torch models with ferroq.torch.from_torch first)"
+        )
+    spec = _normalise_spec(qconfig_spec, dtype)
+    if not inplace:
+        model = copy.deepcopy(model)
+    before = {id(m): (m.training, m.__dict__.get("qconfig", _ABSENT)) for m in model.modules()}
+    model.eval()
+    try:
+        propagate_qconfig_(model, spec)
+        converted = convert(model, get_default_dynamic_quant_module_mappings(), inplace=True)
+    except BaseException:
+        for m in model.modules():
+            training, qconfig = before[id(m)]
+            object.__setattr__(m, "training", training)
+            if qconfig is _ABSENT:
+                m.__dict__.pop("qconfig", None)
+            else:
+                m.qconfig = qconfig
+        raise
+    return converted.eval()
+

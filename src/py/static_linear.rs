@@ -1,0 +1,92 @@
+//! The Python class owning the packed weights of a static quantized Linear. Validation of user
+//! input happens in the Python layer first; this class checks again and never panics.
+
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::prelude::*;
+
+use super::arrays::{matrix, vector};
+use crate::dispatch::kernels;
+use crate::quant::QParams;
+use crate::static_linear::StaticLinear;
+
+/// Int8 weights packed for the static quantized Linear (quint8 in, quint8 out), with their
+/// qparams and float bias.
+///
+/// `weight` is `(out_features, in_features)` int8; `scales` (float32) and `zero_points` (int32)
+/// have `out_features` entries when `per_channel`, else one; `bias` is float32 or None.
+#[pyclass(module = "ferroq._core", frozen)]
+pub struct PackedStaticLinear {
+    inner: StaticLinear,
+}
+
+#[pymethods]
+impl PackedStaticLinear {
+    #[new]
+    #[pyo3(signature = (weight, scales, zero_points, per_channel, bias=None))]
+    fn new(
+        weight: PyReadonlyArray2<'_, i8>,
+        scales: PyReadonlyArray1<'_, f32>,
+        zero_points: PyReadonlyArray1<'_, i32>,
+        per_channel: bool,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<Self> {
+        let (w, n, k) = matrix(&weight, "weight")?;
+        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
+        let inner = StaticLinear::new(
+            w,
+            n,
+            k,
+            vector(&scales, "scales")?,
+            vector(&zero_points, "zero_points")?,
+            per_channel,
+            bias,
+        )?;
+        Ok(PackedStaticLinear { inner })
+    }
+
+    #[getter]
+    fn in_features(&self) -> usize {
+        self.inner.in_features()
+    }
+
+    #[getter]
+    fn out_features(&self) -> usize {
+        self.inner.out_features()
+    }
+
+    /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
+    /// `(rows, in_features)` with qparams `(x_scale, x_zero_point)`; the output has the qparams
+    /// `(y_scale, y_zero_point)`. With `relu` every output is at least `y_zero_point`. Scales are
+    /// used as float32. The GIL is released for the GEMM.
+    #[pyo3(signature = (x, x_scale, x_zero_point, y_scale, y_zero_point, relu=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, u8>,
+        x_scale: f64,
+        x_zero_point: i32,
+        y_scale: f64,
+        y_zero_point: i32,
+        relu: bool,
+    ) -> PyResult<Bound<'py, PyArray2<u8>>> {
+        let (data, rows, k) = matrix(&x, "input")?;
+        if k != self.inner.in_features() {
+            return Err(crate::Error::Shape(format!(
+                "input has {k} features in its last dimension, expected in_features = {}",
+                self.inner.in_features()
+            ))
+            .into());
+        }
+        let x_owned = data.to_vec();
+        let input = QParams { scale: x_scale, zero_point: x_zero_point };
+        let output = QParams { scale: y_scale, zero_point: y_zero_point };
+        let out = PyArray2::<u8>::zeros(py, [rows, self.inner.out_features()], false);
+        {
+            let mut out_rw = out.readwrite();
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            py.detach(|| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out_slice))?;
+        }
+        Ok(out)
+    }
+}

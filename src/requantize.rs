@@ -1,0 +1,135 @@
+//! The requantizing epilogue of the static quantized Linear (SPEC.md 3.1): int32 accumulators of
+//! uint8 x int8 products become quint8 outputs, with FBGEMM's float32 arithmetic.
+//!
+//! This is the scalar reference; a SIMD version must produce the same bytes.
+
+/// Parameters of [`requantize`], per output column `n`:
+/// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32),
+/// `xf = (float)corr`, plus `bias[n]` (already in accumulator units) when present, then
+/// `q = clamp(rne(xf * multipliers[n]) + y_zero_point, y_min, 255)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Requantize<'a> {
+    pub x_zero_point: i32,
+    /// `Σ_k W[n,k] - w_zero_point[n] * K`, per column.
+    pub col_offsets: &'a [i32],
+    pub w_zero_points: &'a [i32],
+    /// `f32(act_times_w[n] / f32(s_y))` with `act_times_w[n] = f32(s_x * s_w[n])`.
+    pub multipliers: &'a [f32],
+    /// The float bias divided by `act_times_w` ([`bias_in_accumulator_units`]).
+    pub bias: Option<&'a [f32]>,
+    pub y_zero_point: i32,
+    /// The smallest output value: 0, or `y_zero_point` for a fused ReLU.
+    pub y_min: i32,
+}
+
+/// The float bias expressed in accumulator units, as FBGEMM adds it (SPEC.md 3.1).
+///
+/// Per tensor (`per_channel == false`, one `act_times_w` for every column) the bias is multiplied
+/// by the reciprocal `f32(1.0 / (double)act_times_w)`; per channel it is divided by
+/// `act_times_w[n]` in float32. The two can differ in the last bit.
+pub fn bias_in_accumulator_units(bias: &[f32], act_times_w: &[f32], per_channel: bool) -> Vec<f32> {
+    if per_channel {
+        bias.iter().zip(act_times_w).map(|(&b, &s)| b / s).collect()
+    } else {
+        let reciprocal = act_times_w.first().map_or(0.0, |&s| (1.0f64 / s as f64) as f32);
+        bias.iter().map(|&b| b * reciprocal).collect()
+    }
+}
+
+/// One output value: `clamp(rne(xf * multiplier) + y_zero_point, y_min, 255)` with
+/// `xf = f32((float)corr + bias)`.
+///
+/// The rounded value is converted with saturation (NaN becomes 0) before the zero point is added,
+/// so results far outside the range clamp to its ends.
+#[inline]
+pub fn requantize_value(corr: i32, multiplier: f32, bias: Option<f32>, y_zero_point: i32, y_min: i32) -> u8 {
+    let xf = match bias {
+        Some(b) => corr as f32 + b,
+        None => corr as f32,
+    };
+    let rounded = (xf * multiplier).round_ties_even() as i64;
+    rounded.saturating_add(y_zero_point as i64).clamp(y_min as i64, 255) as u8
+}
+
+/// The epilogue over `rows` rows of `n` accumulators: `acc[r*n + j]` -> `out[r*n + j]`, with
+/// `row_sums[r] = Σ_k a[r, k]` (the raw uint8 sum of input row `r`).
+pub fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) {
+    let n = params.multipliers.len();
+    if n == 0 {
+        return;
+    }
+    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
+        for j in 0..n {
+            let corr = acc_row[j]
+                .wrapping_sub(params.x_zero_point.wrapping_mul(params.col_offsets[j]))
+                .wrapping_sub(row_sum.wrapping_mul(params.w_zero_points[j]));
+            out_row[j] = requantize_value(
+                corr,
+                params.multipliers[j],
+                params.bias.map(|b| b[j]),
+                params.y_zero_point,
+                params.y_min,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_tensor_bias_uses_the_double_reciprocal_and_per_channel_divides() {
+        // act_times_w = 0.1f: 1.0 / 0.1f in double is 9.99999985..., which rounds to 10.0f;
+        // 0.61f * 10 rounds to 6.1000004, while 0.61f / 0.1f rounds to 6.1.
+        let atw = [0.1f32];
+        assert_eq!(bias_in_accumulator_units(&[0.61], &atw, false), vec![6.100_000_4f32]);
+        assert_eq!(bias_in_accumulator_units(&[0.61], &atw, true), vec![6.1f32]);
+        assert_ne!(6.100_000_4f32, 6.1f32);
+    }
+
+    #[test]
+    fn rounding_is_half_to_even_and_the_zero_point_is_added_after() {
+        // 5 * 0.5 = 2.5 -> 2, then + 10.
+        assert_eq!(requantize_value(5, 0.5, None, 10, 0), 12);
+        // 7 * 0.5 = 3.5 -> 4.
+        assert_eq!(requantize_value(7, 0.5, None, 10, 0), 14);
+        // -5 * 0.5 = -2.5 -> -2.
+        assert_eq!(requantize_value(-5, 0.5, None, 10, 0), 8);
+        // The bias is added to the accumulator before the multiplier: (3 + 2) * 0.5 = 2.5 -> 2.
+        assert_eq!(requantize_value(3, 0.5, Some(2.0), 0, 0), 2);
+    }
+
+    #[test]
+    fn results_clamp_to_the_range_and_relu_raises_the_floor() {
+        assert_eq!(requantize_value(1000, 1.0, None, 0, 0), 255);
+        assert_eq!(requantize_value(-1000, 1.0, None, 0, 0), 0);
+        assert_eq!(requantize_value(i32::MAX, 1e30, None, 0, 0), 255);
+        assert_eq!(requantize_value(i32::MIN, 1e30, None, 255, 0), 0);
+        // ReLU: anything below the zero point becomes the zero point.
+        assert_eq!(requantize_value(-3, 1.0, None, 100, 100), 100);
+        assert_eq!(requantize_value(3, 1.0, None, 100, 100), 103);
+    }
+
+    #[test]
+    fn zero_points_are_compensated_exactly() {
+        // x = [3, 5] with x_zp 2, W row [4, -6] with w_zp 1:
+        // Σ (x - 2)(w - 1) = 1*3 + 3*(-7) = -18.
+        let (x, w) = ([3i32, 5], [4i32, -6]);
+        let acc = x[0] * w[0] + x[1] * w[1];
+        let row_sum = x[0] + x[1];
+        let col_offsets = [w[0] + w[1] - 2];
+        let params = Requantize {
+            x_zero_point: 2,
+            col_offsets: &col_offsets,
+            w_zero_points: &[1],
+            multipliers: &[1.0],
+            bias: None,
+            y_zero_point: 100,
+            y_min: 0,
+        };
+        let mut out = [0u8];
+        requantize(&[acc], &[row_sum], &params, &mut out);
+        assert_eq!(out, [82]);
+    }
+}

@@ -1,0 +1,304 @@
+//! The static quantized Linear (SPEC.md 3): quint8 activations in, quint8 activations out, int8
+//! weights with per-tensor or per-channel qparams, float bias, FBGEMM's requantization.
+//!
+//! The integer products are exact on every instruction-set path (the AVX512-VNNI semantics): the
+//! int16 pair saturation of PyTorch's non-VNNI x86 kernels is not reproduced.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+use crate::pack::PackedWeights;
+use crate::quant::QParams;
+use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
+use crate::threads::{current_pool, PARALLEL_THRESHOLD_MACS};
+
+/// Rows per block of the int32 accumulator buffer.
+const ROW_BLOCK: usize = 64;
+
+/// A static int8 Linear: packed int8 weights, their qparams, and a float bias.
+#[derive(Clone, Debug)]
+pub struct StaticLinear {
+    weights: PackedWeights,
+    /// Weight scales as float32, one per output feature (repeated when per tensor).
+    scales: Vec<f32>,
+    /// Weight zero points, one per output feature (repeated when per tensor).
+    zero_points: Vec<i32>,
+    per_channel: bool,
+    col_offsets: Vec<i32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl StaticLinear {
+    /// `weight` is row-major `n x k` int8. With `per_channel`, `scales` and `zero_points` have one
+    /// entry per output feature; otherwise exactly one. Scales are used as float32, as FBGEMM does;
+    /// zero points must lie in the int8 range.
+    pub fn new(
+        weight: &[i8],
+        n: usize,
+        k: usize,
+        scales: &[f32],
+        zero_points: &[i32],
+        per_channel: bool,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
+        let weights = PackedWeights::pack(weight, n, k)?;
+        let expected = if per_channel { n } else { 1 };
+        let scheme = if per_channel { "per-channel (one per output feature)" } else { "per-tensor" };
+        for (what, len) in [("scales", scales.len()), ("zero points", zero_points.len())] {
+            if len != expected {
+                return Err(Error::Shape(format!("{scheme} weight {what} must have {expected} entries, got {len}")));
+            }
+        }
+        if let Some(&bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::Value(format!("weight scales must be positive and finite, got {bad}")));
+        }
+        if let Some(&bad) = zero_points.iter().find(|z| !(-128..=127).contains(*z)) {
+            return Err(Error::Value(format!("weight zero points must lie in [-128, 127] (qint8), got {bad}")));
+        }
+        if let Some(b) = &bias {
+            if b.len() != n {
+                return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
+            }
+        }
+        let scales: Vec<f32> = if per_channel { scales.to_vec() } else { vec![scales[0]; n] };
+        let zero_points: Vec<i32> = if per_channel { zero_points.to_vec() } else { vec![zero_points[0]; n] };
+        let k_i32 = i32::try_from(k).map_err(|_| Error::Shape(format!("in_features = {k} is too large")))?;
+        let col_offsets = weights
+            .col_sums()
+            .iter()
+            .zip(&zero_points)
+            .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
+            .collect();
+        Ok(StaticLinear { weights, scales, zero_points, per_channel, col_offsets, bias })
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weights.k()
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weights.n()
+    }
+
+    /// `out = quint8(x @ W^T + bias)`, `rows x out_features`: `x` is row-major `rows x in_features`
+    /// uint8 with the qparams `input`, `out` gets the qparams `output` (SPEC.md 3.1). With `relu`
+    /// the outputs are at least `output.zero_point` (the fused LinearReLU).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        kernels: &Kernels,
+        x: &[u8],
+        rows: usize,
+        input: QParams,
+        output: QParams,
+        relu: bool,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let (n, k) = (self.out_features(), self.in_features());
+        check_len(x.len(), rows, k, "input")?;
+        check_len(out.len(), rows, n, "output")?;
+        let s_x = check_qparams(input, "input")?;
+        let s_y = check_qparams(output, "output")?;
+        if n == 0 || rows == 0 {
+            return Ok(());
+        }
+        let act_times_w: Vec<f32> = self.scales.iter().map(|&s_w| s_x * s_w).collect();
+        let multipliers: Vec<f32> = act_times_w.iter().map(|&a| a / s_y).collect();
+        let bias = self.bias.as_deref().map(|b| bias_in_accumulator_units(b, &act_times_w, self.per_channel));
+        let params = Requantize {
+            x_zero_point: input.zero_point,
+            col_offsets: &self.col_offsets,
+            w_zero_points: &self.zero_points,
+            multipliers: &multipliers,
+            bias: bias.as_deref(),
+            y_zero_point: output.zero_point,
+            y_min: if relu { output.zero_point } else { 0 },
+        };
+        let stride = self.weights.k_padded();
+        let run_block = |first_row: usize, out_block: &mut [u8]| {
+            let rows = out_block.len() / n;
+            // The GEMM reads rows padded to k_padded; the padding bytes are 0 and add nothing.
+            let mut a = vec![0u8; rows * stride];
+            let mut row_sums = vec![0i32; rows];
+            for (r, sum) in row_sums.iter_mut().enumerate() {
+                let src = &x[(first_row + r) * k..(first_row + r + 1) * k];
+                a[r * stride..r * stride + k].copy_from_slice(src);
+                *sum = src.iter().map(|&q| q as i32).sum();
+            }
+            let mut acc = vec![0i32; rows * n];
+            (kernels.gemm_u8i8)(&a, stride, rows, &self.weights, &mut acc, n);
+            requantize(&acc, &row_sums, &params, out_block);
+        };
+        if rows * n * k < PARALLEL_THRESHOLD_MACS || rows < 2 {
+            for (i, block) in out.chunks_mut(ROW_BLOCK * n).enumerate() {
+                run_block(i * ROW_BLOCK, block);
+            }
+        } else {
+            let pool = current_pool();
+            let rows_per_task = rows.div_ceil(pool.current_num_threads()).clamp(1, ROW_BLOCK);
+            pool.install(|| {
+                out.par_chunks_mut(rows_per_task * n)
+                    .enumerate()
+                    .for_each(|(i, block)| run_block(i * rows_per_task, block));
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
+    if Some(len) != rows.checked_mul(k) {
+        return Err(Error::Shape(format!("{what} has {len} elements, expected {rows} x {k}")));
+    }
+    Ok(())
+}
+
+/// The float32 scale of quint8 qparams, checked: positive and finite as float32, zero point in 0..=255.
+fn check_qparams(q: QParams, what: &str) -> Result<f32> {
+    let scale = q.scale_f32();
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::Value(format!("{what} scale must be positive and finite in float32, got {}", q.scale)));
+    }
+    if !(0..=255).contains(&q.zero_point) {
+        return Err(Error::Value(format!("{what} zero point must lie in [0, 255] (quint8), got {}", q.zero_point)));
+    }
+    Ok(scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::{kernels_for, supported_isas};
+
+    fn qp(scale: f64, zero_point: i32) -> QParams {
+        QParams { scale, zero_point }
+    }
+
+    /// Runs `layer` on every supported path, checks they agree, and returns the output.
+    fn run(layer: &StaticLinear, x: &[u8], rows: usize, input: QParams, output: QParams, relu: bool) -> Vec<u8> {
+        let mut results = supported_isas().into_iter().map(|isa| {
+            let kernels = kernels_for(isa).unwrap();
+            let mut out = vec![0u8; rows * layer.out_features()];
+            layer.forward(&kernels, x, rows, input, output, relu, &mut out).unwrap();
+            (isa, out)
+        });
+        let (_, first) = results.next().unwrap();
+        for (isa, out) in results {
+            assert_eq!(out, first, "{isa:?} differs from scalar");
+        }
+        first
+    }
+
+    #[test]
+    fn hand_computed_per_tensor_case() {
+        // W = [[1, 2, 3], [-1, 0, 4]], s_w = 0.5, x = [[10, 20, 30]] with x_zp 10, s_x = 0.25.
+        // corr = [0*1 + 10*2 + 20*3, 0*-1 + 10*0 + 20*4] = [80, 80];
+        // bias [1, -1] / (0.25*0.5) = [8, -8] -> xf = [88, 72];
+        // s_y = 0.5 -> mult = 0.125/0.5 = 0.25 -> [22, 18] + y_zp 3 = [25, 21].
+        let layer = StaticLinear::new(&[1, 2, 3, -1, 0, 4], 2, 3, &[0.5], &[0], false, Some(vec![1.0, -1.0])).unwrap();
+        assert_eq!(run(&layer, &[10, 20, 30], 1, qp(0.25, 10), qp(0.5, 3), false), vec![25, 21]);
+    }
+
+    #[test]
+    fn hand_computed_per_channel_case_with_weight_zero_points() {
+        // W = [[3, 0], [1, -2]], x = [2, 4] with x_zp 0, s_x 0.5, s_y 1, y_zp 7.
+        // Column 0 (s_w 1, zp 1): 2*(3-1) + 4*(0-1) = 0; bias 6 / (0.5*1) = 12; 12 * 0.5 = 6 -> 13.
+        // Column 1 (s_w 2, zp -1): 2*(1+1) + 4*(-2+1) = 0; bias 0; 0 -> 7.
+        let layer = StaticLinear::new(&[3, 0, 1, -2], 2, 2, &[1.0, 2.0], &[1, -1], true, Some(vec![6.0, 0.0])).unwrap();
+        assert_eq!(run(&layer, &[2, 4], 1, qp(0.5, 0), qp(1.0, 7), false), vec![13, 7]);
+    }
+
+    #[test]
+    fn full_range_inputs_are_not_saturated_in_int16_pairs() {
+        // x = 255 everywhere with weights 127 / -128: every adjacent pair sums to 255*127*2 = 64770
+        // (or 255*-128*2 = -65280), beyond int16. vpmaddubsw would saturate each pair to 32767
+        // (-32768), giving 2*32767 = 65534 for K = 4; the exact sum is 129540.
+        let k = 4;
+        let weight: Vec<i8> = [[127i8; 4], [-128i8; 4]].concat();
+        let layer = StaticLinear::new(&weight, 2, k, &[1.0], &[0], false, None).unwrap();
+        // s_x = s_w = 1, s_y = 1000: mult = 0.001, so y = rne(129.54) = 130 and rne(-130.56) = -131.
+        // Saturated pairs would give rne(65.534) = 66 and rne(-65.536) = -66 instead.
+        assert_eq!(run(&layer, &[255; 4], 1, qp(1.0, 0), qp(1000.0, 0), false), vec![130, 0]);
+        assert_eq!(run(&layer, &[255; 4], 1, qp(1.0, 0), qp(1000.0, 200), false), vec![255, 69]);
+        assert_eq!(run(&layer, &[255; 4], 1, qp(1.0, 0), qp(1000.0, 255), false), vec![255, 124]);
+    }
+
+    #[test]
+    fn padding_contributes_nothing() {
+        // K = 5 is padded to 8: the padding bytes are 0, and the row sum covers only the real K,
+        // so a large input zero point compensates exactly.
+        let weight: Vec<i8> = (0..15).map(|i| (i * 7 % 23 - 11) as i8).collect();
+        let layer = StaticLinear::new(&weight, 3, 5, &[1.0], &[0], false, None).unwrap();
+        let x = [200u8, 201, 202, 203, 204];
+        let out = run(&layer, &x, 1, qp(1.0, 200), qp(1.0, 128), false);
+        let expected: Vec<u8> = (0..3)
+            .map(|n| {
+                let dot: i32 = (0..5).map(|k| (x[k] as i32 - 200) * weight[n * 5 + k] as i32).sum();
+                (dot + 128).clamp(0, 255) as u8
+            })
+            .collect();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn relu_floors_at_the_output_zero_point() {
+        let layer = StaticLinear::new(&[1, -1], 2, 1, &[1.0], &[0], false, None).unwrap();
+        assert_eq!(run(&layer, &[10], 1, qp(1.0, 0), qp(1.0, 50), false), vec![60, 40]);
+        assert_eq!(run(&layer, &[10], 1, qp(1.0, 0), qp(1.0, 50), true), vec![60, 50]);
+    }
+
+    #[test]
+    fn many_rows_match_a_direct_reference_across_blocks_and_threads() {
+        let (rows, k, n) = (600, 100, 40); // above PARALLEL_THRESHOLD_MACS: the threaded path
+        let x: Vec<u8> = (0..rows * k).map(|i| (i * 37 % 256) as u8).collect();
+        let weight: Vec<i8> = (0..n * k).map(|i| ((i * 53 % 256) as i32 - 128) as i8).collect();
+        let scales: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-4).collect();
+        let zps: Vec<i32> = (0..n).map(|j| j as i32 % 5 - 2).collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.37 - 5.0).collect();
+        let layer = StaticLinear::new(&weight, n, k, &scales, &zps, true, Some(bias.clone())).unwrap();
+        let (input, output) = (qp(0.02, 17), qp(0.05, 120));
+        let out = run(&layer, &x, rows, input, output, false);
+        for r in 0..rows {
+            for j in 0..n {
+                let corr: i32 =
+                    (0..k).map(|kk| (x[r * k + kk] as i32 - 17) * (weight[j * k + kk] as i32 - zps[j])).sum();
+                let atw = 0.02f32 * scales[j];
+                let expected = crate::requantize::requantize_value(corr, atw / 0.05f32, Some(bias[j] / atw), 120, 0);
+                assert_eq!(out[r * n + j], expected, "row {r} col {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn degenerate_shapes_work() {
+        let layer = StaticLinear::new(&[], 3, 0, &[1.0], &[0], false, Some(vec![1.0, 2.0, -1.0])).unwrap();
+        assert_eq!(run(&layer, &[], 2, qp(1.0, 0), qp(1.0, 10), false), vec![11, 12, 9, 11, 12, 9]);
+        let layer = StaticLinear::new(&[], 0, 4, &[1.0], &[0], false, None).unwrap();
+        assert_eq!(run(&layer, &[1, 2, 3, 4], 1, qp(1.0, 0), qp(1.0, 0), false), Vec::<u8>::new());
+        let layer = StaticLinear::new(&[1, 2], 1, 2, &[1.0], &[0], false, None).unwrap();
+        assert_eq!(run(&layer, &[], 0, qp(1.0, 0), qp(1.0, 0), false), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn bad_arguments_are_typed_errors() {
+        let bad = |r: Result<StaticLinear>| r.unwrap_err();
+        assert!(matches!(bad(StaticLinear::new(&[1, 2], 2, 1, &[1.0], &[0], true, None)), Error::Shape(_)));
+        assert!(matches!(bad(StaticLinear::new(&[1, 2], 2, 1, &[1.0, 1.0], &[0, 0], false, None)), Error::Shape(_)));
+        assert!(matches!(bad(StaticLinear::new(&[1, 2], 2, 1, &[0.0], &[0], false, None)), Error::Value(_)));
+        assert!(matches!(bad(StaticLinear::new(&[1, 2], 2, 1, &[1.0], &[200], false, None)), Error::Value(_)));
+        assert!(matches!(bad(StaticLinear::new(&[1, 2], 2, 1, &[1.0], &[0], false, Some(vec![1.0]))), Error::Shape(_)));
+        let layer = StaticLinear::new(&[1, 2], 2, 1, &[1.0], &[0], false, None).unwrap();
+        let kernels = kernels_for(supported_isas()[0]).unwrap();
+        let mut out = [0u8; 2];
+        let call = |x: &[u8], input: QParams, output: QParams, out: &mut [u8]| {
+            layer.forward(&kernels, x, 1, input, output, false, out).unwrap_err()
+        };
+        assert!(matches!(call(&[1, 2], qp(1.0, 0), qp(1.0, 0), &mut out), Error::Shape(_)));
+        assert!(matches!(call(&[1], qp(1e-60, 0), qp(1.0, 0), &mut out), Error::Value(_)));
+        assert!(matches!(call(&[1], qp(1.0, 0), qp(f64::NAN, 0), &mut out), Error::Value(_)));
+        assert!(matches!(call(&[1], qp(1.0, 256), qp(1.0, 0), &mut out), Error::Value(_)));
+        assert!(matches!(call(&[1], qp(1.0, 0), qp(1.0, -1), &mut out), Error::Value(_)));
+        assert!(matches!(call(&[1], qp(1.0, 0), qp(1.0, 0), &mut [0u8; 3]), Error::Shape(_)));
+    }
+}
