@@ -219,3 +219,21 @@ def test_quantized_recurrent_modules_round_trip_bit_exactly(tmp_path, rng, make,
     assert repr(loaded) == repr(q)
     x = rng.standard_normal((4, 3, 5)).astype(np.float32)
     assert_same_bits(call(loaded, x), call(q, x))
+
+
+def test_statically_quantized_models_round_trip(tmp_path, rng):
+    from ferroq.quantization import DeQuantStub, QuantStub, convert, default_qconfig, prepare
+
+    np.random.seed(2)
+    float_model = nn.Sequential(QuantStub(), nn.Linear(8, 6), nn.Linear(6, 4, bias=False), DeQuantStub())
+    float_model.qconfig = default_qconfig
+    prepared = prepare(float_model)
+    for _ in range(3):
+        prepared(rng.standard_normal((16, 8)).astype(np.float32))
+    q = convert(prepared)
+    path = tmp_path / "static.safetensors"
+    ferroq.save(q, path)
+    loaded = ferroq.load(path)
+    assert repr(loaded) == repr(q)
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    assert_same_bits(loaded(x), q(x))

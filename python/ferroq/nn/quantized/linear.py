@@ -51,6 +51,9 @@ class Linear(Module):
         weight = QTensor.from_int_repr(np.zeros((self.out_features, self.in_features), dtype=np.int8), 1.0, 0)
         self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
 
+    def _config(self) -> Dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias_": self._bias is not None}
+
     # -- output qparams ----------------------------------------------------------------------
 
     @property

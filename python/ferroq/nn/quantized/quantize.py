@@ -29,6 +29,9 @@ class Quantize(Module):
         self.scale = _check_scale(float(np.float32(scale)))
         self.zero_point = _check_zero_point(zero_point, self.dtype)
 
+    def _config(self) -> Dict[str, Any]:
+        return {"scale": self.scale, "zero_point": self.zero_point, "dtype": self.dtype.name}
+
     def forward(self, x: Any) -> QTensor:
         if isinstance(x, QTensor):
             raise TypeError("Quantize expects a float array, got a QTensor that is already quantized")
