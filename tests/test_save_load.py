@@ -81,15 +81,29 @@ def test_old_reduce_range_setting_survives(tmp_path):
     assert ferroq.load(tmp_path / "q.safetensors").reduce_range is False
 
 
-def test_custom_modules_are_refused_with_guidance(tmp_path):
-    class Mine(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(2, 2)
+class Tagger(nn.Module):
+    """A user model class: its own forward around ferroq layers."""
 
-    with pytest.raises(NotImplementedError, match="cannot save the root module of type Mine.*Keep your own forward"):
-        ferroq.save(Mine(), tmp_path / "x.safetensors")
-    assert not (tmp_path / "x.safetensors").exists()
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out)
+
+
+def test_custom_model_classes_are_saved_by_name_and_loaded_by_the_given_class(tmp_path, rng):
+    tagger = Tagger()
+    tagger.lstm = nn.LSTM(5, 8)
+    tagger.head = nn.Linear(8, 3)
+    q = quantize_dynamic(tagger.eval())
+    path = tmp_path / "tagger.safetensors"
+    ferroq.save(q, path)
+    with pytest.raises(ValueError, match=r"your own module type .*Tagger; pass its class: .*custom_modules=\{'Tagger': Tagger\}"):
+        ferroq.load(path)
+    loaded = ferroq.load(path, custom_modules={"Tagger": Tagger})
+    assert type(loaded) is Tagger and isinstance(loaded.lstm, nnqd.LSTM)
+    x = rng.standard_normal((6, 2, 5)).astype(np.float32)
+    assert_same_bits(loaded(x), q(x))
+    with pytest.raises(ValueError, match="unknown module type"):
+        ferroq.load(path, custom_modules={"Tagger": dict})
 
 
 def test_truncated_file(tmp_path):

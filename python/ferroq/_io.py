@@ -5,6 +5,11 @@ biases) and, in the header metadata, the module tree (each module's type and con
 configuration), how to reassemble the state dict, and the format version. Loading needs neither
 torch nor pickle: module types are looked up among ferroq's own classes, and everything read is
 checked before a module is built.
+
+Your own ``ferroq.nn.Module`` subclasses (a model class with its own ``forward`` around ferroq
+layers) are saved by name, as ``custom:<module>.<class>``; loading them needs the class, passed
+explicitly: ``ferroq.load(path, custom_modules={"Tagger": Tagger})``. Nothing is imported by name.
+Such a class is rebuilt with ``cls._from_config(cls_instance._config())``: by default, ``cls()``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -71,21 +76,29 @@ def _registry() -> Dict[str, type]:
     return registry
 
 
-def _type_name(module: Module, names: Dict[type, str], where: str) -> str:
-    name = names.get(type(module))
-    if name is None:
-        raise NotImplementedError(
-            f"cannot save {where or 'the root module'} of type {type(module).__name__}: ferroq.save stores ferroq's own "
-            "module types only. Keep your own forward() in your code and save the layers (e.g. in an "
-            "nn.Sequential, or each quantized layer on its own), or save module.state_dict() arrays yourself."
-        )
-    return name
+_CUSTOM = "custom:"
+
+
+def _type_name(module: Module, names: Dict[type, str]) -> str:
+    cls = type(module)
+    return names.get(cls) or f"{_CUSTOM}{cls.__module__}.{cls.__qualname__}"
+
+
+def _custom_class(type_name: str, custom_modules: Dict[str, type]) -> Optional[type]:
+    """The class given for a saved custom type: by its qualified or its bare class name."""
+    qualified = type_name[len(_CUSTOM) :]
+    return custom_modules.get(qualified) or custom_modules.get(qualified.rsplit(".", 1)[-1])
 
 
 def _describe(module: Module, names: Dict[type, str], where: str = "") -> Dict[str, Any]:
+    config = module._config()
+    try:
+        json.dumps(config)
+    except TypeError:
+        raise TypeError(f"cannot save {where or 'the root module'}: its _config() {config!r} is not JSON") from None
     return {
-        "type": _type_name(module, names, where),
-        "config": module._config(),
+        "type": _type_name(module, names),
+        "config": config,
         "children": [[name, _describe(child, names, f"{where}.{name}" if where else name)] for name, child in module.named_children()],
     }
 
@@ -177,13 +190,20 @@ class _Reader:
         raise ValueError(f"{self.path}: state entry {key!r} has an unknown description {entry!r}")
 
 
-def _build(node: Any, registry: Dict[str, type], path: str, where: str = "") -> Module:
+def _build(node: Any, registry: Dict[str, type], custom_modules: Dict[str, type], path: str, where: str = "") -> Module:
     label = where or "the root module"
     if not isinstance(node, dict) or not isinstance(node.get("config"), dict) or not isinstance(node.get("children"), list):
         raise ValueError(f"{path}: the description of {label} is malformed")
-    cls = registry.get(node.get("type"))  # type: ignore[arg-type]
-    if cls is None:
-        raise ValueError(f"{path}: {label} has unknown module type {node.get('type')!r}")
+    type_name = str(node.get("type"))
+    cls = _custom_class(type_name, custom_modules) if type_name.startswith(_CUSTOM) else registry.get(type_name)
+    if cls is None and type_name.startswith(_CUSTOM):
+        bare = type_name.rsplit(".", 1)[-1]
+        raise ValueError(
+            f"{path}: {label} is your own module type {type_name[len(_CUSTOM):]}; pass its class: "
+            f"ferroq.load(path, custom_modules={{{bare!r}: {bare}}})"
+        )
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise ValueError(f"{path}: {label} has unknown module type {type_name!r}")
     try:
         module = cls._from_config(node["config"])
     except (TypeError, ValueError, NotImplementedError) as e:
@@ -192,13 +212,15 @@ def _build(node: Any, registry: Dict[str, type], path: str, where: str = "") -> 
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise ValueError(f"{path}: the children of {label} are malformed")
         name, child = item
-        setattr(module, name, _build(child, registry, path, f"{where}.{name}" if where else name))
+        setattr(module, name, _build(child, registry, custom_modules, path, f"{where}.{name}" if where else name))
     return module
 
 
-def load(path: PathLike) -> Module:
+def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Module:
     """Reads a module tree written by :func:`save`. Every tensor and field is validated; a
-    truncated, corrupted, hand-edited or newer-version file raises ValueError naming the problem."""
+    truncated, corrupted, hand-edited or newer-version file raises ValueError naming the problem.
+    ``custom_modules`` maps the names of your own module classes in the file (bare or qualified)
+    to the classes."""
     path = os.fspath(path)
     raw, metadata = _core.read_safetensors(path)
     if metadata.get("format") != _FORMAT:
@@ -218,7 +240,7 @@ def load(path: PathLike) -> Module:
         raise ValueError(f"{path}: the model description in the metadata is missing or not valid JSON ({e})") from None
     if not isinstance(header, dict) or not isinstance(header.get("state"), dict):
         raise ValueError(f"{path}: the model description is malformed")
-    module = _build(header.get("tree"), _registry(), path)
+    module = _build(header.get("tree"), _registry(), dict(custom_modules or {}), path)
     reader = _Reader(raw, path)
     state: "OrderedDict[str, Any]" = OrderedDict((key, reader.decode(key, entry)) for key, entry in header["state"].items())
     unused = sorted(set(reader.tensors) - reader.used)

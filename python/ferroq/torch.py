@@ -8,14 +8,21 @@ Supported: ``nn.Sequential``, ``nn.Linear`` (and ``NonDynamicallyQuantizableLine
 bit-identical with torch's.
 
 A custom module with its own ``forward`` cannot be translated (its Python code is torch code).
-The pattern: write the same class as a ``ferroq.nn.Module`` (same attribute names, forward
-written with numpy), then assign ``ferroq.torch.from_torch(torch_model.child)`` to each child.
+The pattern: write the same class as a ``ferroq.nn.Module`` (same child names, ``forward``
+written with numpy) and pass it in ``custom``; ``from_torch`` builds it and converts its
+children into it::
+
+    class Tagger(ferroq.nn.Module):            # mirrors the torch model's class
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.head(out)
+
+    model = ferroq.torch.from_torch(torch_tagger, custom={TorchTagger: Tagger})
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -24,6 +31,7 @@ from ._arrays import to_numpy
 from ._dtypes import float16, qint8
 from ._tensor import QTensor
 from .nn.module import Module
+from .nn import quantized as nnq
 from .nn.quantized import dynamic as nnqd
 
 __all__ = ["from_torch", "qtensor_from_torch"]
@@ -78,6 +86,50 @@ def _dynamic_linear(m: Any) -> Module:
     return q
 
 
+def _dtype(value: Any) -> Any:
+    return float16 if str(value) == "torch.float16" else qint8
+
+
+def _dynamic_weights(m: Any, dtype: Any) -> Dict[str, Any]:
+    weights = {k: (qtensor_from_torch(v) if dtype is qint8 else to_numpy(v)) for k, v in m.get_weight().items()}
+    biases = {k: to_numpy(v) for k, v in m.get_bias().items() if v is not None}
+    return {**weights, **biases}
+
+
+def _dynamic_rnn(cls: type, extra: tuple = ()) -> Callable[[Any], Module]:
+    def convert(m: Any) -> Module:
+        dtype = _dtype(m.dtype)
+        kwargs = {k: getattr(m, k) for k in ("num_layers", "bias", "batch_first", "dropout", "bidirectional") + extra}
+        q = cls(m.input_size, m.hidden_size, dtype=dtype, **kwargs)
+        q.set_weight_bias(_dynamic_weights(m, dtype))
+        q.reduce_range = getattr(m, "version", 2) is None or getattr(m, "version", 2) >= 2
+        return q
+
+    return convert
+
+
+def _dynamic_cell(cls: type, extra: tuple = ()) -> Callable[[Any], Module]:
+    def convert(m: Any) -> Module:
+        dtype = _dtype(m.weight_dtype)
+        q = cls(m.input_size, m.hidden_size, bias=m.bias, dtype=dtype, **{k: getattr(m, k) for k in extra})
+        q.set_weight_bias(_dynamic_weights(m, dtype))
+        return q
+
+    return convert
+
+
+def _static_linear(m: Any) -> Module:
+    weight, bias = m._weight_bias()
+    q = nnq.Linear(m.in_features, m.out_features, bias_=bias is not None)
+    q.set_weight_bias(qtensor_from_torch(weight), None if bias is None else to_numpy(bias))
+    q.scale, q.zero_point = float(m.scale), int(m.zero_point)
+    return q
+
+
+def _quantize(m: Any) -> Module:
+    return nnq.Quantize(float(m.scale), int(m.zero_point), str(m.dtype))
+
+
 _RNN_KEYS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 _CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.nn.modules.linear.Linear": _linear,
@@ -92,29 +144,45 @@ _CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.nn.modules.rnn.GRUCell": _recurrent(nn.GRUCell, ("input_size", "hidden_size", "bias")),
     "torch.nn.modules.rnn.RNNCell": _recurrent(nn.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity")),
     "torch.ao.nn.quantized.dynamic.modules.linear.Linear": _dynamic_linear,
+    "torch.ao.nn.quantized.dynamic.modules.rnn.LSTM": _dynamic_rnn(nnqd.LSTM),
+    "torch.ao.nn.quantized.dynamic.modules.rnn.GRU": _dynamic_rnn(nnqd.GRU),
+    "torch.ao.nn.quantized.dynamic.modules.rnn.LSTMCell": _dynamic_cell(nnqd.LSTMCell),
+    "torch.ao.nn.quantized.dynamic.modules.rnn.GRUCell": _dynamic_cell(nnqd.GRUCell),
+    "torch.ao.nn.quantized.dynamic.modules.rnn.RNNCell": _dynamic_cell(nnqd.RNNCell, ("nonlinearity",)),
+    "torch.ao.nn.quantized.modules.linear.Linear": _static_linear,
+    "torch.ao.nn.quantized.modules.Quantize": _quantize,
+    "torch.ao.nn.quantized.modules.DeQuantize": lambda m: nnq.DeQuantize(),
 }
 _CONTAINERS = ("torch.nn.modules.container.Sequential",)
 
 
-def from_torch(module: Any) -> Module:
+def from_torch(module: Any, custom: Optional[Mapping[type, Callable[[], Module]]] = None) -> Module:
     """The ferroq equivalent of a torch module tree (see the module docstring for what is
-    supported). Raises NotImplementedError naming the first module that cannot be translated."""
-    return _convert(module, "")
+    supported). ``custom`` maps your torch module classes to ferroq classes (or zero-argument
+    factories) that mirror them: each such module is built empty and its converted children are
+    assigned to it under the same names. Raises NotImplementedError naming the first module that
+    cannot be translated."""
+    return _convert(module, "", dict(custom or {}))
 
 
-def _convert(module: Any, where: str) -> Module:
+def _convert(module: Any, where: str, custom: Dict[type, Callable[[], Module]]) -> Module:
     key = _type_key(module)
     if key in _CONVERTERS:
         converted = _CONVERTERS[key](module)
         return converted.train(bool(getattr(module, "training", False)))
-    if key in _CONTAINERS:
-        children = OrderedDict((name, _convert(child, f"{where}.{name}" if where else name)) for name, child in module.named_children())
-        return nn.Sequential(children).train(bool(module.training))
+    if key in _CONTAINERS or type(module) in custom:
+        target = nn.Sequential() if key in _CONTAINERS else custom[type(module)]()
+        if not isinstance(target, Module):
+            raise TypeError(f"custom[{type(module).__name__}] must build a ferroq.nn.Module, got {type(target).__name__}")
+        for name, child in module.named_children():
+            setattr(target, name, _convert(child, f"{where}.{name}" if where else name, custom))
+        return target.train(bool(getattr(module, "training", False)))
     raise NotImplementedError(
         f"cannot translate {where or 'the root module'} of type {key}: "
         + (
-            "it is a custom module with its own forward(). Write it as a ferroq.nn.Module with the same "
-            "forward (numpy) and assign ferroq.torch.from_torch(...) of each child to it."
+            "it is a custom module with its own forward(). Write the same class as a ferroq.nn.Module "
+            "(same child names, forward in numpy) and pass it as from_torch(model, custom={YourTorchClass: "
+            "YourFerroqClass})."
             if hasattr(module, "forward") and not key.startswith("torch.")
             else "this torch module type is not supported by ferroq."
         )

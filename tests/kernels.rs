@@ -1,0 +1,598 @@
+//! The kernel harness: every SIMD path this CPU supports against the scalar reference, bit for bit,
+//! over ragged shapes, padded strides and extreme values.
+//!
+//! Integers are compared exactly and floats by their bits (two NaNs count as equal whatever their
+//! payloads: the contract does not fix those). Paths this machine cannot run are reported on
+//! stderr; set `FERROQ_REQUIRE_ISAS` (comma-separated names, e.g. `avx2,avxvnni,avx512vnni`) to make
+//! a missing path an error, as on a CI machine known to have it.
+
+use ferroq::kernels::{scalar, Dequantize, Kernels, Range};
+use ferroq::pack::PackedWeights;
+use ferroq::quant::choose_qparams;
+use ferroq::{kernels_for, supported_isas, Isa};
+
+/// Every supported path but scalar, after saying loudly which paths this run does not test.
+fn simd_paths() -> Vec<Kernels> {
+    let supported = supported_isas();
+    for isa in Isa::ALL.into_iter().filter(|isa| !supported.contains(isa)) {
+        eprintln!("!!!!! NOT TESTED: the {} path is not supported on this machine !!!!!", isa.name());
+    }
+    if let Ok(required) = std::env::var("FERROQ_REQUIRE_ISAS") {
+        for name in required.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let isa =
+                Isa::from_name(name).unwrap_or_else(|| panic!("FERROQ_REQUIRE_ISAS names an unknown path {name:?}"));
+            assert!(
+                supported.contains(&isa),
+                "FERROQ_REQUIRE_ISAS requires {name}, which this machine does not support"
+            );
+        }
+    }
+    let paths: Vec<Kernels> = supported
+        .into_iter()
+        .filter(|&isa| isa != Isa::Scalar)
+        .map(|isa| kernels_for(isa).expect("supported"))
+        .collect();
+    let names: Vec<&str> = paths.iter().map(|k| k.isa.name()).collect();
+    eprintln!("testing against scalar: {names:?}");
+    paths
+}
+
+/// SplitMix64: a small deterministic generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    /// Uniform in `lo..hi`.
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+
+    /// Any finite float: random bits, with the exponent redrawn when it would be all ones.
+    fn finite_bits(&mut self) -> f32 {
+        let v = f32::from_bits(self.next() as u32);
+        if v.is_finite() {
+            v
+        } else {
+            f32::from_bits(self.next() as u32 & 0xbf7f_ffff)
+        }
+    }
+}
+
+/// Equal bits, or both NaN.
+fn same_float(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+fn assert_same_floats(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            same_float(g, w),
+            "{what}: element {i} is {g:e} ({:#010x}), scalar gives {w:e} ({:#010x})",
+            g.to_bits(),
+            w.to_bits()
+        );
+    }
+}
+
+#[test]
+fn tables_exist_exactly_where_the_cpu_has_the_instructions() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let has = |features: &[&str]| {
+            features.iter().all(|f| match *f {
+                "avx2" => is_x86_feature_detected!("avx2"),
+                "fma" => is_x86_feature_detected!("fma"),
+                "f16c" => is_x86_feature_detected!("f16c"),
+                "avxvnni" => is_x86_feature_detected!("avxvnni"),
+                "avx512f" => is_x86_feature_detected!("avx512f"),
+                "avx512bw" => is_x86_feature_detected!("avx512bw"),
+                "avx512vl" => is_x86_feature_detected!("avx512vl"),
+                "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
+                other => unreachable!("{other}"),
+            })
+        };
+        let avx2 = has(&["avx2", "fma", "f16c"]);
+        assert_eq!(kernels_for(Isa::Avx2).is_some(), avx2);
+        assert_eq!(kernels_for(Isa::AvxVnni).is_some(), avx2 && has(&["avxvnni"]));
+        let avx512 = has(&["avx512f", "avx512bw", "avx512vl", "avx512vnni"]);
+        assert_eq!(kernels_for(Isa::Avx512Vnni).is_some(), avx2 && avx512);
+    }
+    for isa in Isa::ALL {
+        if let Some(k) = kernels_for(isa) {
+            assert_eq!(k.isa, isa);
+        }
+    }
+    assert!(simd_paths().iter().all(|k| k.isa != Isa::Scalar));
+}
+
+// ---------------------------------------------------------------------------------------------
+// gemm_u8i8
+
+/// Every tile height of every path, and leftover strips of each kind.
+const MS: [usize; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 13, 16, 17, 33];
+const KS: [usize; 21] = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1025];
+const NS: [usize; 17] = [0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 127, 128, 129];
+
+/// Value patterns for activations and weights.
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    Random,
+    /// Activations below 128, as `reduce_range` produces.
+    SevenBit,
+    Zeros,
+    /// 255 x -128: the largest products, all negative.
+    MaxNegative,
+    /// 255 x 127.
+    MaxPositive,
+    /// 127 x 127.
+    Mid,
+    /// Activations and weights drawn from the ends of their ranges.
+    Extremes,
+}
+
+const PATTERNS: [Values; 7] = [
+    Values::Random,
+    Values::SevenBit,
+    Values::Zeros,
+    Values::MaxNegative,
+    Values::MaxPositive,
+    Values::Mid,
+    Values::Extremes,
+];
+
+fn activation(rng: &mut Rng, values: Values) -> u8 {
+    match values {
+        Values::Random => rng.next() as u8,
+        Values::SevenBit => rng.next() as u8 & 0x7f,
+        Values::Zeros => 0,
+        Values::MaxNegative | Values::MaxPositive => 255,
+        Values::Mid => 127,
+        Values::Extremes => rng.pick(&[0, 1, 127, 128, 254, 255]),
+    }
+}
+
+fn weight(rng: &mut Rng, values: Values) -> i8 {
+    match values {
+        Values::Random | Values::SevenBit => rng.next() as i8,
+        Values::Zeros => 0,
+        Values::MaxNegative => -128,
+        Values::MaxPositive | Values::Mid => 127,
+        Values::Extremes => rng.pick(&[-128, -127, -1, 0, 1, 126, 127]),
+    }
+}
+
+/// One product: `m` rows of `k` activations with row stride `lda` (zeros in `k..k_padded`, junk
+/// after), output stride `ldo` (junk between rows, which must survive).
+struct GemmCase {
+    m: usize,
+    lda: usize,
+    ldo: usize,
+    a: Vec<u8>,
+    b: PackedWeights,
+}
+
+impl GemmCase {
+    fn new(rng: &mut Rng, m: usize, k: usize, n: usize, values: Values, lda_extra: usize, ldo_extra: usize) -> Self {
+        let w: Vec<i8> = (0..n * k).map(|_| weight(rng, values)).collect();
+        let b = PackedWeights::pack(&w, n, k).unwrap();
+        let lda = b.k_padded() + lda_extra;
+        let mut a = vec![0u8; m * lda];
+        for row in a.chunks_exact_mut(lda.max(1)).take(m) {
+            row[..k].iter_mut().for_each(|x| *x = activation(rng, values));
+            row[b.k_padded()..].iter_mut().for_each(|x| *x = rng.next() as u8);
+        }
+        GemmCase { m, lda, ldo: n + ldo_extra, a, b }
+    }
+
+    fn run(&self, f: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize)) -> Vec<i32> {
+        let len = if self.m == 0 { 0 } else { (self.m - 1) * self.ldo + self.b.n() };
+        let mut out: Vec<i32> = (0..len).map(|i| 0x5eed_0000 + i as i32).collect();
+        f(&self.a, self.lda, self.m, &self.b, &mut out, self.ldo);
+        out
+    }
+
+    fn check(&self, paths: &[Kernels], what: &str) {
+        let want = self.run(scalar::gemm_u8i8);
+        for kernels in paths {
+            let got = self.run(kernels.gemm_u8i8);
+            if got != want {
+                let i = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(0);
+                panic!(
+                    "{}: gemm_u8i8 {what} (m={} k={} n={} lda={} ldo={}) differs at {i}: {} vs scalar {}",
+                    kernels.isa.name(),
+                    self.m,
+                    self.b.k(),
+                    self.b.n(),
+                    self.lda,
+                    self.ldo,
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_u8i8_matches_scalar_on_ragged_shapes() {
+    let paths = simd_paths();
+    let mut rng = Rng(1);
+    let mut cases = 0;
+    for (i, &m) in MS.iter().enumerate() {
+        for (j, &k) in KS.iter().enumerate() {
+            for (l, &n) in NS.iter().enumerate() {
+                // A third of the grid, every (m, k), (k, n) and (m, n) pair still covered; the
+                // largest products in release builds only.
+                if (i + j + l) % 3 != 0 || (cfg!(debug_assertions) && m * k * n > 1 << 20) {
+                    continue;
+                }
+                let values = PATTERNS[(i + 2 * j + 3 * l) % PATTERNS.len()];
+                let case =
+                    GemmCase::new(&mut rng, m, k, n, values, [0, 4, 13, 64][(j + l) % 4], [0, 1, 17][(i + l) % 3]);
+                case.check(&paths, &format!("{values:?}"));
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases > 250, "only {cases} cases ran");
+}
+
+#[test]
+fn gemm_u8i8_matches_scalar_on_every_value_pattern() {
+    let paths = simd_paths();
+    let mut rng = Rng(2);
+    for values in PATTERNS {
+        for (m, k, n) in [(1, 1025, 33), (5, 129, 129), (7, 64, 65), (17, 33, 48), (33, 31, 17), (2, 4, 1)] {
+            GemmCase::new(&mut rng, m, k, n, values, 0, 0).check(&paths, &format!("{values:?}"));
+            GemmCase::new(&mut rng, m, k, n, values, 9, 5).check(&paths, &format!("{values:?}, padded strides"));
+        }
+    }
+}
+
+#[test]
+fn gemm_u8i8_mixes_seven_and_eight_bit_rows() {
+    let paths = simd_paths();
+    let mut rng = Rng(3);
+    for bad_row in [0, 3, 6] {
+        let mut case = GemmCase::new(&mut rng, 7, 77, 40, Values::SevenBit, 3, 2);
+        case.a[bad_row * case.lda + 76] = 200;
+        case.check(&paths, &format!("one 8-bit byte in row {bad_row}"));
+    }
+}
+
+#[test]
+fn gemm_u8i8_wraps_around_like_scalar() {
+    // 255 * 127 * 70001 > i32::MAX: the int32 sums wrap.
+    let paths = simd_paths();
+    let mut rng = Rng(4);
+    GemmCase::new(&mut rng, 2, 70_001, 17, Values::MaxPositive, 0, 0).check(&paths, "overflowing");
+    GemmCase::new(&mut rng, 1, 70_001, 16, Values::MaxNegative, 0, 0).check(&paths, "overflowing");
+}
+
+#[test]
+fn gemm_u8i8_large_products_match_scalar() {
+    if cfg!(debug_assertions) {
+        eprintln!("gemm_u8i8_large_products_match_scalar: release builds only");
+        return;
+    }
+    let paths = simd_paths();
+    let mut rng = Rng(5);
+    for (m, k, n) in [(64, 1024, 1024), (67, 768, 200), (3, 4096, 512), (130, 300, 129)] {
+        GemmCase::new(&mut rng, m, k, n, Values::Random, 0, 0).check(&paths, "large");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// range and quantize_u8
+
+#[test]
+fn range_matches_scalar() {
+    let paths = simd_paths();
+    let mut rng = Rng(6);
+    let lengths: Vec<usize> = (0..=70).chain([127, 128, 129, 1000, 4099]).collect();
+    for &len in &lengths {
+        for trial in 0..6 {
+            let mut x: Vec<f32> = match trial {
+                0 => (0..len).map(|_| rng.uniform(-3.0, 3.0)).collect(),
+                1 => (0..len).map(|_| rng.finite_bits()).collect(),
+                2 => (0..len).map(|_| rng.pick(&[0.0, -0.0])).collect(),
+                3 => (0..len).map(|_| rng.uniform(1.0, 2.0)).collect(),
+                _ => (0..len).map(|_| rng.uniform(-1e30, -1e29)).collect(),
+            };
+            if trial == 5 && len > 0 {
+                x[rng.below(len)] = f32::MAX;
+                x[rng.below(len)] = f32::MIN;
+            }
+            check_range(&paths, &x);
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+            for at in [0, len / 2, len.saturating_sub(1)].into_iter().filter(|&at| at < len) {
+                let mut x: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                x[at] = bad;
+                check_range(&paths, &x);
+            }
+        }
+    }
+}
+
+fn check_range(paths: &[Kernels], x: &[f32]) {
+    let want = scalar::range(x);
+    for kernels in paths {
+        let got = (kernels.range)(x);
+        assert_eq!(got, want, "{}: range of {} elements", kernels.isa.name(), x.len());
+        if let (Range::Finite { min: a, max: b }, Range::Finite { min: c, max: d }) = (got, want) {
+            assert_eq!(choose_qparams(a, b, 0, 255, true).unwrap(), choose_qparams(c, d, 0, 255, true).unwrap());
+            assert_eq!(choose_qparams(a, b, 0, 255, false).unwrap(), choose_qparams(c, d, 0, 255, false).unwrap());
+        }
+    }
+}
+
+#[test]
+fn quantize_u8_matches_scalar() {
+    let paths = simd_paths();
+    let mut rng = Rng(7);
+    let inv_scales = [1.0f32, 0.5, 2.0, 4.0, 1.0 / 0.1f32, 127.0 / 3.7, 1e-3, 3e7, 1e30, 1.0 / 0.002_148_548_6];
+    let zero_points = [0, 1, 64, 127, 128, 254, 255, -3, 300];
+    let specials = [
+        0.0,
+        -0.0,
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        126.5,
+        127.5,
+        128.5,
+        254.5,
+        255.5,
+        -127.5,
+        1e30,
+        -1e30,
+        f32::MAX,
+        f32::MIN,
+        1e-40,
+        -1e-45,
+        f32::MIN_POSITIVE,
+        0.273_939_94,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    for len in 0..=70 {
+        for trial in 0..8 {
+            let inv_scale = inv_scales[(len + trial) % inv_scales.len()];
+            let zero_point = zero_points[(2 * len + trial) % zero_points.len()];
+            let x: Vec<f32> = (0..len)
+                .map(|_| match trial % 4 {
+                    0 => rng.uniform(-300.0, 300.0),
+                    1 => rng.pick(&specials),
+                    2 => (rng.below(600) as f32 - 300.0 + 0.5) / inv_scale,
+                    _ => rng.finite_bits(),
+                })
+                .collect();
+            let mut want = vec![0xaau8; len + 3];
+            scalar::quantize_u8(&x, inv_scale, zero_point, &mut want[..len]);
+            for kernels in paths.iter() {
+                let mut got = vec![0xaau8; len + 3];
+                (kernels.quantize_u8)(&x, inv_scale, zero_point, &mut got[..len]);
+                assert_eq!(
+                    got,
+                    want,
+                    "{}: quantize_u8 x={x:?} inv_scale={inv_scale} zp={zero_point}",
+                    kernels.isa.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quantize_u8_stops_at_the_shorter_slice() {
+    let paths = simd_paths();
+    let x: Vec<f32> = (0..40).map(|i| i as f32 * 3.3).collect();
+    for (x_len, out_len) in [(40, 17), (17, 40), (0, 5), (33, 32)] {
+        let mut want = vec![7u8; out_len];
+        scalar::quantize_u8(&x[..x_len], 0.7, 3, &mut want);
+        for kernels in &paths {
+            let mut got = vec![7u8; out_len];
+            (kernels.quantize_u8)(&x[..x_len], 0.7, 3, &mut got);
+            assert_eq!(got, want, "{}", kernels.isa.name());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dequantize
+
+/// Owned parameters of one epilogue.
+struct Epilogue {
+    x_zero_point: i32,
+    col_offsets: Vec<i32>,
+    w_zero_points: Vec<i32>,
+    multipliers: Vec<f32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl Epilogue {
+    fn params(&self) -> Dequantize<'_> {
+        Dequantize {
+            x_zero_point: self.x_zero_point,
+            col_offsets: &self.col_offsets,
+            w_zero_points: &self.w_zero_points,
+            multipliers: &self.multipliers,
+            bias: self.bias.as_deref(),
+        }
+    }
+}
+
+#[test]
+fn dequantize_matches_scalar() {
+    let paths = simd_paths();
+    let mut rng = Rng(8);
+    for (case, &n) in NS.iter().cycle().take(4 * NS.len()).enumerate() {
+        let rows = case % 6;
+        let extreme = case % 4 == 3;
+        let int = |rng: &mut Rng, small: i32| {
+            if extreme {
+                rng.next() as i32
+            } else {
+                rng.below(2 * small as usize) as i32 - small
+            }
+        };
+        let acc: Vec<i32> = (0..rows * n).map(|_| int(&mut rng, 1 << 20)).collect();
+        let row_sums: Vec<i32> = (0..rows).map(|_| int(&mut rng, 1 << 15).abs()).collect();
+        let multipliers: Vec<f32> = (0..n)
+            .map(|_| match case % 3 {
+                0 => rng.uniform(1e-6, 1e-3),
+                1 => rng.finite_bits().abs(),
+                _ => rng.pick(&[1.0, 1.0 + f32::EPSILON, 1e-40, 3e38, 0.1]),
+            })
+            .collect();
+        let epilogue = Epilogue {
+            x_zero_point: if extreme { rng.next() as i32 } else { rng.below(256) as i32 },
+            col_offsets: (0..n).map(|_| int(&mut rng, 1 << 16)).collect(),
+            w_zero_points: (0..n).map(|_| if case % 2 == 0 { 0 } else { int(&mut rng, 128) }).collect(),
+            bias: match case % 3 {
+                0 => None,
+                1 => Some((0..n).map(|_| rng.uniform(-5.0, 5.0)).collect()),
+                _ => Some((0..n).map(|_| rng.finite_bits()).collect()),
+            },
+            multipliers,
+        };
+        check_dequantize(&paths, &acc, &row_sums, &epilogue);
+    }
+}
+
+#[test]
+fn dequantize_rounds_once_near_cancellation() {
+    // (float)corr * m + b where the product nearly cancels the bias: a separate rounding of the
+    // product would change the result, the fused one must not.
+    let paths = simd_paths();
+    let mut rng = Rng(9);
+    for n in [1, 15, 16, 17, 33, 64] {
+        let acc: Vec<i32> = (0..2 * n).map(|_| rng.below(1 << 20) as i32 + 1).collect();
+        let multipliers: Vec<f32> = (0..n).map(|_| rng.uniform(1e-4, 1e-2)).collect();
+        let bias = (0..n).map(|j| -(acc[j] as f32 * multipliers[j])).collect();
+        let epilogue = Epilogue {
+            x_zero_point: 0,
+            col_offsets: vec![0; n],
+            w_zero_points: vec![0; n],
+            multipliers,
+            bias: Some(bias),
+        };
+        check_dequantize(&paths, &acc, &[0, 0], &epilogue);
+    }
+}
+
+fn check_dequantize(paths: &[Kernels], acc: &[i32], row_sums: &[i32], epilogue: &Epilogue) {
+    let params = epilogue.params();
+    let mut want = vec![-1.5f32; acc.len()];
+    scalar::dequantize(acc, row_sums, &params, &mut want);
+    for kernels in paths {
+        let mut got = vec![-1.5f32; acc.len()];
+        (kernels.dequantize)(acc, row_sums, &params, &mut got);
+        let what = format!("{}: dequantize rows={} n={}", kernels.isa.name(), row_sums.len(), params.multipliers.len());
+        assert_same_floats(&got, &want, &what);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gemm_f32_f16
+
+/// Random finite binary16 bits, or one of a few extreme values.
+fn f16_bits(rng: &mut Rng, extreme: bool) -> u16 {
+    if extreme {
+        return rng.pick(&[0x7bff, 0xfbff, 0x0001, 0x8001, 0x0400, 0x0000, 0x8000, 0x3c00, 0x3c01]);
+    }
+    let bits = rng.next() as u16;
+    if bits & 0x7c00 == 0x7c00 {
+        bits & 0xbfff
+    } else {
+        bits
+    }
+}
+
+#[test]
+fn gemm_f32_f16_matches_scalar() {
+    let paths = simd_paths();
+    let mut rng = Rng(10);
+    let mut case = 0;
+    for rows in [0, 1, 2, 3, 4, 5, 7, 8, 9] {
+        for k in [0, 1, 2, 3, 7, 16, 33, 100] {
+            for n in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 65, 100, 129] {
+                case += 1;
+                if case % 2 == 0 {
+                    continue;
+                }
+                let extreme = case % 5 == 0;
+                let x: Vec<f32> = (0..rows * k)
+                    .map(|_| {
+                        if extreme {
+                            rng.pick(&[1e30, -1e30, 1e-40, 0.0, -0.0, 65504.0])
+                        } else {
+                            rng.uniform(-2.0, 2.0)
+                        }
+                    })
+                    .collect();
+                let w: Vec<u16> = (0..k * n)
+                    .map(|_| {
+                        let extreme_weight = extreme && rng.below(2) == 0;
+                        f16_bits(&mut rng, extreme_weight)
+                    })
+                    .collect();
+                let bias: Option<Vec<f32>> = (case % 3 != 0).then(|| (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect());
+                check_f16(&paths, &x, rows, k, &w, n, bias.as_deref());
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_f32_f16_propagates_infinities_and_nan_like_scalar() {
+    let paths = simd_paths();
+    let (rows, k, n) = (3, 5, 19);
+    let mut x = vec![1.0f32; rows * k];
+    x[2] = f32::INFINITY;
+    x[k + 1] = f32::NAN;
+    x[2 * k] = f32::MAX;
+    let w: Vec<u16> = (0..k * n).map(|i| [0x3c00, 0xbc00, 0x7bff, 0x0000][i % 4]).collect();
+    check_f16(&paths, &x, rows, k, &w, n, Some(&vec![f32::NEG_INFINITY; n]));
+    check_f16(&paths, &x, rows, k, &w, n, None);
+}
+
+#[test]
+fn gemm_f32_f16_leaves_a_short_bias_to_scalar_semantics() {
+    let paths = simd_paths();
+    let (rows, k, n) = (2, 3, 20);
+    let x: Vec<f32> = (0..rows * k).map(|i| i as f32 * 0.25).collect();
+    let w: Vec<u16> = (0..k * n).map(|i| 0x3c00 + i as u16).collect();
+    check_f16(&paths, &x, rows, k, &w, n, Some(&[1.0, 2.0, 3.0]));
+}
+
+fn check_f16(paths: &[Kernels], x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>) {
+    let mut want = vec![0.75f32; rows * n];
+    scalar::gemm_f32_f16(x, rows, k, w, n, bias, &mut want);
+    for kernels in paths {
+        let mut got = vec![0.75f32; rows * n];
+        (kernels.gemm_f32_f16)(x, rows, k, w, n, bias, &mut got);
+        let what = format!("{}: gemm_f32_f16 rows={rows} k={k} n={n} bias={}", kernels.isa.name(), bias.is_some());
+        assert_same_floats(&got, &want, &what);
+    }
+}
