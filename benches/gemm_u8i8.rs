@@ -56,5 +56,58 @@ fn dynamic_linear(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm_u8i8, dynamic_linear);
+/// This machine's `vpdpbusd zmm` ceiling, to read the GEMM figures against: 12 independent
+/// accumulator chains (enough to cover the latency at 2 instructions per cycle) in inline assembly,
+/// which the compiler cannot fold. Elements are multiply-accumulates (64 per instruction), so
+/// GOPS = 2 x Gelem/s.
+fn vnni_peak(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+        const ITERATIONS: u64 = 100_000;
+        let mut group = c.benchmark_group("vnni_peak");
+        group.throughput(Throughput::Elements(ITERATIONS * 12 * 64));
+        // SAFETY: the CPU has AVX-512F and AVX-512 VNNI (checked above).
+        group.bench_function("vpdpbusd_zmm", |b| b.iter(|| unsafe { dpbusd_chains(ITERATIONS) }));
+        group.finish();
+        return;
+    }
+    let _ = c;
+    eprintln!("vnni_peak: this CPU has no AVX-512 VNNI; skipped");
+}
+
+/// `iterations` rounds of 12 independent `vpdpbusd zmm`.
+///
+/// # Safety
+/// The CPU must have AVX-512F and AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dpbusd_chains(iterations: u64) {
+    // SAFETY: register-only instructions the caller guarantees; every register written is declared.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "vpdpbusd zmm0, zmm12, zmm13",
+            "vpdpbusd zmm1, zmm12, zmm13",
+            "vpdpbusd zmm2, zmm12, zmm13",
+            "vpdpbusd zmm3, zmm12, zmm13",
+            "vpdpbusd zmm4, zmm12, zmm13",
+            "vpdpbusd zmm5, zmm12, zmm13",
+            "vpdpbusd zmm6, zmm12, zmm13",
+            "vpdpbusd zmm7, zmm12, zmm13",
+            "vpdpbusd zmm8, zmm12, zmm13",
+            "vpdpbusd zmm9, zmm12, zmm13",
+            "vpdpbusd zmm10, zmm12, zmm13",
+            "vpdpbusd zmm11, zmm12, zmm13",
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) iterations => _,
+            out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _,
+            out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+            out("zmm12") _, out("zmm13") _,
+            options(nostack, nomem),
+        );
+    }
+}
+
+criterion_group!(benches, vnni_peak, gemm_u8i8, dynamic_linear);
 criterion_main!(benches);

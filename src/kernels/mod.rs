@@ -7,6 +7,8 @@
 //! is what makes its `unsafe` `#[target_feature]` bodies sound to call through the safe pointers.
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
 
 use crate::dispatch::Isa;
 use crate::pack::PackedWeights;
@@ -59,6 +61,8 @@ pub struct Kernels {
 pub fn table(isa: Isa) -> Option<Kernels> {
     match isa {
         Isa::Scalar => Some(scalar::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => x86_64::table(isa),
         _ => None,
     }
 }

@@ -1,0 +1,330 @@
+//! The AVX2 path (with FMA and F16C): 8-lane element-wise kernels, which the AVX-VNNI path shares,
+//! and the int8 GEMM on `vpmaddubsw`, made exact for every uint8 activation.
+//!
+//! `vpmaddubsw` adds adjacent u8 x s8 products into int16 with saturation, which is only exact
+//! while a pair cannot exceed 32767: activations up to 127 (what `reduce_range` produces) give at
+//! most `127 * 128 * 2 = 32512`. So the GEMM first checks the activations: 7-bit ones take one
+//! `vpmaddubsw` per step ([`SevenBit`]), others are split as `a = lo + 128 * hi` with
+//! `lo = a & 0x7f` and `hi = a >> 7`, two exact `vpmaddubsw` per step ([`EightBit`]).
+
+use std::arch::x86_64::*;
+
+use super::gemm_u8i8::{self, Int8Dot};
+use super::simd::Simd;
+use super::{activation, epilogue, gemm_f16};
+use crate::dispatch::Isa;
+use crate::kernels::{Dequantize, Kernels, Range};
+use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+
+/// Proof that the CPU has AVX2, FMA and F16C.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Avx2(());
+
+impl Avx2 {
+    /// The token, if this CPU has the instructions.
+    pub(super) fn detect() -> Option<Self> {
+        let supported =
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        supported.then_some(Avx2(()))
+    }
+
+    /// The token, without checking.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    pub(super) unsafe fn assume_supported() -> Self {
+        Avx2(())
+    }
+}
+
+/// The AVX2 table.
+pub(super) fn table(_: Avx2) -> Kernels {
+    Kernels { isa: Isa::Avx2, range, quantize_u8, gemm_u8i8, dequantize, gemm_f32_f16 }
+}
+
+entry_points! {
+    Avx2, "avx2,fma,f16c";
+    fn range(x: &[f32]) -> Range = activation::range;
+    fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = activation::quantize_u8;
+    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
+    fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
+    fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
+        = gemm_f16::gemm_f32_f16::<_, 4, 2>;
+}
+
+/// The int8 GEMM: the single-`vpmaddubsw` step when every activation byte the product reads is
+/// below 128, the split step otherwise. One row walks 4 panels at once; more rows go 4 at a time.
+#[inline(always)]
+fn gemm(t: Avx2, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+    let k_padded = b.k_padded();
+    let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
+    match (seven_bit, rows) {
+        (true, 1) => gemm_u8i8::gemm::<_, 1, 4>(SevenBit(t), a, lda, rows, b, out, ldo),
+        (true, _) => gemm_u8i8::gemm::<_, 4, 1>(SevenBit(t), a, lda, rows, b, out, ldo),
+        (false, 1) => gemm_u8i8::gemm::<_, 1, 4>(EightBit(t), a, lda, rows, b, out, ldo),
+        (false, _) => gemm_u8i8::gemm::<_, 4, 1>(EightBit(t), a, lda, rows, b, out, ldo),
+    }
+}
+
+/// The two 256-bit halves of a panel k-group: columns 0-7 and 8-15.
+#[inline(always)]
+pub(super) fn load_halves(_: Avx2, w: &Block) -> [__m256i; 2] {
+    let p = w.0.as_ptr().cast::<__m256i>();
+    // SAFETY: the token proves AVX; a `Block` is 64 bytes aligned to 64, so both halves are in
+    // bounds and aligned to 32.
+    unsafe { [_mm256_load_si256(p), _mm256_load_si256(p.add(1))] }
+}
+
+/// Two halves of accumulators as one panel's 16 columns.
+#[inline(always)]
+pub(super) fn halves_to_array(acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
+    // SAFETY: same size, and every bit pattern is a valid `[i32; 16]`.
+    unsafe { std::mem::transmute::<[__m256i; 2], [i32; PANEL_WIDTH]>(acc) }
+}
+
+/// Every lane the 4 bytes `a`.
+#[inline(always)]
+fn broadcast(_: Avx2, a: u32) -> __m256i {
+    // SAFETY: the token proves AVX.
+    unsafe { _mm256_set1_epi32(a as i32) }
+}
+
+/// `Σ` of the products of 4 u8 `a` and 4 s8 `w` per int32 lane, multiplied by `scale`, when no
+/// adjacent pair of products leaves the int16 range.
+#[inline(always)]
+fn pair_products(_: Avx2, a: __m256i, w: __m256i, scale: i16) -> __m256i {
+    // SAFETY: the token proves AVX2.
+    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), _mm256_set1_epi16(scale)) }
+}
+
+/// The dot-product step for activations below 128: `vpmaddubsw` cannot saturate.
+#[derive(Clone, Copy)]
+struct SevenBit(Avx2);
+
+impl Int8Dot for SevenBit {
+    type A = __m256i;
+    type W = [__m256i; 2];
+    type Acc = [__m256i; 2];
+
+    #[inline(always)]
+    fn zero(self) -> [__m256i; 2] {
+        [broadcast(self.0, 0); 2]
+    }
+
+    #[inline(always)]
+    fn broadcast(self, a: [u8; K_GROUP]) -> __m256i {
+        broadcast(self.0, u32::from_le_bytes(a))
+    }
+
+    #[inline(always)]
+    fn load(self, w: &Block) -> [__m256i; 2] {
+        load_halves(self.0, w)
+    }
+
+    #[inline(always)]
+    fn dot(self, acc: [__m256i; 2], a: __m256i, w: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: the token proves AVX2.
+        let add = |acc, w| unsafe { _mm256_add_epi32(acc, pair_products(self.0, a, w, 1)) };
+        [add(acc[0], w[0]), add(acc[1], w[1])]
+    }
+
+    #[inline(always)]
+    fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
+        halves_to_array(acc)
+    }
+}
+
+/// The dot-product step for any activations: `a = lo + 128 * hi` with `lo <= 127` and `hi <= 1`,
+/// so neither `vpmaddubsw` saturates (pairs of at most `127 * 128 * 2` and `2 * 128`).
+#[derive(Clone, Copy)]
+struct EightBit(Avx2);
+
+impl Int8Dot for EightBit {
+    /// `lo` and `hi`.
+    type A = [__m256i; 2];
+    type W = [__m256i; 2];
+    type Acc = [__m256i; 2];
+
+    #[inline(always)]
+    fn zero(self) -> [__m256i; 2] {
+        [broadcast(self.0, 0); 2]
+    }
+
+    #[inline(always)]
+    fn broadcast(self, a: [u8; K_GROUP]) -> [__m256i; 2] {
+        let a = u32::from_le_bytes(a);
+        [broadcast(self.0, a & 0x7f7f_7f7f), broadcast(self.0, (a >> 7) & 0x0101_0101)]
+    }
+
+    #[inline(always)]
+    fn load(self, w: &Block) -> [__m256i; 2] {
+        load_halves(self.0, w)
+    }
+
+    #[inline(always)]
+    fn dot(self, acc: [__m256i; 2], a: [__m256i; 2], w: [__m256i; 2]) -> [__m256i; 2] {
+        let t = self.0;
+        // SAFETY: the token proves AVX2.
+        let add = |acc, w| unsafe {
+            _mm256_add_epi32(acc, _mm256_add_epi32(pair_products(t, a[0], w, 1), pair_products(t, a[1], w, 128)))
+        };
+        [add(acc[0], w[0]), add(acc[1], w[1])]
+    }
+
+    #[inline(always)]
+    fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
+        halves_to_array(acc)
+    }
+}
+
+impl Simd for Avx2 {
+    const LANES: usize = 8;
+    type F = __m256;
+    type I = __m256i;
+
+    #[inline(always)]
+    fn splat(self, v: f32) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_set1_ps(v) }
+    }
+
+    #[inline(always)]
+    fn splat_i32(self, v: i32) -> __m256i {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_set1_epi32(v) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn sub(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn fmadd(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: the token proves FMA.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn min(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_min_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn max(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_max_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn round_even(self, a: __m256) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+
+    #[inline(always)]
+    fn sub_i32(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the token proves AVX2.
+        unsafe { _mm256_sub_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_i32(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the token proves AVX2.
+        unsafe { _mm256_mullo_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    fn to_f32(self, a: __m256i) -> __m256 {
+        // SAFETY: the token proves AVX.
+        unsafe { _mm256_cvtepi32_ps(a) }
+    }
+
+    #[inline(always)]
+    fn to_array(self, a: __m256) -> [f32; 16] {
+        let mut lanes = [0.0; 16];
+        // SAFETY: same size, and every bit pattern is a valid `[f32; 8]`.
+        lanes[..8].copy_from_slice(&unsafe { std::mem::transmute::<__m256, [f32; 8]>(a) });
+        lanes
+    }
+
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> __m256 {
+        // SAFETY: the token proves AVX; the caller provides 8 readable floats.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_partial(self, p: *const f32, len: usize) -> __m256 {
+        // SAFETY: the token proves AVX2; `vmaskmovps` reads only the lanes whose mask is set, the
+        // `len` lanes the caller provides.
+        unsafe { _mm256_maskload_ps(p, first_lanes(self, len)) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_i32(self, p: *const i32) -> __m256i {
+        // SAFETY: the token proves AVX; the caller provides 8 readable int32.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m256 {
+        // SAFETY: the token proves AVX and F16C; the caller provides 8 readable u16 (16 bytes).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16_partial(self, p: *const u16, len: usize) -> __m256 {
+        let mut lanes = [0u16; 8];
+        // SAFETY: the caller provides `len < 8` readable u16, and `lanes` has room for them.
+        unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
+        // SAFETY: `lanes` holds 8 u16.
+        unsafe { self.load_f16(lanes.as_ptr()) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, a: __m256) {
+        // SAFETY: the token proves AVX; the caller provides 8 writable floats.
+        unsafe { _mm256_storeu_ps(p, a) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, len: usize, a: __m256) {
+        // SAFETY: the token proves AVX2; `vmaskmovps` writes only the lanes whose mask is set, the
+        // `len` lanes the caller provides.
+        unsafe { _mm256_maskstore_ps(p, first_lanes(self, len), a) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_u8(self, p: *mut u8, a: __m256) {
+        // SAFETY: the token proves AVX2; the caller provides 8 writable bytes. The lanes are
+        // integers in 0..=255, so the conversion is exact and the unsigned saturating packs keep
+        // them; the low 8 bytes of the packed vector are the lanes in order.
+        unsafe {
+            let q = _mm256_cvtps_epi32(a);
+            let words = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+            _mm_storel_epi64(p.cast(), _mm_packus_epi16(words, words));
+        }
+    }
+}
+
+/// A `vmaskmovps` mask of the first `len < 8` lanes: lane `i` set when `i < len`.
+#[inline(always)]
+fn first_lanes(_: Avx2, len: usize) -> __m256i {
+    // SAFETY: the token proves AVX2.
+    unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
+}

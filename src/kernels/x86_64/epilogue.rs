@@ -1,0 +1,54 @@
+//! The dequantizing epilogue (int32 accumulators to float outputs), generic over the register
+//! width.
+
+use super::simd::Simd;
+use crate::kernels::Dequantize;
+use crate::quant::dequantize_accumulator;
+
+/// See [`Kernels::dequantize`](crate::kernels::Kernels::dequantize).
+///
+/// Lane for lane the scalar operations: wrapping int32 correction, conversion rounding to nearest
+/// even, then one fused multiply-add with the bias or a plain product without. Columns past the
+/// last full vector go through [`dequantize_accumulator`] itself.
+#[inline(always)]
+pub(super) fn dequantize<S: Simd>(s: S, acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
+    let n = params.multipliers.len();
+    if n == 0 || acc.len() < n || out.len() < n || row_sums.is_empty() {
+        return;
+    }
+    let col_offsets = &params.col_offsets[..n];
+    let w_zero_points = &params.w_zero_points[..n];
+    let multipliers = params.multipliers;
+    let bias = params.bias.map(|b| &b[..n]);
+    let lanes = S::LANES;
+    let full = n - n % lanes;
+    let x_zero_point = s.splat_i32(params.x_zero_point);
+    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
+        let sum = s.splat_i32(row_sum);
+        for j in (0..full).step_by(lanes) {
+            // SAFETY: `j + LANES <= full <= n`, and every slice read here has `n` elements.
+            let (a, offset, zp, m) = unsafe {
+                (
+                    s.load_i32(acc_row.as_ptr().add(j)),
+                    s.load_i32(col_offsets.as_ptr().add(j)),
+                    s.load_i32(w_zero_points.as_ptr().add(j)),
+                    s.load(multipliers.as_ptr().add(j)),
+                )
+            };
+            let corr = s.sub_i32(s.sub_i32(a, s.mul_i32(x_zero_point, offset)), s.mul_i32(sum, zp));
+            let y = match bias {
+                // SAFETY: `bias` has `n` elements and `j + LANES <= n`.
+                Some(b) => s.fmadd(s.to_f32(corr), m, unsafe { s.load(b.as_ptr().add(j)) }),
+                None => s.mul(s.to_f32(corr), m),
+            };
+            // SAFETY: `out_row` has `n` elements and `j + LANES <= n`.
+            unsafe { s.store(out_row.as_mut_ptr().add(j), y) };
+        }
+        for j in full..n {
+            let corr = acc_row[j]
+                .wrapping_sub(params.x_zero_point.wrapping_mul(col_offsets[j]))
+                .wrapping_sub(row_sum.wrapping_mul(w_zero_points[j]));
+            out_row[j] = dequantize_accumulator(corr, multipliers[j], bias.map(|b| b[j]));
+        }
+    }
+}
