@@ -1,16 +1,29 @@
 //! Linear layers over the kernel table: the dynamic int8 Linear (SPEC.md 2.1) and the float16
 //! weight Linear (SPEC.md 2.2 and 12).
 
-use rayon::prelude::*;
+use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::pack::PackedWeights;
 use crate::quant::{choose_qparams, QParams};
-use crate::threads::{current_pool, PARALLEL_THRESHOLD_MACS};
+use crate::threads::for_row_shares;
 
 /// Rows per block of the int32 accumulator buffer.
 const ROW_BLOCK: usize = 64;
+
+thread_local! {
+    /// Each thread's int32 accumulator buffer, kept between calls (no allocation per call).
+    static ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's quantized-input buffer for [`with_input_buffer`].
+    static INPUT: RefCell<QuantizedActivations> = RefCell::new(QuantizedActivations::empty());
+}
+
+/// Runs `f` with this thread's reusable quantized-activation buffer, so that calling a layer
+/// again and again allocates nothing. `f` must not call `with_input_buffer` itself.
+pub fn with_input_buffer<R>(f: impl FnOnce(&mut QuantizedActivations) -> R) -> R {
+    INPUT.with_borrow_mut(f)
+}
 
 /// Activations quantized to uint8 with one set of qparams for the whole tensor, in rows padded to
 /// the weights' `k_padded` with zeros.
@@ -91,7 +104,6 @@ impl QuantizedActivations {
 #[derive(Clone, Debug, Default)]
 pub struct LinearScratch {
     multipliers: Vec<f32>,
-    acc: Vec<i32>,
 }
 
 fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
@@ -202,7 +214,7 @@ impl DynamicLinear {
         }
         check_len(out.len(), xq.rows, n, "output")?;
         let s_x = xq.qparams.scale_f32();
-        let LinearScratch { multipliers, acc } = scratch;
+        let LinearScratch { multipliers } = scratch;
         multipliers.clear();
         multipliers.extend(self.scales.iter().map(|&s_w| s_x * s_w));
         let params = Dequantize {
@@ -223,20 +235,14 @@ impl DynamicLinear {
             (kernels.gemm_u8i8)(a, xq.stride, rows, &self.weights, acc, n);
             (kernels.dequantize)(acc, &xq.row_sums[first_row..first_row + rows], &params, out_block);
         };
-        let macs = xq.rows * n * xq.k;
-        if macs < PARALLEL_THRESHOLD_MACS || xq.rows < 2 {
-            for (i, block) in out.chunks_mut(ROW_BLOCK * n).enumerate() {
-                run_block(i * ROW_BLOCK, block, acc);
-            }
-        } else {
-            let pool = current_pool();
-            let rows_per_task = xq.rows.div_ceil(pool.current_num_threads()).clamp(1, ROW_BLOCK);
-            pool.install(|| {
-                out.par_chunks_mut(rows_per_task * n)
-                    .enumerate()
-                    .for_each(|(i, block)| run_block(i * rows_per_task, block, &mut Vec::new()));
-            });
-        }
+        let run_rows = |first_row: usize, out_rows: &mut [f32]| {
+            ACC.with_borrow_mut(|acc| {
+                for (i, block) in out_rows.chunks_mut(ROW_BLOCK * n).enumerate() {
+                    run_block(first_row + i * ROW_BLOCK, block, acc);
+                }
+            })
+        };
+        for_row_shares(out, n, xq.rows * n * xq.k, run_rows);
         Ok(())
     }
 

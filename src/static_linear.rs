@@ -4,14 +4,13 @@
 //! The integer products are exact on every instruction-set path (the AVX512-VNNI semantics): the
 //! int16 pair saturation of PyTorch's non-VNNI x86 kernels is not reproduced.
 
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::pack::PackedWeights;
 use crate::quant::QParams;
 use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
-use crate::threads::{current_pool, PARALLEL_THRESHOLD_MACS};
+use crate::threads::for_row_shares;
 
 /// Rows per block of the int32 accumulator buffer.
 const ROW_BLOCK: usize = 64;
@@ -130,19 +129,11 @@ impl StaticLinear {
             (kernels.gemm_u8i8)(&a, stride, rows, &self.weights, &mut acc, n);
             requantize(&acc, &row_sums, &params, out_block);
         };
-        if rows * n * k < PARALLEL_THRESHOLD_MACS || rows < 2 {
-            for (i, block) in out.chunks_mut(ROW_BLOCK * n).enumerate() {
-                run_block(i * ROW_BLOCK, block);
+        for_row_shares(out, n, rows * n * k, |first_row, out_rows| {
+            for (i, block) in out_rows.chunks_mut(ROW_BLOCK * n).enumerate() {
+                run_block(first_row + i * ROW_BLOCK, block);
             }
-        } else {
-            let pool = current_pool();
-            let rows_per_task = rows.div_ceil(pool.current_num_threads()).clamp(1, ROW_BLOCK);
-            pool.install(|| {
-                out.par_chunks_mut(rows_per_task * n)
-                    .enumerate()
-                    .for_each(|(i, block)| run_block(i * rows_per_task, block));
-            });
-        }
+        });
         Ok(())
     }
 }
@@ -250,7 +241,7 @@ mod tests {
 
     #[test]
     fn many_rows_match_a_direct_reference_across_blocks_and_threads() {
-        let (rows, k, n) = (600, 100, 40); // above PARALLEL_THRESHOLD_MACS: the threaded path
+        let (rows, k, n) = (600, 200, 80); // above PARALLEL_THRESHOLD_MACS: the threaded path
         let x: Vec<u8> = (0..rows * k).map(|i| (i * 37 % 256) as u8).collect();
         let weight: Vec<i8> = (0..n * k).map(|i| ((i * 53 % 256) as i32 - 128) as i8).collect();
         let scales: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-4).collect();

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{matrix, vector};
 use crate::dispatch::kernels;
-use crate::linear::{DynamicLinear, Fp16Linear};
+use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 
 /// Int8 weights packed for the dynamic-quantization GEMM, with their qparams and float bias.
 ///
@@ -56,15 +56,25 @@ impl PackedLinear {
             .into());
         }
         let kernels = kernels();
-        let xq = self.inner.quantize_input(kernels, data, rows, reduce_range)?;
-        let out = PyArray2::<f32>::zeros(py, [rows, self.inner.out_features()], false);
-        {
-            let mut out_rw = out.readwrite();
-            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.forward_quantized(kernels, &xq, out_slice))?;
-        }
-        Ok(out)
+        let n = self.inner.out_features();
+        with_input_buffer(|xq| {
+            self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq)?;
+            let out = new_output(py, rows, n);
+            {
+                let mut out_rw = out.readwrite();
+                let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+                py.detach(|| self.inner.forward_quantized(kernels, xq, out_slice))?;
+            }
+            Ok(out)
+        })
     }
+}
+
+/// A new C-contiguous `(rows, n)` float32 array whose every element the caller overwrites.
+fn new_output(py: Python<'_>, rows: usize, n: usize) -> Bound<'_, PyArray2<f32>> {
+    // SAFETY: the array is uninitialized only until the layer writes all `rows * n` outputs; on an
+    // error it is dropped without ever reaching Python code, and f32 has no invalid bit patterns.
+    unsafe { PyArray2::<f32>::new(py, [rows, n], false) }
 }
 
 /// float16 weights (IEEE binary16 bits, `(out_features, in_features)` uint16) with a float32 bias:
@@ -105,7 +115,7 @@ impl PackedLinearFp16 {
             .into());
         }
         let x_owned = data.to_vec();
-        let out = PyArray2::<f32>::zeros(py, [rows, self.inner.out_features()], false);
+        let out = new_output(py, rows, self.inner.out_features());
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
