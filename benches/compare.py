@@ -153,6 +153,138 @@ def print_row(r: Dict[str, Any]) -> None:
     )
 
 
+RNN_SHAPES = [(50, 1, 256, 256), (50, 16, 512, 512), (20, 64, 1024, 1024)]
+
+
+class OnnxLSTM:
+    """onnxruntime's ``DynamicQuantizeLSTM``, made by ``quantize_dynamic`` from an ONNX LSTM."""
+
+    def __init__(self, input_size: int, hidden: int, threads: int, rng: np.random.Generator) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        scale = 1 / np.sqrt(hidden)
+        w = (rng.standard_normal((1, 4 * hidden, input_size)) * scale).astype(np.float32)
+        r = (rng.standard_normal((1, 4 * hidden, hidden)) * scale).astype(np.float32)
+        b = (rng.standard_normal((1, 8 * hidden)) * scale).astype(np.float32)
+        node = helper.make_node("LSTM", ["x", "w", "r", "b"], ["y"], hidden_size=hidden)
+        graph = helper.make_graph(
+            [node],
+            "lstm",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", "b", input_size])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(w, "w"), numpy_helper.from_array(r, "r"), numpy_helper.from_array(b, "b")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+            onnx.save(model, src)
+            logging.getLogger().setLevel(logging.ERROR)
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            ops = {n.op_type for n in onnx.load(dst).graph.node}
+            if "DynamicQuantizeLSTM" not in ops:
+                raise RuntimeError(f"onnxruntime did not quantize the LSTM (ops: {ops})")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(dst, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> Any:
+        return self.session.run(None, {"x": x})
+
+
+def numpy_lstm_step(x: np.ndarray, h: np.ndarray, c: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b: np.ndarray):
+    gates = x @ w_ih.T + h @ w_hh.T + b
+    i, f, g, o = np.split(gates, 4, axis=-1)
+    i, f, o = (1 / (1 + np.exp(-v)) for v in (i, f, o))
+    c = f * c + i * np.tanh(g)
+    return o * np.tanh(c), c
+
+
+def numpy_gru_step(x: np.ndarray, h: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray):
+    xr, xz, xn = np.split(x @ w_ih.T + b_ih, 3, axis=-1)
+    hr, hz, hn = np.split(h @ w_hh.T + b_hh, 3, axis=-1)
+    r = 1 / (1 + np.exp(-(xr + hr)))
+    z = 1 / (1 + np.exp(-(xz + hz)))
+    n = np.tanh(xn + r * hn)
+    return (h - n) * z + n
+
+
+def measure_rnn(repeats: int, budget: float) -> None:
+    """LSTM vs onnxruntime / torch, GRU vs torch / numpy, and batch-1 cells vs numpy: 1 thread."""
+    rng = np.random.default_rng(0)
+    ferroq.set_num_threads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        torch = None  # type: ignore[assignment]
+    print(f"\n{'LSTM (T,B,I,H)':>22} | {'ferroq ms':>10} | {'onnxrt ms':>10} {'ort/fq':>7} | {'torch ms':>9} {'pt/fq':>6} | us/step")
+    for t, b, i, h in RNN_SHAPES:
+        np.random.seed(0)
+        q = nnqd.LSTM.from_float(ferroq.nn.LSTM(i, h))
+        x = rng.standard_normal((t, b, i)).astype(np.float32)
+        ours = median_seconds(lambda: q(x), repeats, budget)
+        try:
+            ort_lstm = OnnxLSTM(i, h, 1, rng)
+            ort_time: Optional[float] = median_seconds(lambda: ort_lstm(x), repeats, budget)
+        except ImportError:
+            ort_time = None
+        torch_time = None
+        if torch is not None:
+            tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTM(i, h)), {torch.nn.LSTM}, dtype=torch.qint8)
+            tx = torch.from_numpy(x)
+            with torch.no_grad():
+                torch_time = median_seconds(lambda: tq(tx), repeats, budget)
+        ms = lambda v: "-" if v is None else f"{v * 1e3:10.2f}"  # noqa: E731
+        print(f"{str((t, b, i, h)):>22} | {ms(ours)} | {ms(ort_time)} {ratio(ort_time, ours):>7} | {ms(torch_time):>9} {ratio(torch_time, ours):>6} | {ours / t * 1e6:.1f}")
+
+    t, b, i, h = 50, 16, 512, 512
+    np.random.seed(0)
+    float_gru = ferroq.nn.GRU(i, h)
+    q = nnqd.GRU.from_float(float_gru)
+    x = rng.standard_normal((t, b, i)).astype(np.float32)
+    ours = median_seconds(lambda: q(x), repeats, budget)
+    w_ih, w_hh, b_ih, b_hh = float_gru.weight_ih_l0, float_gru.weight_hh_l0, float_gru.bias_ih_l0, float_gru.bias_hh_l0
+
+    def numpy_gru() -> None:
+        hidden = np.zeros((b, h), np.float32)
+        for step in range(t):
+            hidden = numpy_gru_step(x[step], hidden, w_ih, w_hh, b_ih, b_hh)
+
+    numpy_time = median_seconds(numpy_gru, repeats, budget)
+    torch_time = None
+    if torch is not None:
+        tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.GRU(i, h)), {torch.nn.GRU}, dtype=torch.qint8)
+        tx = torch.from_numpy(x)
+        with torch.no_grad():
+            torch_time = median_seconds(lambda: tq(tx), repeats, budget)
+    print(f"\nGRU (50,16,512,512): ferroq {ours * 1e3:.2f} ms; numpy float loop {numpy_time * 1e3:.2f} ms "
+          f"({numpy_time / ours:.2f}x); torch dynamic {'-' if torch_time is None else f'{torch_time * 1e3:.2f} ms ({torch_time / ours:.2f}x)'}")
+
+    print(f"\n{'cell, batch 1, H=256':>22} | {'ferroq us':>10} | {'numpy f32 us':>12} {'np/fq':>6}")
+    x1 = rng.standard_normal((1, 256)).astype(np.float32)
+    h1 = np.zeros((1, 256), np.float32)
+    np.random.seed(0)
+    for name, float_cell in [("LSTMCell", ferroq.nn.LSTMCell(256, 256)), ("GRUCell", ferroq.nn.GRUCell(256, 256)), ("RNNCell", ferroq.nn.RNNCell(256, 256))]:
+        qcell = getattr(nnqd, name).from_float(float_cell)
+        w_ih, w_hh, b_ih, b_hh = float_cell.weight_ih, float_cell.weight_hh, float_cell.bias_ih, float_cell.bias_hh
+        if name == "LSTMCell":
+            state = (h1, h1.copy())
+            ours = median_seconds(lambda: qcell(x1, state), repeats, budget)
+            theirs = median_seconds(lambda: numpy_lstm_step(x1, h1, h1, w_ih, w_hh, b_ih + b_hh), repeats, budget)
+        elif name == "GRUCell":
+            ours = median_seconds(lambda: qcell(x1, h1), repeats, budget)
+            theirs = median_seconds(lambda: numpy_gru_step(x1, h1, w_ih, w_hh, b_ih, b_hh), repeats, budget)
+        else:
+            ours = median_seconds(lambda: qcell(x1, h1), repeats, budget)
+            theirs = median_seconds(lambda: np.tanh(x1 @ w_ih.T + b_ih + h1 @ w_hh.T + b_hh), repeats, budget)
+        print(f"{name:>22} | {ours * 1e6:10.2f} | {theirs * 1e6:12.2f} {theirs / ours:5.2f}x")
+
+
 def plot(rows: List[Dict[str, Any]], path: str) -> None:
     import matplotlib
 
@@ -181,14 +313,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--plot", help="write a PNG chart to this file (needs matplotlib)")
+    parser.add_argument("--only", choices=["linear", "rnn"], help="run one part only")
     args = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else DEFAULT_SHAPES
     repeats, budget = (3, 0.02) if args.quick else (7, 0.1)
     print(f"ferroq {ferroq.__version__}, backend {ferroq.backend()}, python {sys.version.split()[0]}, numpy {np.__version__}")
-    print(HEADER)
     rows: List[Dict[str, Any]] = []
-    for threads in [int(t) for t in args.threads.split(",")]:
-        rows += measure(shapes, threads, repeats, budget)  # type: ignore[arg-type]
+    if args.only != "rnn":
+        print(HEADER)
+        for threads in [int(t) for t in args.threads.split(",")]:
+            rows += measure(shapes, threads, repeats, budget)  # type: ignore[arg-type]
+    if args.only != "linear":
+        measure_rnn(repeats, budget)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
