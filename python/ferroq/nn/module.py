@@ -116,7 +116,7 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = self.forward(*args, **kwargs)
-        hooks = self.__dict__.get("_forward_hooks")
+        hooks = self._forward_hooks
         if hooks:
             for hook in list(hooks.values()):
                 hooked = hook(self, args, result)

@@ -96,14 +96,17 @@ class Linear(Module):
     def forward(self, x: Any) -> np.ndarray:
         """``x``: float array of shape ``(..., in_features)``; returns float32 ``(..., out_features)``.
         NaN or infinity in ``x`` raises ValueError for qint8 (it cannot be quantized)."""
-        x = as_float32(x)
-        last_dim(x, self.in_features)
-        rows = x.reshape(-1, self.in_features)
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = as_float32(x)
+        is_matrix = x.ndim == 2 and x.shape[1] == self.in_features  # the common case, kept cheap
+        if not is_matrix:
+            last_dim(x, self.in_features)
+        rows = x if is_matrix else x.reshape(-1, self.in_features)
         if self.dtype is qint8:
             y = self._packed.forward(rows, self.reduce_range)
         else:
             y = self._packed.forward(rows)
-        return y.reshape(x.shape[:-1] + (self.out_features,))
+        return y if is_matrix else y.reshape(x.shape[:-1] + (self.out_features,))
 
     # -- conversion --------------------------------------------------------------------------
 
