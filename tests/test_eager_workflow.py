@@ -337,3 +337,19 @@ def test_warnings_are_not_raised_by_a_normal_flow() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         convert(calibrated(model))(calibration()[0])
+
+
+def test_relu_between_static_quantized_layers(rng) -> None:
+    np.random.seed(4)
+    model = nn.Sequential(QuantStub(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3), DeQuantStub())
+    model.qconfig = ferroq.quantization.default_qconfig
+    prepared = ferroq.quantization.prepare(model)
+    for _ in range(4):
+        prepared(rng.standard_normal((8, 6)).astype(np.float32))
+    q = ferroq.quantization.convert(prepared)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    hidden = q[1](q[0](x))
+    relu = q[2](hidden)
+    assert relu.q_scale() == hidden.q_scale() and relu.q_zero_point() == hidden.q_zero_point()
+    np.testing.assert_array_equal(relu.int_repr(), np.maximum(hidden.int_repr(), hidden.q_zero_point()))
+    assert q(x).shape == (4, 3)

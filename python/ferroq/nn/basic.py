@@ -9,6 +9,7 @@ from typing import Any, Iterator, Union, overload
 import numpy as np
 
 from .._arrays import as_float32, last_dim
+from .._tensor import QTensor
 from .module import Module
 
 __all__ = ["Linear", "ReLU", "Identity", "Sequential"]
@@ -52,9 +53,15 @@ class Linear(Module):
 
 
 class ReLU(Module):
-    """``max(x, 0)``, elementwise."""
+    """``max(x, 0)``, elementwise. On a quantized tensor (between static quantized layers) it works
+    on the integers, ``max(q, zero_point)``, and keeps the qparams, as PyTorch's quantized relu."""
 
-    def forward(self, x: Any) -> np.ndarray:
+    def forward(self, x: Any) -> Any:
+        if isinstance(x, QTensor):
+            if x.qscheme().is_per_channel:
+                raise NotImplementedError("ReLU of a per-channel quantized tensor is not supported")
+            values = np.maximum(x.int_repr(), np.asarray(x.q_zero_point()).astype(x.int_repr().dtype))
+            return QTensor.from_int_repr(values, x.q_scale(), x.q_zero_point())
         return np.maximum(as_float32(x), np.float32(0))
 
 
