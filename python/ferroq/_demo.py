@@ -102,7 +102,23 @@ def main() -> None:
         t_float = time_call(lambda: model(xb))
         t_int8 = time_call(lambda: quantized(xb))
         rows.append((f"time per call, batch {batch}", f"{t_float * 1e6:,.1f} us", f"{t_int8 * 1e6:,.1f} us ({t_float / t_int8:.2f}x)"))
+    rows += lstm_rows(rng)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'':<{width}}  {'float32 (numpy)':>18}  {'int8 (ferroq)':>24}")
     for name, f, q in rows:
         print(f"{name:<{width}}  {f:>18}  {q:>24}")
+    print(f"\nkernel path: {backend()} (FERROQ_ISA can lower it; python -m ferroq info lists the others)")
+
+
+def lstm_rows(rng: np.random.Generator) -> List[Tuple[str, str, str]]:
+    """A 2-layer LSTM(64, 128) over 50-step sequences: output error and time, float vs int8."""
+    lstm = nn.LSTM(64, 128, num_layers=2).eval()
+    quantized = nnqd.LSTM.from_float(lstm)
+    x = rng.standard_normal((50, 1, 64)).astype(np.float32)
+    err = float(np.abs(quantized(x)[0] - lstm(x)[0]).max())
+    t_float = time_call(lambda: lstm(x))
+    t_int8 = time_call(lambda: quantized(x))
+    return [
+        ("LSTM(64,128,2 layers): max |output error|", "", f"{err:.2e}"),
+        ("LSTM, 50 steps, batch 1", f"{t_float * 1e3:,.2f} ms", f"{t_int8 * 1e3:,.2f} ms ({t_float / t_int8:.2f}x)"),
+    ]
