@@ -81,5 +81,6 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-if _os.environ.get("FERROQ_ISA") and _core.backend_note():
-    _warnings.warn(_core.backend_note(), RuntimeWarning, stacklevel=2)
+_backend_note = _core.backend_note()
+if _os.environ.get("FERROQ_ISA") and _backend_note:
+    _warnings.warn(_backend_note, RuntimeWarning, stacklevel=2)

@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
+import ferroq
+
 from . import __version__, backend, get_num_threads, nn
 from .nn.quantized import dynamic as nnqd
 
@@ -66,7 +68,9 @@ def weight_bytes(model: nn.Module) -> int:
     total = 0
     for m in model.modules():
         if isinstance(m, nnqd.Linear):
-            total += m.weight().int_repr().nbytes + (0 if m.bias() is None else m.bias().nbytes)
+            weight, bias = m.weight(), m.bias()
+            total += (weight.int_repr() if isinstance(weight, ferroq.QTensor) else weight).nbytes
+            total += 0 if bias is None else bias.nbytes
         elif isinstance(m, nn.Linear):
             total += sum(p.nbytes for p in m._parameters.values() if p is not None)
     return total

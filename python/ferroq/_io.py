@@ -32,7 +32,7 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 _FORMAT = "ferroq"
 
-_DTYPE_NAMES = {
+_DTYPE_NAMES: Dict[np.dtype, str] = {
     np.dtype(np.float64): "F64",
     np.dtype(np.float32): "F32",
     np.dtype(np.float16): "F16",
@@ -42,7 +42,7 @@ _DTYPE_NAMES = {
     np.dtype(np.uint8): "U8",
     np.dtype(np.uint16): "U16",
 }
-_NUMPY_DTYPES = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
+_NUMPY_DTYPES: Dict[str, np.dtype] = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -53,6 +53,13 @@ class QTensor:
     """
 
     __slots__ = ("_int", "_dtype", "_scale", "_zero_point", "_scales", "_zero_points", "_axis")
+    _int: np.ndarray
+    _dtype: DType
+    _scale: Optional[float]
+    _zero_point: Optional[int]
+    _scales: Optional[np.ndarray]
+    _zero_points: Optional[np.ndarray]
+    _axis: Optional[int]
 
     def __init__(self) -> None:
         raise TypeError("QTensor is created by ferroq.quantize_per_tensor(...), quantize_per_channel(...) or QTensor.from_int_repr(...)")
@@ -99,7 +106,7 @@ class QTensor:
             for s in scales:
                 _check_scale(s)
             for z in zero_points:
-                _check_zero_point(z, dtype)
+                _check_zero_point(int(z), dtype)
             self._scales, self._zero_points, self._axis = scales, zero_points, axis
             self._scale = self._zero_point = None
         return self
@@ -186,7 +193,9 @@ class QTensor:
         if self._axis is None:
             qparams = f"scale={self._scale}, zero_point={self._zero_point}"
         else:
-            qparams = f"axis={self._axis}, scales={np.array2string(self._scales, threshold=6)}, zero_points={np.array2string(self._zero_points, threshold=6)}"
+            assert self._scales is not None and self._zero_points is not None
+            scales = np.array2string(self._scales, threshold=6)
+            qparams = f"axis={self._axis}, scales={scales}, zero_points={np.array2string(self._zero_points, threshold=6)}"
         values = np.array2string(self.dequantize(), threshold=20, edgeitems=3)
         return f"QTensor({values}, shape={self.shape}, dtype={self._dtype!r}, qscheme={self.qscheme()!r}, {qparams})"
 
@@ -208,6 +217,8 @@ class QTensor:
             return False
         if self._axis is None:
             return self._scale == other._scale and self._zero_point == other._zero_point
+        assert self._scales is not None and self._zero_points is not None
+        assert other._scales is not None and other._zero_points is not None
         return bool(np.array_equal(self._scales, other._scales) and np.array_equal(self._zero_points, other._zero_points))
 
 
@@ -248,7 +259,7 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
     for s in scales:
         _check_scale(s)
     for z in zero_points:
-        _check_zero_point(z, dt)
+        _check_zero_point(int(z), dt)
     shape = [1] * values.ndim
     shape[axis] = channels
     inv_scale = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import functools
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -261,7 +262,7 @@ class Module:
                     f"the shape in current model is {current.shape}."
                 )
                 continue
-            updates.append(lambda name=name, value=value: self._parameters.__setitem__(name, value))
+            updates.append(functools.partial(self._parameters.__setitem__, name, value))
         return updates
 
     # -- configuration (what ferroq.save stores besides the state dict) ---------------------

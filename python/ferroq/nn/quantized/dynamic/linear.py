@@ -73,7 +73,9 @@ class Linear(Module):
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
             scales, zero_points = weight_qparams(weight, self.out_features)
-            packed = _core.PackedLinear(weight.int_repr(), scales, zero_points, b)
+            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = _core.PackedLinear(
+                weight.int_repr(), scales, zero_points, b
+            )
             stored: Weight = weight
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
@@ -102,10 +104,8 @@ class Linear(Module):
         if not is_matrix:
             last_dim(x, self.in_features)
         rows = x if is_matrix else x.reshape(-1, self.in_features)
-        if self.dtype is qint8:
-            y = self._packed.forward(rows, self.reduce_range)
-        else:
-            y = self._packed.forward(rows)
+        packed = self._packed
+        y = packed.forward(rows, self.reduce_range) if isinstance(packed, _core.PackedLinear) else packed.forward(rows)
         return y if is_matrix else y.reshape(x.shape[:-1] + (self.out_features,))
 
     # -- conversion --------------------------------------------------------------------------
