@@ -180,3 +180,22 @@ def test_torch_quantized_recurrent_modules_match(torch, kind):
     identical = float(np.mean(got.view(np.uint32) == expected.view(np.uint32)))
     assert identical >= 0.99, identical
     assert np.abs(got - expected).max() <= 1e-6
+
+
+def test_convert_command(tmp_path):
+    import subprocess
+
+    source, target = tmp_path / "m.pt", tmp_path / "m.safetensors"
+    try:
+        import torch
+    except ImportError:
+        result = subprocess.run([sys.executable, "-m", "ferroq", "convert", str(source), str(target)], capture_output=True, text=True)
+        assert result.returncode != 0 and "needs torch" in result.stderr
+        return
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    torch.save(model, source)
+    subprocess.run([sys.executable, "-m", "ferroq", "convert", str(source), str(target)], check=True, capture_output=True)
+    x = torch.randn(3, 8)
+    expected = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)(x).detach().numpy()
+    assert_same_bits(ferroq.load(target)(x.numpy()), expected)
