@@ -89,6 +89,14 @@ pub fn quantize_value(x: f32, inv_scale: f32, zero_point: i32, qmin: i32, qmax: 
     (rounded + zero_point as f32).clamp(qmin as f32, qmax as f32) as i32
 }
 
+/// The zero-point-corrected product (SPEC.md 1.3): `acc - x_zp * col_offset - row_sum * w_zp`
+/// in wrapping int32, where `col_offset = Σ_k W[n,k] - w_zp * K` and `row_sum = Σ_k X[m,k]`;
+/// mathematically `Σ_k (X[m,k] - x_zp) * (W[n,k] - w_zp)`.
+#[inline]
+pub fn correct_accumulator(acc: i32, x_zero_point: i32, col_offset: i32, row_sum: i32, w_zero_point: i32) -> i32 {
+    acc.wrapping_sub(x_zero_point.wrapping_mul(col_offset)).wrapping_sub(row_sum.wrapping_mul(w_zero_point))
+}
+
 /// Dequantizes an int32 accumulator and adds the bias (SPEC.md 2.1 step 5):
 /// `fma((float)acc, multiplier, bias)`, one rounding; without bias, a plain float32 product.
 #[inline]

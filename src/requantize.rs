@@ -3,6 +3,8 @@
 //!
 //! This is the scalar reference; a SIMD version must produce the same bytes.
 
+use crate::quant::correct_accumulator;
+
 /// Parameters of [`requantize`], per output column `n`:
 /// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32),
 /// `xf = (float)corr`, plus `bias[n]` (already in accumulator units) when present, then
@@ -60,9 +62,8 @@ pub fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &
     }
     for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
         for j in 0..n {
-            let corr = acc_row[j]
-                .wrapping_sub(params.x_zero_point.wrapping_mul(params.col_offsets[j]))
-                .wrapping_sub(row_sum.wrapping_mul(params.w_zero_points[j]));
+            let corr =
+                correct_accumulator(acc_row[j], params.x_zero_point, params.col_offsets[j], row_sum, params.w_zero_points[j]);
             out_row[j] = requantize_value(
                 corr,
                 params.multipliers[j],

@@ -4,7 +4,7 @@
 use super::{Dequantize, Kernels, Range};
 use crate::dispatch::Isa;
 use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
-use crate::quant::{dequantize_accumulator, quantize_value};
+use crate::quant::{correct_accumulator, dequantize_accumulator, quantize_value};
 
 /// The scalar table.
 pub const KERNELS: Kernels = Kernels {
@@ -67,9 +67,8 @@ pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &
     }
     for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
         for j in 0..n {
-            let corr = acc_row[j]
-                .wrapping_sub(params.x_zero_point.wrapping_mul(params.col_offsets[j]))
-                .wrapping_sub(row_sum.wrapping_mul(params.w_zero_points[j]));
+            let corr =
+                correct_accumulator(acc_row[j], params.x_zero_point, params.col_offsets[j], row_sum, params.w_zero_points[j]);
             out_row[j] = dequantize_accumulator(corr, params.multipliers[j], params.bias.map(|b| b[j]));
         }
     }

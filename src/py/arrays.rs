@@ -16,3 +16,13 @@ pub fn matrix<'a, T: numpy::Element>(array: &'a PyReadonlyArray2<'_, T>, what: &
 pub fn vector<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>, what: &str) -> Result<&'a [T]> {
     array.as_slice().map_err(|_| Error::Value(format!("{what} must be C-contiguous")))
 }
+
+/// ValueError unless an input's last dimension `k` is the layer's `in_features`.
+pub fn check_in_features(k: usize, in_features: usize) -> Result<()> {
+    if k != in_features {
+        return Err(Error::Shape(format!(
+            "input has {k} features in its last dimension, expected in_features = {in_features}"
+        )));
+    }
+    Ok(())
+}

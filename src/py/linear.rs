@@ -4,7 +4,7 @@
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::arrays::{matrix, vector};
+use super::arrays::{check_in_features, matrix, vector};
 use crate::dispatch::kernels;
 use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 
@@ -48,13 +48,7 @@ impl PackedLinear {
     /// else 0..255). NaN or infinity in `x` raises ValueError. The GIL is released for the GEMM.
     fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>, reduce_range: bool) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
-        if k != self.inner.in_features() {
-            return Err(crate::Error::Shape(format!(
-                "input has {k} features in its last dimension, expected in_features = {}",
-                self.inner.in_features()
-            ))
-            .into());
-        }
+        check_in_features(k, self.inner.in_features())?;
         let kernels = kernels();
         let n = self.inner.out_features();
         with_input_buffer(|xq| {
@@ -107,13 +101,7 @@ impl PackedLinearFp16 {
     /// `y = x @ W^T + bias` with float32 accumulation of the float16 weights, in k order.
     fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
-        if k != self.inner.in_features() {
-            return Err(crate::Error::Shape(format!(
-                "input has {k} features in its last dimension, expected in_features = {}",
-                self.inner.in_features()
-            ))
-            .into());
-        }
+        check_in_features(k, self.inner.in_features())?;
         let x_owned = data.to_vec();
         let out = new_output(py, rows, self.inner.out_features());
         {

@@ -4,7 +4,7 @@
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::arrays::{matrix, vector};
+use super::arrays::{check_in_features, matrix, vector};
 use crate::dispatch::kernels;
 use crate::quant::QParams;
 use crate::static_linear::StaticLinear;
@@ -71,13 +71,7 @@ impl PackedStaticLinear {
         relu: bool,
     ) -> PyResult<Bound<'py, PyArray2<u8>>> {
         let (data, rows, k) = matrix(&x, "input")?;
-        if k != self.inner.in_features() {
-            return Err(crate::Error::Shape(format!(
-                "input has {k} features in its last dimension, expected in_features = {}",
-                self.inner.in_features()
-            ))
-            .into());
-        }
+        check_in_features(k, self.inner.in_features())?;
         let x_owned = data.to_vec();
         let input = QParams { scale: x_scale, zero_point: x_zero_point };
         let output = QParams { scale: y_scale, zero_point: y_zero_point };
