@@ -55,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def convert(source: str, target: str, dtype: str) -> None:
     """torch model file -> ferroq tree (torch-quantized layers keep their int8 weights) -> file."""
     try:
-        import torch
+        import torch  # type: ignore[import-not-found, unused-ignore]  # optional: only this command needs it
     except ImportError:
         raise SystemExit("python -m ferroq convert needs torch to read the model file: pip install torch") from None
     from . import save

@@ -265,6 +265,15 @@ class Module:
             updates.append(functools.partial(self._parameters.__setitem__, name, value))
         return updates
 
+    @staticmethod
+    def _claim_keys(state_dict: Dict[str, Any], keys: List[str], missing: List[str], expected: set) -> bool:
+        """For ``_load_from_state_dict`` overrides: marks ``keys`` as this module's, records the
+        absent ones as missing, and says whether all are present."""
+        expected.update(keys)
+        absent = [k for k in keys if k not in state_dict]
+        missing.extend(absent)
+        return not absent
+
     # -- configuration (what ferroq.save stores besides the state dict) ---------------------
 
     def _config(self) -> Dict[str, Any]:

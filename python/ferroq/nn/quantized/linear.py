@@ -198,10 +198,7 @@ class Linear(Module):
         errors: List[str],
     ) -> List[Callable[[], None]]:
         keys = [prefix + k for k in ("scale", "zero_point", "_packed_params.dtype", "_packed_params._packed_params")]
-        expected.update(keys)
-        absent = [k for k in keys if k not in state_dict]
-        if absent:
-            missing.extend(absent)
+        if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         try:
             if as_dtype(state_dict[prefix + "_packed_params.dtype"]) is not qint8:

@@ -64,10 +64,7 @@ class Quantize(Module):
         errors: List[str],
     ) -> List[Callable[[], None]]:
         keys = [prefix + "scale", prefix + "zero_point"]
-        expected.update(keys)
-        absent = [k for k in keys if k not in state_dict]
-        if absent:
-            missing.extend(absent)
+        if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         try:
             scale_array, zero_point_array = (np.asarray(to_numpy(state_dict[k])) for k in keys)

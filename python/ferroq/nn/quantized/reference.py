@@ -122,10 +122,7 @@ class Linear(FloatLinear):
     ) -> List[Callable[[], None]]:
         updates = super()._load_from_state_dict(state_dict, prefix, local_metadata, missing, expected, errors)
         keys = [prefix + k for k in ("weight_scale", "weight_zero_point", "weight_axis")]
-        expected.update(keys)
-        absent = [k for k in keys if k not in state_dict]
-        if absent:
-            missing.extend(absent)
+        if not self._claim_keys(state_dict, keys, missing, expected):
             return updates
         candidate = {"qscheme": self.weight_qscheme, "dtype": self.weight_dtype}
         candidate.update(zip(("scale", "zero_point", "axis"), (state_dict[k] for k in keys)))

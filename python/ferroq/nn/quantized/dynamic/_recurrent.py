@@ -228,10 +228,7 @@ class QuantizedRecurrent(Module):
     ) -> List[Callable[[], None]]:
         names = list(self._weights) + list(self._biases)
         keys = [prefix + n for n in names]
-        expected.update(keys)
-        absent = [k for k in keys if k not in state_dict]
-        if absent:
-            missing.extend(absent)
+        if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         params = {n: state_dict[prefix + n] for n in names}
         try:
