@@ -6,6 +6,8 @@
 //! even). A SIMD table is only ever built after the CPU was checked to have its instructions, which
 //! is what makes its `unsafe` `#[target_feature]` bodies sound to call through the safe pointers.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -63,6 +65,8 @@ pub fn table(isa: Isa) -> Option<Kernels> {
         Isa::Scalar => Some(scalar::KERNELS),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => x86_64::table(isa),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDotprod => aarch64::table(isa),
         _ => None,
     }
 }
