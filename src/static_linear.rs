@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn many_rows_match_a_direct_reference_across_blocks_and_threads() {
-        let (rows, k, n) = (600, 200, 80); // above PARALLEL_THRESHOLD_MACS: the threaded path
+        let (rows, k, n) = (600, 256, 128); // above PARALLEL_THRESHOLD_MACS: the threaded path
         let x: Vec<u8> = (0..rows * k).map(|i| (i * 37 % 256) as u8).collect();
         let weight: Vec<i8> = (0..n * k).map(|i| ((i * 53 % 256) as i32 - 128) as i8).collect();
         let scales: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-4).collect();

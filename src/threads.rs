@@ -1,31 +1,46 @@
-//! The intra-op thread pool: its size is `ferroq.set_num_threads(n)` (default: the machine's
-//! cores). Work below a threshold runs on the calling thread.
+//! Intra-op threads: one operation may use `ferroq.set_num_threads(n)` threads (default: the
+//! machine's cores): the calling thread plus `n - 1` pool threads. Work below a threshold runs on
+//! the calling thread alone.
 
 use std::sync::{Arc, OnceLock, RwLock};
 
-use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{Error, Result};
 
 /// Multiply-accumulates below which splitting costs more than it saves: waking a pool thread
-/// takes microseconds, about what 8M int8 multiply-accumulates take on one AVX-512 VNNI core.
-pub const PARALLEL_THRESHOLD_MACS: usize = 1 << 23;
+/// takes microseconds, about what 16M int8 multiply-accumulates take on one AVX-512 VNNI core.
+pub const PARALLEL_THRESHOLD_MACS: usize = 1 << 24;
 
-fn pool_slot() -> &'static RwLock<Arc<ThreadPool>> {
-    static POOL: OnceLock<RwLock<Arc<ThreadPool>>> = OnceLock::new();
-    POOL.get_or_init(|| {
+/// Row shares of parallel tasks are multiples of this (the tallest GEMM micro-kernel tile).
+const TILE_ROWS: usize = 8;
+
+/// The threads one operation may use: the caller, and a pool for the others (None for 1 thread).
+struct Threads {
+    count: usize,
+    helpers: Option<Arc<ThreadPool>>,
+}
+
+fn slot() -> &'static RwLock<Arc<Threads>> {
+    static THREADS: OnceLock<RwLock<Arc<Threads>>> = OnceLock::new();
+    THREADS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         RwLock::new(Arc::new(build(cores).expect("a thread pool of the machine's size can be built")))
     })
 }
 
-fn build(threads: usize) -> Result<ThreadPool> {
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("ferroq-{i}"))
-        .build()
-        .map_err(|e| Error::Value(format!("cannot start {threads} threads: {e}")))
+fn build(count: usize) -> Result<Threads> {
+    let helpers = if count > 1 {
+        let pool = ThreadPoolBuilder::new()
+            .num_threads(count - 1)
+            .thread_name(|i| format!("ferroq-{}", i + 1))
+            .build()
+            .map_err(|e| Error::Value(format!("cannot start {} threads: {e}", count - 1)))?;
+        Some(Arc::new(pool))
+    } else {
+        None
+    };
+    Ok(Threads { count, helpers })
 }
 
 /// Sets the number of threads one operation may use (at least 1).
@@ -33,43 +48,44 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
     if threads == 0 {
         return Err(Error::Value("set_num_threads expects a positive number of threads, got 0".into()));
     }
-    let pool = Arc::new(build(threads)?);
-    *pool_slot().write().unwrap_or_else(|e| e.into_inner()) = pool;
+    let threads = Arc::new(build(threads)?);
+    *slot().write().unwrap_or_else(|e| e.into_inner()) = threads;
     Ok(())
 }
 
 /// The number of threads one operation may use.
 pub fn num_threads() -> usize {
-    current_pool().current_num_threads()
+    current().count
 }
 
-/// The pool in use now (a later `set_num_threads` does not disturb work already running on it).
-pub fn current_pool() -> Arc<ThreadPool> {
-    pool_slot().read().unwrap_or_else(|e| e.into_inner()).clone()
+/// The threads in use now (a later `set_num_threads` does not disturb work already running).
+fn current() -> Arc<Threads> {
+    slot().read().unwrap_or_else(|e| e.into_inner()).clone()
 }
-
-/// Row shares of parallel tasks are multiples of this (the tallest GEMM micro-kernel tile).
-const TILE_ROWS: usize = 8;
 
 /// Runs `work(first_row, rows_out)` over `out`, a row-major matrix of `row_len`-element rows:
 /// in one call on the calling thread when the work (`macs` multiply-accumulates) is small or only
-/// one thread is allowed, else in one contiguous share of rows per pool thread.
+/// one thread is allowed, else in one contiguous share of rows per thread, the calling thread
+/// taking the first share while the pool threads take the others.
 pub fn for_row_shares<T, F>(out: &mut [T], row_len: usize, macs: usize, work: F)
 where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync,
 {
     let rows = if row_len == 0 { 0 } else { out.len() / row_len };
-    let pool = current_pool();
-    let threads = pool.current_num_threads();
-    if threads < 2 || rows < 2 || macs < PARALLEL_THRESHOLD_MACS {
+    let threads = current();
+    let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && macs >= PARALLEL_THRESHOLD_MACS) else {
         work(0, out);
         return;
-    }
-    let rows_per_task = rows.div_ceil(threads).next_multiple_of(TILE_ROWS);
-    pool.install(|| {
-        out.par_chunks_mut(rows_per_task * row_len)
-            .enumerate()
-            .for_each(|(i, share)| work(i * rows_per_task, share));
+    };
+    let rows_per_share = rows.div_ceil(threads.count).next_multiple_of(TILE_ROWS);
+    let mut shares = out.chunks_mut(rows_per_share * row_len).enumerate();
+    let (_, first) = shares.next().expect("at least one row");
+    let work = &work;
+    helpers.in_place_scope(|scope| {
+        for (i, share) in shares {
+            scope.spawn(move |_| work(i * rows_per_share, share));
+        }
+        work(0, first);
     });
 }
