@@ -251,3 +251,50 @@ def test_statically_quantized_models_round_trip(tmp_path, rng):
     assert repr(loaded) == repr(q)
     x = rng.standard_normal((5, 8)).astype(np.float32)
     assert_same_bits(loaded(x), q(x))
+
+
+@pytest.mark.parametrize("keep", [0, 4, 8, 9, 64, -200, -1])
+def test_truncated_at_several_offsets(tmp_path, keep):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[:keep] if keep >= 0 else data[: len(data) + keep])
+    with pytest.raises(ValueError, match="not a valid .safetensors file"):
+        ferroq.load(path)
+
+
+def test_flipped_header_bytes_never_crash(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    original = path.read_bytes()
+    (size,) = struct.unpack("<Q", original[:8])
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for position in list(range(8)) + list(rng.integers(8, 8 + size, size=60)):
+        data = bytearray(original)
+        data[position] ^= 0xFF
+        path.write_bytes(bytes(data))
+        try:
+            ferroq.load(path)
+            outcomes.add("loaded")
+        except (ValueError, OSError) as e:
+            outcomes.add(type(e).__name__)
+    assert "ValueError" in outcomes
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda info: info.update(dtype="F32"), "not a valid .safetensors file: invalid shape, data type"),
+        (lambda info: info.update(dtype="U8"), "do not fit.*qint8"),
+        (lambda info: info.update(shape=[16, 32]), "not a valid .safetensors file|do not fit"),
+    ],
+)
+def test_wrong_dtype_or_shape_in_the_header(tmp_path, change, message):
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    header = header_of(path)
+    change(header["fc1._packed_params._packed_params.0.int"])
+    rewrite_header(path, header)
+    with pytest.raises(ValueError, match=message):
+        ferroq.load(path)
