@@ -102,8 +102,7 @@ fn select(requested: Option<&str>) -> Selection {
     let lowered = supported
         .iter()
         .copied()
-        .filter(|isa| same_family(isa) && isa.rank() <= wanted.rank())
-        .next_back()
+        .rfind(|isa| same_family(isa) && isa.rank() <= wanted.rank())
         .unwrap_or(Isa::Scalar);
     Selection {
         isa: lowered,

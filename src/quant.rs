@@ -35,8 +35,8 @@ impl QParams {
 /// `min`/`max` are the observed range, `qmin..=qmax` the storage range (0..=255 for quint8),
 /// halved first when `reduce_range`. Fails when `min > max` or either is NaN.
 pub fn choose_qparams(min: f32, max: f32, qmin: i32, qmax: i32, reduce_range: bool) -> Result<QParams> {
-    // `!(min <= max)` also rejects NaN, which PyTorch reports the same way when it sits at index 0.
-    if !(min <= max) {
+    // NaN is rejected too, as PyTorch does when it sits at index 0.
+    if min.is_nan() || max.is_nan() || min > max {
         return Err(Error::Value(format!(
             "cannot choose quantization parameters: min ({min}) must be less than or equal to max ({max})"
         )));
@@ -112,6 +112,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::excessive_precision)] // the constants as FBGEMM's documentation writes them
     fn multiplying_by_the_reciprocal_rounds_like_fbgemm() {
         // FBGEMM's documented case: the product gives 127.5 (-> 128), the quotient 127.499992 (-> 127).
         let scale = 0.00214854861f32;

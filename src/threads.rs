@@ -72,7 +72,7 @@ where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync,
 {
-    let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
     let threads = current();
     let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && macs >= PARALLEL_THRESHOLD_MACS) else {
         work(0, out);
