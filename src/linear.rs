@@ -9,12 +9,7 @@ use crate::pack::PackedWeights;
 use crate::quant::{choose_qparams, QParams};
 use crate::threads::for_row_shares;
 
-/// Rows per block of the int32 accumulator buffer.
-const ROW_BLOCK: usize = 64;
-
 thread_local! {
-    /// Each thread's int32 accumulator buffer, kept between calls (no allocation per call).
-    static ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's quantized-input buffer for [`with_input_buffer`].
     static INPUT: RefCell<QuantizedActivations> = RefCell::new(QuantizedActivations::empty());
 }
@@ -33,6 +28,8 @@ pub struct QuantizedActivations {
     pub rows: usize,
     pub k: usize,
     pub stride: usize,
+    /// `Σ_k` of each row's bytes; empty when a layer with symmetric weights (all weight zero points
+    /// 0) quantized the input for itself, as it does not use them.
     pub row_sums: Vec<i32>,
     pub qparams: QParams,
 }
@@ -64,6 +61,22 @@ pub fn quantize_activations_into(
     reduce_range: bool,
     out: &mut QuantizedActivations,
 ) -> Result<()> {
+    quantize_rows(kernels, x, rows, k, stride, reduce_range, true, out)
+}
+
+/// [`quantize_activations_into`], computing the row sums only when `row_sums` is true (else
+/// leaving them empty).
+#[allow(clippy::too_many_arguments)] // the quantizer's arguments and the choice
+fn quantize_rows(
+    kernels: &Kernels,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    stride: usize,
+    reduce_range: bool,
+    row_sums: bool,
+    out: &mut QuantizedActivations,
+) -> Result<()> {
     check_len(x.len(), rows, k, "input")?;
     let Range::Finite { min, max } = (kernels.range)(x) else {
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
@@ -71,14 +84,16 @@ pub fn quantize_activations_into(
     let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;
     // Every byte is written below (values, then zero padding), so old contents need no clearing.
     out.data.resize(rows * stride, 0);
-    out.row_sums.resize(rows, 0);
     if k > 0 {
-        for ((src, dst), sum) in x.chunks_exact(k).zip(out.data.chunks_exact_mut(stride)).zip(&mut out.row_sums) {
+        for (src, dst) in x.chunks_exact(k).zip(out.data.chunks_exact_mut(stride)) {
             let (values, padding) = dst.split_at_mut(k);
             (kernels.quantize_u8)(src, qparams.inv_scale_f32(), qparams.zero_point, values);
             padding.fill(0);
-            *sum = byte_sum(values);
         }
+    }
+    out.row_sums.clear();
+    if row_sums {
+        out.row_sums.extend((0..rows).map(|r| byte_sum(&out.data[r * stride..r * stride + k])));
     }
     out.rows = rows;
     out.k = k;
@@ -105,6 +120,8 @@ impl QuantizedActivations {
 #[derive(Clone, Debug, Default)]
 pub struct LinearScratch {
     multipliers: Vec<f32>,
+    /// Row sums of an input quantized without them.
+    row_sums: Vec<i32>,
 }
 
 /// `Σ bytes` as i32, in 16-byte chunks the compiler vectorizes (exact for rows shorter than
@@ -179,13 +196,21 @@ impl DynamicLinear {
         self.weights.k()
     }
 
+    /// Whether the epilogue uses the input's row sums: some weight zero point is non-zero.
+    fn uses_row_sums(&self) -> bool {
+        self.zero_points.iter().any(|&zp| zp != 0)
+    }
+
     pub fn out_features(&self) -> usize {
         self.weights.n()
     }
 
-    /// Quantizes `x` (`rows x in_features`) as this layer's GEMM wants it.
+    /// Quantizes `x` (`rows x in_features`) as this layer's GEMM wants it, leaving out the row sums
+    /// when every weight zero point is 0 (the epilogue does not use them then).
     pub fn quantize_input(&self, kernels: &Kernels, x: &[f32], rows: usize, reduce_range: bool) -> Result<QuantizedActivations> {
-        quantize_activations(kernels, x, rows, self.in_features(), self.weights.k_padded(), reduce_range)
+        let mut out = QuantizedActivations::empty();
+        self.quantize_input_into(kernels, x, rows, reduce_range, &mut out)?;
+        Ok(out)
     }
 
     /// [`DynamicLinear::quantize_input`] into a reused buffer.
@@ -197,7 +222,8 @@ impl DynamicLinear {
         reduce_range: bool,
         out: &mut QuantizedActivations,
     ) -> Result<()> {
-        quantize_activations_into(kernels, x, rows, self.in_features(), self.weights.k_padded(), reduce_range, out)
+        let (k, stride, row_sums) = (self.in_features(), self.weights.k_padded(), self.uses_row_sums());
+        quantize_rows(kernels, x, rows, k, stride, reduce_range, row_sums, out)
     }
 
     /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, SPEC.md 2.1 steps 4-5.
@@ -224,7 +250,7 @@ impl DynamicLinear {
         }
         check_len(out.len(), xq.rows, n, "output")?;
         let s_x = xq.qparams.scale_f32();
-        let LinearScratch { multipliers } = scratch;
+        let LinearScratch { multipliers, row_sums } = scratch;
         multipliers.clear();
         multipliers.extend(self.scales.iter().map(|&s_w| s_x * s_w));
         let params = Dequantize {
@@ -237,20 +263,22 @@ impl DynamicLinear {
         if n == 0 || xq.rows == 0 {
             return Ok(());
         }
-        let run_block = |first_row: usize, out_block: &mut [f32], acc: &mut Vec<i32>| {
-            let rows = out_block.len() / n;
-            // The GEMM writes every accumulator, so stale values need no clearing.
-            acc.resize(rows * n, 0);
-            let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
-            (kernels.gemm_u8i8)(a, xq.stride, rows, &self.weights, acc, n);
-            (kernels.dequantize)(acc, &xq.row_sums[first_row..first_row + rows], &params, out_block);
+        // Row sums the input lacks: computed when this layer uses them, else any value (zeros).
+        let row_sums: &[i32] = if xq.row_sums.len() == xq.rows {
+            &xq.row_sums
+        } else {
+            row_sums.clear();
+            match self.uses_row_sums() {
+                true => row_sums.extend((0..xq.rows).map(|r| byte_sum(&xq.data[r * xq.stride..r * xq.stride + xq.k]))),
+                false => row_sums.resize(xq.rows, 0),
+            }
+            row_sums
         };
         let run_rows = |first_row: usize, out_rows: &mut [f32]| {
-            ACC.with_borrow_mut(|acc| {
-                for (i, block) in out_rows.chunks_mut(ROW_BLOCK * n).enumerate() {
-                    run_block(first_row + i * ROW_BLOCK, block, acc);
-                }
-            })
+            let rows = out_rows.len() / n;
+            let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
+            let row_sums = &row_sums[first_row..first_row + rows];
+            (kernels.gemm_u8i8_dequantize)(a, xq.stride, rows, &self.weights, row_sums, &params, out_rows, n);
         };
         for_row_shares(out, n, xq.rows * n * xq.k, run_rows);
         Ok(())
@@ -306,5 +334,36 @@ impl Fp16Linear {
         check_len(out.len(), rows, self.n, "output")?;
         (kernels.gemm_f32_f16)(x, rows, self.k, &self.weight_t, self.n, self.bias.as_deref(), out);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An input quantized by a layer with symmetric weights (no row sums) gives a layer with
+    /// non-zero weight zero points the same output as one quantized with its row sums.
+    #[test]
+    fn missing_row_sums_are_computed_when_used() {
+        let kernels = crate::kernels();
+        let (rows, k, n) = (5, 37, 19);
+        let w: Vec<i8> = (0..n * k).map(|i| (i * 37 % 255) as i8).collect();
+        let x: Vec<f32> = (0..rows * k).map(|i| (i * 13 % 29) as f32 / 7.0 - 1.0).collect();
+        let symmetric = DynamicLinear::new(&w, n, k, &[0.02], &[0], None).unwrap();
+        let zero_points: Vec<i32> = (0..n as i32).map(|j| j - 9).collect();
+        let asymmetric = DynamicLinear::new(&w, n, k, &vec![0.02; n], &zero_points, Some(vec![0.5; n])).unwrap();
+        let without = symmetric.quantize_input(kernels, &x, rows, false).unwrap();
+        let with = asymmetric.quantize_input(kernels, &x, rows, false).unwrap();
+        assert!(without.row_sums.is_empty());
+        assert_eq!(with.row_sums.len(), rows);
+        assert_eq!(without.data, with.data);
+        let (mut got, mut want) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+        asymmetric.forward_quantized(kernels, &without, &mut got).unwrap();
+        asymmetric.forward_quantized(kernels, &with, &mut want).unwrap();
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        // And the symmetric layer gives the same with or without them.
+        symmetric.forward_quantized(kernels, &without, &mut got).unwrap();
+        symmetric.forward_quantized(kernels, &with, &mut want).unwrap();
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 }

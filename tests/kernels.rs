@@ -178,13 +178,16 @@ fn weight(rng: &mut Rng, values: Values) -> i8 {
 }
 
 /// One product: `m` rows of `k` activations with row stride `lda` (zeros in `k..k_padded`, junk
-/// after), output stride `ldo` (junk between rows, which must survive).
+/// after), output stride `ldo` (junk between rows, which must survive), and the parameters of its
+/// dequantizing epilogue for `gemm_u8i8_dequantize`.
 struct GemmCase {
     m: usize,
     lda: usize,
     ldo: usize,
     a: Vec<u8>,
     b: PackedWeights,
+    row_sums: Vec<i32>,
+    epilogue: Epilogue,
 }
 
 impl GemmCase {
@@ -197,7 +200,50 @@ impl GemmCase {
             row[..k].iter_mut().for_each(|x| *x = activation(rng, values));
             row[b.k_padded()..].iter_mut().for_each(|x| *x = rng.next() as u8);
         }
-        GemmCase { m, lda, ldo: n + ldo_extra, a, b }
+        // Row sums as the quantizer computes them, or anything when no weight zero point is used.
+        let with_zero_points = rng.below(2) == 0;
+        let row_sums = (0..m)
+            .map(|r| match with_zero_points {
+                true => a[r * lda..r * lda + k].iter().map(|&x| x as i32).sum(),
+                false => rng.next() as i32,
+            })
+            .collect();
+        let epilogue = Epilogue {
+            x_zero_point: match rng.below(5) {
+                4 => rng.next() as i32,
+                i => [0, 1, 128, 255][i],
+            },
+            col_offsets: (0..n).map(|_| rng.next() as i32 >> rng.below(32)).collect(),
+            w_zero_points: (0..n).map(|_| if with_zero_points { rng.below(256) as i32 - 128 } else { 0 }).collect(),
+            multipliers: (0..n).map(|_| rng.uniform(1e-7, 1e-2)).collect(),
+            bias: match rng.below(3) {
+                0 => None,
+                1 => Some((0..n).map(|_| rng.uniform(-5.0, 5.0)).collect()),
+                _ => Some((0..n).map(|_| rng.finite_bits()).collect()),
+            },
+        };
+        GemmCase { m, lda, ldo: n + ldo_extra, a, b, row_sums, epilogue }
+    }
+
+    /// `gemm_u8i8_dequantize` by `f` into an output of stride `ldo` prefilled with junk.
+    fn run_dequantized(&self, f: GemmDequantize) -> Vec<f32> {
+        let len = if self.m == 0 { 0 } else { (self.m - 1) * self.ldo + self.b.n() };
+        let mut out: Vec<f32> = (0..len).map(|i| -(i as f32) - 0.5).collect();
+        f(&self.a, self.lda, self.m, &self.b, &self.row_sums, &self.epilogue.params(), &mut out, self.ldo);
+        out
+    }
+
+    /// The specification of `gemm_u8i8_dequantize`: scalar `gemm_u8i8`, then scalar `dequantize`
+    /// row by row into the strided output (junk between rows left alone).
+    fn dequantized_by_spec(&self) -> Vec<f32> {
+        let n = self.b.n();
+        let acc = self.run(scalar::gemm_u8i8);
+        let mut out: Vec<f32> = (0..acc.len()).map(|i| -(i as f32) - 0.5).collect();
+        for r in 0..self.m {
+            let row = r * self.ldo..r * self.ldo + n;
+            scalar::dequantize(&acc[row.clone()], &self.row_sums[r..r + 1], &self.epilogue.params(), &mut out[row]);
+        }
+        out
     }
 
     fn run(&self, f: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize)) -> Vec<i32> {
@@ -226,8 +272,27 @@ impl GemmCase {
                 );
             }
         }
+        let want = self.dequantized_by_spec();
+        let scalar_path: (&str, GemmDequantize) = ("scalar", scalar::gemm_u8i8_dequantize);
+        let others = paths.iter().map(|k| (k.isa.name(), k.gemm_u8i8_dequantize));
+        for (name, f) in std::iter::once(scalar_path).chain(others) {
+            let what = format!(
+                "{name}: gemm_u8i8_dequantize {what} (m={} k={} n={} lda={} ldo={}, bias {}, zero points {})",
+                self.m,
+                self.b.k(),
+                self.b.n(),
+                self.lda,
+                self.ldo,
+                self.epilogue.bias.is_some(),
+                self.epilogue.w_zero_points.iter().any(|&z| z != 0),
+            );
+            assert_same_floats(&self.run_dequantized(f), &want, &what);
+        }
     }
 }
+
+/// The signature of [`Kernels::gemm_u8i8_dequantize`].
+type GemmDequantize = fn(&[u8], usize, usize, &PackedWeights, &[i32], &Dequantize<'_>, &mut [f32], usize);
 
 #[test]
 fn gemm_u8i8_matches_scalar_on_ragged_shapes() {

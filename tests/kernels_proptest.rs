@@ -59,16 +59,37 @@ fn dequantize_case() -> impl Strategy<Value = DequantizeCase> {
     })
 }
 
+/// The epilogue of a product `m x n`: `(row_sums, x_zero_point, col_offsets, w_zero_points,
+/// multipliers, bias)`.
+type EpilogueCase = (Vec<i32>, i32, Vec<i32>, Vec<i32>, Vec<f32>, Option<Vec<f32>>);
+
+fn epilogue_case(m: usize, n: usize) -> impl Strategy<Value = EpilogueCase> {
+    (
+        vec(prop_oneof![any::<i32>(), 0i32..300_000], m),
+        prop_oneof![any::<i32>(), 0i32..256],
+        vec(prop_oneof![any::<i32>(), -100_000i32..100_000], n),
+        prop_oneof![vec(Just(0i32), n), vec(prop_oneof![any::<i32>(), -128i32..128], n)],
+        vec(prop_oneof![any::<f32>(), 1e-7f32..1e-2], n),
+        option::of(vec(prop_oneof![any::<f32>(), -10f32..10.0], n)),
+    )
+}
+
+/// The padded activation rows of a [`GemmCase`]: stride `lda`, zeros in `k..k_padded`, junk after.
+fn padded_rows(x: &[u8], m: usize, k: usize, b: &PackedWeights, lda: usize) -> Vec<u8> {
+    let mut a = vec![0xa5u8; m * lda];
+    for (row, values) in a.chunks_exact_mut(lda.max(1)).zip(x.chunks_exact(k.max(1))) {
+        row[..k].copy_from_slice(&values[..k]);
+        row[k..b.k_padded()].fill(0);
+    }
+    a
+}
+
 proptest! {
     #[test]
     fn gemm_u8i8_equals_scalar((m, k, n, lda_extra, ldo_extra, x, w) in gemm_case()) {
         let b = PackedWeights::pack(&w, n, k).unwrap();
         let (lda, ldo) = (b.k_padded() + lda_extra, n + ldo_extra);
-        let mut a = vec![0xa5u8; m * lda];
-        for (row, values) in a.chunks_exact_mut(lda.max(1)).zip(x.chunks_exact(k.max(1))) {
-            row[..k].copy_from_slice(&values[..k]);
-            row[k..b.k_padded()].fill(0);
-        }
+        let a = padded_rows(&x, m, k, &b, lda);
         let len = if m == 0 { 0 } else { (m - 1) * ldo + n };
         let mut want = vec![-7i32; len];
         scalar::gemm_u8i8(&a, lda, m, &b, &mut want, ldo);
@@ -76,6 +97,44 @@ proptest! {
             let mut got = vec![-7i32; len];
             (kernels.gemm_u8i8)(&a, lda, m, &b, &mut got, ldo);
             prop_assert_eq!(&got, &want, "{}", kernels.isa.name());
+        }
+    }
+
+    #[test]
+    fn gemm_u8i8_dequantize_equals_gemm_then_dequantize(
+        ((m, k, n, lda_extra, ldo_extra, x, w), epilogue) in gemm_case().prop_flat_map(|case| {
+            let (m, n) = (case.0, case.2);
+            (Just(case), epilogue_case(m, n))
+        })
+    ) {
+        let (row_sums, x_zero_point, col_offsets, w_zero_points, multipliers, bias) = epilogue;
+        let params = Dequantize {
+            x_zero_point,
+            col_offsets: &col_offsets,
+            w_zero_points: &w_zero_points,
+            multipliers: &multipliers,
+            bias: bias.as_deref(),
+        };
+        let b = PackedWeights::pack(&w, n, k).unwrap();
+        let (lda, ldo) = (b.k_padded() + lda_extra, n + ldo_extra);
+        let a = padded_rows(&x, m, k, &b, lda);
+        // The specification: scalar GEMM, then scalar epilogue row by row (junk between rows kept).
+        let len = if m == 0 { 0 } else { (m - 1) * ldo + n };
+        let mut acc = vec![0i32; len];
+        scalar::gemm_u8i8(&a, lda, m, &b, &mut acc, ldo);
+        let mut want = vec![0.25f32; len];
+        for r in 0..m {
+            let row = r * ldo..r * ldo + n;
+            scalar::dequantize(&acc[row.clone()], &row_sums[r..r + 1], &params, &mut want[row]);
+        }
+        let scalar_table = ferroq::kernels::table(Isa::Scalar).expect("scalar");
+        for kernels in std::iter::once(scalar_table).chain(simd_paths()) {
+            let mut got = vec![0.25f32; len];
+            (kernels.gemm_u8i8_dequantize)(&a, lda, m, &b, &row_sums, &params, &mut got, ldo);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let isa = kernels.isa.name();
+                prop_assert!(same_float(g, w), "{}: m={} k={} n={} element {}: {:e} vs scalar {:e}", isa, m, k, n, i, g, w);
+            }
         }
     }
 

@@ -53,6 +53,21 @@ pub struct Kernels {
     /// The dequantizing epilogue over `rows` rows of `n` accumulators: `acc[r*n + j]` -> `out[r*n + j]`,
     /// with `row_sums[r] = Σ_k a[r, k]`.
     pub dequantize: fn(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]),
+    /// [`Kernels::gemm_u8i8`] followed by [`Kernels::dequantize`], fused so the accumulators never
+    /// go through memory: `out[r*ldo + j]` for `r < rows`, `j < b.n()`, with `row_sums[r] = Σ_k
+    /// a[r, k]` (any value when every weight zero point is zero, as `row_sum * 0` vanishes). Equal bit
+    /// for bit to the two kernels in sequence; the other elements of `out` are left alone.
+    #[allow(clippy::type_complexity)] // the two kernels' parameters, named
+    pub gemm_u8i8_dequantize: fn(
+        a: &[u8],
+        lda: usize,
+        rows: usize,
+        b: &PackedWeights,
+        row_sums: &[i32],
+        params: &Dequantize<'_>,
+        out: &mut [f32],
+        ldo: usize,
+    ),
     /// float16-weight product: `out[r*n + j] = Σ_k fma in order k = 0..K of x[r*k + kk] * w[kk*n + j]`
     /// (accumulated in f32 from 0.0, one FMA per k), then `+ bias[j]` as a separate add.
     /// `w` holds IEEE binary16 bits, transposed to `k x n`.

@@ -13,6 +13,7 @@ pub const KERNELS: Kernels = Kernels {
     quantize_u8,
     gemm_u8i8,
     dequantize,
+    gemm_u8i8_dequantize,
     gemm_f32_f16,
 };
 
@@ -71,6 +72,31 @@ pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &
                 correct_accumulator(acc_row[j], params.x_zero_point, params.col_offsets[j], row_sum, params.w_zero_points[j]);
             out_row[j] = dequantize_accumulator(corr, params.multipliers[j], params.bias.map(|b| b[j]));
         }
+    }
+}
+
+/// See [`Kernels::gemm_u8i8_dequantize`]: literally [`gemm_u8i8`] then [`dequantize`], one row at a
+/// time.
+///
+/// # Panics
+/// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
+#[allow(clippy::too_many_arguments)] // the two kernels' arguments
+pub fn gemm_u8i8_dequantize(
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let n = b.n();
+    assert!(rows <= 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
+    let mut acc = vec![0i32; n];
+    for r in 0..rows {
+        gemm_u8i8(&a[r * lda..], lda, 1, b, &mut acc, n);
+        dequantize(&acc, &row_sums[r..r + 1], params, &mut out[r * ldo..r * ldo + n]);
     }
 }
 

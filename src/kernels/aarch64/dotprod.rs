@@ -11,7 +11,7 @@ use std::arch::asm;
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
 use crate::dispatch::Isa;
-use crate::kernels::Kernels;
+use crate::kernels::{Dequantize, Kernels};
 use crate::pack::PackedWeights;
 
 /// Proof that the CPU has NEON and the dot-product instructions.
@@ -35,9 +35,25 @@ impl Dotprod {
     }
 }
 
-/// The NEON + dot-product table: the NEON kernels, with the `sdot` GEMM.
+/// The NEON + dot-product table: the NEON kernels, with the `sdot` GEMM (also under the
+/// dequantizing GEMM).
 pub(super) fn table(t: Dotprod) -> Kernels {
-    Kernels { isa: Isa::NeonDotprod, gemm_u8i8, ..neon::table(t.0) }
+    Kernels { isa: Isa::NeonDotprod, gemm_u8i8, gemm_u8i8_dequantize, ..neon::table(t.0) }
+}
+
+/// See [`Kernels::gemm_u8i8_dequantize`]: this path's GEMM, then the NEON epilogue.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments
+fn gemm_u8i8_dequantize(
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    super::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo);
 }
 
 entry_points! {

@@ -64,7 +64,22 @@ impl Neon {
 
 /// The NEON table.
 pub(super) fn table(_: Neon) -> Kernels {
-    Kernels { isa: Isa::Neon, range, quantize_u8, gemm_u8i8, dequantize, gemm_f32_f16 }
+    Kernels { isa: Isa::Neon, range, quantize_u8, gemm_u8i8, dequantize, gemm_u8i8_dequantize, gemm_f32_f16 }
+}
+
+/// See [`Kernels::gemm_u8i8_dequantize`]: this path's GEMM, then its epilogue.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments
+fn gemm_u8i8_dequantize(
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    super::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
 }
 
 entry_points! {

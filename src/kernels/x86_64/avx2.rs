@@ -39,7 +39,7 @@ impl Avx2 {
 
 /// The AVX2 table.
 pub(super) fn table(_: Avx2) -> Kernels {
-    Kernels { isa: Isa::Avx2, range, quantize_u8, gemm_u8i8, dequantize, gemm_f32_f16 }
+    Kernels { isa: Isa::Avx2, range, quantize_u8, gemm_u8i8, dequantize, gemm_u8i8_dequantize, gemm_f32_f16 }
 }
 
 entry_points! {
@@ -48,6 +48,10 @@ entry_points! {
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = activation::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
+    fn gemm_u8i8_dequantize(
+        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
+        ldo: usize
+    ) = gemm_dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<_, 4, 2>;
 }
@@ -63,6 +67,30 @@ fn gemm(t: Avx2, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut
         (true, _) => gemm_u8i8::gemm::<_, 4, 1>(SevenBit(t), a, lda, rows, b, out, ldo),
         (false, 1) => gemm_u8i8::gemm::<_, 1, 4>(EightBit(t), a, lda, rows, b, out, ldo),
         (false, _) => gemm_u8i8::gemm::<_, 4, 1>(EightBit(t), a, lda, rows, b, out, ldo),
+    }
+}
+
+/// [`gemm`] with the dequantizing store, in the same tiles and steps.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
+#[inline(always)]
+fn gemm_dequantize(
+    t: Avx2,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let k_padded = b.k_padded();
+    let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
+    match (seven_bit, rows) {
+        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 4>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
+        (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
+        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 4>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
+        (false, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
     }
 }
 
@@ -102,6 +130,7 @@ fn pair_products(_: Avx2, a: __m256i, w: __m256i, scale: i16) -> __m256i {
 struct SevenBit(Avx2);
 
 impl Int8Dot for SevenBit {
+    type S = Avx2;
     type A = __m256i;
     type W = [__m256i; 2];
     type Acc = [__m256i; 2];
@@ -132,6 +161,16 @@ impl Int8Dot for SevenBit {
     fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
         halves_to_array(acc)
     }
+
+    #[inline(always)]
+    fn simd(self) -> Avx2 {
+        self.0
+    }
+
+    #[inline(always)]
+    fn piece(self, acc: Self::Acc, i: usize) -> <Avx2 as Simd>::I {
+        acc[i]
+    }
 }
 
 /// The dot-product step for any activations: `a = lo + 128 * hi` with `lo <= 127` and `hi <= 1`,
@@ -140,6 +179,7 @@ impl Int8Dot for SevenBit {
 struct EightBit(Avx2);
 
 impl Int8Dot for EightBit {
+    type S = Avx2;
     /// `lo` and `hi`.
     type A = [__m256i; 2];
     type W = [__m256i; 2];
@@ -174,6 +214,16 @@ impl Int8Dot for EightBit {
     #[inline(always)]
     fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
         halves_to_array(acc)
+    }
+
+    #[inline(always)]
+    fn simd(self) -> Avx2 {
+        self.0
+    }
+
+    #[inline(always)]
+    fn piece(self, acc: Self::Acc, i: usize) -> <Avx2 as Simd>::I {
+        acc[i]
     }
 }
 

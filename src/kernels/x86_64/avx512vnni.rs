@@ -38,7 +38,7 @@ impl Avx512 {
 
 /// The AVX-512 VNNI table.
 pub(super) fn table(_: Avx512) -> Kernels {
-    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, dequantize, gemm_f32_f16 }
+    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, dequantize, gemm_u8i8_dequantize, gemm_f32_f16 }
 }
 
 entry_points! {
@@ -47,6 +47,10 @@ entry_points! {
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = activation::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
+    fn gemm_u8i8_dequantize(
+        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
+        ldo: usize
+    ) = gemm_dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<_, 4, 4>;
 }
@@ -70,6 +74,32 @@ fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &m
     }
 }
 
+/// [`gemm`] with the dequantizing store, in the same tiles.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
+#[inline(always)]
+fn gemm_dequantize(
+    t: Avx512,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    match rows {
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        2 => gemm_u8i8::gemm_dequantize::<_, 2, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        3 => gemm_u8i8::gemm_dequantize::<_, 3, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        4 => gemm_u8i8::gemm_dequantize::<_, 4, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        5 => gemm_u8i8::gemm_dequantize::<_, 5, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        6 => gemm_u8i8::gemm_dequantize::<_, 6, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        7 => gemm_u8i8::gemm_dequantize::<_, 7, 3>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        _ => gemm_u8i8::gemm_dequantize::<_, 8, 3>(t, a, lda, rows, b, row_sums, params, out, ldo),
+    }
+}
+
 /// A mask of the first `len < 16` lanes.
 #[inline(always)]
 fn first_lanes(len: usize) -> __mmask16 {
@@ -77,6 +107,7 @@ fn first_lanes(len: usize) -> __mmask16 {
 }
 
 impl Int8Dot for Avx512 {
+    type S = Avx512;
     type A = __m512i;
     type W = __m512i;
     type Acc = __m512i;
@@ -110,6 +141,17 @@ impl Int8Dot for Avx512 {
     fn to_array(self, acc: __m512i) -> [i32; PANEL_WIDTH] {
         // SAFETY: same size, and every bit pattern is a valid `[i32; 16]`.
         unsafe { std::mem::transmute::<__m512i, [i32; PANEL_WIDTH]>(acc) }
+    }
+
+    #[inline(always)]
+    fn simd(self) -> Avx512 {
+        self
+    }
+
+    #[inline(always)]
+    fn piece(self, acc: Self::Acc, i: usize) -> <Avx512 as Simd>::I {
+        debug_assert_eq!(i, 0);
+        acc
     }
 }
 

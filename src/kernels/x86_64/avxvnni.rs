@@ -5,8 +5,9 @@ use std::arch::x86_64::*;
 
 use super::avx2::{self, Avx2};
 use super::gemm_u8i8::{self, Int8Dot};
+use super::simd::Simd;
 use crate::dispatch::Isa;
-use crate::kernels::Kernels;
+use crate::kernels::{Dequantize, Kernels};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
@@ -38,6 +39,7 @@ pub(super) fn table(_: AvxVnni) -> Kernels {
         quantize_u8: avx2::quantize_u8,
         gemm_u8i8,
         dequantize: avx2::dequantize,
+        gemm_u8i8_dequantize,
         gemm_f32_f16: avx2::gemm_f32_f16,
     }
 }
@@ -45,6 +47,10 @@ pub(super) fn table(_: AvxVnni) -> Kernels {
 entry_points! {
     AvxVnni, "avx2,fma,f16c,avxvnni";
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_dequantize(
+        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
+        ldo: usize
+    ) = gemm_dequantize;
 }
 
 /// The int8 GEMM: one row walks 4 panels at once (8 accumulators), two rows 2 panels; more rows
@@ -58,7 +64,29 @@ fn gemm(t: AvxVnni, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &
     }
 }
 
+/// [`gemm`] with the dequantizing store, in the same tiles.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
+#[inline(always)]
+fn gemm_dequantize(
+    t: AvxVnni,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    match rows {
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
+    }
+}
+
 impl Int8Dot for AvxVnni {
+    type S = Avx2;
     type A = __m256i;
     type W = [__m256i; 2];
     type Acc = [__m256i; 2];
@@ -90,5 +118,15 @@ impl Int8Dot for AvxVnni {
     #[inline(always)]
     fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
         avx2::halves_to_array(acc)
+    }
+
+    #[inline(always)]
+    fn simd(self) -> Avx2 {
+        self.0
+    }
+
+    #[inline(always)]
+    fn piece(self, acc: Self::Acc, i: usize) -> <Avx2 as Simd>::I {
+        acc[i]
     }
 }

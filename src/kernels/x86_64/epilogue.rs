@@ -16,39 +16,58 @@ pub(super) fn dequantize<S: Simd>(s: S, acc: &[i32], row_sums: &[i32], params: &
     if n == 0 || acc.len() < n || out.len() < n || row_sums.is_empty() {
         return;
     }
-    let col_offsets = &params.col_offsets[..n];
-    let w_zero_points = &params.w_zero_points[..n];
-    let multipliers = params.multipliers;
-    let bias = params.bias.map(|b| &b[..n]);
-    let lanes = S::LANES;
-    let full = n - n % lanes;
-    let x_zero_point = s.splat_i32(params.x_zero_point);
     for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
-        let sum = s.splat_i32(row_sum);
-        for j in (0..full).step_by(lanes) {
-            // SAFETY: `j + LANES <= full <= n`, and every slice read here has `n` elements.
-            let (a, offset, zp, m) = unsafe {
-                (
-                    s.load_i32(acc_row.as_ptr().add(j)),
-                    s.load_i32(col_offsets.as_ptr().add(j)),
-                    s.load_i32(w_zero_points.as_ptr().add(j)),
-                    s.load(multipliers.as_ptr().add(j)),
-                )
-            };
-            let corr = s.sub_i32(s.sub_i32(a, s.mul_i32(x_zero_point, offset)), s.mul_i32(sum, zp));
-            let y = match bias {
-                // SAFETY: `bias` has `n` elements and `j + LANES <= n`.
-                Some(b) => s.fmadd(s.to_f32(corr), m, unsafe { s.load(b.as_ptr().add(j)) }),
-                None => s.mul(s.to_f32(corr), m),
-            };
-            // SAFETY: `out_row` has `n` elements and `j + LANES <= n`.
-            unsafe { s.store(out_row.as_mut_ptr().add(j), y) };
-        }
-        for j in full..n {
-            let corr = acc_row[j]
-                .wrapping_sub(params.x_zero_point.wrapping_mul(col_offsets[j]))
-                .wrapping_sub(row_sum.wrapping_mul(w_zero_points[j]));
-            out_row[j] = dequantize_accumulator(corr, multipliers[j], bias.map(|b| b[j]));
-        }
+        dequantize_span(s, acc_row, row_sum, params, 0, out_row);
+    }
+}
+
+/// The epilogue of one row's columns `n0..n0 + acc.len()`: `acc` -> `out` (as long), with the
+/// column parameters of those columns.
+///
+/// # Panics
+/// When `out` is shorter than `acc` or a column parameter shorter than `n0 + acc.len()`.
+#[inline(always)]
+pub(super) fn dequantize_span<S: Simd>(
+    s: S,
+    acc: &[i32],
+    row_sum: i32,
+    params: &Dequantize<'_>,
+    n0: usize,
+    out: &mut [f32],
+) {
+    let len = acc.len();
+    let out = &mut out[..len];
+    let col_offsets = &params.col_offsets[n0..n0 + len];
+    let w_zero_points = &params.w_zero_points[n0..n0 + len];
+    let multipliers = &params.multipliers[n0..n0 + len];
+    let bias = params.bias.map(|b| &b[n0..n0 + len]);
+    let lanes = S::LANES;
+    let full = len - len % lanes;
+    let x_zero_point = s.splat_i32(params.x_zero_point);
+    let sum = s.splat_i32(row_sum);
+    for j in (0..full).step_by(lanes) {
+        // SAFETY: `j + LANES <= full <= len`, and every slice read here has `len` elements.
+        let (a, offset, zp, m) = unsafe {
+            (
+                s.load_i32(acc.as_ptr().add(j)),
+                s.load_i32(col_offsets.as_ptr().add(j)),
+                s.load_i32(w_zero_points.as_ptr().add(j)),
+                s.load(multipliers.as_ptr().add(j)),
+            )
+        };
+        let corr = s.sub_i32(s.sub_i32(a, s.mul_i32(x_zero_point, offset)), s.mul_i32(sum, zp));
+        let y = match bias {
+            // SAFETY: `bias` has `len` elements and `j + LANES <= len`.
+            Some(b) => s.fmadd(s.to_f32(corr), m, unsafe { s.load(b.as_ptr().add(j)) }),
+            None => s.mul(s.to_f32(corr), m),
+        };
+        // SAFETY: `out` has `len` elements and `j + LANES <= len`.
+        unsafe { s.store(out.as_mut_ptr().add(j), y) };
+    }
+    for j in full..len {
+        let corr = acc[j]
+            .wrapping_sub(params.x_zero_point.wrapping_mul(col_offsets[j]))
+            .wrapping_sub(row_sum.wrapping_mul(w_zero_points[j]));
+        out[j] = dequantize_accumulator(corr, multipliers[j], bias.map(|b| b[j]));
     }
 }

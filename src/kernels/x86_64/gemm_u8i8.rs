@@ -5,7 +5,13 @@
 //! in one register tile of `MR x NP` panel accumulators. A panel group of weights (`NP x 16 x K`
 //! bytes) comes from memory once and from cache for every further strip of rows; a strip reads 4
 //! activation bytes per row and k-group, broadcast across the panels.
+//!
+//! A finished tile goes to an [`Output`]: stored as raw int32 ([`gemm`]), or dequantized straight
+//! from the registers ([`gemm_dequantize`]), so the accumulators never round-trip through memory.
 
+use super::epilogue;
+use super::simd::Simd;
+use crate::kernels::Dequantize;
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// One path's dot-product step: `acc[j] += Σ_{i<4} a[i] * w[j, i]` (u8 x s8, exact, int32
@@ -28,6 +34,13 @@ pub(super) trait Int8Dot: Copy {
     fn dot(self, acc: Self::Acc, a: Self::A, w: Self::W) -> Self::Acc;
     /// The accumulators, in column order.
     fn to_array(self, acc: Self::Acc) -> [i32; PANEL_WIDTH];
+    /// The element-wise vector operations of the same path, for the dequantizing store; its
+    /// `LANES` divides [`PANEL_WIDTH`].
+    type S: Simd;
+    /// The token of [`Int8Dot::S`].
+    fn simd(self) -> Self::S;
+    /// Lanes `i * LANES..(i + 1) * LANES` of the accumulators, for `i < PANEL_WIDTH / LANES`.
+    fn piece(self, acc: Self::Acc, i: usize) -> <Self::S as Simd>::I;
 }
 
 /// See [`Kernels::gemm_u8i8`](crate::kernels::Kernels::gemm_u8i8), in tiles of `MR` rows x `NP`
@@ -48,17 +61,73 @@ pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     out: &mut [i32],
     ldo: usize,
 ) {
+    if check_a(a, lda, rows, b) {
+        check_out(out.len(), rows, b.n(), ldo, "gemm_u8i8");
+        drive::<D, _, MR, NP>(d, a, lda, rows, b, &mut Raw { out, ldo, n: b.n() });
+    }
+}
+
+/// See [`Kernels::gemm_u8i8_dequantize`](crate::kernels::Kernels::gemm_u8i8_dequantize): the
+/// tiles of [`gemm`], each dequantized from registers as it is stored ([`Dequantized`]).
+///
+/// # Panics
+/// As [`gemm`], and when `row_sums` has fewer than `rows` elements or a column parameter fewer
+/// than `n`.
+#[allow(clippy::too_many_arguments)] // the two kernels' arguments and the token
+#[inline(always)]
+pub(super) fn gemm_dequantize<D: Int8Dot, const MR: usize, const NP: usize>(
+    d: D,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if check_a(a, lda, rows, b) {
+        let n = b.n();
+        check_out(out.len(), rows, n, ldo, "gemm_u8i8_dequantize");
+        assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
+        let params = Dequantize {
+            col_offsets: &params.col_offsets[..n],
+            w_zero_points: &params.w_zero_points[..n],
+            multipliers: &params.multipliers[..n],
+            bias: params.bias.map(|b| &b[..n]),
+            ..*params
+        };
+        let zero_points = params.w_zero_points.iter().any(|&zp| zp != 0);
+        drive::<D, _, MR, NP>(d, a, lda, rows, b, &mut Dequantized { out, ldo, row_sums, params, zero_points });
+    }
+}
+
+/// Checks `a` for `rows` rows; false when there is nothing to compute.
+fn check_a(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
     if rows == 0 {
-        return;
+        return false;
     }
-    let (n, k_padded) = (b.n(), b.k_padded());
-    let a_end = (rows - 1).checked_mul(lda).and_then(|start| start.checked_add(k_padded));
+    let a_end = (rows - 1).checked_mul(lda).and_then(|start| start.checked_add(b.k_padded()));
     assert!(a_end.is_some_and(|end| end <= a.len()), "gemm_u8i8: a has {} bytes, too few for {rows} rows", a.len());
-    if n == 0 {
-        return;
-    }
-    assert!(rows == 1 || ldo >= n, "gemm_u8i8: ldo ({ldo}) must be at least n ({n})");
-    assert!(out.len() >= (rows - 1) * ldo + n, "gemm_u8i8: out has {} elements, too few for {rows} rows", out.len());
+    b.n() > 0
+}
+
+/// Checks an output of `len` elements for `rows > 0` rows of `n > 0` columns, stride `ldo`.
+fn check_out(len: usize, rows: usize, n: usize, ldo: usize, what: &str) {
+    assert!(rows == 1 || ldo >= n, "{what}: ldo ({ldo}) must be at least n ({n})");
+    assert!(len >= (rows - 1) * ldo + n, "{what}: out has {len} elements, too few for {rows} rows");
+}
+
+/// The tile loops over checked operands (`rows > 0`, `n > 0`), each tile handed to `o`.
+#[inline(always)]
+fn drive<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
+    d: D,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    o: &mut O,
+) {
     let job = Job { a, lda, rows, b };
     let mut p0 = 0;
     while p0 < b.n_panels() {
@@ -68,12 +137,12 @@ pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
             let left = rows - r0;
             let height =
                 if left >= MR { MR } else { [1, 2, 4].into_iter().find(|&h| h >= left && h < MR).unwrap_or(MR) };
-            let dst = Tile { out: &mut *out, ldo, n, r0, rows: height.min(left), p0 };
+            let dst = Tile { r0, rows: height.min(left), p0 };
             match height {
-                h if h == MR => panels::<D, MR, NP>(d, &job, width, dst),
-                4 => panels::<D, 4, NP>(d, &job, width, dst),
-                2 => panels::<D, 2, NP>(d, &job, width, dst),
-                _ => panels::<D, 1, NP>(d, &job, width, dst),
+                h if h == MR => panels::<D, O, MR, NP>(d, &job, width, dst, o),
+                4 => panels::<D, O, 4, NP>(d, &job, width, dst, o),
+                2 => panels::<D, O, 2, NP>(d, &job, width, dst, o),
+                _ => panels::<D, O, 1, NP>(d, &job, width, dst, o),
             }
             r0 += height;
         }
@@ -81,7 +150,7 @@ pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     }
 }
 
-/// The operands of one product, checked against each other by [`gemm`].
+/// The operands of one product, checked against each other by [`gemm`] or [`gemm_dequantize`].
 struct Job<'a> {
     a: &'a [u8],
     lda: usize,
@@ -91,7 +160,13 @@ struct Job<'a> {
 
 /// One tile `MR` rows high and `width` (`NP`, 4, 2 or 1) panels wide, computed and stored.
 #[inline(always)]
-fn panels<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, width: usize, dst: Tile<'_>) {
+fn panels<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
+    d: D,
+    job: &Job<'_>,
+    width: usize,
+    dst: Tile,
+    o: &mut O,
+) {
     let k_padded = job.b.k_padded();
     let strip: [&[[u8; K_GROUP]]; MR] = std::array::from_fn(|i| {
         let r = (dst.r0 + i).min(job.rows - 1);
@@ -99,10 +174,10 @@ fn panels<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, wid
     });
     let (b, p0) = (job.b, dst.p0);
     match width {
-        w if w == NP => dst.store(d, &tile::<D, MR, NP>(d, &strip, b, p0)),
-        4 => dst.store(d, &tile::<D, MR, 4>(d, &strip, b, p0)),
-        2 => dst.store(d, &tile::<D, MR, 2>(d, &strip, b, p0)),
-        _ => dst.store(d, &tile::<D, MR, 1>(d, &strip, b, p0)),
+        w if w == NP => o.store(d, dst, &tile::<D, MR, NP>(d, &strip, b, p0)),
+        4 => o.store(d, dst, &tile::<D, MR, 4>(d, &strip, b, p0)),
+        2 => o.store(d, dst, &tile::<D, MR, 2>(d, &strip, b, p0)),
+        _ => o.store(d, dst, &tile::<D, MR, 1>(d, &strip, b, p0)),
     }
 }
 
@@ -130,27 +205,100 @@ fn tile<D: Int8Dot, const MR: usize, const NP: usize>(
     acc
 }
 
-/// Where a tile goes: output rows `r0..r0 + rows` (of stride `ldo`), panels from `p0`, cut at
-/// column `n`.
-struct Tile<'a> {
-    out: &'a mut [i32],
-    ldo: usize,
-    n: usize,
+/// Where a tile goes: output rows `r0..r0 + rows`, panels from `p0`.
+#[derive(Clone, Copy)]
+struct Tile {
     r0: usize,
     rows: usize,
     p0: usize,
 }
 
-impl Tile<'_> {
-    /// Writes the first `rows` rows of `acc`, each panel cut at column `n`.
+/// What becomes of each computed tile.
+trait Output<D: Int8Dot> {
+    /// Stores the first `dst.rows` rows of `acc`, panels from `dst.p0`, cut at column `n`.
+    fn store<const MR: usize, const NP: usize>(&mut self, d: D, dst: Tile, acc: &[[D::Acc; NP]; MR]);
+}
+
+/// The raw int32 accumulators, rows of stride `ldo`, cut at column `n`.
+struct Raw<'a> {
+    out: &'a mut [i32],
+    ldo: usize,
+    n: usize,
+}
+
+impl<D: Int8Dot> Output<D> for Raw<'_> {
     #[inline(always)]
-    fn store<D: Int8Dot, const MR: usize, const NP: usize>(self, d: D, acc: &[[D::Acc; NP]; MR]) {
-        for (r, acc_row) in acc.iter().enumerate().take(self.rows) {
-            let out_row = &mut self.out[(self.r0 + r) * self.ldo..];
+    fn store<const MR: usize, const NP: usize>(&mut self, d: D, dst: Tile, acc: &[[D::Acc; NP]; MR]) {
+        for (r, acc_row) in acc.iter().enumerate().take(dst.rows) {
+            let out_row = &mut self.out[(dst.r0 + r) * self.ldo..];
             for (p, &panel) in acc_row.iter().enumerate() {
-                let n0 = (self.p0 + p) * PANEL_WIDTH;
+                let n0 = (dst.p0 + p) * PANEL_WIDTH;
                 let width = PANEL_WIDTH.min(self.n - n0);
                 out_row[n0..n0 + width].copy_from_slice(&d.to_array(panel)[..width]);
+            }
+        }
+    }
+}
+
+/// Dequantized floats, rows of stride `ldo`; the column parameters are exactly `n` long.
+struct Dequantized<'a> {
+    out: &'a mut [f32],
+    ldo: usize,
+    row_sums: &'a [i32],
+    params: Dequantize<'a>,
+    /// Whether any weight zero point is non-zero.
+    zero_points: bool,
+}
+
+impl<D: Int8Dot> Output<D> for Dequantized<'_> {
+    /// Per panel: the column parameters loaded once for the tile's rows, `x_zero_point *
+    /// col_offsets` formed once (wrapping arithmetic is associative, so the sum is the scalar one),
+    /// and the `row_sum * w_zero_points` term left out when every weight zero point is zero (it is
+    /// then 0). A panel cut short at `n` goes through [`epilogue::dequantize_span`].
+    #[inline(always)]
+    fn store<const MR: usize, const NP: usize>(&mut self, d: D, dst: Tile, acc: &[[D::Acc; NP]; MR]) {
+        let s = d.simd();
+        let lanes = <D::S as Simd>::LANES;
+        let n = self.params.multipliers.len();
+        let x_zero_point = s.splat_i32(self.params.x_zero_point);
+        for p in 0..NP {
+            let n0 = (dst.p0 + p) * PANEL_WIDTH;
+            if n - n0 < PANEL_WIDTH {
+                for (r, acc_row) in acc.iter().enumerate().take(dst.rows) {
+                    let row = dst.r0 + r;
+                    let acc = d.to_array(acc_row[p]);
+                    let out = &mut self.out[row * self.ldo + n0..row * self.ldo + n];
+                    epilogue::dequantize_span(s, &acc[..n - n0], self.row_sums[row], &self.params, n0, out);
+                }
+                continue;
+            }
+            for i in 0..PANEL_WIDTH / lanes {
+                let j = n0 + i * lanes;
+                // SAFETY: `j + LANES <= n0 + PANEL_WIDTH <= n`, and every column parameter has `n`
+                // elements (checked by `gemm_dequantize`).
+                let (offset, zp, m, bias) = unsafe {
+                    (
+                        s.load_i32(self.params.col_offsets.as_ptr().add(j)),
+                        s.load_i32(self.params.w_zero_points.as_ptr().add(j)),
+                        s.load(self.params.multipliers.as_ptr().add(j)),
+                        self.params.bias.map(|b| s.load(b.as_ptr().add(j))),
+                    )
+                };
+                let x_offset = s.mul_i32(x_zero_point, offset);
+                for (r, acc_row) in acc.iter().enumerate().take(dst.rows) {
+                    let row = dst.r0 + r;
+                    let mut corr = s.sub_i32(d.piece(acc_row[p], i), x_offset);
+                    if self.zero_points {
+                        corr = s.sub_i32(corr, s.mul_i32(s.splat_i32(self.row_sums[row]), zp));
+                    }
+                    let y = match bias {
+                        Some(b) => s.fmadd(s.to_f32(corr), m, b),
+                        None => s.mul(s.to_f32(corr), m),
+                    };
+                    let out = &mut self.out[row * self.ldo + j..row * self.ldo + j + lanes];
+                    // SAFETY: `out` has `LANES` elements.
+                    unsafe { s.store(out.as_mut_ptr(), y) };
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::kernels::Kernels;
 macro_rules! entry_points {
     ($token:ident, $features:literal; $(fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:expr;)+) => {$(
         #[doc = concat!("The `", stringify!($name), "` kernel of this path (see [`Kernels`]).")]
+        #[allow(clippy::too_many_arguments)] // as many as the kernel's signature has
         pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
             #[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
             #[target_feature(enable = $features)]
