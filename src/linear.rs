@@ -140,6 +140,20 @@ fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The per-output-column terms of a [`DynamicLinear`]'s dequantizing epilogue, for callers that
+/// fuse the epilogue into their own pass over the accumulators of [`DynamicLinear::accumulate`]:
+/// with `s_x`, `z_x` the activation qparams and `row_sum` the row's sum of quantized activations,
+/// `corr = acc - z_x * col_offsets[n] - row_sum * zero_points[n]` (wrapping int32) and
+/// `y = fma((float)corr, s_x * scales[n], bias[n])`, or `(float)corr * (s_x * scales[n])` without
+/// bias, exactly as [`DynamicLinear::forward_quantized`] computes it.
+#[derive(Clone, Copy, Debug)]
+pub struct EpilogueTerms<'a> {
+    pub col_offsets: &'a [i32],
+    pub zero_points: &'a [i32],
+    pub scales: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+}
+
 /// A dynamic int8 Linear: int8 weights with per-tensor or per-channel qparams, float bias.
 #[derive(Clone, Debug)]
 pub struct DynamicLinear {
@@ -282,6 +296,48 @@ impl DynamicLinear {
         };
         for_row_shares(out, n, xq.rows * n * xq.k, run_rows);
         Ok(())
+    }
+
+    /// The raw int32 products of `acc.len() / out_features` quantized rows from `first_row` on:
+    /// `acc[r * n + j] = Σ_k xq[first_row + r, k] * W[j, k]`, before any correction or scaling
+    /// (see [`EpilogueTerms`]). Large products are split between threads by rows.
+    pub fn accumulate(&self, kernels: &Kernels, xq: &QuantizedActivations, first_row: usize, acc: &mut [i32]) -> Result<()> {
+        let n = self.out_features();
+        if xq.k != self.in_features() || xq.stride != self.weights.k_padded() {
+            return Err(Error::Shape(format!(
+                "quantized input has {} features, expected in_features = {}",
+                xq.k,
+                self.in_features()
+            )));
+        }
+        let rows = acc.len().checked_div(n).unwrap_or(0);
+        if rows * n != acc.len() || first_row + rows > xq.rows {
+            return Err(Error::Shape(format!(
+                "{} accumulators from row {first_row} do not fit {} rows of {n} outputs",
+                acc.len(),
+                xq.rows
+            )));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let run_rows = |first: usize, share: &mut [i32]| {
+            let start = (first_row + first) * xq.stride;
+            let share_rows = share.len() / n;
+            (kernels.gemm_u8i8)(&xq.data[start..start + share_rows * xq.stride], xq.stride, share_rows, &self.weights, share, n);
+        };
+        for_row_shares(acc, n, rows * n * xq.k, run_rows);
+        Ok(())
+    }
+
+    /// The terms of the dequantizing epilogue, per output column.
+    pub fn epilogue_terms(&self) -> EpilogueTerms<'_> {
+        EpilogueTerms {
+            col_offsets: &self.col_offsets,
+            zero_points: &self.zero_points,
+            scales: &self.scales,
+            bias: self.bias.as_deref(),
+        }
     }
 
     /// Quantizes `x` and runs the layer: the whole dynamic Linear.

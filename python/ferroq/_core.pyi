@@ -86,6 +86,13 @@ class PackedRNN:
         batch_first: bool = False,
         reduce_range: bool = True,
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
+    def cell(
+        self,
+        x: npt.NDArray[np.float32],
+        h: Optional[npt.NDArray[np.float32]] = None,
+        c: Optional[npt.NDArray[np.float32]] = None,
+        reduce_range: bool = True,
+    ) -> Tuple[npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
 
 @final
 class PackedStaticLinear:

@@ -10,15 +10,22 @@
 //! PyTorch's kernel would see.
 //!
 //! PyTorch's `tanh` on this build is MKL's `vsTanh` (closed source). [`tanh`] computes it in
-//! double precision and rounds once, which is the correctly rounded value except in rare cases
+//! double precision and rounds once (by its own fixed algorithm, equal to libm's `tanh` rounded
+//! to float on every float32 input), which is the correctly rounded value except in rare cases
 //! and matches MKL on 99.9% of values (SPEC.md 12); the rare one-ulp differences are measured by
 //! the golden tests.
+//!
+//! `x86` holds the same functions for SIMD registers, bit for bit equal to these.
 
 mod expf_glibc;
 mod expf_sleef;
+mod tanh_f64;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
 pub use expf_glibc::expf as glibc_expf;
 pub use expf_sleef::expf_u10 as sleef_expf_u10;
+pub use tanh_f64::tanh;
 
 /// Values per step of PyTorch's vectorized loop: two 16-lane AVX-512 float vectors.
 pub const VECTOR_STEP: usize = 32;
@@ -33,12 +40,6 @@ pub fn sigmoid_row(row: &mut [f32]) {
     for v in tail {
         *v = 1.0 / (1.0 + glibc_expf(-*v));
     }
-}
-
-/// Hyperbolic tangent: computed in double precision, rounded once to float.
-#[inline]
-pub fn tanh(x: f32) -> f32 {
-    (x as f64).tanh() as f32
 }
 
 /// In-place [`tanh`] of a slice (element-wise: no row structure matters).

@@ -2,7 +2,10 @@
 //! one-layer one-step case). The Python layer validates shapes with PyTorch's messages first;
 //! this class checks again and never panics.
 
-use numpy::{PyArray1, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::ndarray::Array2;
+use numpy::{
+    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
@@ -24,6 +27,7 @@ pub struct PackedRNN {
 
 type CellArgs<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
 type Outputs<'py> = (Bound<'py, PyArray3<f32>>, Bound<'py, PyArray3<f32>>, Option<Bound<'py, PyArray3<f32>>>);
+type CellOutputs<'py> = (Bound<'py, PyArray2<f32>>, Option<Bound<'py, PyArray2<f32>>>);
 
 #[pymethods]
 impl PackedRNN {
@@ -97,6 +101,65 @@ impl PackedRNN {
         let h_n = to_array3(py, out.h_n, [states, batch, shape.output_size()])?;
         let c_n = out.c_n.map(|c| to_array3(py, c, [states, batch, shape.hidden_size])).transpose()?;
         Ok((y, h_n, c_n))
+    }
+
+    /// One step of a one-layer, one-direction stack (the cells): `x` is float32
+    /// `(batch, input_size)`, `h` and (LSTM) `c` are `(batch, hidden_size)` or None (zeros).
+    /// Returns the new `(h, c or None)` as new arrays; the inputs are copied (any memory layout)
+    /// before the GIL is released.
+    #[pyo3(signature = (x, h=None, c=None, reduce_range=true))]
+    fn cell<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        h: Option<PyReadonlyArray2<'py, f32>>,
+        c: Option<PyReadonlyArray2<'py, f32>>,
+        reduce_range: bool,
+    ) -> PyResult<CellOutputs<'py>> {
+        let shape = *self.inner.shape();
+        let [batch, features] = [x.shape()[0], x.shape()[1]];
+        if features != shape.input_size {
+            return Err(Error::Shape(format!(
+                "input has inconsistent input_size: got {features}, expected {}",
+                shape.input_size
+            ))
+            .into());
+        }
+        let has_c = shape.kind.has_cell_state();
+        if c.is_some() != (has_c && h.is_some()) {
+            return Err(Error::Value(if has_c { "h and c must be given together" } else { "c is only used by an LSTM" }.into()).into());
+        }
+        let dims = [batch, shape.hidden_size];
+        let x_owned = to_vec(&x);
+        let mut h_state = state(h.as_ref(), dims, "h")?;
+        let mut c_state = if has_c { state(c.as_ref(), dims, "c")? } else { Vec::new() };
+        py.detach(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range))?;
+        let h_out = to_array2(py, h_state, dims)?;
+        let c_out = if has_c { Some(to_array2(py, c_state, dims)?) } else { None };
+        Ok((h_out, c_out))
+    }
+}
+
+/// The values of `state` (any memory layout), or zeros, after checking its shape.
+fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str) -> Result<Vec<f32>> {
+    match state {
+        None => Ok(vec![0.0; dims[0] * dims[1]]),
+        Some(s) if s.shape() == dims => Ok(to_vec(s)),
+        Some(s) => Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", s.shape()))),
+    }
+}
+
+/// A `dims` array owning `data` (no copy).
+fn to_array2(py: Python<'_>, data: Vec<f32>, dims: [usize; 2]) -> PyResult<Bound<'_, PyArray2<f32>>> {
+    let array = Array2::from_shape_vec(dims, data).map_err(|e| Error::Shape(e.to_string()))?;
+    Ok(PyArray2::from_owned_array(py, array))
+}
+
+/// The elements of a 2-D array in C order, whatever its memory layout.
+fn to_vec(array: &PyReadonlyArray2<'_, f32>) -> Vec<f32> {
+    match array.as_slice() {
+        Ok(values) => values.to_vec(),
+        Err(_) => array.as_array().iter().copied().collect(),
     }
 }
 

@@ -6,7 +6,70 @@
 //! Inputs are row-major over the active batch rows: `hg` is the hidden projection `W_hh h + b_hh`
 //! and `ig` the input projection `W_ih x + b_ih` of the step, `gates * hidden` values per row.
 
+use super::gates::Gates;
 use crate::activations::{relu, sigmoid_row, tanh, tanh_row};
+use crate::dispatch::Isa;
+
+/// The element-wise step of each recurrence on one instruction-set path, reading the hidden and
+/// input projections of the step's rows (`hg`, `ig`) from [`Gates`]: the functions of this
+/// module on their dequantized rows, or SIMD versions giving the same bits.
+#[derive(Clone, Copy)]
+pub struct CellKernels {
+    /// See [`lstm`]; the rows are those of `c`.
+    pub lstm: fn(hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize),
+    /// See [`gru`]; the rows are those of `h`.
+    pub gru: fn(hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize),
+    /// See [`simple`]; the rows are those of `h_out`.
+    pub simple: fn(kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize),
+}
+
+/// The portable reference: each row dequantized into floats, then this module's functions.
+pub const SCALAR: CellKernels = CellKernels { lstm: lstm_rows, gru: gru_rows, simple: simple_rows };
+
+/// The element-wise steps that go with `isa`'s kernels: SIMD ones on x86 paths, else [`SCALAR`].
+pub fn cell_kernels(isa: Isa) -> CellKernels {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::epilogue_x86::table(isa).unwrap_or(SCALAR)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        SCALAR
+    }
+}
+
+/// Row `r` of `hg` and of `ig` (`columns` values each) as floats.
+fn float_rows(hg: &Gates<'_>, ig: &Gates<'_>, r: usize, columns: usize) -> (Vec<f32>, Vec<f32>) {
+    let (mut hg_row, mut ig_row) = (vec![0.0; columns], vec![0.0; columns]);
+    hg.row_into(r, &mut hg_row);
+    ig.row_into(r, &mut ig_row);
+    (hg_row, ig_row)
+}
+
+/// [`lstm`] row by row from [`Gates`].
+fn lstm_rows(hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+    for (r, (c, h_out)) in c.chunks_exact_mut(hidden).zip(h_out.chunks_exact_mut(hidden)).enumerate() {
+        let (mut hg_row, ig_row) = float_rows(hg, ig, r, 4 * hidden);
+        lstm(&mut hg_row, &ig_row, c, h_out, hidden);
+    }
+}
+
+/// [`gru`] row by row from [`Gates`].
+fn gru_rows(hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize) {
+    for (r, h) in h.chunks_exact_mut(hidden).enumerate() {
+        let (mut hg_row, ig_row) = float_rows(hg, ig, r, 3 * hidden);
+        gru(&mut hg_row, &ig_row, h, hidden);
+    }
+}
+
+/// [`simple`] row by row from [`Gates`].
+fn simple_rows(kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize) {
+    for (r, h_out) in h_out.chunks_exact_mut(hidden).enumerate() {
+        let (hg_row, ig_row) = float_rows(hg, ig, r, hidden);
+        simple(kind, &hg_row, &ig_row, h_out);
+    }
+}
 
 /// The recurrence of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +126,8 @@ pub fn lstm(hg: &mut [f32], ig: &[f32], c: &mut [f32], h_out: &mut [f32], hidden
         sigmoid_row(o);
         for j in 0..hidden {
             let c_new = f[j] * c[j] + i[j] * g[j];
-            c[j] = c_new;
-            h_out[j] = o[j] * tanh(c_new);
+            c[j] = canonical_nan(c_new);
+            h_out[j] = canonical_nan(o[j] * tanh(c_new));
         }
     }
 }
@@ -82,7 +145,7 @@ pub fn gru(hg: &mut [f32], ig: &[f32], h: &mut [f32], hidden: usize) {
         sigmoid_row(z);
         for j in 0..hidden {
             let n = tanh(ig_n[j] + hg_n[j] * r[j]);
-            h[j] = (h[j] - n) * z[j] + n;
+            h[j] = canonical_nan((h[j] - n) * z[j] + n);
         }
     }
 }
@@ -91,7 +154,19 @@ pub fn gru(hg: &mut [f32], ig: &[f32], h: &mut [f32], hidden: usize) {
 pub fn simple(kind: CellKind, hg: &[f32], ig: &[f32], h_out: &mut [f32]) {
     let act = if kind == CellKind::RnnRelu { relu } else { tanh };
     for ((h, &a), &b) in h_out.iter_mut().zip(hg).zip(ig) {
-        *h = act(a + b);
+        *h = canonical_nan(act(a + b));
+    }
+}
+
+/// `x`, or the quiet NaN `f32::NAN` when `x` is any NaN. The states a step writes go through it,
+/// so that every path gives the same bits even where a NaN's sign and payload would depend on
+/// operand order (float16 weights let NaN and infinity through).
+#[inline]
+pub fn canonical_nan(x: f32) -> f32 {
+    if x.is_nan() {
+        f32::NAN
+    } else {
+        x
     }
 }
 

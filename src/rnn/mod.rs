@@ -7,7 +7,12 @@
 //! tanh(c))` as a bias-free dynamic-quantized Linear whose input `o * tanh(c)` is quantized per
 //! step over the running batch rows, like the hidden state.
 
+mod buffers;
 pub mod cell;
+mod direction;
+#[cfg(target_arch = "x86_64")]
+mod epilogue_x86;
+pub mod gates;
 pub mod packing;
 pub mod projection;
 pub mod sequence;
@@ -18,3 +23,5 @@ pub use sequence::{CellWeights, Rnn, RnnShape, SequenceInput, SequenceOutput};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_paths;

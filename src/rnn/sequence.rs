@@ -4,9 +4,13 @@
 //! hidden state of the running batch elements once per step; layer `l + 1` reads the
 //! concatenated `[forward, reverse]` outputs of layer `l`, quantized again as one tensor.
 
-use super::cell::{self, CellKind};
+use std::borrow::Cow;
+
+use super::cell::{cell_kernels, CellKind};
+use super::buffers::with_buffers;
+use super::direction::{self, Call, Output, State};
 use super::packing::Packing;
-use super::projection::{Projection, ProjectionScratch};
+use super::projection::Projection;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 
@@ -94,30 +98,6 @@ pub struct Rnn {
     cells: Vec<CellWeights>,
 }
 
-/// Per-call buffers, sized once.
-struct Buffers {
-    /// Input projection of every valid row of the current layer.
-    ig: Vec<f32>,
-    /// Hidden projection of one step (also the gate buffer).
-    hg: Vec<f32>,
-    /// LSTM `o * tanh(c)` before the projection.
-    unprojected: Vec<f32>,
-    scratch: ProjectionScratch,
-}
-
-/// What every step of one call shares.
-struct Call<'a> {
-    kernels: &'a Kernels,
-    packing: &'a Packing,
-    reduce_range: bool,
-}
-
-/// The recurrent state of the batch, rows in sorted (decreasing length) order.
-struct State {
-    h: Vec<f32>,
-    c: Vec<f32>,
-}
-
 impl Rnn {
     /// Checks every projection's shape against `shape`.
     pub fn new(shape: RnnShape, cells: Vec<CellWeights>) -> Result<Self> {
@@ -184,91 +164,77 @@ impl Rnn {
         let batch = input.batch;
         let packing = Packing::new(input.steps, batch, input.lengths)?;
         let rows = packing.rows();
-        let gates = shape.kind.gates() * hidden;
-        let mut buffers = Buffers {
-            ig: vec![0.0; rows * gates],
-            hg: vec![0.0; batch * gates],
-            unprojected: vec![0.0; if shape.proj_size > 0 { batch * hidden } else { 0 }],
-            scratch: ProjectionScratch::default(),
-        };
         let mut h_n = vec![0.0; shape.num_layers * directions * batch * out_size];
         let mut c_n = vec![0.0; if shape.kind.has_cell_state() { shape.num_layers * directions * batch * hidden } else { 0 }];
 
-        let call = Call { kernels, packing: &packing, reduce_range };
-        let mut layer_input = packing.pack(input.x, shape.input_size, input.batch_first);
+        let call = Call { kernels, cells: cell_kernels(kernels.isa), packing: &packing, reduce_range, shape };
+        // Time-major input without lengths (or one batch element) is already in packed order.
+        let in_order = input.lengths.is_none() && (!input.batch_first || batch == 1);
+        let mut layer_input = if in_order {
+            Cow::Borrowed(input.x)
+        } else {
+            Cow::Owned(packing.pack(input.x, shape.input_size, input.batch_first))
+        };
         for layer in 0..shape.num_layers {
             let mut layer_output = vec![0.0; rows * directions * out_size];
             for direction in 0..directions {
                 let index = layer * directions + direction;
                 let h_slot = index * batch * out_size..(index + 1) * batch * out_size;
                 let c_slot = index * batch * hidden..(index + 1) * batch * hidden;
-                let mut state = State {
-                    h: match input.h0 {
-                        Some(h0) => packing.sort_rows(&h0[h_slot.clone()], out_size),
-                        None => vec![0.0; batch * out_size],
-                    },
-                    c: match input.c0 {
-                        Some(c0) => packing.sort_rows(&c0[c_slot.clone()], hidden),
-                        None if shape.kind.has_cell_state() => vec![0.0; batch * hidden],
-                        None => Vec::new(),
-                    },
+                let mut h = match input.h0 {
+                    Some(h0) => packing.sort_rows(&h0[h_slot.clone()], out_size),
+                    None => vec![0.0; batch * out_size],
                 };
-                let cell = &self.cells[index];
-                cell.ih.forward(kernels, &layer_input, rows, reduce_range, &mut buffers.ig, &mut buffers.scratch)?;
+                let mut c = match input.c0 {
+                    Some(c0) => packing.sort_rows(&c0[c_slot.clone()], hidden),
+                    None if shape.kind.has_cell_state() => vec![0.0; batch * hidden],
+                    None => Vec::new(),
+                };
+                let mut state = State { h: &mut h, c: &mut c };
                 let output = Output { rows: &mut layer_output, stride: directions * out_size, column: direction * out_size };
-                self.run_direction(&call, cell, direction == 1, &mut state, output, &mut buffers)?;
-                packing.unsort_rows_into(&state.h, out_size, &mut h_n[h_slot]);
+                with_buffers(|buffers| {
+                    direction::run(&call, &self.cells[index], direction == 1, &layer_input, &mut state, Some(output), buffers)
+                })?;
+                packing.unsort_rows_into(&h, out_size, &mut h_n[h_slot]);
                 if shape.kind.has_cell_state() {
-                    packing.unsort_rows_into(&state.c, hidden, &mut c_n[c_slot]);
+                    packing.unsort_rows_into(&c, hidden, &mut c_n[c_slot]);
                 }
             }
-            layer_input = layer_output;
+            layer_input = Cow::Owned(layer_output);
         }
-        let y = packing.unpack(&layer_input, directions * out_size, input.batch_first);
+        let y = if in_order {
+            layer_input.into_owned()
+        } else {
+            packing.unpack(&layer_input, directions * out_size, input.batch_first)
+        };
         Ok(SequenceOutput { y, h_n, c_n: shape.kind.has_cell_state().then_some(c_n) })
     }
 
-    /// The time loop of one layer in one direction, given its input projection in `buffers.ig`.
-    fn run_direction(
-        &self,
-        call: &Call<'_>,
-        cell: &CellWeights,
-        reverse: bool,
-        state: &mut State,
-        output: Output<'_>,
-        buffers: &mut Buffers,
-    ) -> Result<()> {
-        let Call { kernels, packing, reduce_range } = *call;
+    /// One step of a one-layer, one-direction stack without projection (a cell): `x` is
+    /// `(batch, input_size)`; `h` (`(batch, hidden_size)`) and, for an LSTM, `c` (likewise;
+    /// empty otherwise) hold the state and are updated in place. Equal to [`Rnn::forward`] on a
+    /// one-step sequence.
+    pub fn step(&self, kernels: &Kernels, x: &[f32], batch: usize, h: &mut [f32], c: &mut [f32], reduce_range: bool) -> Result<()> {
         let shape = &self.shape;
-        let (hidden, out_size) = (shape.hidden_size, shape.output_size());
-        let gates = shape.kind.gates() * hidden;
-        let steps = packing.steps();
-        for i in 0..steps {
-            let t = if reverse { steps - 1 - i } else { i };
-            let (offset, active) = packing.step(t);
-            if active == 0 {
-                continue;
-            }
-            let ig = &buffers.ig[offset * gates..(offset + active) * gates];
-            let hg = &mut buffers.hg[..active * gates];
-            let h = &mut state.h[..active * out_size];
-            cell.hh.forward(kernels, h, active, reduce_range, hg, &mut buffers.scratch).map_err(|e| at_step(e, t))?;
-            match (shape.kind, &cell.hr) {
-                (CellKind::Lstm, None) => cell::lstm(hg, ig, &mut state.c[..active * hidden], h, hidden),
-                (CellKind::Lstm, Some(hr)) => {
-                    let unprojected = &mut buffers.unprojected[..active * hidden];
-                    cell::lstm(hg, ig, &mut state.c[..active * hidden], unprojected, hidden);
-                    hr.forward(kernels, unprojected, active, reduce_range, h, &mut buffers.scratch).map_err(|e| at_step(e, t))?;
-                }
-                (CellKind::Gru, _) => cell::gru(hg, ig, h, hidden),
-                (kind, _) => cell::simple(kind, hg, ig, h),
-            }
-            for (p, h_row) in h.chunks_exact(out_size).enumerate() {
-                let start = (offset + p) * output.stride + output.column;
-                output.rows[start..start + out_size].copy_from_slice(h_row);
-            }
+        if shape.num_layers != 1 || shape.bidirectional || shape.proj_size != 0 {
+            return Err(Error::Value("a single step needs one layer, one direction and no projection".into()));
         }
-        Ok(())
+        let hidden = shape.hidden_size;
+        let c_len = if shape.kind.has_cell_state() { batch * hidden } else { 0 };
+        if Some(x.len()) != batch.checked_mul(shape.input_size) || Some(h.len()) != batch.checked_mul(hidden) || c.len() != c_len {
+            return Err(Error::Shape(format!(
+                "a step of batch {batch} takes input ({batch}, {}), h ({batch}, {hidden}) and {}, got {}, {} and {} values",
+                shape.input_size,
+                if c_len > 0 { "c of the same shape" } else { "no c" },
+                x.len(),
+                h.len(),
+                c.len()
+            )));
+        }
+        let packing = Packing::new(1, batch, None)?;
+        let call = Call { kernels, cells: cell_kernels(kernels.isa), packing: &packing, reduce_range, shape };
+        let mut state = State { h, c };
+        with_buffers(|buffers| direction::run(&call, &self.cells[0], false, x, &mut state, None, buffers))
     }
 
     fn check_input(&self, input: &SequenceInput<'_>) -> Result<()> {
@@ -299,22 +265,4 @@ impl Rnn {
         }
         Ok(())
     }
-}
-
-/// Says which step's state could not be quantized: a finite input gives a finite state unless
-/// the recurrence overflows (an Elman relu stack can), and only NaN or infinity fails to quantize.
-fn at_step(err: Error, t: usize) -> Error {
-    match err {
-        Error::Value(_) => Error::Value(format!(
-            "the recurrent state at step {t} holds NaN or infinity (the recurrence overflowed) and cannot be quantized"
-        )),
-        other => other,
-    }
-}
-
-/// Where a direction writes its outputs: packed rows of `stride` values, from `column` on.
-struct Output<'a> {
-    rows: &'a mut [f32],
-    stride: usize,
-    column: usize,
 }

@@ -30,6 +30,16 @@ from ._recurrent import (
 
 _M = TypeVar("_M", bound="RNNCellBase")
 
+
+#: The dtype of arrays the fast path passes on unchanged (native float32 is a singleton).
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _is_matrix(a: Any) -> bool:
+    """True for a 2-D native float32 ndarray (what the core's cell step takes as it is)."""
+    return type(a) is np.ndarray and a.dtype is _FLOAT32 and a.ndim == 2
+
+
 __all__ = ["RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
 
 
@@ -79,7 +89,27 @@ class RNNCellBase(QuantizedRecurrent):
         return self.input_size, self.hidden_size, 0, 1, False
 
     def _step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
-        """Shared forward: ``states`` is ``(h,)`` or ``(h, c)`` (entries may be None: zeros)."""
+        """The LSTM cell's forward: ``states`` is ``(h, c)``, both None for zeros."""
+        h, c = states
+        if _is_matrix(input) and input.shape[1] == self.input_size:
+            # Fast path: 2-D float32 arrays of the right shapes go straight to the core.
+            shape = (input.shape[0], self.hidden_size)
+            if (h is None and c is None) or (
+                h is not None and c is not None and _is_matrix(h) and _is_matrix(c) and h.shape == shape and c.shape == shape
+            ):
+                h_new, c_new = self._packed.cell(input, h, c, self.reduce_range)
+                return h_new, c_new
+        return self._checked_step(input, states)
+
+    def _hidden_step(self, input: Any, hx: Optional[Any]) -> np.ndarray:
+        """:meth:`_step` for the cells whose whole state is ``h`` (the shortest path per call)."""
+        if _is_matrix(input) and input.shape[1] == self.input_size:
+            if hx is None or (_is_matrix(hx) and hx.shape == (input.shape[0], self.hidden_size)):
+                return self._packed.cell(input, hx, None, self.reduce_range)[0]
+        return self._checked_step(input, (hx,))[0]
+
+    def _checked_step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
+        """:meth:`_step` for any array-likes: normalises them, with PyTorch's error messages."""
         x = as_float32(input)
         name = self._get_name().replace("DynamicQuantized", "")
         if x.ndim not in (1, 2):
@@ -103,11 +133,11 @@ class RNNCellBase(QuantizedRecurrent):
                 raise ValueError(f"Input batch size {batch} doesn't match hidden{label} batch size {h2.shape[0]}")
             if h2.shape[1] != self.hidden_size:
                 raise ValueError(f"hidden{label} has inconsistent hidden_size: got {h2.shape[1]}, expected {self.hidden_size}")
-            arrays.append(h2[None])
+            arrays.append(h2)
         if len(arrays) == 2 and (arrays[0] is None) != (arrays[1] is None):
             raise ValueError("hx must hold both h and c, or be None")
-        _, h_n, c_n = self._run(x2[None], arrays[0], arrays[1] if len(arrays) == 2 else None, None, False)
-        finals = (h_n[0],) if c_n is None else (h_n[0], c_n[0])
+        h_new, c_new = self._packed.cell(x2, arrays[0], arrays[1] if len(arrays) == 2 else None, self.reduce_range)
+        finals = (h_new,) if c_new is None else (h_new, c_new)
         return finals if batched else tuple(f[0] for f in finals)
 
     #: The float modules' ``mode`` values a subclass converts (the first one gives the gates).
@@ -185,8 +215,7 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
         """As :meth:`LSTMCell.forward` with ``hx = h``; returns ``h'``."""
-        (h,) = self._step(input, (hx,))
-        return h
+        return self._hidden_step(input, hx)
 
     @classmethod
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "GRUCell":
@@ -218,8 +247,7 @@ class RNNCell(RNNCellBase):
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
         """As :meth:`GRUCell.forward`."""
-        (h,) = self._step(input, (hx,))
-        return h
+        return self._hidden_step(input, hx)
 
     @classmethod
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "RNNCell":

@@ -1,0 +1,147 @@
+//! Every SIMD path against the scalar references, on special values and dense sweeps.
+
+use super::*;
+use crate::activations::{glibc_expf, sleef_expf_u10, tanh as scalar_tanh};
+
+/// Which element function to apply.
+#[derive(Clone, Copy, Debug)]
+enum Function {
+    SigmoidSleef,
+    SigmoidGlibc,
+    Tanh,
+}
+
+impl Function {
+    fn scalar(self, x: f32) -> f32 {
+        match self {
+            Function::SigmoidSleef => 1.0 / (sleef_expf_u10(0.0 - x) + 1.0),
+            Function::SigmoidGlibc => 1.0 / (1.0 + glibc_expf(-x)),
+            Function::Tanh => scalar_tanh(x),
+        }
+    }
+}
+
+/// `f` over `xs` in vectors of `LANES`, the last one partial.
+#[inline(always)]
+fn apply<S: Simd>(s: S, f: Function, xs: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; xs.len()];
+    for (x, y) in xs.chunks(S::LANES).zip(out.chunks_mut(S::LANES)) {
+        let v = load(s, x);
+        let r = match f {
+            Function::SigmoidSleef => sigmoid_sleef(s, v),
+            Function::SigmoidGlibc => sigmoid_glibc(s, v),
+            Function::Tanh => tanh(s, v),
+        };
+        store(s, y, r);
+    }
+    out
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn apply_avx512(s: Avx512, f: Function, xs: &[f32]) -> Vec<f32> {
+    apply(s, f, xs)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn apply_avx2(s: Avx2, f: Function, xs: &[f32]) -> Vec<f32> {
+    apply(s, f, xs)
+}
+
+/// The results of every path this CPU has, by name.
+fn every_path(f: Function, xs: &[f32]) -> Vec<(&'static str, Vec<f32>)> {
+    let mut paths = Vec::new();
+    if let Some(s) = Avx2::detect() {
+        // SAFETY: the token proves the CPU has the features the function enables.
+        paths.push(("avx2", unsafe { apply_avx2(s, f, xs) }));
+    }
+    if let Some(s) = Avx512::detect() {
+        // SAFETY: as above.
+        paths.push(("avx512", unsafe { apply_avx512(s, f, xs) }));
+    }
+    paths
+}
+
+fn check(f: Function, xs: &[f32]) {
+    let expected: Vec<u32> = xs.iter().map(|&x| f.scalar(x).to_bits()).collect();
+    for (name, got) in every_path(f, xs) {
+        for ((&x, &want), got) in xs.iter().zip(&expected).zip(got) {
+            let same = got.to_bits() == want || (got.is_nan() && f32::from_bits(want).is_nan());
+            assert!(same, "{f:?} on {name}: x = {x:e} ({:#x}) gives {got:e}, scalar {:e}", x.to_bits(), f32::from_bits(want));
+        }
+    }
+}
+
+fn special_values() -> Vec<f32> {
+    let mut xs = vec![
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        f32::EPSILON,
+        1e-30,
+        88.0,
+        88.72,
+        89.0,
+        100.0,
+        100.5,
+        103.0,
+        103.5,
+        104.0,
+        104.5,
+        9.0,
+        9.1,
+        16.0,
+        17.0,
+        0.5,
+        1.0,
+        f32::from_bits(0x42b1_7217),
+        f32::from_bits(0x42b1_7218),
+        f32::from_bits(0x42cf_f1b4),
+        f32::from_bits(0x42cf_f1b5),
+        f32::from_bits(0x42ce_8ecf),
+        f32::from_bits(0x42ce_8ed0),
+    ];
+    xs.extend(xs.clone().iter().map(|x| -x));
+    xs
+}
+
+#[test]
+fn special_values_equal_the_scalar_references() {
+    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh] {
+        check(f, &special_values());
+    }
+}
+
+#[test]
+fn a_sweep_of_every_exponent_equals_the_scalar_references() {
+    // Every 1009th float32 bit pattern, both signs, NaNs included: about 4.3 million values.
+    let xs: Vec<f32> = (0..u32::MAX).step_by(1009).map(f32::from_bits).collect();
+    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh] {
+        check(f, &xs);
+    }
+}
+
+#[test]
+fn a_dense_sweep_of_the_gate_range_equals_the_scalar_references() {
+    // Every 499th float32 in [-20, 20]: where the recurrences live (about 4.4 million values).
+    let top = 20f32.to_bits();
+    let xs: Vec<f32> = (0..top).step_by(499).flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)]).collect();
+    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh] {
+        check(f, &xs);
+    }
+}
+
+#[test]
+fn partial_vectors_equal_full_ones() {
+    for len in 1..40 {
+        let xs: Vec<f32> = (0..len).map(|i| (i as f32 - 17.0) * 0.37).collect();
+        check(Function::Tanh, &xs);
+        check(Function::SigmoidGlibc, &xs);
+    }
+}
