@@ -291,8 +291,9 @@ def plot(rows: List[Dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    libs = [("ferroq", "ferroq"), ("onnxruntime", "onnxruntime"), ("torch", "torch (dynamic)"), ("numpy_f32", "numpy float32")]
     one = [r for r in rows if r["threads"] == 1]
+    names = [("ferroq", "ferroq"), ("onnxruntime", "onnxruntime"), ("torch", "torch (dynamic)"), ("numpy_f32", "numpy float32")]
+    libs = [(key, label) for key, label in names if any(r[key] for r in one)]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(libs)
     for i, (key, label) in enumerate(libs):
@@ -314,7 +315,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--plot", help="write a PNG chart to this file (needs matplotlib)")
     parser.add_argument("--only", choices=["linear", "rnn"], help="run one part only")
+    parser.add_argument("--replot", metavar="JSON", help="draw --plot from figures saved with --json; measure nothing")
     args = parser.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), args.plot or "perf.png")
+        return 0
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else DEFAULT_SHAPES
     repeats, budget = (3, 0.02) if args.quick else (7, 0.1)
     print(f"ferroq {ferroq.__version__}, backend {ferroq.backend()}, python {sys.version.split()[0]}, numpy {np.__version__}")
