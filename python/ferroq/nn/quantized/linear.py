@@ -13,7 +13,7 @@ from ..._dtypes import as_dtype, qint8, quint8
 from ..._tensor import QTensor
 from ...quantization.qconfig import QConfig
 from ..module import Module
-from ._weights import float_bias, float_linear_params, quantize_weight, weight_qparams
+from ._weights import LINEAR_STATE_KEYS, float_bias, float_linear_params, quantize_weight, save_linear_state, weight_qparams
 
 __all__ = ["Linear"]
 
@@ -183,10 +183,7 @@ class Linear(Module):
     # -- state -------------------------------------------------------------------------------
 
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
-        destination[prefix + "scale"] = np.asarray(self._scale, dtype=np.float32)
-        destination[prefix + "zero_point"] = np.asarray(self._zero_point, dtype=np.int64)
-        destination[prefix + "_packed_params.dtype"] = self.dtype
-        destination[prefix + "_packed_params._packed_params"] = (self.weight(), self.bias())
+        save_linear_state(destination, prefix, self._scale, self._zero_point, self.dtype, self.weight(), self.bias())
 
     def _load_from_state_dict(
         self,
@@ -197,7 +194,7 @@ class Linear(Module):
         expected: set,
         errors: List[str],
     ) -> List[Callable[[], None]]:
-        keys = [prefix + k for k in ("scale", "zero_point", "_packed_params.dtype", "_packed_params._packed_params")]
+        keys = [prefix + k for k in LINEAR_STATE_KEYS]
         if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         try:

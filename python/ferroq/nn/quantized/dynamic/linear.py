@@ -13,7 +13,17 @@ from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
-from .._weights import float_bias, float_linear_params, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
+from .._weights import (
+    LINEAR_STATE_KEYS,
+    float_bias,
+    float_linear_params,
+    float_weight,
+    observer_dtype,
+    quantize_weight,
+    save_linear_state,
+    to_fp16,
+    weight_qparams,
+)
 
 __all__ = ["Linear"]
 
@@ -137,10 +147,7 @@ class Linear(Module):
     # -- state -------------------------------------------------------------------------------
 
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
-        destination[prefix + "scale"] = np.asarray(1.0, dtype=np.float32)
-        destination[prefix + "zero_point"] = np.asarray(0, dtype=np.int64)
-        destination[prefix + "_packed_params.dtype"] = self.dtype
-        destination[prefix + "_packed_params._packed_params"] = (self.weight(), self.bias())
+        save_linear_state(destination, prefix, 1.0, 0, self.dtype, self.weight(), self.bias())
 
     def _load_from_state_dict(
         self,
@@ -151,7 +158,7 @@ class Linear(Module):
         expected: set,
         errors: List[str],
     ) -> List[Callable[[], None]]:
-        keys = [prefix + k for k in ("scale", "zero_point", "_packed_params.dtype", "_packed_params._packed_params")]
+        keys = [prefix + k for k in LINEAR_STATE_KEYS]
         if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         try:
