@@ -2,15 +2,17 @@
 //! machine's cores): the calling thread plus `n - 1` pool threads. Work below a threshold runs on
 //! the calling thread alone.
 
-use std::sync::{Arc, OnceLock, RwLock};
+mod pool;
 
-use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::error::{Error, Result};
+use pool::Pool;
 
-/// Multiply-accumulates below which splitting costs more than it saves: waking a pool thread
-/// takes microseconds, about what 16M int8 multiply-accumulates take on one AVX-512 VNNI core.
-pub const PARALLEL_THRESHOLD_MACS: usize = 1 << 24;
+/// Multiply-accumulates below which splitting costs more than it saves: handing a share to an
+/// awake pool thread takes about a microsecond, while 4M int8 multiply-accumulates take about 10
+/// on one AVX-512 VNNI core.
+pub const PARALLEL_THRESHOLD_MACS: usize = 1 << 22;
 
 /// Row shares of parallel tasks are multiples of this (the tallest GEMM micro-kernel tile).
 const TILE_ROWS: usize = 8;
@@ -18,7 +20,7 @@ const TILE_ROWS: usize = 8;
 /// The threads one operation may use: the caller, and a pool for the others (None for 1 thread).
 struct Threads {
     count: usize,
-    helpers: Option<Arc<ThreadPool>>,
+    helpers: Option<Pool>,
 }
 
 fn slot() -> &'static RwLock<Arc<Threads>> {
@@ -30,16 +32,7 @@ fn slot() -> &'static RwLock<Arc<Threads>> {
 }
 
 fn build(count: usize) -> Result<Threads> {
-    let helpers = if count > 1 {
-        let pool = ThreadPoolBuilder::new()
-            .num_threads(count - 1)
-            .thread_name(|i| format!("ferroq-{}", i + 1))
-            .build()
-            .map_err(|e| Error::Value(format!("cannot start {} threads: {e}", count - 1)))?;
-        Some(Arc::new(pool))
-    } else {
-        None
-    };
+    let helpers = if count > 1 { Some(Pool::new(count - 1)?) } else { None };
     Ok(Threads { count, helpers })
 }
 
@@ -65,8 +58,8 @@ fn current() -> Arc<Threads> {
 
 /// Runs `work(first_row, rows_out)` over `out`, a row-major matrix of `row_len`-element rows:
 /// in one call on the calling thread when the work (`macs` multiply-accumulates) is small or only
-/// one thread is allowed, else in one contiguous share of rows per thread, the calling thread
-/// taking the first share while the pool threads take the others.
+/// one thread is allowed, else in one contiguous share of rows per thread, claimed by the calling
+/// thread and the pool threads (see [`pool`]).
 pub fn for_row_shares<T, F>(out: &mut [T], row_len: usize, macs: usize, work: F)
 where
     T: Send,
@@ -78,14 +71,15 @@ where
         work(0, out);
         return;
     };
-    let rows_per_share = rows.div_ceil(threads.count).next_multiple_of(TILE_ROWS);
-    let mut shares = out.chunks_mut(rows_per_share * row_len).enumerate();
-    let (_, first) = shares.next().expect("at least one row");
-    let work = &work;
-    helpers.in_place_scope(|scope| {
-        for (i, share) in shares {
-            scope.spawn(move |_| work(i * rows_per_share, share));
+    let tasks = threads.count.min(pool::MAX_TASKS);
+    let rows_per_share = rows.div_ceil(tasks).next_multiple_of(TILE_ROWS);
+    // One share per task; a task takes its own (the locks are never contended).
+    let shares: Vec<Mutex<Option<&mut [T]>>> =
+        out.chunks_mut(rows_per_share * row_len).map(|share| Mutex::new(Some(share))).collect();
+    helpers.run(shares.len(), &|i| {
+        let share = shares[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(share) = share {
+            work(i * rows_per_share, share);
         }
-        work(0, first);
     });
 }
