@@ -162,6 +162,8 @@ pub struct DynamicLinear {
     zero_points: Vec<i32>,
     col_offsets: Vec<i32>,
     bias: Option<Vec<f32>>,
+    /// Whether some weight zero point is non-zero (the epilogue then uses the input's row sums).
+    uses_row_sums: bool,
 }
 
 impl DynamicLinear {
@@ -203,7 +205,8 @@ impl DynamicLinear {
             .zip(&zero_points)
             .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
             .collect();
-        Ok(DynamicLinear { weights, scales, zero_points, col_offsets, bias })
+        let uses_row_sums = zero_points.iter().any(|&zp| zp != 0);
+        Ok(DynamicLinear { weights, scales, zero_points, col_offsets, bias, uses_row_sums })
     }
 
     pub fn in_features(&self) -> usize {
@@ -212,7 +215,7 @@ impl DynamicLinear {
 
     /// Whether the epilogue uses the input's row sums: some weight zero point is non-zero.
     fn uses_row_sums(&self) -> bool {
-        self.zero_points.iter().any(|&zp| zp != 0)
+        self.uses_row_sums
     }
 
     pub fn out_features(&self) -> usize {

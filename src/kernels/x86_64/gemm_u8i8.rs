@@ -97,7 +97,8 @@ pub(super) fn gemm_dequantize<D: Int8Dot, const MR: usize, const NP: usize>(
             bias: params.bias.map(|b| &b[..n]),
             ..*params
         };
-        let zero_points = params.w_zero_points.iter().any(|&zp| zp != 0);
+        // An OR over all of them (vectorizes, unlike an early-exit search).
+        let zero_points = params.w_zero_points.iter().fold(0, |acc, &zp| acc | zp) != 0;
         drive::<D, _, MR, NP>(d, a, lda, rows, b, &mut Dequantized { out, ldo, row_sums, params, zero_points });
     }
 }
@@ -233,8 +234,12 @@ impl<D: Int8Dot> Output<D> for Raw<'_> {
             let out_row = &mut self.out[(dst.r0 + r) * self.ldo..];
             for (p, &panel) in acc_row.iter().enumerate() {
                 let n0 = (dst.p0 + p) * PANEL_WIDTH;
-                let width = PANEL_WIDTH.min(self.n - n0);
-                out_row[n0..n0 + width].copy_from_slice(&d.to_array(panel)[..width]);
+                let values = d.to_array(panel);
+                match out_row[n0..].first_chunk_mut::<PANEL_WIDTH>() {
+                    // A whole panel: a fixed-size copy (vector stores, no call to memcpy).
+                    Some(dst) if self.n - n0 >= PANEL_WIDTH => *dst = values,
+                    _ => out_row[n0..self.n].copy_from_slice(&values[..self.n - n0]),
+                }
             }
         }
     }
