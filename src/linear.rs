@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::pack::PackedWeights;
 use crate::quant::{choose_qparams, QParams};
-use crate::threads::for_row_shares;
+use crate::threads::{for_row_shares, map_row_shares};
 
 thread_local! {
     /// Each thread's quantized-input buffer for [`with_input_buffer`].
@@ -78,18 +78,23 @@ fn quantize_rows(
     out: &mut QuantizedActivations,
 ) -> Result<()> {
     check_len(x.len(), rows, k, "input")?;
-    let Range::Finite { min, max } = (kernels.range)(x) else {
+    let cost = rows * k * QUANTIZE_COST;
+    let ranges = map_row_shares(rows, cost, |share| (kernels.range)(&x[share.start * k..share.end * k]));
+    let Some(Range::Finite { min, max }) = ranges.into_iter().reduce(merge_ranges) else {
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
     };
     let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;
     // Every byte is written below (values, then zero padding), so old contents need no clearing.
     out.data.resize(rows * stride, 0);
     if k > 0 {
-        for (src, dst) in x.chunks_exact(k).zip(out.data.chunks_exact_mut(stride)) {
-            let (values, padding) = dst.split_at_mut(k);
-            (kernels.quantize_u8)(src, qparams.inv_scale_f32(), qparams.zero_point, values);
-            padding.fill(0);
-        }
+        for_row_shares(&mut out.data, stride, cost, |first_row, share| {
+            let x = &x[first_row * k..];
+            for (src, dst) in x.chunks_exact(k).zip(share.chunks_exact_mut(stride)) {
+                let (values, padding) = dst.split_at_mut(k);
+                (kernels.quantize_u8)(src, qparams.inv_scale_f32(), qparams.zero_point, values);
+                padding.fill(0);
+            }
+        });
     }
     out.row_sums.clear();
     if row_sums {
@@ -113,6 +118,21 @@ impl QuantizedActivations {
             row_sums: Vec::new(),
             qparams: QParams { scale: 1.0, zero_point: 0 },
         }
+    }
+}
+
+/// The cost of quantizing one element (finding the range, then quantizing), in the
+/// multiply-accumulates of [`crate::threads::PARALLEL_THRESHOLD_MACS`]: inputs of more than about
+/// 128K elements are quantized by all threads.
+const QUANTIZE_COST: usize = 32;
+
+/// The range of two parts of one tensor: non-finite if either is.
+fn merge_ranges(a: Range, b: Range) -> Range {
+    match (a, b) {
+        (Range::Finite { min: a_min, max: a_max }, Range::Finite { min: b_min, max: b_max }) => {
+            Range::Finite { min: a_min.min(b_min), max: a_max.max(b_max) }
+        }
+        _ => Range::NonFinite,
     }
 }
 

@@ -86,11 +86,14 @@ def test_threads_setting():
         ferroq.set_num_threads(before)
 
 
-def test_threads_give_identical_results(rng):
+@pytest.mark.parametrize("rows,in_features,out_features", [(64, 512, 512), (300, 1024, 64), (1, 2048, 2048)])
+def test_threads_give_identical_results(rng, rows, in_features, out_features):
+    """Large products (and, for (300, 1024, 64), the input quantization) are split between
+    threads; the split changes nothing."""
     before = ferroq.get_num_threads()
-    lin = ferroq.nn.Linear(512, 512)
-    q = ferroq.nn.quantized.dynamic.Linear.from_float(lin)
-    x = rng.standard_normal((64, 512)).astype(np.float32)
+    q = ferroq.nn.quantized.dynamic.Linear.from_float(ferroq.nn.Linear(in_features, out_features))
+    x = rng.standard_normal((rows, in_features)).astype(np.float32)
+    x[-1, -1] = 7.5  # the largest value sits in the last share
     try:
         ferroq.set_num_threads(1)
         one = q(x)
@@ -99,6 +102,19 @@ def test_threads_give_identical_results(rng):
     finally:
         ferroq.set_num_threads(before)
     np.testing.assert_array_equal(one.view(np.uint32), two.view(np.uint32))
+
+
+def test_threads_report_nan_in_any_share(rng):
+    before = ferroq.get_num_threads()
+    q = ferroq.nn.quantized.dynamic.Linear.from_float(ferroq.nn.Linear(1024, 64))
+    x = rng.standard_normal((300, 1024)).astype(np.float32)
+    x[-1, 3] = np.nan
+    try:
+        ferroq.set_num_threads(2)
+        with pytest.raises(ValueError, match="NaN"):
+            q(x)
+    finally:
+        ferroq.set_num_threads(before)
 
 
 def test_core_stubs_match_the_extension():

@@ -71,8 +71,7 @@ where
         work(0, out);
         return;
     };
-    let tasks = threads.count.min(pool::MAX_TASKS);
-    let rows_per_share = rows.div_ceil(tasks).next_multiple_of(TILE_ROWS);
+    let rows_per_share = rows_per_share(rows, threads.count);
     // One share per task; a task takes its own (the locks are never contended).
     let shares: Vec<Mutex<Option<&mut [T]>>> =
         out.chunks_mut(rows_per_share * row_len).map(|share| Mutex::new(Some(share))).collect();
@@ -82,4 +81,30 @@ where
             work(i * rows_per_share, share);
         }
     });
+}
+
+/// Runs `work(rows)` over the rows `0..rows` in the shares [`for_row_shares`] would make (one
+/// call on the calling thread when `cost`, in multiply-accumulates, is small), returning each
+/// share's result in row order.
+pub fn map_row_shares<R, F>(rows: usize, cost: usize, work: F) -> Vec<R>
+where
+    R: Send,
+    F: Fn(std::ops::Range<usize>) -> R + Sync,
+{
+    let threads = current();
+    let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && cost >= PARALLEL_THRESHOLD_MACS) else {
+        return vec![work(0..rows)];
+    };
+    let rows_per_share = rows_per_share(rows, threads.count);
+    let results: Vec<Mutex<Option<R>>> = (0..rows.div_ceil(rows_per_share)).map(|_| Mutex::new(None)).collect();
+    helpers.run(results.len(), &|i| {
+        let share = i * rows_per_share..((i + 1) * rows_per_share).min(rows);
+        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(work(share));
+    });
+    results.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran")).collect()
+}
+
+/// Rows per share when `rows` are split between `threads` threads: whole row tiles.
+fn rows_per_share(rows: usize, threads: usize) -> usize {
+    rows.div_ceil(threads.min(pool::MAX_TASKS)).next_multiple_of(TILE_ROWS)
 }
