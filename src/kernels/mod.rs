@@ -71,6 +71,7 @@ pub struct Kernels {
     /// float16-weight product: `out[r*n + j] = Σ_k fma in order k = 0..K of x[r*k + kk] * w[kk*n + j]`
     /// (accumulated in f32 from 0.0, one FMA per k), then `+ bias[j]` as a separate add.
     /// `w` holds IEEE binary16 bits, transposed to `k x n`.
+    #[allow(clippy::type_complexity)] // one argument per operand, as the other kernels take them
     pub gemm_f32_f16: fn(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32]),
 }
 

@@ -118,11 +118,6 @@ impl Pool {
         Ok(pool)
     }
 
-    /// The number of helper threads.
-    pub(super) fn helpers(&self) -> usize {
-        self.helpers.len()
-    }
-
     /// Runs `f(0)`, ..., `f(tasks - 1)` (at most [`MAX_TASKS`]), each once, on the calling thread
     /// and the helpers, and returns when all have finished. When another thread is using the pool,
     /// runs them all on the calling thread. A panic in any task is raised here.
@@ -219,7 +214,7 @@ fn wait_for_job(shared: &Shared, seen: u64) -> Option<u64> {
             return None;
         }
         spins = spins.wrapping_add(1);
-        if spins % 256 != 0 || start.elapsed() < SPIN {
+        if !spins.is_multiple_of(256) || start.elapsed() < SPIN {
             std::hint::spin_loop();
             continue;
         }
