@@ -5,9 +5,9 @@ use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
-use crate::pack::PackedWeights;
+use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
 use crate::quant::{choose_qparams, QParams};
-use crate::threads::{for_row_shares, map_row_shares};
+use crate::threads::{for_row_shares, for_shares, map_row_shares};
 
 thread_local! {
     /// Each thread's quantized-input buffer for [`with_input_buffer`].
@@ -177,7 +177,7 @@ pub struct EpilogueTerms<'a> {
 /// A dynamic int8 Linear: int8 weights with per-tensor or per-channel qparams, float bias.
 #[derive(Clone, Debug)]
 pub struct DynamicLinear {
-    weights: PackedWeights,
+    weights: ColumnBlocks,
     scales: Vec<f32>,
     zero_points: Vec<i32>,
     col_offsets: Vec<i32>,
@@ -190,7 +190,7 @@ impl DynamicLinear {
     /// `weight` is row-major `n x k` int8. `scales`/`zero_points` have length 1 (per tensor) or `n`
     /// (per output feature); scales are used as float32, as FBGEMM does.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
-        let weights = PackedWeights::pack(weight, n, k)?;
+        let weights = ColumnBlocks::pack(weight, n, k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {
             if len == 1 || len == n {
                 Ok(())
@@ -311,13 +311,37 @@ impl DynamicLinear {
             }
             row_sums
         };
+        let a_rows = |first_row: usize, rows: usize| &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
+        let block_params = |columns: std::ops::Range<usize>| Dequantize {
+            col_offsets: &params.col_offsets[columns.clone()],
+            w_zero_points: &params.w_zero_points[columns.clone()],
+            multipliers: &params.multipliers[columns.clone()],
+            bias: params.bias.map(|b| &b[columns]),
+            ..params
+        };
+        let macs = xq.rows * n * xq.k;
+        if xq.rows == 1 {
+            // A batch of one: shares of whole column blocks, each thread reading only its weights.
+            for_shares(out, COLUMN_BLOCK, 1, macs, |first_block, out_columns| {
+                for (i, out_block) in out_columns.chunks_mut(COLUMN_BLOCK).enumerate() {
+                    let start = (first_block + i) * COLUMN_BLOCK;
+                    let (weights, params) = (self.weights.block_at(start), block_params(start..start + out_block.len()));
+                    let width = out_block.len();
+                    (kernels.gemm_u8i8_dequantize)(a_rows(0, 1), xq.stride, 1, weights, row_sums, &params, out_block, width);
+                }
+            });
+            return Ok(());
+        }
         let run_rows = |first_row: usize, out_rows: &mut [f32]| {
             let rows = out_rows.len() / n;
-            let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
             let row_sums = &row_sums[first_row..first_row + rows];
-            (kernels.gemm_u8i8_dequantize)(a, xq.stride, rows, &self.weights, row_sums, &params, out_rows, n);
+            for (columns, weights) in self.weights.blocks() {
+                let out = &mut out_rows[columns.start..];
+                let params = block_params(columns);
+                (kernels.gemm_u8i8_dequantize)(a_rows(first_row, rows), xq.stride, rows, weights, row_sums, &params, out, n);
+            }
         };
-        for_row_shares(out, n, xq.rows * n * xq.k, run_rows);
+        for_row_shares(out, n, macs, run_rows);
         Ok(())
     }
 
@@ -347,7 +371,10 @@ impl DynamicLinear {
         let run_rows = |first: usize, share: &mut [i32]| {
             let start = (first_row + first) * xq.stride;
             let share_rows = share.len() / n;
-            (kernels.gemm_u8i8)(&xq.data[start..start + share_rows * xq.stride], xq.stride, share_rows, &self.weights, share, n);
+            let a = &xq.data[start..start + share_rows * xq.stride];
+            for (columns, weights) in self.weights.blocks() {
+                (kernels.gemm_u8i8)(a, xq.stride, share_rows, weights, &mut share[columns.start..], n);
+            }
         };
         for_row_shares(acc, n, rows * n * xq.k, run_rows);
         Ok(())

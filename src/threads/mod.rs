@@ -58,20 +58,30 @@ fn current() -> Arc<Threads> {
 
 /// Runs `work(first_row, rows_out)` over `out`, a row-major matrix of `row_len`-element rows:
 /// in one call on the calling thread when the work (`macs` multiply-accumulates) is small or only
-/// one thread is allowed, else in one contiguous share of rows per thread, claimed by the calling
-/// thread and the pool threads (see [`pool`]).
+/// one thread is allowed, else in one contiguous share of rows per thread (whole row tiles),
+/// claimed by the calling thread and the pool threads (see [`pool`]).
 pub fn for_row_shares<T, F>(out: &mut [T], row_len: usize, macs: usize, work: F)
 where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync,
 {
-    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    for_shares(out, row_len, TILE_ROWS, macs, work)
+}
+
+/// [`for_row_shares`] with shares a multiple of `unit` rows (`unit >= 1`). The last row may be
+/// shorter than `row_len`.
+pub fn for_shares<T, F>(out: &mut [T], row_len: usize, unit: usize, macs: usize, work: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync,
+{
+    let rows = out.len().div_ceil(row_len.max(1));
     let threads = current();
     let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && macs >= PARALLEL_THRESHOLD_MACS) else {
         work(0, out);
         return;
     };
-    let rows_per_share = rows_per_share(rows, threads.count);
+    let rows_per_share = rows_per_share(rows, threads.count, unit);
     // One share per task; a task takes its own (the locks are never contended).
     let shares: Vec<Mutex<Option<&mut [T]>>> =
         out.chunks_mut(rows_per_share * row_len).map(|share| Mutex::new(Some(share))).collect();
@@ -95,7 +105,7 @@ where
     let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && cost >= PARALLEL_THRESHOLD_MACS) else {
         return vec![work(0..rows)];
     };
-    let rows_per_share = rows_per_share(rows, threads.count);
+    let rows_per_share = rows_per_share(rows, threads.count, TILE_ROWS);
     let results: Vec<Mutex<Option<R>>> = (0..rows.div_ceil(rows_per_share)).map(|_| Mutex::new(None)).collect();
     helpers.run(results.len(), &|i| {
         let share = i * rows_per_share..((i + 1) * rows_per_share).min(rows);
@@ -104,7 +114,7 @@ where
     results.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran")).collect()
 }
 
-/// Rows per share when `rows` are split between `threads` threads: whole row tiles.
-fn rows_per_share(rows: usize, threads: usize) -> usize {
-    rows.div_ceil(threads.min(pool::MAX_TASKS)).next_multiple_of(TILE_ROWS)
+/// Rows per share when `rows` are split between `threads` threads, in multiples of `unit`.
+fn rows_per_share(rows: usize, threads: usize, unit: usize) -> usize {
+    rows.div_ceil(threads.min(pool::MAX_TASKS)).next_multiple_of(unit.max(1))
 }

@@ -1,0 +1,97 @@
+//! A weight matrix packed in blocks of output columns, so that a product with few rows can be
+//! split between threads by columns (each thread reading only its part of the weights) while every
+//! column is still computed by the same kernel, in the same order, as without the split.
+
+use std::ops::Range;
+
+use crate::error::Result;
+use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
+
+/// Output columns per block: a multiple of the panel width, wide enough that a block's kernel
+/// call costs little next to its work (one block holds the gates of a recurrent layer up to
+/// 256 hidden units).
+pub const COLUMN_BLOCK: usize = 1024;
+
+const _: () = assert!(COLUMN_BLOCK.is_multiple_of(PANEL_WIDTH));
+
+/// `W[n, k]` as [`PackedWeights`] blocks of [`COLUMN_BLOCK`] output columns (the last one
+/// narrower).
+#[derive(Clone, Debug)]
+pub struct ColumnBlocks {
+    n: usize,
+    k: usize,
+    blocks: Vec<PackedWeights>,
+    col_sums: Vec<i32>,
+}
+
+impl ColumnBlocks {
+    /// Packs `weight`, a row-major `n x k` int8 matrix (its rows are the output columns).
+    pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
+        PackedWeights::pack(weight, n, k)?; // the shape checks, with their messages
+        let blocks: Vec<PackedWeights> = (0..n.div_ceil(COLUMN_BLOCK))
+            .map(|b| {
+                let columns = b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n);
+                PackedWeights::pack(&weight[columns.start * k..columns.end * k], columns.len(), k)
+            })
+            .collect::<Result<_>>()?;
+        let col_sums = blocks.iter().flat_map(|b| b.col_sums().iter().copied()).collect();
+        Ok(ColumnBlocks { n, k, blocks, col_sums })
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The row stride the kernels want for activations: `k` rounded up to a multiple of 4.
+    pub fn k_padded(&self) -> usize {
+        self.k.div_ceil(K_GROUP) * K_GROUP
+    }
+
+    /// `Σ_k W[n, k]` per output column.
+    pub fn col_sums(&self) -> &[i32] {
+        &self.col_sums
+    }
+
+    /// The blocks, each with the output columns it holds.
+    pub fn blocks(&self) -> impl Iterator<Item = (Range<usize>, &PackedWeights)> {
+        self.blocks.iter().enumerate().map(|(b, w)| (b * COLUMN_BLOCK..b * COLUMN_BLOCK + w.n(), w))
+    }
+
+    /// The block holding output column `column` (a multiple of [`COLUMN_BLOCK`]).
+    pub fn block_at(&self, column: usize) -> &PackedWeights {
+        debug_assert!(column.is_multiple_of(COLUMN_BLOCK));
+        &self.blocks[column / COLUMN_BLOCK]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_the_columns_in_order() {
+        for n in [0, 1, COLUMN_BLOCK - 1, COLUMN_BLOCK, COLUMN_BLOCK + 1, 3 * COLUMN_BLOCK + 17] {
+            let k = 5;
+            let w: Vec<i8> = (0..n * k).map(|i| (i % 253) as i8).collect();
+            let blocks = ColumnBlocks::pack(&w, n, k).unwrap();
+            let whole = PackedWeights::pack(&w, n, k).unwrap();
+            assert_eq!(blocks.col_sums(), whole.col_sums());
+            assert_eq!(blocks.k_padded(), whole.k_padded());
+            let mut unpacked = Vec::new();
+            let mut next = 0;
+            for (columns, block) in blocks.blocks() {
+                assert_eq!(columns.start, next);
+                assert!(std::ptr::eq(blocks.block_at(columns.start), block));
+                next = columns.end;
+                unpacked.extend(block.unpack());
+            }
+            assert_eq!((next, unpacked), (n, w));
+        }
+    }
+}
