@@ -57,15 +57,16 @@ entry_points! {
 }
 
 /// The int8 GEMM: the single-`vpmaddubsw` step when every activation byte the product reads is
-/// below 128, the split step otherwise. One row walks 4 panels at once; more rows go 4 at a time.
+/// below 128, the split step otherwise. One row goes panel by panel (one stream of weights, see
+/// `gemm_u8i8`); more rows go 4 at a time.
 #[inline(always)]
 fn gemm(t: Avx2, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
     let k_padded = b.k_padded();
     let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
     match (seven_bit, rows) {
-        (true, 1) => gemm_u8i8::gemm::<_, 1, 4>(SevenBit(t), a, lda, rows, b, out, ldo),
+        (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(SevenBit(t), a, lda, rows, b, out, ldo),
         (true, _) => gemm_u8i8::gemm::<_, 4, 1>(SevenBit(t), a, lda, rows, b, out, ldo),
-        (false, 1) => gemm_u8i8::gemm::<_, 1, 4>(EightBit(t), a, lda, rows, b, out, ldo),
+        (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(EightBit(t), a, lda, rows, b, out, ldo),
         (false, _) => gemm_u8i8::gemm::<_, 4, 1>(EightBit(t), a, lda, rows, b, out, ldo),
     }
 }
@@ -87,9 +88,9 @@ fn gemm_dequantize(
     let k_padded = b.k_padded();
     let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
     match (seven_bit, rows) {
-        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 4>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
+        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
         (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
-        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 4>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
+        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
         (false, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
     }
 }
@@ -158,6 +159,12 @@ impl Int8Dot for SevenBit {
     }
 
     #[inline(always)]
+    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: the token proves AVX2.
+        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
+    }
+
+    #[inline(always)]
     fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
         halves_to_array(acc)
     }
@@ -209,6 +216,12 @@ impl Int8Dot for EightBit {
             _mm256_add_epi32(acc, _mm256_add_epi32(pair_products(t, a[0], w, 1), pair_products(t, a[1], w, 128)))
         };
         [add(acc[0], w[0]), add(acc[1], w[1])]
+    }
+
+    #[inline(always)]
+    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: the token proves AVX2.
+        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
     }
 
     #[inline(always)]

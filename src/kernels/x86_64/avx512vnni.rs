@@ -55,15 +55,16 @@ entry_points! {
         = gemm_f16::gemm_f32_f16::<_, 4, 4>;
 }
 
-/// The int8 GEMM, in register tiles chosen by the number of rows. Up to 6 rows: one tile exactly
-/// that high and 4 panels wide (a batch of 1 or 2 is bound by reading the weights, and 4 panels keep
+/// The int8 GEMM, in register tiles chosen by the number of rows. One row: panel by panel, the
+/// weights read as one stream (see `gemm_u8i8`'s module notes). 2 to 6 rows: one tile exactly that
+/// high and 4 panels wide (a batch of 2 is still bound by reading the weights, and 4 panels keep
 /// enough independent loads and accumulators going); 7 rows: 7 x 3. More: strips of 8 rows x 3
 /// panels, 24 accumulators + 3 weight vectors + 1 broadcast of the 32 registers, each loaded weight
 /// vector used by 8 rows (measured about 90 % of the `vpdpbusd` peak on Zen 5).
 #[inline(always)]
 fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
     match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 4>(t, a, lda, rows, b, out, ldo),
+        1 => gemm_u8i8::gemm::<_, 1, 1>(t, a, lda, rows, b, out, ldo),
         2 => gemm_u8i8::gemm::<_, 2, 4>(t, a, lda, rows, b, out, ldo),
         3 => gemm_u8i8::gemm::<_, 3, 4>(t, a, lda, rows, b, out, ldo),
         4 => gemm_u8i8::gemm::<_, 4, 4>(t, a, lda, rows, b, out, ldo),
@@ -89,7 +90,7 @@ fn gemm_dequantize(
     ldo: usize,
 ) {
     match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
         2 => gemm_u8i8::gemm_dequantize::<_, 2, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
         3 => gemm_u8i8::gemm_dequantize::<_, 3, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
         4 => gemm_u8i8::gemm_dequantize::<_, 4, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
@@ -135,6 +136,12 @@ impl Int8Dot for Avx512 {
         // SAFETY: the token proves AVX-512 VNNI. `vpdpbusd` (not the saturating `vpdpbusds`)
         // adds the four exact u8 x s8 products of each lane to the wrapping int32 lane.
         unsafe { _mm512_dpbusd_epi32(acc, a, w) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { _mm512_add_epi32(a, b) }
     }
 
     #[inline(always)]

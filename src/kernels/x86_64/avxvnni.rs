@@ -53,12 +53,13 @@ entry_points! {
     ) = gemm_dequantize;
 }
 
-/// The int8 GEMM: one row walks 4 panels at once (8 accumulators), two rows 2 panels; more rows
+/// The int8 GEMM: one row goes panel by panel (one stream of weights, see `gemm_u8i8`), two rows
+/// 2 panels at once; more rows
 /// share each loaded weight vector across 6 rows (12 accumulators, within the 16 ymm registers).
 #[inline(always)]
 fn gemm(t: AvxVnni, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
     match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 4>(t, a, lda, rows, b, out, ldo),
+        1 => gemm_u8i8::gemm::<_, 1, 1>(t, a, lda, rows, b, out, ldo),
         2 => gemm_u8i8::gemm::<_, 2, 2>(t, a, lda, rows, b, out, ldo),
         _ => gemm_u8i8::gemm::<_, 6, 1>(t, a, lda, rows, b, out, ldo),
     }
@@ -79,7 +80,7 @@ fn gemm_dequantize(
     ldo: usize,
 ) {
     match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
         2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(t, a, lda, rows, b, row_sums, params, out, ldo),
         _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
     }
@@ -113,6 +114,12 @@ impl Int8Dot for AvxVnni {
         // SAFETY: the token proves AVX-VNNI. `vpdpbusd` (not `vpdpbusds`) adds the four exact
         // u8 x s8 products of each lane to the wrapping int32 lane.
         unsafe { [_mm256_dpbusd_avx_epi32(acc[0], a, w[0]), _mm256_dpbusd_avx_epi32(acc[1], a, w[1])] }
+    }
+
+    #[inline(always)]
+    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: the token proves AVX2.
+        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
     }
 
     #[inline(always)]

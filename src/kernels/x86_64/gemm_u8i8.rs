@@ -6,6 +6,13 @@
 //! bytes) comes from memory once and from cache for every further strip of rows; a strip reads 4
 //! activation bytes per row and k-group, broadcast across the panels.
 //!
+//! A single row (batch 1, a recurrent step) is bound by reading the weights, not by the
+//! arithmetic: it goes panel by panel ([`row_panel`]), so that the weights are read as one
+//! sequential stream (the panels lie one after another), with four accumulators over interleaved
+//! k-groups to keep the dot products independent. Measured on Zen 5 (1 x 768 x 768, weights in
+//! L2): 2.8 us against 3.5 us for a 1 x 4-panel tile, whose four streams the prefetchers serve
+//! less well.
+//!
 //! A finished tile goes to an [`Output`]: stored as raw int32 ([`gemm`]), or dequantized straight
 //! from the registers ([`gemm_dequantize`]), so the accumulators never round-trip through memory.
 
@@ -32,6 +39,8 @@ pub(super) trait Int8Dot: Copy {
     fn load(self, w: &Block) -> Self::W;
     /// One dot-product step.
     fn dot(self, acc: Self::Acc, a: Self::A, w: Self::W) -> Self::Acc;
+    /// `a + b` lane by lane (wrapping).
+    fn add(self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
     /// The accumulators, in column order.
     fn to_array(self, acc: Self::Acc) -> [i32; PANEL_WIDTH];
     /// The element-wise vector operations of the same path, for the dequantizing store; its
@@ -174,6 +183,12 @@ fn panels<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
         job.a[r * job.lda..r * job.lda + k_padded].as_chunks::<K_GROUP>().0
     });
     let (b, p0) = (job.b, dst.p0);
+    if MR == 1 {
+        for p in p0..p0 + width {
+            o.store::<1, 1>(d, Tile { p0: p, ..dst }, &[[row_panel(d, strip[0], b, p)]]);
+        }
+        return;
+    }
     match width {
         w if w == NP => o.store(d, dst, &tile::<D, MR, NP>(d, &strip, b, p0)),
         4 => o.store(d, dst, &tile::<D, MR, 4>(d, &strip, b, p0)),
@@ -204,6 +219,28 @@ fn tile<D: Int8Dot, const MR: usize, const NP: usize>(
         }
     }
     acc
+}
+
+/// One row times panel `p` over the whole `K`: k-group `g` goes to accumulator `g % 4` (the last
+/// `k_groups % 4` to the first), and the four are added at the end (wrapping addition is
+/// associative, so the sum is the one a single accumulator would hold).
+#[inline(always)]
+fn row_panel<D: Int8Dot>(d: D, a: &[[u8; K_GROUP]], b: &PackedWeights, p: usize) -> D::Acc {
+    let k_groups = b.k_groups();
+    let a = &a[..k_groups];
+    let w = &b.panel(p)[..k_groups];
+    let mut acc = [d.zero(); 4];
+    let (w4, w_rest) = w.as_chunks::<4>();
+    let (a4, a_rest) = a.as_chunks::<4>();
+    for (w, a) in w4.iter().zip(a4) {
+        for i in 0..4 {
+            acc[i] = d.dot(acc[i], d.broadcast(a[i]), d.load(&w[i]));
+        }
+    }
+    for (w, &a) in w_rest.iter().zip(a_rest) {
+        acc[0] = d.dot(acc[0], d.broadcast(a), d.load(w));
+    }
+    d.add(d.add(acc[0], acc[1]), d.add(acc[2], acc[3]))
 }
 
 /// Where a tile goes: output rows `r0..r0 + rows`, panels from `p0`.
