@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
 use crate::quant::{choose_qparams, QParams};
-use crate::threads::{for_row_shares, for_shares, map_row_shares};
+use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
 
 thread_local! {
     /// Each thread's quantized-input buffer for [`with_input_buffer`].
@@ -79,8 +79,8 @@ fn quantize_rows(
 ) -> Result<()> {
     check_len(x.len(), rows, k, "input")?;
     let cost = rows * k * QUANTIZE_COST;
-    let ranges = map_row_shares(rows, cost, |share| (kernels.range)(&x[share.start * k..share.end * k]));
-    let Some(Range::Finite { min, max }) = ranges.into_iter().reduce(merge_ranges) else {
+    let range = reduce_row_shares(rows, cost, |share| (kernels.range)(&x[share.start * k..share.end * k]), merge_ranges);
+    let Range::Finite { min, max } = range else {
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
     };
     let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;

@@ -94,16 +94,17 @@ where
 }
 
 /// Runs `work(rows)` over the rows `0..rows` in the shares [`for_row_shares`] would make (one
-/// call on the calling thread when `cost`, in multiply-accumulates, is small), returning each
-/// share's result in row order.
-pub fn map_row_shares<R, F>(rows: usize, cost: usize, work: F) -> Vec<R>
+/// call on the calling thread, allocating nothing, when `cost`, in multiply-accumulates, is
+/// small), and folds the shares' results with `merge` in row order.
+pub fn reduce_row_shares<R, F, M>(rows: usize, cost: usize, work: F, merge: M) -> R
 where
     R: Send,
     F: Fn(std::ops::Range<usize>) -> R + Sync,
+    M: Fn(R, R) -> R,
 {
     let threads = current();
     let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && cost >= PARALLEL_THRESHOLD_MACS) else {
-        return vec![work(0..rows)];
+        return work(0..rows);
     };
     let rows_per_share = rows_per_share(rows, threads.count, TILE_ROWS);
     let results: Vec<Mutex<Option<R>>> = (0..rows.div_ceil(rows_per_share)).map(|_| Mutex::new(None)).collect();
@@ -111,7 +112,9 @@ where
         let share = i * rows_per_share..((i + 1) * rows_per_share).min(rows);
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(work(share));
     });
-    results.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran")).collect()
+    let mut results = results.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran"));
+    let first = results.next().expect("at least one share");
+    results.fold(first, merge)
 }
 
 /// Rows per share when `rows` are split between `threads` threads, in multiples of `unit`.
