@@ -86,38 +86,6 @@ def test_threads_setting():
         ferroq.set_num_threads(before)
 
 
-@pytest.mark.parametrize("rows,in_features,out_features", [(64, 512, 512), (300, 1024, 64), (1, 2048, 2048), (1, 2048, 2500)])
-def test_threads_give_identical_results(rng, rows, in_features, out_features):
-    """Large products are split between threads (by rows, or by blocks of columns for a batch of
-    one, the last block narrower for 2500 outputs; (300, 1024, 64) also splits the input
-    quantization); the split changes nothing."""
-    before = ferroq.get_num_threads()
-    q = ferroq.nn.quantized.dynamic.Linear.from_float(ferroq.nn.Linear(in_features, out_features))
-    x = rng.standard_normal((rows, in_features)).astype(np.float32)
-    x[-1, -1] = 7.5  # the largest value sits in the last share
-    try:
-        ferroq.set_num_threads(1)
-        one = q(x)
-        ferroq.set_num_threads(2)
-        two = q(x)
-    finally:
-        ferroq.set_num_threads(before)
-    np.testing.assert_array_equal(one.view(np.uint32), two.view(np.uint32))
-
-
-def test_threads_report_nan_in_any_share(rng):
-    before = ferroq.get_num_threads()
-    q = ferroq.nn.quantized.dynamic.Linear.from_float(ferroq.nn.Linear(1024, 64))
-    x = rng.standard_normal((300, 1024)).astype(np.float32)
-    x[-1, 3] = np.nan
-    try:
-        ferroq.set_num_threads(2)
-        with pytest.raises(ValueError, match="NaN"):
-            q(x)
-    finally:
-        ferroq.set_num_threads(before)
-
-
 def test_core_stubs_match_the_extension():
     pytest.importorskip("mypy")
     stub_dir = Path(ferroq.__file__).parent
@@ -129,3 +97,4 @@ def test_core_stubs_match_the_extension():
 def test_import_does_not_import_torch():
     code = "import sys, ferroq; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
