@@ -76,8 +76,8 @@ where
     F: Fn(usize, &mut [T]) + Sync,
 {
     let rows = out.len().div_ceil(row_len.max(1));
-    let threads = current();
-    let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && macs >= PARALLEL_THRESHOLD_MACS) else {
+    let threads = worth_splitting(rows, macs).then(current);
+    let Some((threads, helpers)) = threads.as_ref().and_then(|t| Some((t, t.helpers.as_ref()?))) else {
         work(0, out);
         return;
     };
@@ -102,8 +102,8 @@ where
     F: Fn(std::ops::Range<usize>) -> R + Sync,
     M: Fn(R, R) -> R,
 {
-    let threads = current();
-    let Some(helpers) = threads.helpers.as_ref().filter(|_| rows >= 2 && cost >= PARALLEL_THRESHOLD_MACS) else {
+    let threads = worth_splitting(rows, cost).then(current);
+    let Some((threads, helpers)) = threads.as_ref().and_then(|t| Some((t, t.helpers.as_ref()?))) else {
         return work(0..rows);
     };
     let rows_per_share = rows_per_share(rows, threads.count, TILE_ROWS);
@@ -115,6 +115,12 @@ where
     let mut results = results.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran"));
     let first = results.next().expect("at least one share");
     results.fold(first, merge)
+}
+
+/// Whether `rows` rows costing `macs` multiply-accumulates are worth splitting between threads
+/// (checked before the thread settings are even looked at: small calls are the frequent ones).
+fn worth_splitting(rows: usize, macs: usize) -> bool {
+    rows >= 2 && macs >= PARALLEL_THRESHOLD_MACS
 }
 
 /// Rows per share when `rows` are split between `threads` threads, in multiples of `unit`.
