@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::error::Result;
-use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{check_weight_len, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Output columns per block: a multiple of the panel width, wide enough that a block's kernel
 /// call costs little next to its work (one block holds the gates of a recurrent layer up to
@@ -27,7 +27,7 @@ pub struct ColumnBlocks {
 impl ColumnBlocks {
     /// Packs `weight`, a row-major `n x k` int8 matrix (its rows are the output columns).
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
-        PackedWeights::pack(weight, n, k)?; // the shape checks, with their messages
+        check_weight_len(weight.len(), n, k)?;
         let blocks: Vec<PackedWeights> = (0..n.div_ceil(COLUMN_BLOCK))
             .map(|b| {
                 let columns = b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n);

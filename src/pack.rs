@@ -19,6 +19,15 @@ pub const K_GROUP: usize = 4;
 #[repr(C, align(64))]
 pub struct Block(pub [i8; PANEL_WIDTH * K_GROUP]);
 
+/// Checks that a row-major `n x k` weight matrix has `len` elements.
+pub fn check_weight_len(len: usize, n: usize, k: usize) -> Result<()> {
+    let expected = n.checked_mul(k).ok_or_else(|| Error::Shape(format!("weight shape ({n}, {k}) is too large")))?;
+    if len != expected {
+        return Err(Error::Shape(format!("weight has {len} elements, expected {n} x {k} = {expected}")));
+    }
+    Ok(())
+}
+
 /// An int8 weight matrix in panel layout, with the per-column data the epilogues need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedWeights {
@@ -32,13 +41,7 @@ pub struct PackedWeights {
 impl PackedWeights {
     /// Packs `weight`, a row-major `n x k` int8 matrix.
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
-        let expected = n.checked_mul(k).ok_or_else(|| Error::Shape(format!("weight shape ({n}, {k}) is too large")))?;
-        if weight.len() != expected {
-            return Err(Error::Shape(format!(
-                "weight has {} elements, expected {n} x {k} = {expected}",
-                weight.len()
-            )));
-        }
+        check_weight_len(weight.len(), n, k)?;
         let k_groups = k.div_ceil(K_GROUP);
         let n_panels = n.div_ceil(PANEL_WIDTH);
         let mut blocks = vec![Block([0; PANEL_WIDTH * K_GROUP]); n_panels * k_groups];
