@@ -7,6 +7,7 @@
 //! is padded with zeros to a multiple of 4 and `N` with zero columns to a multiple of 16: padding
 //! adds nothing to any dot product.
 
+use crate::block_buffer::BlockBuffer;
 use crate::error::{Error, Result};
 
 /// Output features per panel (16 int32 lanes of a 512-bit register).
@@ -34,7 +35,7 @@ pub struct PackedWeights {
     n: usize,
     k: usize,
     k_groups: usize,
-    blocks: Vec<Block>,
+    blocks: BlockBuffer,
     col_sums: Vec<i32>,
 }
 
@@ -42,21 +43,33 @@ impl PackedWeights {
     /// Packs `weight`, a row-major `n x k` int8 matrix.
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
         check_weight_len(weight.len(), n, k)?;
-        let k_groups = k.div_ceil(K_GROUP);
-        let n_panels = n.div_ceil(PANEL_WIDTH);
-        let mut blocks = vec![Block([0; PANEL_WIDTH * K_GROUP]); n_panels * k_groups];
+        let mut packed = Self::zeros(n, k)?;
+        let k_groups = packed.k_groups;
+        let blocks = packed.blocks.as_mut_slice();
         for (col, row) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
             let (panel, lane) = (col / PANEL_WIDTH, col % PANEL_WIDTH);
-            for (kk, &w) in row.iter().enumerate() {
-                let block = &mut blocks[panel * k_groups + kk / K_GROUP];
-                block.0[lane * K_GROUP + kk % K_GROUP] = w;
+            let panel = &mut blocks[panel * k_groups..(panel + 1) * k_groups];
+            for (block, group) in panel.iter_mut().zip(row.chunks(K_GROUP)) {
+                block.0[lane * K_GROUP..lane * K_GROUP + group.len()].copy_from_slice(group);
             }
         }
-        let col_sums = weight.chunks_exact(k.max(1)).take(n).map(|row| row.iter().map(|&w| w as i32).sum()).collect();
-        let col_sums = if k == 0 { vec![0; n] } else { col_sums };
-        Ok(PackedWeights { n, k, k_groups, blocks, col_sums })
+        if k > 0 {
+            for (sum, row) in packed.col_sums.iter_mut().zip(weight.chunks_exact(k)) {
+                *sum = row.iter().map(|&w| w as i32).sum();
+            }
+        }
+        Ok(packed)
     }
 
+    /// An `n x k` matrix of zeros. Large matrices get fresh pages from the operating system that
+    /// nothing writes, so they cost no memory until something is written to them.
+    pub fn zeros(n: usize, k: usize) -> Result<Self> {
+        let too_large = || Error::Shape(format!("weight shape ({n}, {k}) is too large"));
+        n.checked_mul(k).ok_or_else(too_large)?;
+        let k_groups = k.div_ceil(K_GROUP);
+        let len = n.div_ceil(PANEL_WIDTH).checked_mul(k_groups).ok_or_else(too_large)?;
+        Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len)?, col_sums: vec![0; n] })
+    }
     /// Output features (columns of the product).
     pub fn n(&self) -> usize {
         self.n
@@ -84,7 +97,7 @@ impl PackedWeights {
 
     /// The `k_groups()` blocks of panel `p`.
     pub fn panel(&self, p: usize) -> &[Block] {
-        &self.blocks[p * self.k_groups..(p + 1) * self.k_groups]
+        &self.blocks.as_slice()[p * self.k_groups..(p + 1) * self.k_groups]
     }
 
     /// `Σ_k W[n, k]` per column: the zero-point compensation term.
@@ -99,7 +112,23 @@ impl PackedWeights {
 
     /// The row-major `n x k` matrix this was packed from.
     pub fn unpack(&self) -> Vec<i8> {
-        (0..self.n).flat_map(|n| (0..self.k).map(move |k| (n, k))).map(|(n, k)| self.get(n, k)).collect()
+        let mut out = vec![0; self.n * self.k];
+        self.unpack_into(&mut out);
+        out
+    }
+
+    /// Writes the row-major `n x k` matrix this was packed from into `out` (`n * k` elements).
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn unpack_into(&self, out: &mut [i8]) {
+        assert_eq!(out.len(), self.n * self.k, "unpack_into: wrong output length");
+        for (col, row) in out.chunks_exact_mut(self.k.max(1)).take(self.n).enumerate() {
+            let lane = col % PANEL_WIDTH;
+            for (block, group) in self.panel(col / PANEL_WIDTH).iter().zip(row.chunks_mut(K_GROUP)) {
+                group.copy_from_slice(&block.0[lane * K_GROUP..lane * K_GROUP + group.len()]);
+            }
+        }
     }
 }
 

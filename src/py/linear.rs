@@ -1,6 +1,8 @@
 //! Python classes owning packed Linear weights. Validation of user input happens in the Python
 //! layer first; these classes check again and never panic.
 
+use std::sync::Arc;
+
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -14,7 +16,7 @@ use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 /// have one entry (per tensor) or `out_features` entries (per channel); `bias` is float32 or None.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinear {
-    pub(super) inner: DynamicLinear,
+    pub(super) inner: Arc<DynamicLinear>,
 }
 
 #[pymethods]
@@ -30,7 +32,27 @@ impl PackedLinear {
         let (w, n, k) = matrix(&weight, "weight")?;
         let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
         let inner = DynamicLinear::new(w, n, k, vector(&scales, "scales")?, vector(&zero_points, "zero_points")?, bias)?;
-        Ok(PackedLinear { inner })
+        Ok(PackedLinear { inner: inner.into() })
+    }
+
+    /// All-zero `(out_features, in_features)` weights with scale 1 and zero point 0, costing no
+    /// memory until replaced (what a module holds before its weights are set).
+    #[staticmethod]
+    #[pyo3(signature = (out_features, in_features, bias=None))]
+    fn zeros(out_features: usize, in_features: usize, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
+        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
+        Ok(PackedLinear { inner: DynamicLinear::zeros(out_features, in_features, bias)?.into() })
+    }
+
+    /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
+    /// layout (the packed form is the only copy kept).
+    fn weight<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i8>> {
+        let out = PyArray2::<i8>::zeros(py, [self.inner.out_features(), self.inner.in_features()], false);
+        {
+            let mut out_rw = out.readwrite();
+            self.inner.weight_into(out_rw.as_slice_mut().expect("a new array is contiguous"));
+        }
+        out
     }
 
     #[getter]
@@ -75,7 +97,7 @@ fn new_output(py: Python<'_>, rows: usize, n: usize) -> Bound<'_, PyArray2<f32>>
 /// the `dtype=float16` dynamic Linear. Activations stay float32.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinearFp16 {
-    pub(super) inner: Fp16Linear,
+    pub(super) inner: Arc<Fp16Linear>,
 }
 
 #[pymethods]
@@ -85,7 +107,18 @@ impl PackedLinearFp16 {
     fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
         let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        Ok(PackedLinearFp16 { inner: Fp16Linear::new(w, n, k, bias)? })
+        Ok(PackedLinearFp16 { inner: Fp16Linear::new(w, n, k, bias)?.into() })
+    }
+
+    /// The float16 weight bits `(out_features, in_features)` uint16 as a new array, read back
+    /// from the packed layout (the packed form is the only copy kept).
+    fn weight_bits<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<u16>> {
+        let out = PyArray2::<u16>::zeros(py, [self.inner.out_features(), self.inner.in_features()], false);
+        {
+            let mut out_rw = out.readwrite();
+            self.inner.weight_bits_into(out_rw.as_slice_mut().expect("a new array is contiguous"));
+        }
+        out
     }
 
     #[getter]

@@ -54,6 +54,17 @@ impl PackedStaticLinear {
         self.inner.out_features()
     }
 
+    /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
+    /// layout (the packed form is the only copy kept).
+    fn weight<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i8>> {
+        let out = PyArray2::<i8>::zeros(py, [self.inner.out_features(), self.inner.in_features()], false);
+        {
+            let mut out_rw = out.readwrite();
+            self.inner.weight_into(out_rw.as_slice_mut().expect("a new array is contiguous"));
+        }
+        out
+    }
+
     /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
     /// `(rows, in_features)` with qparams `(x_scale, x_zero_point)`; the output has the qparams
     /// `(y_scale, y_zero_point)`. With `relu` every output is at least `y_zero_point`. Scales are

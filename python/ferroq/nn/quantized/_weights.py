@@ -89,6 +89,30 @@ def to_fp16(weight: np.ndarray, what: str) -> np.ndarray:
     return np.clip(weight, -FP16_MAX, FP16_MAX).astype(np.float16)
 
 
+#: A qint8 weight's qparams without its integers: ``(scale, zero_point, scales, zero_points, axis)``
+#: as a :class:`~ferroq.QTensor` holds them (per tensor: the first two; per channel: the rest).
+QParams = Tuple[Optional[float], Optional[int], Optional[np.ndarray], Optional[np.ndarray], Optional[int]]
+
+
+def qparams_of(q: QTensor) -> QParams:
+    """The qparams of ``q``, to keep beside its packed integers."""
+    return (q._scale, q._zero_point, q._scales, q._zero_points, q._axis)
+
+
+def qtensor_from(values: np.ndarray, qparams: QParams) -> QTensor:
+    """A qint8 QTensor owning ``values`` (a new C-contiguous int8 array, e.g. unpacked from a packed
+    weight) with ``qparams`` as taken by :func:`qparams_of` (already checked): no copy, no check."""
+    q = object.__new__(QTensor)
+    q._int, q._dtype = values, qint8
+    q._scale, q._zero_point, q._scales, q._zero_points, q._axis = qparams
+    return q
+
+
+def int8_values(q: QTensor) -> np.ndarray:
+    """The integers of a qint8 QTensor, read-only and without a copy, for packing."""
+    return q._int
+
+
 def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarray]:
     """float32 scales and int32 zero points as the kernel takes them (1 or ``out_features`` entries)."""
     if q.qscheme().is_per_channel:

@@ -1,0 +1,102 @@
+//! The memory behind packed weights: zero-initialised, 64-byte aligned [`Block`]s.
+//!
+//! Large buffers are mapped straight from the operating system instead of the heap: their pages
+//! cost nothing until written (a module built with zero weights and then loaded costs its
+//! weights once), and they go back to the system the moment they are dropped, never left behind
+//! in the allocator between other allocations.
+
+use memmap2::MmapMut;
+
+use crate::error::{Error, Result};
+use crate::pack::Block;
+
+/// Buffers of at least this many bytes are mapped (see the module documentation).
+const MAP_THRESHOLD: usize = 256 * 1024;
+
+/// `len` zeroed blocks, on the heap or in their own mapping.
+#[derive(Debug)]
+pub struct BlockBuffer {
+    storage: Storage,
+    len: usize,
+}
+
+#[derive(Debug)]
+enum Storage {
+    Heap(Vec<Block>),
+    Mapped(MmapMut),
+}
+
+impl BlockBuffer {
+    /// `len` blocks of zeros.
+    pub fn zeroed(len: usize) -> Result<Self> {
+        let bytes = len
+            .checked_mul(size_of::<Block>())
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| Error::Shape(format!("{len} weight blocks are too large to allocate")))?;
+        let storage = if bytes < MAP_THRESHOLD {
+            Storage::Heap(vec![Block([0; size_of::<Block>()]); len])
+        } else {
+            let map = MmapMut::map_anon(bytes)
+                .map_err(|e| Error::Shape(format!("cannot allocate {bytes} bytes of packed weights: {e}")))?;
+            Storage::Mapped(map)
+        };
+        Ok(BlockBuffer { storage, len })
+    }
+
+    pub fn as_slice(&self) -> &[Block] {
+        match &self.storage {
+            Storage::Heap(v) => v,
+            // SAFETY: the mapping is page-aligned (so 64-byte aligned, as `Block` requires), holds
+            // exactly `len * size_of::<Block>()` bytes, lives as long as `self`, and any bytes are
+            // a valid `Block` (an array of `i8`).
+            Storage::Mapped(m) => unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<Block>(), self.len) },
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [Block] {
+        match &mut self.storage {
+            Storage::Heap(v) => v,
+            // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
+            Storage::Mapped(m) => unsafe { std::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<Block>(), self.len) },
+        }
+    }
+}
+
+impl Clone for BlockBuffer {
+    fn clone(&self) -> Self {
+        let mut copy = BlockBuffer::zeroed(self.len).expect("a buffer of this size was allocated before");
+        copy.as_mut_slice().copy_from_slice(self.as_slice());
+        copy
+    }
+}
+
+impl PartialEq for BlockBuffer {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for BlockBuffer {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_and_mapped_buffers_are_zeroed_aligned_and_writable() {
+        for len in [0, 1, 7, MAP_THRESHOLD / 64 + 3] {
+            let mut b = BlockBuffer::zeroed(len).unwrap();
+            assert!(b.as_slice().iter().all(|block| block.0 == [0; 64]));
+            assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+            if len > 0 {
+                b.as_mut_slice()[len - 1].0[63] = 5;
+                assert_eq!(b.clone().as_slice()[len - 1].0[63], 5);
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors() {
+        assert!(BlockBuffer::zeroed(usize::MAX / 2).is_err());
+    }
+}
