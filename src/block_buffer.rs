@@ -5,7 +5,7 @@
 //! weights once), and they go back to the system the moment they are dropped, never left behind
 //! in the allocator between other allocations.
 
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 
 use crate::error::{Error, Result};
 use crate::pack::Block;
@@ -27,8 +27,9 @@ enum Storage {
 }
 
 impl BlockBuffer {
-    /// `len` blocks of zeros.
-    pub fn zeroed(len: usize) -> Result<Self> {
+    /// `len` blocks of zeros; with `populate`, a mapping's pages are made resident at once (for
+    /// a buffer about to be written whole).
+    pub fn zeroed(len: usize, populate: bool) -> Result<Self> {
         let bytes = len
             .checked_mul(size_of::<Block>())
             .filter(|&b| b <= isize::MAX as usize)
@@ -36,7 +37,13 @@ impl BlockBuffer {
         let storage = if bytes < MAP_THRESHOLD {
             Storage::Heap(vec![Block([0; size_of::<Block>()]); len])
         } else {
-            let map = MmapMut::map_anon(bytes)
+            let mut options = MmapOptions::new();
+            options.len(bytes);
+            if populate {
+                options.populate();
+            }
+            let map = options
+                .map_anon()
                 .map_err(|e| Error::Shape(format!("cannot allocate {bytes} bytes of packed weights: {e}")))?;
             Storage::Mapped(map)
         };
@@ -64,7 +71,7 @@ impl BlockBuffer {
 
 impl Clone for BlockBuffer {
     fn clone(&self) -> Self {
-        let mut copy = BlockBuffer::zeroed(self.len).expect("a buffer of this size was allocated before");
+        let mut copy = BlockBuffer::zeroed(self.len, true).expect("a buffer of this size was allocated before");
         copy.as_mut_slice().copy_from_slice(self.as_slice());
         copy
     }
@@ -84,8 +91,8 @@ mod tests {
 
     #[test]
     fn small_and_mapped_buffers_are_zeroed_aligned_and_writable() {
-        for len in [0, 1, 7, MAP_THRESHOLD / 64 + 3] {
-            let mut b = BlockBuffer::zeroed(len).unwrap();
+        for (len, populate) in [(0, false), (1, true), (7, false), (MAP_THRESHOLD / 64 + 3, false), (MAP_THRESHOLD / 64, true)] {
+            let mut b = BlockBuffer::zeroed(len, populate).unwrap();
             assert!(b.as_slice().iter().all(|block| block.0 == [0; 64]));
             assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
             if len > 0 {
@@ -97,6 +104,6 @@ mod tests {
 
     #[test]
     fn absurd_sizes_are_errors() {
-        assert!(BlockBuffer::zeroed(usize::MAX / 2).is_err());
+        assert!(BlockBuffer::zeroed(usize::MAX / 2, false).is_err());
     }
 }

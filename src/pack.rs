@@ -43,14 +43,21 @@ impl PackedWeights {
     /// Packs `weight`, a row-major `n x k` int8 matrix.
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
         check_weight_len(weight.len(), n, k)?;
-        let mut packed = Self::zeros(n, k)?;
+        let mut packed = Self::allocate(n, k, true)?;
         let k_groups = packed.k_groups;
+        let whole_groups = k / K_GROUP;
         let blocks = packed.blocks.as_mut_slice();
-        for (col, row) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
-            let (panel, lane) = (col / PANEL_WIDTH, col % PANEL_WIDTH);
-            let panel = &mut blocks[panel * k_groups..(panel + 1) * k_groups];
-            for (block, group) in panel.iter_mut().zip(row.chunks(K_GROUP)) {
-                block.0[lane * K_GROUP..lane * K_GROUP + group.len()].copy_from_slice(group);
+        // One panel at a time, its blocks written in order (a sequential stream of stores).
+        for (rows, panel) in weight.chunks(PANEL_WIDTH * k.max(1)).take(n.div_ceil(PANEL_WIDTH)).zip(blocks.chunks_exact_mut(k_groups.max(1))) {
+            for (lane, row) in rows.chunks_exact(k.max(1)).enumerate() {
+                let (groups, rest) = row.as_chunks::<K_GROUP>();
+                let at = lane * K_GROUP;
+                for (block, group) in panel[..whole_groups].iter_mut().zip(groups) {
+                    block.0[at..at + K_GROUP].copy_from_slice(group);
+                }
+                if !rest.is_empty() {
+                    panel[whole_groups].0[at..at + rest.len()].copy_from_slice(rest);
+                }
             }
         }
         if k > 0 {
@@ -64,11 +71,17 @@ impl PackedWeights {
     /// An `n x k` matrix of zeros. Large matrices get fresh pages from the operating system that
     /// nothing writes, so they cost no memory until something is written to them.
     pub fn zeros(n: usize, k: usize) -> Result<Self> {
+        Self::allocate(n, k, false)
+    }
+
+    /// Zeros, with the pages made resident up front when `to_write` (cheaper than faulting
+    /// them in one by one while packing).
+    fn allocate(n: usize, k: usize, to_write: bool) -> Result<Self> {
         let too_large = || Error::Shape(format!("weight shape ({n}, {k}) is too large"));
         n.checked_mul(k).ok_or_else(too_large)?;
         let k_groups = k.div_ceil(K_GROUP);
         let len = n.div_ceil(PANEL_WIDTH).checked_mul(k_groups).ok_or_else(too_large)?;
-        Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len)?, col_sums: vec![0; n] })
+        Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len, to_write)?, col_sums: vec![0; n] })
     }
     /// Output features (columns of the product).
     pub fn n(&self) -> usize {

@@ -155,7 +155,10 @@ class _Reader:
         for name, dtype, shape, data in raw:
             if dtype not in _NUMPY_DTYPES:
                 raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-            self.tensors[name] = np.frombuffer(data, dtype=_NUMPY_DTYPES[dtype].newbyteorder("<")).astype(_NUMPY_DTYPES[dtype]).reshape(shape)
+            # A read-only view of the bytes (converted only on a big-endian machine): the modules
+            # pack their weights straight from it and keep no reference to it.
+            array = np.frombuffer(data, dtype=_NUMPY_DTYPES[dtype].newbyteorder("<"))
+            self.tensors[name] = (array if array.dtype.isnative else array.astype(_NUMPY_DTYPES[dtype])).reshape(shape)
         self.used: set = set()
 
     def take(self, name: str, dtypes: Tuple[Any, ...] = ()) -> np.ndarray:
@@ -179,8 +182,8 @@ class _Reader:
             if axis is None:
                 if scale.shape != () or zero_point.shape != ():
                     raise ValueError(f"{self.path}: per-tensor qparams of {key!r} must be scalars")
-                return QTensor.from_int_repr(values, float(scale), int(zero_point))
-            return QTensor.from_int_repr(values, scale, zero_point, axis=int(axis))
+                return QTensor._adopt(values, float(scale), int(zero_point))
+            return QTensor._adopt(values, scale, zero_point, axis=int(axis))
         if kind == "tuple" and isinstance(entry.get("items"), list):
             return tuple(self.decode(f"{key}.{i}", item) for i, item in enumerate(entry["items"]))
         if kind == "dtype":
@@ -252,4 +255,6 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
         module.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: the stored weights do not fit the stored modules: {e}") from None
+    del raw, reader, state
+    _core.release_free_memory()  # the file's bytes are packed and dropped: give their pages back
     return module.eval()

@@ -74,7 +74,17 @@ class QTensor:
     ) -> "QTensor":
         """Wraps integers that are already quantized. The dtype follows the array: int8 is qint8,
         uint8 is quint8. With ``axis``, ``scale`` and ``zero_point`` are per-channel sequences."""
-        values = to_numpy(int_repr)
+        return cls._from_values(np.array(to_numpy(int_repr), copy=True, order="C"), scale, zero_point, axis)
+
+    @classmethod
+    def _adopt(cls, int_repr: np.ndarray, scale: Any, zero_point: Any, axis: Optional[int] = None) -> "QTensor":
+        """:meth:`from_int_repr` without the copy when ``int_repr`` is already C-contiguous: for an
+        array nothing else writes to (the loader's tensors, read-only views of the file's bytes)."""
+        return cls._from_values(np.ascontiguousarray(int_repr), scale, zero_point, axis)
+
+    @classmethod
+    def _from_values(cls, values: np.ndarray, scale: Any, zero_point: Any, axis: Optional[int]) -> "QTensor":
+        """The checks of :meth:`from_int_repr`; ``values`` (C-contiguous) is kept as it is."""
         if values.dtype == np.int8:
             dtype = qint8
         elif values.dtype == np.uint8:
@@ -82,7 +92,7 @@ class QTensor:
         else:
             raise TypeError(f"int_repr must be an int8 (qint8) or uint8 (quint8) array, got dtype {values.dtype}")
         self = object.__new__(cls)
-        self._int = np.array(values, copy=True, order="C")
+        self._int = values
         self._dtype = dtype
         if axis is None:
             self._scale = _check_scale(scale)
