@@ -19,6 +19,7 @@ import numpy as np
 
 from .._arrays import as_float32, to_numpy
 from .basic import uniform
+from .dropout import dropout as _dropout
 from .module import Module
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -145,16 +146,6 @@ def _scan(
             output[t] = np.where(mask[t], new_state[0], np.float32(0))
         state = new_state
     return output, state
-
-
-def _dropout(x: np.ndarray, p: float) -> np.ndarray:
-    """``at::dropout(x, p, train=True)``: each element is zeroed with probability ``p`` (numpy's
-    global generator) and the others are scaled by ``1 / (1 - p)``."""
-    if p == 1:
-        return np.zeros_like(x)
-    noise = (np.random.random_sample(x.shape) < 1 - p).astype(np.float32)
-    noise /= np.float32(1 - p)
-    return x * noise
 
 
 def _length_mask(lengths: Any, steps: int, batch: int) -> np.ndarray:
