@@ -109,10 +109,10 @@ def quantized_torch_model(ntoken: int, ninp: int, nhid: int, nlayers: int, seed:
 def build(ntoken: int, ninp: int, nhid: int, nlayers: int, seed: int, use_torch: bool) -> nn.Module:
     """The quantized ferroq model: converted from torch's quantized model, or quantized by ferroq."""
     if use_torch:
-        import ferroq.torch
+        from ferroq.torch import from_torch
 
         quantized, cls = quantized_torch_model(ntoken, ninp, nhid, nlayers, seed)
-        return ferroq.torch.from_torch(quantized, custom={cls: RNNModel})
+        return from_torch(quantized, custom={cls: RNNModel})
     np.random.seed(seed)
     model = RNNModel(ntoken, ninp, nhid, nlayers).eval()
     return ferroq.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear})

@@ -66,8 +66,13 @@ def test_smooth_activations_are_within_an_ulp_of_the_float64_formula(rng, module
 
 def test_clamping_activations_are_exact(rng):
     x = values(rng)
-    assert_same_bits(nn.ReLU6()(x), np.minimum(np.maximum(x, np.float32(0)), np.float32(6)))
-    assert_same_bits(nn.Hardtanh(-2.0, 3.5)(x), np.clip(x, np.float32(-2), np.float32(3.5)))
+
+    def clamp(low, high):  # torch's clamp: the value itself unless outside (-0.0 stays -0.0)
+        return np.array([low if v < low else high if v > high else v for v in x.reshape(-1)], np.float32).reshape(x.shape)
+
+    assert_same_bits(nn.ReLU6()(x), clamp(0.0, 6.0))
+    assert nn.ReLU6()(np.float32(-0.0)).tobytes() == np.float32(-0.0).tobytes()
+    assert_same_bits(nn.Hardtanh(-2.0, 3.5)(x), clamp(-2.0, 3.5))
     slope = np.float32(0.2)
     assert_same_bits(nn.LeakyReLU(0.2)(x), np.where(x > 0, x, x * slope))
     assert_same_bits(nn.LeakyReLU()(x), np.where(x > 0, x, x * np.float32(0.01)))
@@ -222,8 +227,9 @@ def test_layer_norm_options_state_dict_and_errors(rng):
     x = values(rng, (5, 2, 2))
     expected = layer_norm_reference(x, (2, 2), 1e-5, None, None)
     np.testing.assert_allclose(plain(x), expected, rtol=ULP, atol=ULP)
-    assert repr(nn.LayerNorm(4)) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True)"
-    assert repr(plain) == "LayerNorm((2, 2), eps=1e-05, elementwise_affine=False)"
+    assert repr(nn.LayerNorm(4)) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)"
+    assert repr(nn.LayerNorm(4, bias=False)) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=False)"
+    assert repr(plain) == "LayerNorm((2, 2), eps=1e-05, elementwise_affine=False, bias=False)"
     with pytest.raises(ValueError, match=r"Given normalized_shape=\[4\], expected input with shape \[\*, 4\], but got input of size \[2, 3\]"):
         nn.LayerNorm(4)(np.zeros((2, 3), np.float32))
     with pytest.raises(NotImplementedError, match="CPU"):
@@ -384,8 +390,8 @@ def test_embedding_bag_errors_follow_torch():
 
 
 def test_embedding_bag_repr_and_state_dict():
-    assert repr(nn.EmbeddingBag(10, 3)) == "EmbeddingBag(10, 3, mode=mean)"
-    assert repr(nn.EmbeddingBag(10, 3, mode="sum", padding_idx=-1)) == "EmbeddingBag(10, 3, mode=sum, padding_idx=9)"
+    assert repr(nn.EmbeddingBag(10, 3)) == "EmbeddingBag(10, 3, mode='mean')"
+    assert repr(nn.EmbeddingBag(10, 3, mode="sum", padding_idx=-1)) == "EmbeddingBag(10, 3, mode='sum', padding_idx=9)"
     assert list(nn.EmbeddingBag(10, 3).state_dict()) == ["weight"]
 
 
@@ -394,7 +400,7 @@ def test_embedding_bag_repr_and_state_dict():
 
 ALL_NEW_MODULES = [
     lambda: nn.Embedding(9, 4, padding_idx=-1, norm_type=3.0, sparse=True),
-    lambda: nn.EmbeddingBag(9, 4, mode="max", include_last_offset=True, padding_idx=2, scale_grad_by_freq=True),
+    lambda: nn.EmbeddingBag(9, 4, mode="max", include_last_offset=True, padding_idx=2, norm_type=1.0),
     lambda: nn.LayerNorm((2, 3), eps=1e-3),
     lambda: nn.LayerNorm(4, bias=False),
     lambda: nn.LayerNorm(4, elementwise_affine=False),

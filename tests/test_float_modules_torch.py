@@ -22,7 +22,7 @@ ULP = 2.0**-23
 def data(seed: int, shape, scale: float = 4.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * scale).astype(np.float32)
-    x.reshape(-1)[:6] = [0.0, -0.0, 30.0, -30.0, 1e-30, -1e-30]
+    x.reshape(-1)[:8] = [0.0, -0.0, 30.0, -30.0, 1e-30, -1e-30, 100.0, -100.0]
     return x
 
 
@@ -51,31 +51,43 @@ def test_exact_modules_equal_torch_bit_for_bit(module):
     assert_same_bits(converted(module)(x), torch_out(module, x))
 
 
-#: module -> (rtol in ulps, atol): see docs/float_modules.md for why each.
-TOLERANCES = [
-    (torch.nn.Tanh(), 2, 0.0),
-    (torch.nn.Sigmoid(), 2, 0.0),
-    (torch.nn.SiLU(), 3, 1e-37),
-    (torch.nn.GELU(), 3, 1e-37),
-    (torch.nn.GELU("tanh"), 4, 1e-37),
-    (torch.nn.Softmax(-1), 4, 1e-37),
-    (torch.nn.Softmax(1), 4, 1e-37),
-    (torch.nn.LogSoftmax(-1), 2, 2 * ULP),
-    (torch.nn.LogSoftmax(0), 2, 2 * ULP),
+def ulp(values: np.ndarray) -> np.ndarray:
+    return np.spacing(np.abs(values).astype(np.float32)).astype(np.float64)
+
+
+#: The documented bound on |ferroq - torch| for each module (docs/float_modules.md), given the
+#: input x (float64), torch's output t (float64) and the size n of the softmax dim.
+TINY = 2.0**-126
+BOUNDS = [
+    (torch.nn.Tanh(), lambda x, t, n, dist: 2 * ulp(t)),
+    (torch.nn.Sigmoid(), lambda x, t, n, dist: 2 * ulp(t) + TINY),
+    (torch.nn.SiLU(), lambda x, t, n, dist: 2 * ulp(t) + TINY * (1 + np.abs(x))),
+    (torch.nn.GELU(), lambda x, t, n, dist: 2 * ulp(t) + 2.0**-21 * np.abs(x)),
+    (torch.nn.GELU("tanh"), lambda x, t, n, dist: 2 * ulp(t) + 2.0**-22 * np.abs(x)),
+    (torch.nn.Softmax(-1), lambda x, t, n, dist: (dist + 2 * np.sqrt(n) + 4) * ULP * np.abs(t) + TINY),
+    (torch.nn.Softmax(1), lambda x, t, n, dist: (dist + 2 * np.sqrt(n) + 4) * ULP * np.abs(t) + TINY),
+    (torch.nn.Softmax(0), lambda x, t, n, dist: (dist + 2 * np.sqrt(n) + 4) * ULP * np.abs(t) + TINY),
+    (torch.nn.LogSoftmax(-1), lambda x, t, n, dist: (dist + np.abs(t) + 2 * np.sqrt(n) + 4) * ULP),
+    (torch.nn.LogSoftmax(1), lambda x, t, n, dist: (dist + np.abs(t) + 2 * np.sqrt(n) + 4) * ULP),
 ]
 
 
-@pytest.mark.parametrize("module, ulps, atol", TOLERANCES, ids=[repr(t[0]) for t in TOLERANCES])
-def test_transcendental_modules_match_torch_within_float32_rounding(module, ulps, atol):
-    x = data(1, (4, 9, 33))
+@pytest.mark.parametrize("module, bound", BOUNDS, ids=[repr(b[0]) for b in BOUNDS])
+@pytest.mark.parametrize("scale", [0.1, 4.0, 100.0])
+def test_transcendental_modules_match_torch_within_the_documented_bound(module, bound, scale):
+    x = data(1, (4, 300, 33), scale)
     mine, theirs = converted(module)(x), torch_out(module, x)
-    np.testing.assert_allclose(mine, theirs, rtol=ulps * ULP, atol=atol)
-    agree = np.mean(mine.view(np.uint32) == theirs.view(np.uint32))
-    assert agree > 0.5, f"only {agree:.1%} of the values are bit-identical"
+    wide = x.astype(np.float64)
+    dim = getattr(module, "dim", -1)
+    n = x.shape[dim]
+    dist = np.abs(wide - wide.max(axis=dim, keepdims=True))
+    excess = np.abs(mine.astype(np.float64) - theirs) / bound(wide, theirs.astype(np.float64), n, dist)
+    assert excess.max() <= 1, f"{excess.max():.2f} x the bound at {np.unravel_index(excess.argmax(), x.shape)}"
 
 
-@pytest.mark.parametrize("shape, affine, bias", [((33,), True, True), ((9, 33), True, False), ((33,), False, True)])
-def test_layer_norm_matches_torch_within_float32_rounding(shape, affine, bias):
+@pytest.mark.parametrize("shape, affine, bias", [((33,), True, True), ((300, 33), True, False), ((33,), False, True)])
+@pytest.mark.parametrize("scale", [0.1, 4.0, 100.0])
+def test_layer_norm_matches_torch_within_the_documented_bound(shape, affine, bias, scale):
     torch.manual_seed(0)
     module = torch.nn.LayerNorm(shape, eps=1e-5, elementwise_affine=affine, bias=bias)
     if affine:
@@ -83,10 +95,18 @@ def test_layer_norm_matches_torch_within_float32_rounding(shape, affine, bias):
             module.weight.normal_()
             if bias:
                 module.bias.normal_()
-    x = data(2, (4, 9, 33)) + np.float32(3)
-    mine, theirs = converted(module)(x), torch_out(module, x)
-    # |y| is O(1) per unit weight: an absolute bound of a few ulp of the row's scale
-    np.testing.assert_allclose(mine, theirs, rtol=8 * ULP, atol=8 * ULP * (1 + np.abs(theirs).max()))
+    x = data(2, (4, 300, 33), scale) + np.float32(3 * scale)
+    mine, theirs = converted(module)(x).astype(np.float64), torch_out(module, x).astype(np.float64)
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    wide = x.astype(np.float64)
+    mean = wide.mean(axis=axes, keepdims=True)
+    rstd = 1 / np.sqrt(wide.var(axis=axes, keepdims=True) + 1e-5)
+    weight = module.weight.detach().numpy() if module.weight is not None else np.ones(shape)
+    shift = module.bias.detach().numpy() if module.bias is not None else np.zeros(shape)
+    n = int(np.prod(shape))
+    bound = (4 * np.abs(theirs) + (np.abs(wide) + np.abs(mean)) * rstd * np.abs(weight) * (4 + np.sqrt(n)) + 4 * np.abs(shift)) * ULP
+    excess = np.abs(mine - theirs) / bound
+    assert excess.max() <= 1, f"{excess.max():.2f} x the bound"
 
 
 def test_embedding_equals_torch_and_converts_its_options():
@@ -161,7 +181,7 @@ def test_embedding_bag_refuses_what_torch_refuses(call):
         assert type(ours.value) is type(theirs.value)
 
 
-def test_include_last_offset_with_2d_input_drops_the_last_row_like_torch():
+def test_include_last_offset_is_ignored_for_2d_input_like_torch():
     module = torch.nn.EmbeddingBag(10, 3, mode="sum", include_last_offset=True)
     ids = np.random.default_rng(0).integers(0, 10, (4, 5))
     assert_same_bits(converted(module)(ids), torch_out(module, ids))
@@ -170,7 +190,7 @@ def test_include_last_offset_with_2d_input_drops_the_last_row_like_torch():
 def test_initialisation_follows_torch_s_distributions():
     np.random.seed(0)
     embedding = nn.Embedding(400, 50, padding_idx=3)
-    assert abs(embedding.weight.mean()) < 0.01 and abs(embedding.weight.std() - 1) < 0.01
+    assert abs(embedding.weight.mean()) < 0.01 and abs(embedding.weight.std() - 1) < 0.03
     reference = torch.nn.Embedding(400, 50, padding_idx=3).weight.detach().numpy()
     assert not embedding.weight[3].any() and not reference[3].any()
     norm = nn.LayerNorm(8)

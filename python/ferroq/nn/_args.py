@@ -12,10 +12,10 @@ def wrap_dim(dim: Any, ndim: int) -> int:
     ``maybe_wrap_dim``); IndexError outside that range, TypeError for a non-integer."""
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
-    size = max(ndim, 1)
-    if not -size <= dim < size:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-size}, {size - 1}], but got {dim})")
-    return int(dim) % size
+    size, value = max(ndim, 1), int(dim)
+    if not -size <= value < size:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-size}, {size - 1}], but got {value})")
+    return value % size
 
 
 def check_factory_kwargs(device: Any, dtype: Any) -> None:

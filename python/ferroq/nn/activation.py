@@ -184,7 +184,9 @@ class Hardtanh(Module):
 
     def forward(self, input: Any) -> np.ndarray:
         x = as_float32(input)
-        return _narrow(np.minimum(np.maximum(x, np.float32(self.min_val)), np.float32(self.max_val)))
+        low, high = np.float32(self.min_val), np.float32(self.max_val)
+        # torch's clamp: the input itself unless it lies outside (so -0.0 stays -0.0, NaN stays NaN)
+        return _narrow(np.where(x < low, low, np.where(x > high, high, x)))
 
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, max_val={self.max_val}{_inplace_suffix(self.inplace)}"

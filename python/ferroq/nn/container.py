@@ -43,9 +43,10 @@ class ModuleList(Module):
     def _index(self, index: Any) -> int:
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
             raise TypeError(f"ModuleList indices must be integers or slices, not {type(index).__name__}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} is out of range")
-        return int(index) % len(self)
+        value = int(index)
+        if not -len(self) <= value < len(self):
+            raise IndexError(f"index {value} is out of range")
+        return value % len(self)
 
     def _renumber(self, modules: Iterable[Module]) -> None:
         self._modules.clear()

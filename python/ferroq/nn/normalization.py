@@ -72,7 +72,10 @@ class LayerNorm(Module):
         return np.asarray(y, dtype=np.float32, order="C")
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
 
     def _config(self) -> Dict[str, Any]:
         return {

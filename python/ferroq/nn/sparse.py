@@ -9,7 +9,8 @@ forward pass, is NotImplementedError.
 
 ``Embedding`` is a row gather: bit-exact. ``EmbeddingBag`` reduces each bag in index order, in
 float32, starting from zeros, as PyTorch's CPU kernel does: ``sum`` adds the rows one by one,
-``per_sample_weights`` are applied with a fused multiply-add per element (emulated exactly here),
+``per_sample_weights`` are applied with a fused multiply-add per element (emulated exactly here)
+by torch's FBGEMM path, and as a rounded product then a sum by its path for a set ``padding_idx``,
 ``mean`` divides the sum by the number of non-padding rows, ``max`` keeps the first of equal maxima.
 Empty bags (and bags of padding only) give zeros.
 """
@@ -40,9 +41,10 @@ def _padding_idx(padding_idx: Any, num_embeddings: int) -> Optional[int]:
         return None
     if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
         raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
-    if not -num_embeddings <= padding_idx < num_embeddings:
-        raise ValueError(f"Padding_idx must be within num_embeddings: got {padding_idx} for {num_embeddings} embeddings")
-    return int(padding_idx) % num_embeddings
+    value = int(padding_idx)
+    if not -num_embeddings <= value < num_embeddings:
+        raise ValueError(f"Padding_idx must be within num_embeddings: got {value} for {num_embeddings} embeddings")
+    return value % num_embeddings
 
 
 def _initial_weight(num_embeddings: int, embedding_dim: int, padding_idx: Optional[int], weight: Any) -> np.ndarray:
@@ -204,14 +206,20 @@ def _bags(
             )
         bounds_raw = np.arange(0, raw.size, raw.shape[1], dtype=np.int64) if raw.shape[1] else np.zeros(raw.shape[0], np.int64)
         weights = None if weights is None else weights.reshape(-1)
+        include_last_offset = False  # each row is a bag, whatever the module says (as in torch)
     elif raw.ndim == 1:
         if offsets is None:
             raise ValueError("offsets has to be a 1D Tensor but got None")
         bounds_raw = to_numpy(offsets)
         if bounds_raw.ndim != 1:
             raise ValueError(f"offsets has to be a 1D Tensor, got shape {tuple(bounds_raw.shape)}")
+        include_last_offset = module.include_last_offset
     else:
         raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {raw.ndim}")
+    if module.mode == "max" and module.scale_grad_by_freq:
+        raise ValueError("max mode does not support scaling the gradient by the frequency")
+    if module.mode == "max" and module.sparse:
+        raise ValueError("max mode does not support sparse weights")
     if weights is not None and module.mode != "sum":
         raise NotImplementedError(
             "embedding_bag: per_sample_weights was not None. per_sample_weights is only supported for "
@@ -234,7 +242,7 @@ def _bags(
             )
         if (np.diff(bounds) < 0).any():
             raise ValueError(f"offsets must be non-decreasing, got {bounds_raw.tolist()}")
-    if module.include_last_offset:
+    if include_last_offset:
         if bounds.size < 1:
             raise ValueError("include_last_offset: number of offset should be at least 1")
         starts, ends = bounds[:-1], bounds[1:]
@@ -348,8 +356,10 @@ class EmbeddingBag(Module):
                 current = out[bag]
                 out[bag] = np.where(~filled[bag, None] | (rows > current), rows, current)
                 filled[bag] = True
-            elif weights is not None:
+            elif weights is not None and self.padding_idx is None:
                 out[bag] = _fma(weights[where, None], rows, out[bag])
+            elif weights is not None:
+                out[bag] += rows * weights[where, None]
             else:
                 out[bag] += rows
             counts[bag] += 1
@@ -358,7 +368,7 @@ class EmbeddingBag(Module):
         return out
 
     def extra_repr(self) -> str:
-        s = _shared_repr(self) + f", mode={self.mode}"
+        s = _shared_repr(self) + f", mode={self.mode!r}"
         if self.padding_idx is not None:
             s += f", padding_idx={self.padding_idx}"
         return s
