@@ -438,3 +438,35 @@ def test_every_new_module_saves_and_loads_bit_exactly(tmp_path, rng, build):
     assert list(loaded.state_dict()) == list(module.state_dict())
     for key, value in module.state_dict().items():
         assert_same_bits(loaded.state_dict()[key], value)
+
+
+# -- memory layouts -----------------------------------------------------------------------------------------
+
+
+def layouts(x: np.ndarray):
+    """The same values as Fortran-ordered, strided (negative too), byte-swapped and read-only arrays."""
+    yield np.asfortranarray(x)
+    padded = np.repeat(x[..., ::-1], 2, axis=-1)[..., ::-2]
+    yield padded
+    yield x.astype(x.dtype.newbyteorder(">"))
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    yield frozen
+
+
+def test_every_layout_gives_the_same_bits(rng):
+    x = values(rng, (4, 6, 8))
+    ids = rng.integers(0, 9, (4, 6)).astype(np.int32)
+    modules = [nn.LayerNorm(8), nn.Softmax(1), nn.GELU(), nn.ReLU6(), nn.Flatten()]
+    embedding, bag = nn.Embedding(9, 3), nn.EmbeddingBag(9, 3, mode="sum")
+    for module in modules:
+        expected = module(x)
+        for variant in layouts(x):
+            np.testing.assert_array_equal(variant, x)
+            assert_same_bits(module(variant), expected)
+    for variant in layouts(ids):
+        np.testing.assert_array_equal(variant, ids)
+        assert_same_bits(embedding(variant), embedding(ids))
+        assert_same_bits(bag(variant), bag(ids))
+        offsets = np.array([0, 5, 24])
+        assert_same_bits(bag(variant.ravel(), offsets[::-1][::-1]), bag(ids.reshape(-1), offsets))

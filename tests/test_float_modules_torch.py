@@ -60,8 +60,8 @@ def ulp(values: np.ndarray) -> np.ndarray:
 TINY = 2.0**-126
 BOUNDS = [
     (torch.nn.Tanh(), lambda x, t, n, dist: 2 * ulp(t)),
-    (torch.nn.Sigmoid(), lambda x, t, n, dist: 2 * ulp(t) + TINY),
-    (torch.nn.SiLU(), lambda x, t, n, dist: 2 * ulp(t) + TINY * (1 + np.abs(x))),
+    (torch.nn.Sigmoid(), lambda x, t, n, dist: 3 * ulp(t) + TINY),
+    (torch.nn.SiLU(), lambda x, t, n, dist: 3 * ulp(t) + TINY * (1 + np.abs(x))),
     (torch.nn.GELU(), lambda x, t, n, dist: 2 * ulp(t) + 2.0**-21 * np.abs(x)),
     (torch.nn.GELU("tanh"), lambda x, t, n, dist: 2 * ulp(t) + 2.0**-22 * np.abs(x)),
     (torch.nn.Softmax(-1), lambda x, t, n, dist: (dist + 2 * np.sqrt(n) + 4) * ULP * np.abs(t) + TINY),
