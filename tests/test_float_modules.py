@@ -336,6 +336,12 @@ def test_embedding_bag_2d_and_offsets_forms(rng, mode):
     last = nn.EmbeddingBag.from_pretrained(module.weight, mode=mode, include_last_offset=True)
     assert_same_bits(last(flat, np.array([0, 2, 2, 7, 8])), bag_reference(module.weight, bags, mode))
     assert not module(flat, offsets)[1].any()
+    long_ids = rng.integers(0, 20, (2, 50))  # few long bags take the bag-by-bag loop
+    assert_same_bits(module(long_ids), bag_reference(module.weight, long_ids.tolist(), mode))
+    negative_zero = nn.EmbeddingBag.from_pretrained(np.full((2, 3), -0.0, np.float32), mode=mode)
+    zero = np.float32(-0.0 if mode == "max" else 0.0)  # sums start from +0.0; max takes the first row (torch)
+    for shape in ((1, 30), (30, 2)):
+        assert_same_bits(negative_zero(np.zeros(shape, np.int64)), np.full((shape[0], 3), zero, np.float32))
 
 
 def test_embedding_bag_padding_is_left_out_and_not_counted(rng):
@@ -355,6 +361,10 @@ def test_embedding_bag_per_sample_weights_are_fused_multiply_adds(rng):
     ids = rng.integers(0, 30, (3, 9))
     weights = rng.standard_normal((3, 9)).astype(np.float32)
     assert_same_bits(module(ids, per_sample_weights=weights), bag_reference(module.weight, ids.tolist(), "sum", weights=weights))
+    long_ids = rng.integers(0, 30, (1, 40))
+    long_weights = rng.standard_normal((1, 40)).astype(np.float32)
+    expected = bag_reference(module.weight, long_ids.tolist(), "sum", weights=long_weights)
+    assert_same_bits(module(long_ids, per_sample_weights=long_weights), expected)
     flat, offsets = ids.reshape(-1), np.array([0, 9, 18])
     assert_same_bits(module(flat, offsets, weights.reshape(-1)), module(ids, per_sample_weights=weights))
 

@@ -145,11 +145,15 @@ def test_embedding_bag_equals_torch_bit_for_bit(options, dim):
     flat = rng.integers(0, 12, 40)
     offsets = np.array([0, 3, 3, 17, 17, 18, 39, 40])
     assert_same_bits(mine(flat, offsets), torch_out(module, flat, offsets))
+    long_ids = rng.integers(0, 12, (2, 70))  # few long bags: reduced bag by bag
+    assert_same_bits(mine(long_ids), torch_out(module, long_ids))
     if options["mode"] == "sum":
         weights = data(dim, (40,), scale=1.0)
         assert_same_bits(mine(flat, offsets, weights), torch_out(module, flat, offsets, weights))
         weights2d = data(dim + 1, (6, 9), scale=1.0)
         assert_same_bits(mine(ids, None, weights2d), torch_out(module, ids, None, weights2d))
+        long_weights = data(dim + 2, (2, 70), scale=1.0)
+        assert_same_bits(mine(long_ids, None, long_weights), torch_out(module, long_ids, None, long_weights))
 
 
 @pytest.mark.parametrize(

@@ -343,29 +343,69 @@ class EmbeddingBag(Module):
         flat, starts, ends, weights = _bags(input, offsets, per_sample_weights, self)
         keep = flat != (-1 if self.padding_idx is None else self.padding_idx)
         lengths = ends - starts
+        longest = int(lengths.max()) if lengths.size else 0
         out = np.zeros((starts.size, self.embedding_dim), dtype=np.float32)
         counts = np.zeros(starts.size, dtype=np.int64)
-        filled = np.zeros(starts.size, dtype=bool)
-        for step in range(int(lengths.max()) if lengths.size else 0):
+        # Both loops reduce each bag in index order with _step; they differ only in speed.
+        if starts.size * 8 < longest:
+            self._bag_by_bag(flat, keep, starts, ends, weights, out, counts)
+        else:
+            self._position_by_position(flat, keep, starts, lengths, longest, weights, out, counts)
+        if self.mode == "mean":
+            out /= np.maximum(counts, 1).astype(np.float32)[:, None]
+        return out
+
+    def _step(self, current: np.ndarray, rows: np.ndarray, weights: Optional[np.ndarray], first: np.ndarray) -> np.ndarray:
+        """One more row (per bag) into the running reductions ``current``: torch's kernel's update."""
+        if self.mode == "max":
+            return np.where(first[:, None] | (rows > current), rows, current)
+        if weights is None:
+            return current + rows
+        if self.padding_idx is None:
+            return _fma(weights[:, None], rows, current)
+        return current + rows * weights[:, None]
+
+    def _position_by_position(
+        self,
+        flat: np.ndarray,
+        keep: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        longest: int,
+        weights: Optional[np.ndarray],
+        out: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
+        """Position k of every bag at once, for k = 0, 1, ... (fast for many short bags)."""
+        for step in range(longest):
             bag = np.flatnonzero(lengths > step)
             where = starts[bag] + step
             chosen = keep[where]
             bag, where = bag[chosen], where[chosen]
             rows = self.weight[flat[where]]
-            if self.mode == "max":
-                current = out[bag]
-                out[bag] = np.where(~filled[bag, None] | (rows > current), rows, current)
-                filled[bag] = True
-            elif weights is not None and self.padding_idx is None:
-                out[bag] = _fma(weights[where, None], rows, out[bag])
-            elif weights is not None:
-                out[bag] += rows * weights[where, None]
-            else:
-                out[bag] += rows
+            out[bag] = self._step(out[bag], rows, None if weights is None else weights[where], counts[bag] == 0)
             counts[bag] += 1
-        if self.mode == "mean":
-            out /= np.maximum(counts, 1).astype(np.float32)[:, None]
-        return out
+
+    def _bag_by_bag(
+        self,
+        flat: np.ndarray,
+        keep: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        weights: Optional[np.ndarray],
+        out: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
+        """One bag at a time, row after row (fast for a few long bags)."""
+        for bag, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+            where = start + np.flatnonzero(keep[start:end])
+            rows = self.weight[flat[where]]
+            current = out[bag : bag + 1]
+            for k in range(where.size):
+                scale = None if weights is None else weights[where[k : k + 1]]
+                current = self._step(current, rows[k : k + 1], scale, np.array([k == 0]))
+            out[bag] = current[0]
+            counts[bag] = where.size
 
     def extra_repr(self) -> str:
         s = _shared_repr(self) + f", mode={self.mode!r}"
