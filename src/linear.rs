@@ -1,5 +1,5 @@
-//! Linear layers over the kernel table: the dynamic int8 Linear (SPEC.md 2.1) and the float16
-//! weight Linear (SPEC.md 2.2 and 12).
+//! Linear layers over the kernel table: the dynamic int8 Linear (docs/numerics.md §2.1) and the float16
+//! weight Linear (docs/numerics.md §2.3).
 
 use std::cell::RefCell;
 
@@ -35,7 +35,7 @@ pub struct QuantizedActivations {
 }
 
 /// Quantizes `x` (`rows x k`, row-major) dynamically: range over the whole tensor, qparams by
-/// PyTorch's rule for quint8 (`reduce_range` halves the levels), then SPEC.md 1.1 per element.
+/// PyTorch's rule for quint8 (`reduce_range` halves the levels), then docs/numerics.md §1.1 per element.
 /// `stride` is the padded row length (`>= k`). NaN or infinite input is an error.
 pub fn quantize_activations(
     kernels: &Kernels,
@@ -263,7 +263,7 @@ impl DynamicLinear {
         quantize_rows(kernels, x, rows, k, stride, reduce_range, row_sums, out)
     }
 
-    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, SPEC.md 2.1 steps 4-5.
+    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, docs/numerics.md §2.1 steps 4-5.
     pub fn forward_quantized(&self, kernels: &Kernels, xq: &QuantizedActivations, out: &mut [f32]) -> Result<()> {
         self.forward_quantized_with(kernels, xq, out, &mut LinearScratch::default())
     }

@@ -1,4 +1,4 @@
-//! Quantization primitives with PyTorch's (FBGEMM's) exact numerics: SPEC.md sections 1.1 and 1.2.
+//! Quantization primitives with PyTorch's (FBGEMM's) exact numerics: docs/numerics.md §1.1 and §1.2.
 //!
 //! Everything here is scalar and small; the kernels in `kernels/` must agree with it bit for bit.
 
@@ -29,7 +29,7 @@ impl QParams {
     }
 }
 
-/// PyTorch's `quant_utils::ChooseQuantizationParams` (SPEC.md 1.2), without sparsity preservation
+/// PyTorch's `quant_utils::ChooseQuantizationParams` (docs/numerics.md §1.2), without sparsity preservation
 /// or power-of-two scales, which the modules here never ask for.
 ///
 /// `min`/`max` are the observed range, `qmin..=qmax` the storage range (0..=255 for quint8),
@@ -79,7 +79,7 @@ pub fn choose_qparams(min: f32, max: f32, qmin: i32, qmax: i32, reduce_range: bo
     Ok(QParams { scale, zero_point })
 }
 
-/// Quantizes one value (SPEC.md 1.1): `clamp(rne(x * inv_scale) + zero_point, qmin, qmax)`.
+/// Quantizes one value (docs/numerics.md §1.1): `clamp(rne(x * inv_scale) + zero_point, qmin, qmax)`.
 ///
 /// The product is a float32 multiply by the float32 reciprocal, the zero point is added after
 /// rounding. Infinities clamp to the range ends; callers reject NaN before quantizing.
@@ -89,7 +89,7 @@ pub fn quantize_value(x: f32, inv_scale: f32, zero_point: i32, qmin: i32, qmax: 
     (rounded + zero_point as f32).clamp(qmin as f32, qmax as f32) as i32
 }
 
-/// The zero-point-corrected product (SPEC.md 1.3): `acc - x_zp * col_offset - row_sum * w_zp`
+/// The zero-point-corrected product (docs/numerics.md §1.3): `acc - x_zp * col_offset - row_sum * w_zp`
 /// in wrapping int32, where `col_offset = Σ_k W[n,k] - w_zp * K` and `row_sum = Σ_k X[m,k]`;
 /// mathematically `Σ_k (X[m,k] - x_zp) * (W[n,k] - w_zp)`.
 #[inline]
@@ -97,7 +97,7 @@ pub fn correct_accumulator(acc: i32, x_zero_point: i32, col_offset: i32, row_sum
     acc.wrapping_sub(x_zero_point.wrapping_mul(col_offset)).wrapping_sub(row_sum.wrapping_mul(w_zero_point))
 }
 
-/// Dequantizes an int32 accumulator and adds the bias (SPEC.md 2.1 step 5):
+/// Dequantizes an int32 accumulator and adds the bias (docs/numerics.md §2.2):
 /// `fma((float)acc, multiplier, bias)`, one rounding; without bias, a plain float32 product.
 #[inline]
 pub fn dequantize_accumulator(acc: i32, multiplier: f32, bias: Option<f32>) -> f32 {

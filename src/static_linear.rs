@@ -1,4 +1,4 @@
-//! The static quantized Linear (SPEC.md 3): quint8 activations in, quint8 activations out, int8
+//! The static quantized Linear (docs/numerics.md §3): quint8 activations in, quint8 activations out, int8
 //! weights with per-tensor or per-channel qparams, float bias, FBGEMM's requantization.
 //!
 //! The integer products are exact on every instruction-set path (the AVX512-VNNI semantics): the
@@ -81,7 +81,7 @@ impl StaticLinear {
     }
 
     /// `out = quint8(x @ W^T + bias)`, `rows x out_features`: `x` is row-major `rows x in_features`
-    /// uint8 with the qparams `input`, `out` gets the qparams `output` (SPEC.md 3.1). With `relu`
+    /// uint8 with the qparams `input`, `out` gets the qparams `output` (docs/numerics.md §3.1). With `relu`
     /// the outputs are at least `output.zero_point` (the fused LinearReLU).
     #[allow(clippy::too_many_arguments)]
     pub fn forward(

@@ -1,4 +1,4 @@
-"""Weight observers and qconfigs (SPEC.md 1.4): PyTorch's formulas, in float32."""
+"""Weight observers and qconfigs (docs/numerics.md §1.4): PyTorch's formulas, in float32."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``quantize_dynamic`` over module trees (SPEC.md 6): specs, inheritance, root conversion."""
+"""``quantize_dynamic`` over module trees (docs/numerics.md §6): specs, inheritance, root conversion."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Quantized tensors: integer values plus the scale(s) and zero point(s) that give them meaning.
 
-Quantizing follows PyTorch on x86 (SPEC.md 1.1): ``q = clamp(rne(x * (1/scale)) + zero_point)``,
+Quantizing follows PyTorch on x86 (docs/numerics.md §1.1): ``q = clamp(rne(x * (1/scale)) + zero_point)``,
 with the reciprocal taken in float32 and the product rounded half to even.
 """
 
@@ -269,7 +269,7 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
 
 def quantize_per_tensor_dynamic(x: Any, dtype: Any = quint8, reduce_range: bool = False) -> QTensor:
     """Quantizes ``x`` with qparams chosen from its own range, as PyTorch's dynamic ops do
-    (ChooseQuantizationParams, SPEC.md 1.2)."""
+    (ChooseQuantizationParams, docs/numerics.md §1.2)."""
     dt = _quantized_dtype(dtype)
     values = as_float32(x)
     check_finite(values)

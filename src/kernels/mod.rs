@@ -15,7 +15,7 @@ pub mod x86_64;
 use crate::dispatch::Isa;
 use crate::pack::PackedWeights;
 
-/// Parameters of the dequantizing epilogue (SPEC.md 2.1 step 5), per output column `n`:
+/// Parameters of the dequantizing epilogue (docs/numerics.md §2.2), per output column `n`:
 /// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32), then
 /// `y = fma((float)corr, multipliers[n], bias[n])`, or `(float)corr * multipliers[n]` without bias.
 #[derive(Clone, Copy, Debug)]

@@ -1,4 +1,4 @@
-//! The time loop of one layer in one direction (SPEC.md 4.3/4.4).
+//! The time loop of one layer in one direction (docs/numerics.md §4.1, §4.3).
 //!
 //! The input projection quantizes the whole layer input once (one scale for every step), as
 //! PyTorch does, but its GEMM runs in chunks of about [`CHUNK_ROWS`] rows just ahead of the steps

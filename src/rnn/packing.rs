@@ -1,4 +1,4 @@
-//! Variable-length batches with PyTorch's packed-sequence semantics (SPEC.md 4.3): the batch is
+//! Variable-length batches with PyTorch's packed-sequence semantics (docs/numerics.md §4.2): the batch is
 //! sorted by decreasing length, and the valid (step, element) pairs are laid out time-major, so
 //! that step `t` covers the first `batch_sizes[t]` sorted elements. Padding is never stored: it
 //! cannot enter a quantization range, and outputs past a sequence's end are zero.

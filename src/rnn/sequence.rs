@@ -1,4 +1,4 @@
-//! Whole sequences through a stack of recurrent layers (SPEC.md 4.3): per layer and direction,
+//! Whole sequences through a stack of recurrent layers (docs/numerics.md §4.1): per layer and direction,
 //! the input projection is ONE dynamic-quantized product over every valid row of the sequence
 //! (one activation scale for all steps and batch elements); the hidden projection quantizes the
 //! hidden state of the running batch elements once per step; layer `l + 1` reads the
@@ -155,7 +155,7 @@ impl Rnn {
         &self.cells
     }
 
-    /// Runs the whole sequence (SPEC.md 4.3/4.4); `reduce_range` picks activation levels 0..127
+    /// Runs the whole sequence (docs/numerics.md §4.1, §4.3); `reduce_range` picks activation levels 0..127
     /// (PyTorch) or 0..255 for every int8 projection.
     pub fn forward(&self, kernels: &Kernels, input: &SequenceInput<'_>, reduce_range: bool) -> Result<SequenceOutput> {
         self.check_input(input)?;

@@ -1,8 +1,8 @@
 """Float recurrent layers: ``LSTM``, ``GRU``, ``RNN`` and the single-step ``LSTMCell``, ``GRUCell``,
 ``RNNCell``, with PyTorch's parameters, call signatures, shapes and error messages.
 
-The math is float32 and follows the CPU path of ATen's ``RNN.cpp`` operation by operation (SPEC.md
-4.4): the input projection ``x @ W_ih.T + b_ih`` is computed once for the whole sequence, the hidden
+The math is float32 and follows the CPU path of ATen's ``RNN.cpp`` operation by operation (docs/numerics.md
+§4.3): the input projection ``x @ W_ih.T + b_ih`` is computed once for the whole sequence, the hidden
 projection ``h @ W_hh.T + b_hh`` once per step, each with its own bias, and the gates are combined in
 the order written in each cell function below. These modules are the float reference of, and the
 input to ``from_float`` of, the quantized modules in ``ferroq.nn.quantized.dynamic``.

@@ -1,5 +1,5 @@
 """Observers: they watch float tensors and choose quantization parameters from what they saw,
-with PyTorch's formulas evaluated in float32 (SPEC.md 1.4)."""
+with PyTorch's formulas evaluated in float32 (docs/numerics.md §1.4)."""
 
 from __future__ import annotations
 

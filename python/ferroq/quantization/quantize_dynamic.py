@@ -1,4 +1,4 @@
-"""Whole-model dynamic quantization: ``quantize_dynamic`` (SPEC.md 6)."""
+"""Whole-model dynamic quantization: ``quantize_dynamic`` (docs/numerics.md §6)."""
 
 from __future__ import annotations
 

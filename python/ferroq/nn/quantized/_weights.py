@@ -98,14 +98,14 @@ def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarra
     return np.array([q.q_scale()], dtype=np.float32), np.array([q.q_zero_point()], dtype=np.int32)
 
 
-#: The state-dict keys of a quantized Linear, dynamic or static (SPEC.md 2.4), after the prefix.
+#: The state-dict keys of a quantized Linear, dynamic or static (docs/numerics.md §2.4), after the prefix.
 LINEAR_STATE_KEYS = ("scale", "zero_point", "_packed_params.dtype", "_packed_params._packed_params")
 
 
 def save_linear_state(
     destination: Dict[str, Any], prefix: str, scale: float, zero_point: int, dtype: DType, weight: Any, bias: Any
 ) -> None:
-    """Writes a quantized Linear's state under PyTorch's keys (SPEC.md 2.4)."""
+    """Writes a quantized Linear's state under PyTorch's keys (docs/numerics.md §2.4)."""
     destination[prefix + "scale"] = np.asarray(scale, dtype=np.float32)
     destination[prefix + "zero_point"] = np.asarray(zero_point, dtype=np.int64)
     destination[prefix + "_packed_params.dtype"] = dtype

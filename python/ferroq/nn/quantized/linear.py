@@ -1,5 +1,5 @@
 """``ferroq.nn.quantized.Linear``: the static quantized Linear, quint8 in and quint8 out, int8
-weights (SPEC.md 3)."""
+weights (docs/numerics.md §3)."""
 
 from __future__ import annotations
 

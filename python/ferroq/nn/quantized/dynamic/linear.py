@@ -1,5 +1,5 @@
 """``ferroq.nn.quantized.dynamic.Linear``: int8 (or float16) weights, float32 in and out, the
-activations quantized on the fly (SPEC.md 2)."""
+activations quantized on the fly (docs/numerics.md §2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``ferroq.nn.quantized.dynamic.LSTM``, ``GRU`` and ``RNN``: recurrent stacks with int8 (or
 float16) weights whose activations are quantized on the fly, bit-exact with PyTorch's x86
-``torch.ao.nn.quantized.dynamic.LSTM``/``GRU`` (SPEC.md 4).
+``torch.ao.nn.quantized.dynamic.LSTM``/``GRU`` (docs/numerics.md §4).
 
 Numerics: per layer and direction, the input projection quantizes the whole sequence with one
 scale (every step and batch element; with ``lengths``, only the valid steps), the hidden

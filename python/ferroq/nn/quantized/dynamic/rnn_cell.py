@@ -1,5 +1,5 @@
 """``ferroq.nn.quantized.dynamic.LSTMCell``, ``GRUCell`` and ``RNNCell``: one recurrent step with
-int8 (or float16) weights, bit-exact with PyTorch's x86 dynamic quantized cells (SPEC.md 5).
+int8 (or float16) weights, bit-exact with PyTorch's x86 dynamic quantized cells (docs/numerics.md §4.1).
 
 Each call quantizes the input and the hidden state separately, each over its whole tensor.
 Beyond PyTorch: unbatched (1-D) input, and ``bias=False`` also through ``from_float``.
