@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import functools
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .._arrays import to_numpy
+
+if TYPE_CHECKING:
+    from .._state_spec import Config, StateSpec
 
 __all__ = ["Module", "IncompatibleKeys", "RemovableHandle"]
 
@@ -285,6 +288,20 @@ class Module:
     def _from_config(cls, config: Dict[str, Any]) -> "Module":
         """A new module from :meth:`_config`'s output (children are attached afterwards)."""
         return cls(**config)
+
+    @classmethod
+    def _state_spec(cls, config: "Config") -> "StateSpec":
+        """The state entries of this module's own (not its children's) that a module built from
+        ``config`` has, read from the configuration alone (no module is built): ``ferroq.load``
+        checks a file against them before it allocates anything, ``ferroq.save`` refuses a module
+        whose state differs. Every class with state of its own overrides this (see
+        ``ferroq/_state_spec.py``); this default is for modules without any, and takes an empty
+        configuration unless the class overrides :meth:`_config`."""
+        if cls._config is Module._config:
+            config.finish()
+        else:
+            config.accept_rest()  # a custom configuration: its class checks it
+        return {}
 
     # -- printing ----------------------------------------------------------------------------
 
