@@ -174,7 +174,11 @@ def save(module: Module, path: PathLike) -> None:
     try:
         validate_description(parse_json(model, "the model description"), tensors.info(), _resolver(registry, custom))
     except ValueError as e:
-        raise ValueError(f"cannot save {type(module).__name__} to {path}: {e}") from None
+        raise ValueError(
+            f"cannot save {type(module).__name__} to {path}: {e}. A file stores what modules rebuilt from their "
+            "configurations have: not parameters registered after construction, nor the state of a class of yours "
+            "that defines no _state_spec"
+        ) from None
     metadata = {
         "format": _FORMAT,
         "format_version": str(FORMAT_VERSION),

@@ -4,9 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::{PyIsADirectoryError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -37,13 +38,16 @@ fn dtype_name(dtype: Dtype) -> Option<&'static str> {
     DTYPES.iter().find(|(_, d)| *d == dtype).map(|(n, _)| *n)
 }
 
-/// The OSError for a failed file operation: built from the errno, so Python raises the matching
-/// subclass (FileNotFoundError, PermissionError, IsADirectoryError, ...).
+/// The OSError for a failed file operation, of the matching subclass (FileNotFoundError,
+/// PermissionError, IsADirectoryError, ...): Python picks it from the errno when there is one.
 fn os_error(what: &str, path: &Path, err: std::io::Error) -> PyErr {
     let message = format!("cannot {what} {}: {err}", path.display());
-    match err.raw_os_error() {
-        Some(code) => PyOSError::new_err((code, message)),
-        None => PyOSError::new_err(message),
+    match (err.raw_os_error(), err.kind()) {
+        (Some(code), _) => PyOSError::new_err((code, message)),
+        (None, ErrorKind::NotFound) => PyFileNotFoundError::new_err(message),
+        (None, ErrorKind::PermissionDenied) => PyPermissionError::new_err(message),
+        (None, ErrorKind::IsADirectory) => PyIsADirectoryError::new_err(message),
+        (None, _) => PyOSError::new_err(message),
     }
 }
 

@@ -74,9 +74,14 @@ class Module:
     # -- attributes --------------------------------------------------------------------------
 
     def register_parameter(self, name: str, value: Any) -> None:
-        """Adds a float32 parameter (or None, e.g. an absent bias) under ``name``."""
-        if "." in name or not name:
-            raise ValueError(f"parameter name must be non-empty and contain no '.', got {name!r}")
+        """Adds a float32 parameter (or None, e.g. an absent bias) under ``name``; as in PyTorch,
+        TypeError for a name that is not a string, KeyError for an empty one or one with '.'."""
+        if not isinstance(name, str):
+            raise TypeError(f"parameter name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError('parameter name can\'t contain "."')
+        if not name:
+            raise KeyError('parameter name can\'t be empty string ""')
         self.__dict__.pop(name, None)
         self._parameters[name] = as_parameter(value, name)
 
@@ -86,6 +91,11 @@ class Module:
         if params is None or modules is None:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
         if isinstance(value, Module):
+            # PyTorch's add_module checks: a child's name is a key of every state-dict entry below it.
+            if "." in name:
+                raise KeyError(f'module name can\'t contain ".", got: {name}')
+            if not name:
+                raise KeyError('module name can\'t be empty string ""')
             params.pop(name, None)
             self.__dict__.pop(name, None)
             modules[name] = value
