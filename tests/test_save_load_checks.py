@@ -234,6 +234,13 @@ def test_a_parameter_registered_after_construction_is_refused_by_save(tmp_path):
     np.testing.assert_array_equal(ferroq.load(path).weight, m.weight)
 
 
+def test_a_tree_that_contains_itself_is_refused_by_save(tmp_path):
+    loop = nn.Sequential(nn.ReLU())
+    loop.again = loop
+    with pytest.raises(ValueError, match="deeper than 64 modules .or contains itself."):
+        ferroq.save(loop, tmp_path / "m.safetensors")
+
+
 def test_a_parameter_whose_shape_was_changed_is_refused_by_save(tmp_path):
     m = nn.Linear(3, 2)
     m._parameters["weight"] = np.zeros((5, 5), dtype=np.float32)

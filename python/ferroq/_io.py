@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import DType, as_dtype
-from ._io_validate import MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
+from ._io_validate import MAX_DEPTH, MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
 from ._tensor import QTensor
 from .nn.module import Module
 
@@ -108,8 +108,10 @@ def _custom_class(type_name: str, custom_modules: Dict[str, type]) -> Optional[t
     return custom_modules.get(qualified) or custom_modules.get(qualified.rsplit(".", 1)[-1])
 
 
-def _describe(module: Module, names: Dict[type, str], custom: Dict[str, type], where: str = "") -> Dict[str, Any]:
+def _describe(module: Module, names: Dict[type, str], custom: Dict[str, type], where: str = "", depth: int = 1) -> Dict[str, Any]:
     """The description of ``module``'s tree; records the classes of ``custom:`` types in ``custom``."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"cannot save {where}: the module tree is deeper than {MAX_DEPTH} modules (or contains itself)")
     config = module._config()
     try:
         json.dumps(config, allow_nan=False)
@@ -122,7 +124,8 @@ def _describe(module: Module, names: Dict[type, str], custom: Dict[str, type], w
         "type": type_name,
         "config": config,
         "children": [
-            [name, _describe(child, names, custom, f"{where}.{name}" if where else name)] for name, child in module.named_children()
+            [name, _describe(child, names, custom, f"{where}.{name}" if where else name, depth + 1)]
+            for name, child in module.named_children()
         ],
     }
 
@@ -160,7 +163,8 @@ def save(module: Module, path: PathLike) -> None:
     if not isinstance(module, Module):
         raise TypeError(f"ferroq.save expects a ferroq module, got {type(module).__name__}")
     path = os.fspath(path)
-    names = {cls: name for name, cls in _registry().items()}
+    registry = _registry()
+    names = {cls: name for name, cls in registry.items()}
     custom: Dict[str, type] = {}
     tree = _describe(module, names, custom)
     state = module.state_dict()
@@ -170,7 +174,6 @@ def save(module: Module, path: PathLike) -> None:
 
     header = {"tree": tree, "state": entries, "versions": dict(getattr(state, "_metadata", {}))}
     model = json.dumps(header, separators=(",", ":"))
-    registry = _registry()
     try:
         validate_description(parse_json(model, "the model description"), tensors.info(), _resolver(registry, custom))
     except ValueError as e:
