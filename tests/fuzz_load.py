@@ -3,11 +3,11 @@
 Several models are saved (dynamic Linear per tensor, per channel and float16, a static Linear, a
 2-layer bidirectional LSTM with ``proj_size``, a GRU, the three cells, a Sequential tree and a
 custom model class), then each case mutates one of them: a few flipped bytes, a truncation, a
-rewritten length prefix, edits of the safetensors header (tensor dtypes, shapes, offsets, names)
-or structured edits of the model description (values replaced by huge, negative, float, string,
-boolean or nested ones; keys deleted, added or repeated; deep nesting; inflated counts; bad
-metadata). A few fixed hostile files come first (``in_features=2**31`` in a 1.2 KB file,
-``num_layers=10**9``, a header of 16 MB of ``{}``).
+rewritten length prefix, edits of the safetensors header (tensor dtypes, shapes, offsets, names,
+a name repeated) or structured edits of the model description (values replaced by huge,
+negative, float, string, boolean or nested ones; keys deleted, added or repeated; deep nesting;
+inflated counts; bad metadata). A few fixed hostile files come first (``in_features=2**31`` in a
+1.2 KB file, ``num_layers=10**9``, a description of 15 MB of ``{}``, a 99 MB header).
 
 Cases are loaded in worker subprocesses, many per worker, each under a memory cap
 (``RLIMIT_AS``) and watched by a timeout. A failure is any outcome other than "loaded" or
@@ -221,7 +221,7 @@ def edit_tensors(rng: np.random.Generator, header: Dict[str, Any], body: bytes) 
         return "no tensors", join(header, body)
     name = names[int(rng.integers(len(names)))]
     info = header[name]
-    op = pick(rng, ["dtype", "shape", "shape", "offsets", "delete", "rename", "clone"])
+    op = pick(rng, ["dtype", "shape", "shape", "offsets", "delete", "rename", "clone", "repeat"])
     if op == "dtype":
         info["dtype"] = str(pick(rng, SAFETENSORS_DTYPES))
     elif op == "shape":
@@ -243,6 +243,10 @@ def edit_tensors(rng: np.random.Generator, header: Dict[str, Any], body: bytes) 
         info["data_offsets"] = [start, _hostile(rng, stop)] if rng.random() < 0.5 else [stop, start]
     elif op == "delete":
         del header[name]
+    elif op == "repeat":  # the same tensor name twice in the header's JSON, with other offsets
+        other = dict(info, data_offsets=[0, int(rng.integers(0, 64))])
+        text = "{" + json.dumps(name) + ": " + json.dumps(other) + ", " + json.dumps(header)[1:]
+        return f"tensor {name}: repeated", join(header, body, text)
     elif op == "rename":
         header[name + str(pick(rng, ["", ".x", ".int", ".0"]))] = header.pop(name)
     else:
