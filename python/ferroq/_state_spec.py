@@ -118,7 +118,10 @@ class Config:
 
     def count(self, key: str, default: Optional[int] = None) -> int:
         """A count >= 1 of repeated parts, each with at least one stored tensor."""
-        return self.integer(key, 1, max(1, self.max_count), default)
+        value = self.integer(key, 1, MAX_SIZE, default)
+        if value > self.max_count:
+            raise self.fail(f"{key}={value} needs more tensors than the {self.max_count} the file holds")
+        return value
 
     def flag(self, key: str, default: Optional[bool] = None) -> bool:
         """true or false (nothing else)."""
