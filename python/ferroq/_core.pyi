@@ -57,7 +57,9 @@ class PackedLinearFp16:
 def write_safetensors(
     path: str, tensors: list[tuple[str, str, list[int], bytes]], metadata: dict[str, str]
 ) -> None: ...
-def read_safetensors(path: str) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...
+def read_safetensors(
+    path: str, max_header_bytes: int
+) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...
 
 @final
 class PackedRNN:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 
 from .._arrays import as_float32, to_numpy
+from .._state_spec import Config, StateSpec, float32, matrices_spec, rnn_parameter_shapes
 from .basic import uniform
 from .dropout import dropout as _dropout
 from .module import Module
@@ -416,6 +417,25 @@ class _RNNBase(Module):
             config["nonlinearity"] = self.nonlinearity
         return config
 
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        gates = 4 if issubclass(cls, LSTM) else 3 if issubclass(cls, GRU) else 1
+        hidden_size = config.integer("hidden_size", 1)
+        shapes = rnn_parameter_shapes(
+            gates,
+            config.integer("input_size", 1),
+            hidden_size,
+            config.count("num_layers", 1),
+            config.flag("bidirectional", False),
+            config.integer("proj_size", 0, hidden_size - 1, 0) if issubclass(cls, LSTM) else 0,
+            config.flag("bias", True),
+        )
+        config.flag("batch_first", False)
+        config.number("dropout", 0.0, 1.0, 0.0)
+        if issubclass(cls, RNN):
+            config.choice("nonlinearity", ("tanh", "relu"), "tanh")
+        return matrices_spec(shapes, lambda shape: float32(*shape))
+
 
 class LSTM(_RNNBase):
     """Multi-layer long short-term memory (``torch.nn.LSTM``) in float32.
@@ -618,6 +638,16 @@ class _RNNCellBase(Module):
         if hasattr(self, "nonlinearity"):
             config["nonlinearity"] = self.nonlinearity
         return config
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        gates = 4 if issubclass(cls, LSTMCell) else 3 if issubclass(cls, GRUCell) else 1
+        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size"), config.flag("bias", True)
+        if issubclass(cls, RNNCell):
+            config.choice("nonlinearity", ("tanh", "relu"), "tanh")
+        rows = gates * hidden_size
+        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
+        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: float32(*shape))
 
 
 class LSTMCell(_RNNCellBase):

@@ -10,6 +10,7 @@ import numpy as np
 from ... import _core
 from ..._arrays import last_dim, to_numpy
 from ..._dtypes import as_dtype, qint8, quint8
+from ..._state_spec import Array, Config, DTypeName, Items, QWeight, StateSpec, float32, optional_bias
 from ..._tensor import QTensor
 from ...quantization.qconfig import QConfig
 from ..module import Module
@@ -53,6 +54,18 @@ class Linear(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias_": self._bias is not None}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        in_features, out_features = config.integer("in_features"), config.integer("out_features")
+        return {
+            "scale": float32(),
+            "zero_point": Array("I64", ()),
+            "_packed_params.dtype": DTypeName("qint8"),
+            "_packed_params._packed_params": Items(
+                (QWeight((out_features, in_features)), optional_bias(config.flag("bias_", True), out_features))
+            ),
+        }
 
     # -- output qparams ----------------------------------------------------------------------
 

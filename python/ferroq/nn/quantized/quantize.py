@@ -9,6 +9,7 @@ import numpy as np
 
 from ..._arrays import to_numpy
 from ..._dtypes import DType
+from ..._state_spec import Array, Config, StateSpec, float32
 from ..._tensor import QTensor, _check_scale, _check_zero_point, _quantized_dtype, quantize_per_tensor
 from ..module import Module
 
@@ -31,6 +32,16 @@ class Quantize(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"scale": self.scale, "zero_point": self.zero_point, "dtype": self.dtype.name}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        scale = config.number("scale", 0.0, float(np.finfo(np.float32).max))
+        if not np.float32(scale) > 0:
+            raise config.fail(f"scale must be positive in float32, got {scale}")
+        dtype = _quantized_dtype(config.choice("dtype", ("qint8", "quint8")))
+        assert dtype.qmin is not None and dtype.qmax is not None
+        config.integer("zero_point", dtype.qmin, dtype.qmax)
+        return {"scale": float32(1), "zero_point": Array("I64", (1,))}
 
     def forward(self, x: Any) -> QTensor:
         if isinstance(x, QTensor):

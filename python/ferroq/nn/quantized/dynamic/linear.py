@@ -10,6 +10,7 @@ import numpy as np
 from .... import _core
 from ...._arrays import as_float32, last_dim
 from ...._dtypes import DType, as_dtype, float16, qint8
+from ...._state_spec import Array, Config, DTypeName, Items, StateSpec, float32, optional_bias, quantized_weight
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
@@ -189,6 +190,20 @@ class Linear(Module):
             "bias_": self._bias is not None,
             "dtype": self.dtype.name,
             "reduce_range": self.reduce_range,
+        }
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        in_features, out_features = config.integer("in_features"), config.integer("out_features")
+        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
+        config.flag("reduce_range", True)
+        return {
+            "scale": float32(),
+            "zero_point": Array("I64", ()),
+            "_packed_params.dtype": DTypeName(dtype),
+            "_packed_params._packed_params": Items(
+                (quantized_weight(dtype, (out_features, in_features)), optional_bias(config.flag("bias_", True), out_features))
+            ),
         }
 
     def __getstate__(self) -> Dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...._arrays import as_float32
 from ...._dtypes import qint8
+from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
 from ._recurrent import (
     GATES,
     NONLINEARITY_MODES,
@@ -74,6 +75,17 @@ class RNNCellBase(QuantizedRecurrent):
         if self.mode in ("RNN_TANH", "RNN_RELU"):
             config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
         return config
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size", 1), config.flag("bias", True)
+        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
+        config.flag("reduce_range", True)
+        if len(cls._float_modes) == 2:
+            config.choice("nonlinearity", tuple(NONLINEARITY_MODES), "tanh")
+        rows = GATES[cls._float_modes[0]] * hidden_size
+        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
+        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: quantized_weight(dtype, shape))
 
     def _layout(self) -> List[CellLayout]:
         rows = GATES[self.mode] * self.hidden_size
