@@ -188,7 +188,8 @@ pub struct DynamicLinear {
 
 impl DynamicLinear {
     /// `weight` is row-major `n x k` int8. `scales`/`zero_points` have length 1 (per tensor) or `n`
-    /// (per output feature); scales are used as float32, as FBGEMM does.
+    /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
+    /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
         let weights = ColumnBlocks::pack(weight, n, k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {

@@ -342,3 +342,12 @@ def test_a_fortran_ordered_input_or_state_of_a_dynamic_cell_gives_the_c_order_bi
         changed[i] = np.asfortranarray(values[i])
         assert not changed[i].flags.c_contiguous
         assert as_bits(case.run(module, changed)) == expected
+
+
+@pytest.mark.parametrize("change", ["strided", "negative strides", "unaligned", "big-endian", "read-only"])
+def test_lengths_of_any_layout_give_the_same_bits(change: str) -> None:
+    lstm = dynamic(lambda: nn.LSTM(3, 4))()
+    x = np.random.default_rng(5).standard_normal((4, 3, 3)).astype(np.float32)
+    lengths = np.array([4, 1, 3], dtype=np.int64)
+    expected = as_bits(lstm(x, lengths=lengths))
+    assert as_bits(lstm(x, lengths=LAYOUTS[change](lengths))) == expected
