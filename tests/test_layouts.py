@@ -18,17 +18,16 @@ from typing import Any, Callable, Dict, List, Sequence
 import numpy as np
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import ferroq  # noqa: E402
-from ferroq import _core, nn  # noqa: E402
-from ferroq.nn import quantized as nnq  # noqa: E402
-from ferroq.nn.quantized import dynamic as nnqd  # noqa: E402
-from ferroq.nn.quantized import reference as nnqr  # noqa: E402
-from ferroq._arrays import as_float32  # noqa: E402
-from ferroq.quantization import (  # noqa: E402
+import ferroq
+from ferroq import _core, nn
+from ferroq.nn import quantized as nnq
+from ferroq.nn.quantized import dynamic as nnqd
+from ferroq.nn.quantized import reference as nnqr
+from ferroq._arrays import as_float32
+from ferroq.quantization import (
     HistogramObserver,
     MinMaxObserver,
     PerChannelMinMaxObserver,
