@@ -34,7 +34,8 @@ def is_core_float32(array: Any) -> bool:
     if type(array) is not np.ndarray or array.dtype is not _FLOAT32:
         return False
     flags = array.flags
-    return flags.c_contiguous and flags.aligned
+    # carray (C-contiguous, aligned and writeable) is one lookup: the common case, checked first.
+    return flags.carray or (flags.c_contiguous and flags.aligned)
 
 
 def as_float32(value: Any, what: str = "input") -> np.ndarray:

@@ -65,6 +65,20 @@ def _integer_array(values: Any, what: str) -> np.ndarray:
     return array.astype(np.int64).reshape(-1)
 
 
+def _check_channel_qparams(scales: np.ndarray, zero_points: np.ndarray, dtype: DType) -> None:
+    """:func:`_check_scale` and :func:`_check_zero_point` over per-channel arrays (float64
+    scales, int64 zero points), vectorised; the first offending entry is reported."""
+    with np.errstate(over="ignore"):
+        as_f32 = scales.astype(np.float32)
+    bad_scales = ~(np.isfinite(as_f32) & (as_f32 >= _FLOAT32_TINY))
+    if bad_scales.any():
+        _check_scale(scales[bad_scales][0])
+    assert dtype.qmin is not None and dtype.qmax is not None
+    bad_zero_points = (zero_points < dtype.qmin) | (zero_points > dtype.qmax)
+    if bad_zero_points.any():
+        _check_zero_point(zero_points[bad_zero_points][0], dtype)
+
+
 def _check_zero_point(zero_point: Any, dtype: DType) -> int:
     """``zero_point`` as an int in ``dtype``'s range: TypeError unless it is an integer,
     ValueError outside the range."""
@@ -139,10 +153,7 @@ class QTensor:
                     f"expected {channels} scales and zero points along axis {axis}, "
                     f"got {scales.size} scales and {zero_points.size} zero points"
                 )
-            for s in scales:
-                _check_scale(s)
-            for z in zero_points:
-                _check_zero_point(z, dtype)
+            _check_channel_qparams(scales, zero_points, dtype)
             self._scales, self._zero_points, self._axis = scales, zero_points, axis
             self._scale = self._zero_point = None
         return self
@@ -302,10 +313,7 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
             f"expected {channels} scales and zero points along axis {axis} of shape {values.shape}, "
             f"got {scales.size} scales and {zero_points.size} zero points"
         )
-    for s in scales:
-        _check_scale(s)
-    for z in zero_points:
-        _check_zero_point(z, dt)
+    _check_channel_qparams(scales, zero_points, dt)
     shape = [1] * values.ndim
     shape[axis] = channels
     inv_scale = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)

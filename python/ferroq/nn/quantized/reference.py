@@ -21,8 +21,7 @@ from ..._dtypes import (
 )
 from ..._tensor import (
     QTensor,
-    _check_scale,
-    _check_zero_point,
+    _check_channel_qparams,
     _integer,
     _integer_array,
     _quantized_dtype,
@@ -57,10 +56,7 @@ def _parse_weight_qparams(qparams: Dict[str, Any]) -> Tuple[QScheme, DType, np.n
         axis = _integer(qparams["axis"], "weight axis") if qscheme.is_per_channel else 0
     except KeyError as e:
         raise ValueError(f"weight_qparams needs the key {e.args[0]!r}") from None
-    for s in scale.reshape(-1):
-        _check_scale(s)
-    for z in zero_point.reshape(-1):
-        _check_zero_point(z, dtype)
+    _check_channel_qparams(scale.reshape(-1), zero_point, dtype)
     scale = scale.astype(np.float32)
     if qscheme.is_per_channel:
         return qscheme, dtype, scale.reshape(-1), zero_point.reshape(-1), axis
