@@ -374,3 +374,19 @@ def test_a_non_finite_initial_lstm_state_is_refused(bad: float) -> None:
         lstm(X[None], (h0, c0))
     with pytest.raises(ValueError, match="h0 contains NaN or infinity"):
         lstm(X[None], (c0, h0))
+
+
+# -- observers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-7, 1e-50, float("nan")])
+def test_an_observer_refuses_an_eps_that_is_not_a_usable_scale(eps: float) -> None:
+    with pytest.raises(ValueError, match="eps, the smallest scale an observer may choose"):
+        ferroq.quantization.MinMaxObserver(eps=eps)
+
+
+def test_an_observer_refuses_a_float_quantization_range() -> None:
+    with pytest.raises(TypeError, match="quant_max must be an integer"):
+        ferroq.quantization.MinMaxObserver(quant_min=0, quant_max=127.5)
+    with pytest.raises(TypeError, match="quant_min must be an integer"):
+        ferroq.quantization.PerChannelMinMaxObserver(quant_min=-0.5, quant_max=10)
