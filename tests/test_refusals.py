@@ -390,3 +390,24 @@ def test_an_observer_refuses_a_float_quantization_range() -> None:
         ferroq.quantization.MinMaxObserver(quant_min=0, quant_max=127.5)
     with pytest.raises(TypeError, match="quant_min must be an integer"):
         ferroq.quantization.PerChannelMinMaxObserver(quant_min=-0.5, quant_max=10)
+
+
+# -- module unpickling ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes", [{"scale": 1e-50}, {"zero_point": 300}, {"zero_point": 66.7}])
+def test_unpickling_a_quantize_or_static_linear_with_tampered_qparams_is_refused(changes: Dict[str, Any]) -> None:
+    quantize = nnq.Quantize(0.1, 3, ferroq.quint8)
+    quantize.__dict__.update(changes)
+    with pytest.raises((ValueError, TypeError), match="scale must be positive|zero_point"):
+        pickle.loads(pickle.dumps(quantize))
+    linear = static_linear()
+    linear.__dict__.update({"_" + k: v for k, v in changes.items()})
+    with pytest.raises((ValueError, TypeError), match="scale must be positive|zero point|zero_point"):
+        pickle.loads(pickle.dumps(linear))
+
+
+def test_untampered_modules_round_trip_through_pickle() -> None:
+    for m in (nnq.Quantize(0.1, 3, ferroq.quint8), static_linear(), dynamic_linear(), dynamic_lstm()):
+        again = pickle.loads(pickle.dumps(m))
+        assert state_bits(again) == state_bits(m)

@@ -221,6 +221,7 @@ class Linear(Module):
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.scale, self.zero_point = state["_scale"], state["_zero_point"]  # checked like any assignment
         self.set_weight_bias(state["_weight"], state["_bias"])
 
     # -- printing ----------------------------------------------------------------------------

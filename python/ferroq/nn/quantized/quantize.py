@@ -80,6 +80,12 @@ class Quantize(Module):
 
         return [update]
 
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Unpickling checks the qparams as the constructor does."""
+        checked = Quantize(state["scale"], state["zero_point"], state["dtype"])
+        self.__dict__.update(state)
+        self.scale, self.zero_point, self.dtype = checked.scale, checked.zero_point, checked.dtype
+
     def extra_repr(self) -> str:
         return f"scale={self.scale}, zero_point={self.zero_point}, dtype={self.dtype!r}"
 
