@@ -2,9 +2,10 @@
 //! one-layer one-step case). The Python layer validates shapes with PyTorch's messages first;
 //! this class checks again and never panics.
 
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, Dimension};
 use numpy::{
-    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -153,7 +154,7 @@ fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str
 }
 
 /// A copy of a state the caller gives, refused when it holds NaN or infinity.
-fn finite_state<D: numpy::ndarray::Dimension>(state: &numpy::PyReadonlyArray<'_, f32, D>, what: &str) -> Result<Vec<f32>> {
+fn finite_state<D: Dimension>(state: &PyReadonlyArray<'_, f32, D>, what: &str) -> Result<Vec<f32>> {
     let values = c_order(state, what)?;
     check_finite_state(values, what)?;
     Ok(values.to_vec())
