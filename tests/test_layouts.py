@@ -12,6 +12,7 @@ A new module is one more ``Case`` line: a factory for the module, one for its in
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
 
@@ -352,3 +353,33 @@ def test_lengths_of_any_layout_give_the_same_bits(change: str) -> None:
     lengths = np.array([4, 1, 3], dtype=np.int64)
     expected = as_bits(lstm(x, lengths=lengths))
     assert as_bits(lstm(x, lengths=LAYOUTS[change](lengths))) == expected
+
+
+def through_dask_transport(a: np.ndarray) -> np.ndarray:
+    """``a`` as Dask's worker transport hands it to a task: pickle protocol 5 with the bytes in
+    an out-of-band buffer that sits at an odd offset of a larger frame."""
+    buffers: List[pickle.PickleBuffer] = []
+    header = pickle.dumps(a, protocol=5, buffer_callback=buffers.append)
+    frame = bytearray(1) + bytearray(buffers[0].raw())
+    return pickle.loads(header, buffers=[memoryview(frame)[1:]])
+
+
+@pytest.mark.parametrize("name", ["nnqd.Linear", "nnqd.LSTM", "nnqd.GRUCell", "nn.LSTM", "nnq static pipeline"])
+def test_arrays_from_an_odd_offset_out_of_band_buffer_give_the_same_bits(name: str) -> None:
+    case = next(c for c in CASES if c.name == name)
+    values = case.inputs(np.random.default_rng(7), 3)
+    moved = [through_dask_transport(v) for v in values]
+    assert not any(m.flags.aligned for m in moved)
+    module = module_of(case)
+    assert as_bits(case.run(module, moved)) == as_bits(case.run(module, values))
+
+
+def test_torch_tensors_of_any_layout_and_bfloat16_ones_are_converted() -> None:
+    torch = pytest.importorskip("torch")
+    base = torch.randn(4, 6)
+    transposed = base[:, ::2].t()  # strided and transposed
+    np.testing.assert_array_equal(as_float32(transposed), transposed.contiguous().numpy())
+    half = torch.randn(2, 3, dtype=torch.bfloat16)  # numpy has no bfloat16
+    np.testing.assert_array_equal(as_float32(half), half.float().numpy())
+    with pytest.raises(TypeError, match="floating-point"):
+        as_float32(torch.ones(3, dtype=torch.int64))
