@@ -32,6 +32,7 @@ from ferroq.quantization import (
     HistogramObserver,
     MinMaxObserver,
     PerChannelMinMaxObserver,
+    PlaceholderObserver,
     float16_dynamic_qconfig,
     per_channel_dynamic_qconfig,
 )
@@ -160,6 +161,7 @@ CASES = [
     Case("MinMaxObserver", lambda: None, rows(4), observe(MinMaxObserver), 1),
     Case("PerChannelMinMaxObserver", lambda: None, rows(4), observe(lambda: PerChannelMinMaxObserver(ch_axis=1)), 1),
     Case("HistogramObserver", lambda: None, rows(4), observe(lambda: HistogramObserver(bins=64)), 1),
+    Case("PlaceholderObserver", PlaceholderObserver, rows(4), converts=False),
     # quantize_*
     Case("quantize_per_tensor", lambda: None, rows(4), lambda _, a: ferroq.quantize_per_tensor(a[0], 0.05, 3, ferroq.quint8)),
     Case("quantize_per_channel", lambda: None, rows(3),
