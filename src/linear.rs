@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
-use crate::quant::{choose_qparams, QParams};
+use crate::quant::{check_bias, check_weight_qparams, choose_qparams, QParams};
 use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
 
 thread_local! {
@@ -188,7 +188,8 @@ pub struct DynamicLinear {
 
 impl DynamicLinear {
     /// `weight` is row-major `n x k` int8. `scales`/`zero_points` have length 1 (per tensor) or `n`
-    /// (per output feature); scales are used as float32, as FBGEMM does.
+    /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
+    /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
         let weights = ColumnBlocks::pack(weight, n, k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {
@@ -207,9 +208,7 @@ impl DynamicLinear {
                 zero_points.len()
             )));
         }
-        if let Some(&bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::Value(format!("weight scales must be positive and finite, got {bad}")));
-        }
+        check_weight_qparams(scales, zero_points, bias.as_deref())?;
         if let Some(b) = &bias {
             if b.len() != n {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
@@ -411,6 +410,7 @@ impl Fp16Linear {
     /// `weight` is row-major `n x k` float16 bits (already saturated to +-65504 and rounded).
     pub fn new(weight: &[u16], n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
         check_len(weight.len(), n, k, "weight")?;
+        check_bias(bias.as_deref())?;
         if let Some(b) = &bias {
             if b.len() != n {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));

@@ -29,6 +29,27 @@ impl QParams {
     }
 }
 
+/// Checks int8 weight qparams and a float bias as a layer stores them: every scale a positive
+/// normal float32 (so that its reciprocal is finite too), every zero point in the int8 range, the
+/// bias finite. Anything else has no meaningful quantized value.
+pub fn check_weight_qparams(scales: &[f32], zero_points: &[i32], bias: Option<&[f32]>) -> Result<()> {
+    if let Some(&bad) = scales.iter().find(|s| !(s.is_normal() && **s > 0.0)) {
+        return Err(Error::Value(format!("weight scales must be positive, finite and normal in float32, got {bad:e}")));
+    }
+    if let Some(&bad) = zero_points.iter().find(|z| !(-128..=127).contains(*z)) {
+        return Err(Error::Value(format!("weight zero points must lie in [-128, 127] (qint8), got {bad}")));
+    }
+    check_bias(bias)
+}
+
+/// A bias must be finite: NaN or infinity would reach every output of its feature.
+pub fn check_bias(bias: Option<&[f32]>) -> Result<()> {
+    match bias.and_then(|b| b.iter().find(|v| !v.is_finite())) {
+        Some(bad) => Err(Error::Value(format!("bias must be finite, got {bad}"))),
+        None => Ok(()),
+    }
+}
+
 /// PyTorch's `quant_utils::ChooseQuantizationParams` (docs/numerics.md §1.2), without sparsity preservation
 /// or power-of-two scales, which the modules here never ask for.
 ///

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::pack::PackedWeights;
-use crate::quant::QParams;
+use crate::quant::{check_weight_qparams, QParams};
 use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
 use crate::threads::for_row_shares;
 
@@ -49,12 +49,7 @@ impl StaticLinear {
                 return Err(Error::Shape(format!("{scheme} weight {what} must have {expected} entries, got {len}")));
             }
         }
-        if let Some(&bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::Value(format!("weight scales must be positive and finite, got {bad}")));
-        }
-        if let Some(&bad) = zero_points.iter().find(|z| !(-128..=127).contains(*z)) {
-            return Err(Error::Value(format!("weight zero points must lie in [-128, 127] (qint8), got {bad}")));
-        }
+        check_weight_qparams(scales, zero_points, bias.as_deref())?;
         if let Some(b) = &bias {
             if b.len() != n {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
@@ -145,11 +140,12 @@ fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The float32 scale of quint8 qparams, checked: positive and finite as float32, zero point in 0..=255.
+/// The float32 scale of quint8 qparams, checked: positive, finite and normal as float32 (a finite
+/// reciprocal), zero point in 0..=255.
 fn check_qparams(q: QParams, what: &str) -> Result<f32> {
     let scale = q.scale_f32();
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(Error::Value(format!("{what} scale must be positive and finite in float32, got {}", q.scale)));
+    if !(scale.is_normal() && scale > 0.0) {
+        return Err(Error::Value(format!("{what} scale must be positive, finite and normal in float32, got {}", q.scale)));
     }
     if !(0..=255).contains(&q.zero_point) {
         return Err(Error::Value(format!("{what} zero point must lie in [0, 255] (quint8), got {}", q.zero_point)));

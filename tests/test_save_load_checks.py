@@ -340,7 +340,16 @@ def test_a_config_free_custom_class_takes_no_configuration(tmp_path):
         ferroq.load(path, custom_modules={"Box": Box})
 
 
-STATELESS = {"nn.ReLU", "nn.Identity", "nn.Sequential", "nn.quantized.DeQuantize"}
+STATELESS = {
+    "nn.ReLU",
+    "nn.Identity",
+    "nn.Sequential",
+    "nn.ModuleList",
+    "nn.ModuleDict",
+    "nn.Tanh",
+    "nn.Sigmoid",
+    "nn.quantized.DeQuantize",
+}
 
 
 def test_every_ferroq_class_says_which_state_its_configuration_implies():

@@ -123,6 +123,23 @@ class Config:
             raise self.fail(f"{key}={value} needs more tensors than the {self.max_count} the file holds")
         return value
 
+    def optional_integer(self, key: str, minimum: int, maximum: int) -> Optional[int]:
+        """None (also when absent), or an integer in ``minimum..=maximum``."""
+        if self.raw.get(key) is None:
+            self._read.add(key)
+            return None
+        return self.integer(key, minimum, maximum)
+
+    def sizes(self, key: str, max_count: int = 64) -> Tuple[int, ...]:
+        """A list of at most ``max_count`` sizes (integers in ``0..=MAX_SIZE``)."""
+        value = self._get(key, None)
+        if not isinstance(value, list) or len(value) > max_count:
+            raise self.fail(f"{key} must be a list of at most {max_count} sizes, got {_short(value)}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral) or not 0 <= int(item) <= MAX_SIZE:
+                raise self.fail(f"{key} must hold sizes in 0..{MAX_SIZE}, got {_short(item)}")
+        return tuple(int(item) for item in value)
+
     def flag(self, key: str, default: Optional[bool] = None) -> bool:
         """true or false (nothing else)."""
         value = self._get(key, default)

@@ -6,6 +6,7 @@ with the reciprocal taken in float32 and the product rounded half to even.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
@@ -24,15 +25,64 @@ def _quantized_dtype(dtype: Any) -> DType:
     return dt
 
 
-def _check_scale(scale: float) -> float:
-    scale = float(scale)
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be positive and finite, got {scale}")
-    return scale
+#: The smallest positive normal float32: a smaller scale has no finite float32 reciprocal.
+_FLOAT32_TINY = np.float32(np.finfo(np.float32).tiny)
 
 
-def _check_zero_point(zero_point: int, dtype: DType) -> int:
-    zero_point = int(zero_point)
+def _check_scale(scale: Any) -> float:
+    """``scale`` as a Python float, refused (ValueError) unless it is a positive normal float32:
+    the kernels use ``float32(scale)`` and its float32 reciprocal, so a scale that rounds to 0 or
+    infinity in float32 (1e-50, 1e39), or whose reciprocal overflows (a subnormal), has no
+    meaningful quantized values. Observers never choose such scales (they clamp to float32 eps)."""
+    value = float(scale)
+    with np.errstate(over="ignore"):
+        as_f32 = np.float32(value)
+    if not (np.isfinite(as_f32) and as_f32 >= _FLOAT32_TINY):
+        raise ValueError(f"scale must be positive, finite and a normal float32 (at least {_FLOAT32_TINY:.8g}), got {value}")
+    return value
+
+
+def _integer(value: Any, what: str) -> int:
+    """``value`` as an int: a Python or numpy integer, or a one-element integer array (a 0-d
+    torch tensor, say). TypeError for anything else: a float zero point such as 66.7 would be
+    silently truncated."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    array = to_numpy(value)
+    if array.dtype.kind in "iu" and array.size == 1:
+        return int(array.reshape(()))
+    raise TypeError(f"{what} must be an integer, got {type(value).__name__} {value!r}")
+
+
+def _integer_array(values: Any, what: str) -> np.ndarray:
+    """``values`` as a 1-D int64 array; TypeError unless they are integers (floats would be
+    truncated)."""
+    array = to_numpy(values)
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integers, got dtype {array.dtype}")
+    if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{what} holds {array.max()}, beyond int64")
+    return array.astype(np.int64).reshape(-1)
+
+
+def _check_channel_qparams(scales: np.ndarray, zero_points: np.ndarray, dtype: DType) -> None:
+    """:func:`_check_scale` and :func:`_check_zero_point` over per-channel arrays (float64
+    scales, int64 zero points), vectorised; the first offending entry is reported."""
+    with np.errstate(over="ignore"):
+        as_f32 = scales.astype(np.float32)
+    bad_scales = ~(np.isfinite(as_f32) & (as_f32 >= _FLOAT32_TINY))
+    if bad_scales.any():
+        _check_scale(scales[bad_scales][0])
+    assert dtype.qmin is not None and dtype.qmax is not None
+    bad_zero_points = (zero_points < dtype.qmin) | (zero_points > dtype.qmax)
+    if bad_zero_points.any():
+        _check_zero_point(zero_points[bad_zero_points][0], dtype)
+
+
+def _check_zero_point(zero_point: Any, dtype: DType) -> int:
+    """``zero_point`` as an int in ``dtype``'s range: TypeError unless it is an integer,
+    ValueError outside the range."""
+    zero_point = _integer(zero_point, "zero_point")
     assert dtype.qmin is not None and dtype.qmax is not None
     if not dtype.qmin <= zero_point <= dtype.qmax:
         raise ValueError(f"zero_point must be between {dtype.qmin} and {dtype.qmax} for {dtype!r}, got {zero_point}")
@@ -96,17 +146,14 @@ class QTensor:
                 raise ValueError(f"axis {axis} is out of range for a tensor with {values.ndim} dimensions")
             axis %= values.ndim
             scales = np.asarray(to_numpy(scale), dtype=np.float64).reshape(-1)
-            zero_points = np.asarray(to_numpy(zero_point), dtype=np.int64).reshape(-1)
+            zero_points = _integer_array(zero_point, "zero_points")
             channels = values.shape[axis]
             if scales.shape != (channels,) or zero_points.shape != (channels,):
                 raise ValueError(
                     f"expected {channels} scales and zero points along axis {axis}, "
                     f"got {scales.size} scales and {zero_points.size} zero points"
                 )
-            for s in scales:
-                _check_scale(s)
-            for z in zero_points:
-                _check_zero_point(int(z), dtype)
+            _check_channel_qparams(scales, zero_points, dtype)
             self._scales, self._zero_points, self._axis = scales, zero_points, axis
             self._scale = self._zero_point = None
         return self
@@ -203,8 +250,18 @@ class QTensor:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
+        """Unpickling: the state is checked exactly as :meth:`from_int_repr` checks its arguments
+        (a tampered pickle cannot smuggle in a zero point of 300 or a scale of 0)."""
+        if not isinstance(state, dict) or set(state) != set(self.__slots__):
+            raise ValueError(f"a QTensor state must be a dict with the keys {sorted(self.__slots__)}")
+        if state["_axis"] is None:
+            checked = QTensor.from_int_repr(state["_int"], state["_scale"], state["_zero_point"])
+        else:
+            checked = QTensor.from_int_repr(state["_int"], state["_scales"], state["_zero_points"], state["_axis"])
+        if checked._dtype is not as_dtype(state["_dtype"]):
+            raise ValueError(f"a QTensor state says dtype {state['_dtype']!r} but holds {checked._int.dtype} integers")
+        for name in self.__slots__:
+            object.__setattr__(self, name, getattr(checked, name))
 
     def __reduce__(self) -> Any:
         return (_new_empty_qtensor, (), self.__getstate__())
@@ -243,7 +300,7 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
     values = as_float32(x)
     check_finite(values)
     scales = np.asarray(to_numpy(scales), dtype=np.float64).reshape(-1)
-    zero_points = np.asarray(to_numpy(zero_points), dtype=np.int64).reshape(-1)
+    zero_points = _integer_array(zero_points, "zero_points")
     if values.ndim == 0:
         raise ValueError("quantize_per_channel needs an input with at least 1 dimension")
     axis = int(axis)
@@ -256,10 +313,7 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
             f"expected {channels} scales and zero points along axis {axis} of shape {values.shape}, "
             f"got {scales.size} scales and {zero_points.size} zero points"
         )
-    for s in scales:
-        _check_scale(s)
-    for z in zero_points:
-        _check_zero_point(int(z), dt)
+    _check_channel_qparams(scales, zero_points, dt)
     shape = [1] * values.ndim
     shape[axis] = channels
     inv_scale = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._arrays import as_float32
 from ._args import wrap_dim
+from .._state_spec import MAX_SIZE, Config, StateSpec
 from .module import Module
 
 __all__ = ["Tanh", "Sigmoid", "SiLU", "GELU", "Softmax", "LogSoftmax", "Hardtanh", "ReLU6", "LeakyReLU"]
@@ -77,6 +78,12 @@ class SiLU(Module):
     def _config(self) -> Dict[str, Any]:
         return {"inplace": self.inplace}
 
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.flag("inplace")
+        config.finish()
+        return {}
+
 
 class GELU(Module):
     """Gaussian error linear unit: ``x * Phi(x)`` with ``approximate="none"`` (``Phi`` the normal
@@ -104,6 +111,12 @@ class GELU(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"approximate": self.approximate}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.choice("approximate", ("none", "tanh"))
+        config.finish()
+        return {}
 
 
 def _softmax_dim(name: str, dim: Optional[int], ndim: int) -> int:
@@ -145,6 +158,12 @@ class _SoftmaxBase(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"dim": self.dim}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.optional_integer("dim", -MAX_SIZE, MAX_SIZE)
+        config.finish()
+        return {}
 
 
 class Softmax(_SoftmaxBase):
@@ -194,6 +213,14 @@ class Hardtanh(Module):
     def _config(self) -> Dict[str, Any]:
         return {"min_val": self.min_val, "max_val": self.max_val, "inplace": self.inplace}
 
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.number("min_val", -math.inf, math.inf)
+        config.number("max_val", -math.inf, math.inf)
+        config.flag("inplace")
+        config.finish()
+        return {}
+
 
 class ReLU6(Hardtanh):
     """``min(max(x, 0), 6)``, elementwise."""
@@ -206,6 +233,12 @@ class ReLU6(Hardtanh):
 
     def _config(self) -> Dict[str, Any]:
         return {"inplace": self.inplace}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.flag("inplace")
+        config.finish()
+        return {}
 
 
 class LeakyReLU(Module):
@@ -225,3 +258,10 @@ class LeakyReLU(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"negative_slope": self.negative_slope, "inplace": self.inplace}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.number("negative_slope", -math.inf, math.inf)
+        config.flag("inplace")
+        config.finish()
+        return {}

@@ -15,6 +15,7 @@ from typing import Any, Dict
 import numpy as np
 
 from .._arrays import as_float32
+from .._state_spec import Config, StateSpec
 from .module import Module
 
 __all__ = ["Dropout"]
@@ -52,3 +53,10 @@ class Dropout(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"p": self.p, "inplace": self.inplace}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.number("p", 0.0, 1.0)
+        config.flag("inplace")
+        config.finish()
+        return {}

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._arrays import as_float32
 from ._args import wrap_dim
+from .._state_spec import MAX_SIZE, Config, StateSpec
 from .module import Module
 
 __all__ = ["Flatten"]
@@ -38,3 +39,10 @@ class Flatten(Module):
 
     def _config(self) -> Dict[str, Any]:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        config.integer("start_dim", -MAX_SIZE, MAX_SIZE)
+        config.integer("end_dim", -MAX_SIZE, MAX_SIZE)
+        config.finish()
+        return {}

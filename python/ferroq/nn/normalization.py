@@ -7,6 +7,7 @@ accumulates in float32 and is within a few ulp of it (docs/float_modules.md).
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Dict, Tuple
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from .._arrays import as_float32
 from ._args import check_factory_kwargs
+from .._state_spec import Config, StateSpec, float32
 from .module import Module
 
 __all__ = ["LayerNorm"]
@@ -84,3 +86,16 @@ class LayerNorm(Module):
             "elementwise_affine": self.elementwise_affine,
             "bias": self.bias is not None or not self.elementwise_affine,
         }
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        shape = config.sizes("normalized_shape")
+        config.number("eps", -math.inf, math.inf)
+        affine, bias = config.flag("elementwise_affine"), config.flag("bias")
+        config.finish()
+        if not affine:
+            return {}
+        spec: StateSpec = {"weight": float32(*shape)}
+        if bias:
+            spec["bias"] = float32(*shape)
+        return spec

@@ -17,6 +17,7 @@ Empty bags (and bags of padding only) give zeros.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Dict, Optional, Tuple
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._arrays import as_float32, to_numpy
 from ._args import check_factory_kwargs
+from .._state_spec import MAX_SIZE, Config, StateSpec, float32
 from .module import Module
 
 __all__ = ["Embedding", "EmbeddingBag"]
@@ -179,6 +181,16 @@ class Embedding(Module):
             "scale_grad_by_freq": self.scale_grad_by_freq,
             "sparse": self.sparse,
         }
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        rows, dim = config.integer("num_embeddings"), config.integer("embedding_dim")
+        config.optional_integer("padding_idx", -rows, rows - 1)
+        config.number("norm_type", -math.inf, math.inf)
+        config.flag("scale_grad_by_freq")
+        config.flag("sparse")
+        config.finish()
+        return {"weight": float32(rows, dim)}
 
 
 _MODES = ("sum", "mean", "max")
@@ -424,3 +436,15 @@ class EmbeddingBag(Module):
             "include_last_offset": self.include_last_offset,
             "padding_idx": self.padding_idx,
         }
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        rows, dim = config.integer("num_embeddings"), config.integer("embedding_dim")
+        config.optional_integer("padding_idx", -rows, rows - 1)
+        config.number("norm_type", -math.inf, math.inf)
+        config.flag("scale_grad_by_freq")
+        config.flag("sparse")
+        config.choice("mode", _MODES)
+        config.flag("include_last_offset")
+        config.finish()
+        return {"weight": float32(rows, dim)}

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .._arrays import as_float32
+from .._tensor import _check_scale, _integer
 from .._dtypes import (
     DType,
     QScheme,
@@ -113,6 +114,8 @@ class _UniformObserver(ObserverBase):
         if self.qscheme.is_symmetric and reduce_range and self.dtype is quint8:
             raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
         self.reduce_range = bool(reduce_range)
+        quant_min = None if quant_min is None else _integer(quant_min, "quant_min")
+        quant_max = None if quant_max is None else _integer(quant_max, "quant_max")
         self.has_customized_qrange = quant_min is not None and quant_max is not None
         if self.has_customized_qrange:
             assert quant_min is not None and quant_max is not None
@@ -122,6 +125,10 @@ class _UniformObserver(ObserverBase):
                 raise ValueError(f"quantization range [{quant_min}, {quant_max}] exceeds the 8-bit range (256 values)")
         self.quant_min = quant_min
         self.quant_max = quant_max
+        try:
+            _check_scale(eps)
+        except ValueError:
+            raise ValueError(f"eps, the smallest scale an observer may choose, must be a positive normal float32, got {eps}") from None
         self.eps = np.float32(eps)
         self.is_dynamic = bool(is_dynamic)
 

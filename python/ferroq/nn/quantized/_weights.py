@@ -27,7 +27,8 @@ def float_weight(value: Any, what: str) -> np.ndarray:
 
 
 def float_bias(value: Any, out_features: int, what: str) -> Optional[np.ndarray]:
-    """A float32 copy of a bias of shape ``(out_features,)``, or None."""
+    """A float32 copy of a bias of shape ``(out_features,)``, or None. NaN or infinity is a
+    ValueError: it would reach every output of its feature."""
     if value is None:
         return None
     array = to_numpy(value)
@@ -35,7 +36,10 @@ def float_bias(value: Any, out_features: int, what: str) -> Optional[np.ndarray]
         raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
     if array.shape != (out_features,):
         raise ValueError(f"{what} must have shape ({out_features},), got {tuple(array.shape)}")
-    return np.array(array, dtype=np.float32, order="C", copy=True)
+    array = np.array(array, dtype=np.float32, order="C", copy=True)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or infinity (in float32)")
+    return array
 
 
 def float_linear_params(mod: Any, owner: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:

@@ -11,7 +11,7 @@ from ... import _core
 from ..._arrays import last_dim, to_numpy
 from ..._dtypes import as_dtype, qint8, quint8
 from ..._state_spec import Array, Config, DTypeName, Items, QWeight, StateSpec, float32, optional_bias
-from ..._tensor import QTensor
+from ..._tensor import QTensor, _check_scale, _integer
 from ...quantization.qconfig import QConfig
 from ..module import Module
 from ._weights import LINEAR_STATE_KEYS, float_bias, float_linear_params, quantize_weight, save_linear_state, weight_qparams
@@ -76,10 +76,7 @@ class Linear(Module):
 
     @scale.setter
     def scale(self, value: float) -> None:
-        scale = float(value)
-        if not (np.isfinite(np.float32(scale)) and np.float32(scale) > 0):
-            raise ValueError(f"the output scale must be positive and finite in float32, got {scale}")
-        object.__setattr__(self, "_scale", scale)
+        object.__setattr__(self, "_scale", _check_scale(value))
 
     @property
     def zero_point(self) -> int:
@@ -88,7 +85,7 @@ class Linear(Module):
 
     @zero_point.setter
     def zero_point(self, value: int) -> None:
-        zero_point = int(value)
+        zero_point = _integer(value, "zero_point")
         if not 0 <= zero_point <= 255:
             raise ValueError(f"the output zero point must lie in [0, 255] (quint8), got {zero_point}")
         object.__setattr__(self, "_zero_point", zero_point)
@@ -189,8 +186,8 @@ class Linear(Module):
         out_features, in_features = qweight.shape
         module = cls(in_features, out_features, bias_=bias is not None)
         module.set_weight_bias(qweight, bias)
-        module.scale = float(scale)
-        module.zero_point = int(zero_point)
+        module.scale = scale
+        module.zero_point = zero_point
         return module
 
     # -- state -------------------------------------------------------------------------------
@@ -218,7 +215,7 @@ class Linear(Module):
             Module.__init__(candidate)
             candidate.in_features, candidate.out_features, candidate.dtype = self.in_features, self.out_features, qint8
             candidate.scale = float(np.asarray(to_numpy(state_dict[prefix + "scale"])).reshape(()))
-            candidate.zero_point = int(np.asarray(to_numpy(state_dict[prefix + "zero_point"])).reshape(()))
+            candidate.zero_point = state_dict[prefix + "zero_point"]
             candidate.set_weight_bias(weight, bias)
         except (TypeError, ValueError, NotImplementedError) as e:
             errors.append(f"while loading {prefix}(scale, zero_point, _packed_params): {e}")
@@ -237,6 +234,7 @@ class Linear(Module):
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.scale, self.zero_point = state["_scale"], state["_zero_point"]  # checked like any assignment
         self.set_weight_bias(state["_weight"], state["_bias"])
 
     # -- printing ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from .... import _core
-from ...._arrays import to_numpy
+from ...._arrays import as_float32, to_numpy
 from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
@@ -91,11 +91,8 @@ def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[s
 
 
 def check_state(value: Any, what: str) -> np.ndarray:
-    """A C-contiguous float32 copy or view of an initial state."""
-    array = to_numpy(value)
-    if array.dtype.kind != "f":
-        raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    """An initial state as the core reads it (:func:`~ferroq._arrays.as_float32`)."""
+    return as_float32(value, what)
 
 
 class QuantizedRecurrent(Module):
@@ -136,7 +133,7 @@ class QuantizedRecurrent(Module):
         (``weight_ih_l0``, ``bias_hh_l1_reverse``, ... or ``weight_ih``, ... for cells). Weights
         are qint8 QTensors for dtype qint8, float arrays for float16. Checks everything before
         changing anything; the caller's arrays are never modified."""
-        weights, biases, packed = self._checked(self.dtype, weight_bias_dict)
+        weights, biases, packed = self._checked(check_dtype(self.dtype), weight_bias_dict)
         self._weights, self._biases, self._packed = weights, biases, packed
 
     def _checked(self, dtype: DType, params: Dict[str, Any]) -> Tuple[Dict[str, Weight], Dict[str, np.ndarray], Any]:
@@ -233,13 +230,17 @@ class QuantizedRecurrent(Module):
         params = {n: state_dict[prefix + n] for n in names}
         try:
             dtype = _dtype_of(params[n] for n in self._weights)
+            if dtype is not self.dtype:
+                raise TypeError(
+                    f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
+                    f"build it with dtype={dtype!r} to load them"
+                )
             weights, biases, packed = self._checked(dtype, params)
         except (TypeError, ValueError, NotImplementedError) as e:
             errors.append(f"while loading the weights of {prefix or type(self).__name__}: {e}")
             return []
 
         def update() -> None:
-            self.dtype = dtype
             self._weights, self._biases, self._packed = weights, biases, packed
 
         return [update]
@@ -251,7 +252,9 @@ class QuantizedRecurrent(Module):
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._weights, self._biases, self._packed = self._checked(self.dtype, {**state["_weights"], **state["_biases"]})
+        self._weights, self._biases, self._packed = self._checked(
+            check_dtype(self.dtype), {**state["_weights"], **state["_biases"]}
+        )
 
     def _reduce_range_repr(self) -> str:
         return "" if self.reduce_range else ", reduce_range=False"

@@ -55,9 +55,7 @@ class Linear(Module):
         reduce_range: bool = True,
     ) -> None:
         super().__init__()
-        self.dtype = as_dtype(dtype)
-        if self.dtype is not qint8 and self.dtype is not float16:
-            raise NotImplementedError(f"dynamic quantized Linear supports dtype ferroq.qint8 or ferroq.float16, got {self.dtype!r}")
+        self.dtype = _check_dtype(dtype)
         if in_features < 0 or out_features < 0:
             raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
         self.in_features = int(in_features)
@@ -76,6 +74,7 @@ class Linear(Module):
     def set_weight_bias(self, weight: Any, bias: Optional[Any]) -> None:
         """Replaces the weight (a qint8 QTensor, or a float array for dtype float16) and the bias.
         Checks everything before changing anything; the caller's arrays are never modified."""
+        _check_dtype(self.dtype)
         shape = (self.out_features, self.in_features)
         b = float_bias(bias, self.out_features, "bias")
         if self.dtype is qint8:
@@ -109,8 +108,7 @@ class Linear(Module):
     def forward(self, x: Any) -> np.ndarray:
         """``x``: float array of shape ``(..., in_features)``; returns float32 ``(..., out_features)``.
         NaN or infinity in ``x`` raises ValueError for qint8 (it cannot be quantized)."""
-        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
-            x = as_float32(x)
+        x = as_float32(x)  # returns a C-ordered aligned float32 ndarray untouched
         is_matrix = x.ndim == 2 and x.shape[1] == self.in_features  # the common case, kept cheap
         if not is_matrix:
             last_dim(x, self.in_features)
@@ -163,7 +161,7 @@ class Linear(Module):
         if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         try:
-            dtype = as_dtype(state_dict[prefix + "_packed_params.dtype"])
+            dtype = _check_dtype(state_dict[prefix + "_packed_params.dtype"])
             weight, bias = state_dict[prefix + "_packed_params._packed_params"]
             candidate = type(self).__new__(type(self))
             Module.__init__(candidate)
@@ -227,6 +225,15 @@ class Linear(Module):
         if not self.reduce_range:
             text += ", reduce_range=False"
         return text
+
+
+def _check_dtype(dtype: Any) -> DType:
+    """qint8 or float16, the dtypes with dynamic kernels; NotImplementedError for any other (a
+    quint8 or float32 dtype from a state dict or pickle must not run as float16)."""
+    dt = as_dtype(dtype)
+    if dt is not qint8 and dt is not float16:
+        raise NotImplementedError(f"dynamic quantized Linear supports dtype ferroq.qint8 or ferroq.float16, got {dt!r}")
+    return dt
 
 
 def _describe(value: Any) -> str:

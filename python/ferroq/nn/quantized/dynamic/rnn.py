@@ -430,5 +430,5 @@ def _check_lengths(value: Any, batch: int, steps: int, batched: bool) -> Optiona
     if lengths.size and (lengths.min() < 0 or lengths.max() > steps):
         bad = lengths[(lengths < 0) | (lengths > steps)][0]
         raise ValueError(f"lengths must be between 0 and the sequence length {steps}, got {bad}")
-    return np.ascontiguousarray(lengths, dtype=np.int64)
+    return np.array(lengths, dtype=np.int64, order="C")  # a copy: native, aligned, C order
 

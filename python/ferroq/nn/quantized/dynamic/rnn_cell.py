@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
-from ...._arrays import as_float32
+from ...._arrays import as_float32, is_core_float32
 from ...._dtypes import qint8
 from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
 from ._recurrent import (
@@ -32,13 +32,10 @@ from ._recurrent import (
 _M = TypeVar("_M", bound="RNNCellBase")
 
 
-#: The dtype of arrays the fast path passes on unchanged (native float32 is a singleton).
-_FLOAT32 = np.dtype(np.float32)
-
-
 def _is_matrix(a: Any) -> bool:
-    """True for a 2-D native float32 ndarray (what the core's cell step takes as it is)."""
-    return type(a) is np.ndarray and a.dtype is _FLOAT32 and a.ndim == 2
+    """True for a 2-D array the core's cell step reads as it is (native float32, C order,
+    aligned); anything else takes the normalising path."""
+    return is_core_float32(a) and a.ndim == 2
 
 
 __all__ = ["RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
