@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._dtypes import DType, as_dtype
+from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams
 from ._tensor import QTensor
 from .nn.module import Module
 
@@ -105,7 +105,11 @@ def _describe(module: Module, names: Dict[type, str], where: str = "") -> Dict[s
 
 def _encode(key: str, value: Any, tensors: _Tensors) -> Dict[str, Any]:
     if isinstance(value, QTensor):
-        tensors.add(key + ".int", value.int_repr())
+        tensors.add(key + ".int", value._values())
+        if value.qscheme() is per_channel_affine_float_qparams:
+            tensors.add(key + ".scale", value.q_per_channel_scales())
+            tensors.add(key + ".zero_point", value.q_per_channel_zero_points())
+            return {"kind": "qtensor", "axis": value.q_per_channel_axis(), "qscheme": value.qscheme().name, "dtype": value.dtype.name}
         if value.qscheme().is_per_channel:
             tensors.add(key + ".scale", value.q_per_channel_scales())
             tensors.add(key + ".zero_point", value.q_per_channel_zero_points())
@@ -171,6 +175,14 @@ class _Reader:
         kind = entry.get("kind") if isinstance(entry, dict) else None
         if kind == "array":
             return self.take(key)
+        if kind == "qtensor" and entry.get("qscheme") == per_channel_affine_float_qparams.name:
+            values = self.take(key + ".int", (np.uint8,))
+            scale = self.take(key + ".scale", (np.float32,))
+            zero_point = self.take(key + ".zero_point", (np.float32,))
+            try:
+                return QTensor.from_int_repr(values, scale, zero_point, axis=int(entry.get("axis", 0)), dtype=str(entry.get("dtype")))
+            except TypeError as e:
+                raise ValueError(f"{self.path}: the quantized tensor {key!r} is malformed: {e}") from None
         if kind == "qtensor":
             values = self.take(key + ".int", (np.int8, np.uint8))
             scale = self.take(key + ".scale", (np.float64,))

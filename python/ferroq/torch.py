@@ -153,6 +153,10 @@ _CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.ao.nn.quantized.modules.Quantize": _quantize,
     "torch.ao.nn.quantized.modules.DeQuantize": lambda m: nnq.DeQuantize(),
 }
+# torch's weight-only quantized Embedding/EmbeddingBag (their converters live in their own module).
+from ._torch_embeddings import CONVERTERS as _EMBEDDING_CONVERTERS  # noqa: E402
+
+_CONVERTERS.update(_EMBEDDING_CONVERTERS)
 _CONTAINERS = ("torch.nn.modules.container.Sequential",)
 
 
