@@ -116,3 +116,35 @@ def test_golden_outputs_survive_save_load_and_pickle(name, tmp_path):
         assert type(again) is cls
         assert again.weight()._same_as(q.weight())
         assert np.array_equal(bits_of(run(again, case)), bits_of(case["output"]))
+
+
+
+PROBE = """
+import sys, warnings
+sys.path.insert(0, sys.argv[1])
+import numpy as np, ferroq
+import test_golden_embeddings as g
+warnings.simplefilter("ignore")
+bad = []
+for name in g.CASES:
+    case = g.load(name)
+    cls = g.nnq.Embedding if str(case["kind"]) == "embedding" else g.nnq.EmbeddingBag
+    out = g.run(cls.from_float(g.float_module(case)), case)
+    if not np.array_equal(g.bits_of(out), g.bits_of(case["output"])):
+        bad.append(name)
+print(ferroq.backend(), len(g.CASES), bad)
+"""
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon-dotprod"])
+def test_every_kernel_path_matches_the_golden_cases(isa):
+    """The portable fma and the hardware fma give the same bits (each path in its own process)."""
+    import subprocess
+    import sys
+
+    if isa not in ferroq.supported_backends():
+        pytest.skip(f"{isa} is not supported on this CPU")
+    env = {**os.environ, "FERROQ_ISA": isa}
+    result = subprocess.run([sys.executable, "-c", PROBE, os.path.dirname(__file__)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [isa, str(len(CASES)), "[]"]
