@@ -25,8 +25,8 @@ pub struct EmbeddingTable {
     bits: u32,
     rows: usize,
     dim: usize,
-    row_bytes: usize,
-    data: Vec<u8>,
+    /// One byte per value (4-bit rows are unpacked once, here, so both widths share one loop).
+    values: Vec<u8>,
     scales: Vec<f32>,
     biases: Vec<f32>,
 }
@@ -38,7 +38,7 @@ impl EmbeddingTable {
     pub fn new(bits: u32, rows: usize, dim: usize, data: &[u8], scales: &[f32], biases: &[f32]) -> Result<Self> {
         let row_bytes = match bits {
             8 => dim,
-            4 if dim % 2 == 0 => dim / 2,
+            4 if dim.is_multiple_of(2) => dim / 2,
             4 => {
                 return Err(Error::Unsupported(format!(
                     "4-bit (quint4x2) embedding rows need an even embedding_dim, got {dim}"
@@ -60,7 +60,8 @@ impl EmbeddingTable {
                 biases.len()
             )));
         }
-        Ok(EmbeddingTable { bits, rows, dim, row_bytes, data: data.to_vec(), scales: scales.to_vec(), biases: biases.to_vec() })
+        let values = if bits == 4 { data.iter().flat_map(|&b| [b & 0x0f, b >> 4]).collect() } else { data.to_vec() };
+        Ok(EmbeddingTable { bits, rows, dim, values, scales: scales.to_vec(), biases: biases.to_vec() })
     }
 
     /// Number of rows (`num_embeddings`).
@@ -82,11 +83,8 @@ impl EmbeddingTable {
     pub fn lookup(&self, indices: &[i64], out: &mut [f32]) -> Result<()> {
         self.check_indices(indices)?;
         self.check_out(indices.len(), out)?;
-        run(|| {
-            for (&index, row) in indices.iter().zip(out.chunks_exact_mut(self.dim.max(1))) {
-                self.accumulate(row, index as usize, 1.0);
-            }
-        });
+        let bounds: Vec<i64> = (0..=indices.len() as i64).collect();
+        self.sum_bags(indices, &bounds, None, None, out);
         Ok(())
     }
 
@@ -134,20 +132,46 @@ impl EmbeddingTable {
             }
         }
         self.check_out(bags, out)?;
-        run(|| {
-            out.fill(0.0);
-            for (pair, row) in offsets.windows(2).zip(out.chunks_exact_mut(self.dim.max(1))) {
-                for position in pair[0] as usize..pair[1] as usize {
-                    let index = indices[position];
-                    if Some(index) == skip {
-                        continue;
-                    }
-                    let weight = per_sample_weights.map_or(1.0, |w| w[position]);
-                    self.accumulate(row, index as usize, weight);
-                }
-            }
-        });
+        self.sum_bags(indices, offsets, per_sample_weights, skip, out);
         Ok(())
+    }
+
+    /// The bag loop on checked input, with hardware FMA when the active path has it (the same
+    /// bits as the portable `mul_add`, only faster).
+    fn sum_bags(&self, indices: &[i64], bounds: &[i64], weights: Option<&[f32]>, skip: Option<i64>, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has_fma = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            if active_isa() != Isa::Scalar && has_fma {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above), the features `sum_bags_fma` enables.
+                unsafe { self.sum_bags_fma(indices, bounds, weights, skip, out) };
+                return;
+            }
+        }
+        self.sum_bags_body(indices, bounds, weights, skip, out);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sum_bags_fma(&self, indices: &[i64], bounds: &[i64], weights: Option<&[f32]>, skip: Option<i64>, out: &mut [f32]) {
+        self.sum_bags_body(indices, bounds, weights, skip, out);
+    }
+
+    #[inline(always)]
+    fn sum_bags_body(&self, indices: &[i64], bounds: &[i64], weights: Option<&[f32]>, skip: Option<i64>, out: &mut [f32]) {
+        out.fill(0.0);
+        for (pair, row) in bounds.windows(2).zip(out.chunks_exact_mut(self.dim.max(1))) {
+            for position in pair[0] as usize..pair[1] as usize {
+                let index = indices[position];
+                if Some(index) == skip {
+                    continue;
+                }
+                let weight = weights.map_or(1.0, |w| w[position]);
+                self.accumulate(row, index as usize, weight);
+            }
+        }
     }
 
     fn check_indices(&self, indices: &[i64]) -> Result<()> {
@@ -172,40 +196,11 @@ impl EmbeddingTable {
     fn accumulate(&self, row: &mut [f32], index: usize, weight: f32) {
         let scale = weight * self.scales[index];
         let bias = weight * self.biases[index];
-        let q = &self.data[index * self.row_bytes..(index + 1) * self.row_bytes];
-        if self.bits == 8 {
-            for (out, &v) in row.iter_mut().zip(q) {
-                *out = scale.mul_add(f32::from(v), *out + bias);
-            }
-        } else {
-            for (pair, &byte) in row.chunks_exact_mut(2).zip(q) {
-                pair[0] = scale.mul_add(f32::from(byte & 0x0f), pair[0] + bias);
-                pair[1] = scale.mul_add(f32::from(byte >> 4), pair[1] + bias);
-            }
+        let q = &self.values[index * self.dim..(index + 1) * self.dim];
+        for (out, &v) in row.iter_mut().zip(q) {
+            *out = scale.mul_add(f32::from(v), *out + bias);
         }
     }
-}
-
-/// Runs `body` with hardware FMA when the active path has it (the same bits as the portable
-/// `mul_add`, only faster).
-fn run(body: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if active_isa() != Isa::Scalar && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports FMA (checked just above), the only feature `with_fma` enables.
-            unsafe { with_fma(body) };
-            return;
-        }
-    }
-    body();
-}
-
-/// # Safety
-/// The CPU must support FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn with_fma(body: impl FnOnce()) {
-    body();
 }
 
 #[cfg(test)]
@@ -228,8 +223,8 @@ mod tests {
     fn bags_sum_weighted_rows_and_leave_empty_bags_zero() {
         let mut out = [f32::NAN; 12];
         table4().bags(&[0, 1, 1], &[0, 2, 2, 3], Some(&[1.0, 2.0, -1.0]), None, &mut out).unwrap();
-        let expected_first: Vec<f32> = [-0.5f32, 0.0, 0.5, 1.0].iter().zip([60.5f32, 0.5, 28.5, 32.5]).map(|(a, b)| a + b).collect();
-        assert_eq!(&out[..4], &expected_first[..]);
+        // row 0 gives [-0.5, 0, 0.5, 1]; then s = 4, b = 0.5: fma(4, q, acc + 0.5)
+        assert_eq!(&out[..4], &[60.0, 0.5, 29.0, 33.5]);
         assert_eq!(&out[4..8], &[0.0; 4]);
         assert_eq!(&out[8..], &[-30.25, -0.25, -14.25, -16.25]);
     }

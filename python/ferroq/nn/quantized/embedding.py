@@ -383,7 +383,9 @@ def _quantize_embedding_weight(weight: np.ndarray, mod: Any, allowed: Tuple[DTyp
             f"(a per_channel_affine_float_qparams weight observer), got {observer!r}"
         )
     if observer.dtype not in (quint8, quint4x2):
-        raise ValueError(f"the weight observer of {owner} must have dtype ferroq.quint8 or ferroq.quint4x2, got {observer.dtype!r}")
+        raise ValueError(
+            f"the weight observer of {owner} must have dtype ferroq.quint8 or ferroq.quint4x2, got {observer.dtype!r}"
+        )
     if observer.dtype not in allowed:
         raise NotImplementedError(
             f"{owner} supports {' and '.join(repr(d) for d in allowed)} weights, got {observer.dtype!r} "
