@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams
-from ._tensor import QTensor
+from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2
+from ._tensor import QTensor, unpack_nibbles
 from .nn.module import Module
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -105,11 +105,18 @@ def _describe(module: Module, names: Dict[type, str], where: str = "") -> Dict[s
 
 def _encode(key: str, value: Any, tensors: _Tensors) -> Dict[str, Any]:
     if isinstance(value, QTensor):
-        tensors.add(key + ".int", value._values())
         if value.qscheme() is per_channel_affine_float_qparams:
+            tensors.add(key + ".int", value.int_repr())  # quint4x2: packed, two values per byte
             tensors.add(key + ".scale", value.q_per_channel_scales())
             tensors.add(key + ".zero_point", value.q_per_channel_zero_points())
-            return {"kind": "qtensor", "axis": value.q_per_channel_axis(), "qscheme": value.qscheme().name, "dtype": value.dtype.name}
+            return {
+                "kind": "qtensor",
+                "axis": value.q_per_channel_axis(),
+                "qscheme": value.qscheme().name,
+                "dtype": value.dtype.name,
+                "shape": list(value.shape),
+            }
+        tensors.add(key + ".int", value.int_repr())
         if value.qscheme().is_per_channel:
             tensors.add(key + ".scale", value.q_per_channel_scales())
             tensors.add(key + ".zero_point", value.q_per_channel_zero_points())
@@ -180,7 +187,12 @@ class _Reader:
             scale = self.take(key + ".scale", (np.float32,))
             zero_point = self.take(key + ".zero_point", (np.float32,))
             try:
-                return QTensor.from_int_repr(values, scale, zero_point, axis=int(entry.get("axis", 0)), dtype=str(entry.get("dtype")))
+                dtype = as_dtype(str(entry.get("dtype")))
+                shape = tuple(int(n) for n in entry.get("shape"))
+                if dtype is quint4x2:
+                    values = unpack_nibbles(values, int(np.prod(shape)))
+                values = values.reshape(shape)
+                return QTensor.from_int_repr(values, scale, zero_point, axis=int(entry.get("axis", 0)), dtype=dtype)
             except TypeError as e:
                 raise ValueError(f"{self.path}: the quantized tensor {key!r} is malformed: {e}") from None
         if kind == "qtensor":
