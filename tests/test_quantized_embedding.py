@@ -345,3 +345,21 @@ def test_from_torch_reads_torchs_quantized_embeddings():
     theirs = tnnq.EmbeddingBag.from_float(bag)
     assert np.array_equal(ours.weight().int_repr(), theirs.weight().int_repr().numpy())
     assert np.array_equal(ours(idx.numpy(), offsets.numpy()).view(np.uint32), theirs(idx, offsets).numpy().view(np.uint32))
+
+
+def test_from_torch_converts_a_model_quantized_by_torchs_quantize_dynamic():
+    torch = pytest.importorskip("torch")
+    import ferroq.torch as ft
+    from torch.ao.quantization import default_dynamic_qconfig as tdyn
+    from torch.ao.quantization import float_qparams_weight_only_qconfig_4bit as tq4
+    from torch.ao.quantization import quantize_dynamic as tquantize_dynamic
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 16, mode="sum"), torch.nn.Linear(16, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq = tquantize_dynamic(model, {torch.nn.EmbeddingBag: tq4, torch.nn.Linear: tdyn})
+    fq = ft.from_torch(tq)
+    assert type(fq[0]) is nnq.EmbeddingBag and fq[0].dtype is ferroq.quint4x2
+    idx = torch.randint(0, 50, (7, 5))
+    assert np.array_equal(fq(idx.numpy()).view(np.uint32), tq(idx).numpy().view(np.uint32))
