@@ -29,8 +29,8 @@ class Embedding(Module):
     """A weight-only quantized embedding table: ``forward(indices)`` returns the dequantized rows.
 
     Row ``r`` holds quint8 integers ``q`` with a float ``scale`` and float ``zero_point``; a
-    looked-up value is ``fma(scale, q, -(zero_point * scale))`` in float32, bit for bit what
-    PyTorch's ``torch.ao.nn.quantized.Embedding`` returns on x86. ``padding_idx`` is kept as an
+    looked-up value is ``fma(scale, q, bias)`` with ``bias = -(zero_point * scale)``, in float32,
+    bit for bit what PyTorch's ``torch.ao.nn.quantized.Embedding`` returns on x86. ``padding_idx`` is kept as an
     attribute only: like PyTorch, the padding row is looked up like any other.
 
     Build one with :meth:`from_float` (or ``quantize_dynamic`` with
