@@ -6,6 +6,7 @@
 pub mod activations;
 pub mod column_blocks;
 pub mod dispatch;
+pub mod embedding_bag;
 pub mod error;
 pub mod kernels;
 pub mod linear;

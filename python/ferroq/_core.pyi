@@ -7,6 +7,7 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
+    "PackedEmbeddingTable",
     "PackedLinear",
     "PackedLinearFp16",
     "PackedRNN",
@@ -119,3 +120,28 @@ class PackedStaticLinear:
         y_zero_point: int,
         relu: bool = False,
     ) -> npt.NDArray[np.uint8]: ...
+
+@final
+class PackedEmbeddingTable:
+    def __new__(
+        cls,
+        bits: int,
+        data: npt.NDArray[np.uint8],
+        dim: int,
+        scales: npt.NDArray[np.float32],
+        biases: npt.NDArray[np.float32],
+    ) -> "PackedEmbeddingTable": ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def bits(self) -> int: ...
+    def lookup(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
+    def bags(
+        self,
+        indices: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+        per_sample_weights: Optional[npt.NDArray[np.float32]] = None,
+        skip: Optional[int] = None,
+    ) -> npt.NDArray[np.float32]: ...

@@ -30,9 +30,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._dtypes import DType, as_dtype
+from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2
 from ._io_validate import MAX_DEPTH, MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
-from ._tensor import QTensor
+from ._tensor import QTensor, unpack_nibbles
 from .nn.module import Module
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -133,6 +133,17 @@ def _describe(module: Module, names: Dict[type, str], custom: Dict[str, type], w
 def _encode(key: str, value: Any, tensors: _Tensors, owner: str = "") -> Dict[str, Any]:
     owner = owner or key
     if isinstance(value, QTensor):
+        if value.qscheme() is per_channel_affine_float_qparams:
+            tensors.add(key + ".int", value.int_repr(), owner)  # quint4x2: packed, two values per byte
+            tensors.add(key + ".scale", value.q_per_channel_scales(), owner)
+            tensors.add(key + ".zero_point", value.q_per_channel_zero_points(), owner)
+            return {
+                "kind": "qtensor",
+                "axis": value.q_per_channel_axis(),
+                "qscheme": value.qscheme().name,
+                "dtype": value.dtype.name,
+                "shape": list(value.shape),
+            }
         tensors.add(key + ".int", value.int_repr(), owner)
         if value.qscheme().is_per_channel:
             tensors.add(key + ".scale", value.q_per_channel_scales(), owner)
@@ -217,6 +228,11 @@ def _decode(key: str, entry: Dict[str, Any], tensors: Dict[str, np.ndarray]) -> 
         return tensors[key]
     if kind == "qtensor":
         values, scale, zero_point = (tensors[key + suffix] for suffix in (".int", ".scale", ".zero_point"))
+        if entry.get("qscheme") == per_channel_affine_float_qparams.name:
+            dtype, shape = as_dtype(entry["dtype"]), tuple(entry["shape"])
+            if dtype is quint4x2:
+                values = unpack_nibbles(values, int(np.prod(shape)))
+            return QTensor.from_int_repr(values.reshape(shape), scale, zero_point, axis=entry["axis"], dtype=dtype)
         if entry["axis"] is None:
             return QTensor.from_int_repr(values, float(scale), int(zero_point))
         return QTensor.from_int_repr(values, scale, zero_point, axis=int(entry["axis"]))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Dict, List, NamedTuple, Set, Tuple
 
-from ._state_spec import Array, Config, DTypeName, Items, Nothing, QWeight, Spec
+from ._state_spec import Array, Config, DTypeName, Items, Nothing, QWeight, RowwiseQWeight, Spec
 
 #: Largest safetensors JSON header ``ferroq.load`` parses (the format allows 100 MB).
 MAX_HEADER_BYTES = 16 * 2**20
@@ -163,6 +163,20 @@ def _check_entry(key: str, entry: Any, spec: Spec, tensors: TensorInfo, used: Se
         _tensor(key + ".int", "I8", spec.shape, tensors, used, where)
         _tensor(key + ".scale", "F64", qparams, tensors, used, where)
         _tensor(key + ".zero_point", "I64", qparams, tensors, used, where)
+    elif isinstance(spec, RowwiseQWeight):
+        rows, columns = spec.shape
+        want = {
+            "kind": "qtensor",
+            "axis": 0,
+            "qscheme": "per_channel_affine_float_qparams",
+            "dtype": spec.dtype,
+            "shape": [rows, columns],
+        }
+        _exact(entry, want, key, where)
+        stored = (rows * columns + 1) // 2 if spec.dtype == "quint4x2" else None
+        _tensor(key + ".int", "U8", (rows, columns) if stored is None else (stored,), tensors, used, where)
+        _tensor(key + ".scale", "F32", (rows,), tensors, used, where)
+        _tensor(key + ".zero_point", "F32", (rows,), tensors, used, where)
     elif isinstance(spec, Items):
         items = entry.get("items") if kind == "tuple" and set(entry) == {"kind", "items"} else None
         if not isinstance(items, list) or len(items) != len(spec.items):
@@ -177,7 +191,7 @@ def _check_entry(key: str, entry: Any, spec: Spec, tensors: TensorInfo, used: Se
         raise AssertionError(spec)
 
 
-def _exact(entry: Any, want: Dict[str, str], key: str, where: str) -> None:
+def _exact(entry: Any, want: Dict[str, Any], key: str, where: str) -> None:
     if not isinstance(entry, dict) or entry != want:
         raise ValueError(f"{where}: state entry {key!r} must be encoded as {want}, got {_short(entry)}")
 

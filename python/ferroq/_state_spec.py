@@ -12,6 +12,7 @@ A spec is one of:
 - :class:`Array`: a plain array with its safetensors dtype name and exact shape;
 - :class:`QWeight`: an int8 :class:`~ferroq.QTensor` of a given shape, quantized per tensor or per
   row (axis 0);
+- :class:`RowwiseQWeight`: a quantized embedding's uint8 QTensor with float per-row qparams;
 - :class:`Items`: a tuple of specs (a quantized Linear's ``(weight, bias)``);
 - :class:`DTypeName`: a ferroq dtype by name;
 - :data:`NOTHING`: ``None`` (an absent bias).
@@ -40,6 +41,15 @@ class QWeight(NamedTuple):
     shape: Tuple[int, ...]
 
 
+class RowwiseQWeight(NamedTuple):
+    """A uint8 QTensor of ``shape`` quantized per row with float scales and zero points
+    (``per_channel_affine_float_qparams`` along axis 0), dtype ``quint8`` or ``quint4x2`` (stored
+    packed, two values per byte): the weight of a quantized embedding."""
+
+    dtype: str
+    shape: Tuple[int, int]
+
+
 class Items(NamedTuple):
     """A tuple whose items match these specs."""
 
@@ -58,7 +68,7 @@ class Nothing(NamedTuple):
 
 NOTHING = Nothing()
 
-Spec = Union[Array, QWeight, Items, DTypeName, Nothing]
+Spec = Union[Array, QWeight, RowwiseQWeight, Items, DTypeName, Nothing]
 #: A module's own state entries: local key -> spec.
 StateSpec = Dict[str, Spec]
 

@@ -13,7 +13,17 @@ import numpy as np
 
 from . import _core
 from ._arrays import as_float32, check_finite, to_numpy
-from ._dtypes import DType, QScheme, as_dtype, per_channel_affine, per_tensor_affine, qint8, quint8
+from ._dtypes import (
+    DType,
+    QScheme,
+    as_dtype,
+    per_channel_affine,
+    per_channel_affine_float_qparams,
+    per_tensor_affine,
+    qint8,
+    quint4x2,
+    quint8,
+)
 
 __all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic", "dequantize"]
 
@@ -21,7 +31,7 @@ __all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "quantize_p
 def _quantized_dtype(dtype: Any) -> DType:
     dt = as_dtype(dtype)
     if not dt.is_quantized:
-        raise TypeError(f"expected a quantized dtype (ferroq.qint8 or ferroq.quint8), got {dt!r}")
+        raise TypeError(f"expected a quantized dtype (ferroq.qint8, ferroq.quint8 or ferroq.quint4x2), got {dt!r}")
     return dt
 
 
@@ -121,16 +131,25 @@ class QTensor:
         scale: Union[float, Any],
         zero_point: Union[int, Any],
         axis: Optional[int] = None,
+        dtype: Any = None,
     ) -> "QTensor":
-        """Wraps integers that are already quantized. The dtype follows the array: int8 is qint8,
-        uint8 is quint8. With ``axis``, ``scale`` and ``zero_point`` are per-channel sequences."""
+        """Wraps integers that are already quantized. The dtype follows the array (int8 is qint8,
+        uint8 is quint8) unless ``dtype`` says ``quint4x2``: then ``int_repr`` holds the unpacked
+        values 0..15, one per element, in the tensor's shape. With ``axis``, ``scale`` and
+        ``zero_point`` are per-channel sequences; floating-point zero points (as an array of a
+        float dtype) make a ``per_channel_affine_float_qparams`` tensor, as in PyTorch."""
         values = to_numpy(int_repr)
         if values.dtype == np.int8:
-            dtype = qint8
+            inferred = qint8
         elif values.dtype == np.uint8:
-            dtype = quint8
+            inferred = quint8
         else:
-            raise TypeError(f"int_repr must be an int8 (qint8) or uint8 (quint8) array, got dtype {values.dtype}")
+            raise TypeError(f"int_repr must be an int8 (qint8) or uint8 (quint8, quint4x2) array, got dtype {values.dtype}")
+        dtype = inferred if dtype is None else as_dtype(dtype)
+        if dtype is not inferred and not (dtype is quint4x2 and inferred is quint8):
+            raise TypeError(f"int_repr of dtype {values.dtype} cannot hold {dtype!r} values")
+        if dtype is quint4x2 and values.size and int(values.max()) > 15:
+            raise ValueError(f"quint4x2 values must lie in 0..15, got {int(values.max())}")
         self = object.__new__(cls)
         self._int = np.array(values, copy=True, order="C")
         self._dtype = dtype
@@ -145,15 +164,14 @@ class QTensor:
             if not -values.ndim <= axis < values.ndim:
                 raise ValueError(f"axis {axis} is out of range for a tensor with {values.ndim} dimensions")
             axis %= values.ndim
-            scales = np.asarray(to_numpy(scale), dtype=np.float64).reshape(-1)
-            zero_points = _integer_array(zero_point, "zero_points")
+            scales, zero_points = _per_channel_qparams(scale, zero_point, dtype)
             channels = values.shape[axis]
             if scales.shape != (channels,) or zero_points.shape != (channels,):
                 raise ValueError(
                     f"expected {channels} scales and zero points along axis {axis}, "
                     f"got {scales.size} scales and {zero_points.size} zero points"
                 )
-            _check_channel_qparams(scales, zero_points, dtype)
+            _check_per_channel_qparams(scales, zero_points, dtype)
             self._scales, self._zero_points, self._axis = scales, zero_points, axis
             self._scale = self._zero_point = None
         return self
@@ -178,11 +196,25 @@ class QTensor:
         return len(self._int)
 
     def qscheme(self) -> QScheme:
-        """``per_tensor_affine`` or ``per_channel_affine`` (also for symmetric observers, as PyTorch reports)."""
-        return per_tensor_affine if self._axis is None else per_channel_affine
+        """``per_tensor_affine``, ``per_channel_affine`` (also for symmetric observers, as PyTorch
+        reports) or ``per_channel_affine_float_qparams`` (float zero points)."""
+        if self._axis is None:
+            return per_tensor_affine
+        return per_channel_affine_float_qparams if self._has_float_zero_points() else per_channel_affine
+
+    def _has_float_zero_points(self) -> bool:
+        return self._zero_points is not None and self._zero_points.dtype.kind == "f"
 
     def int_repr(self) -> np.ndarray:
-        """A copy of the stored integers (int8 for qint8, uint8 for quint8)."""
+        """A copy of the stored integers (int8 for qint8, uint8 for quint8). For quint4x2 it is
+        PyTorch's storage: a flat uint8 array of ``ceil(numel / 2)`` bytes, two values per byte,
+        the element with the even flat index in the low nibble."""
+        if self._dtype is quint4x2:
+            return pack_nibbles(self._int.reshape(-1))
+        return self._int.copy()
+
+    def _values(self) -> np.ndarray:
+        """The integers one per element, in the tensor's shape (quint4x2 unpacked); a copy."""
         return self._int.copy()
 
     def q_scale(self) -> float:
@@ -196,11 +228,13 @@ class QTensor:
         return self._zero_point
 
     def q_per_channel_scales(self) -> np.ndarray:
+        """float64 scales, or float32 for ``per_channel_affine_float_qparams`` (as PyTorch)."""
         self._require_per_channel("q_per_channel_scales")
         assert self._scales is not None
         return self._scales.copy()
 
     def q_per_channel_zero_points(self) -> np.ndarray:
+        """int64 zero points, or float32 for ``per_channel_affine_float_qparams`` (as PyTorch)."""
         self._require_per_channel("q_per_channel_zero_points")
         assert self._zero_points is not None
         return self._zero_points.copy()
@@ -254,12 +288,17 @@ class QTensor:
         (a tampered pickle cannot smuggle in a zero point of 300 or a scale of 0)."""
         if not isinstance(state, dict) or set(state) != set(self.__slots__):
             raise ValueError(f"a QTensor state must be a dict with the keys {sorted(self.__slots__)}")
+        try:
+            dtype = _quantized_dtype(state["_dtype"])
+        except TypeError as e:
+            raise ValueError(f"a QTensor state has no quantized dtype: {e}") from None
+        held = getattr(state["_int"], "dtype", None)
+        if held in (np.int8, np.uint8) and held != (np.int8 if dtype is qint8 else np.uint8):
+            raise ValueError(f"a QTensor state says dtype {dtype!r} but holds {held} integers")
         if state["_axis"] is None:
-            checked = QTensor.from_int_repr(state["_int"], state["_scale"], state["_zero_point"])
+            checked = QTensor.from_int_repr(state["_int"], state["_scale"], state["_zero_point"], dtype=dtype)
         else:
-            checked = QTensor.from_int_repr(state["_int"], state["_scales"], state["_zero_points"], state["_axis"])
-        if checked._dtype is not as_dtype(state["_dtype"]):
-            raise ValueError(f"a QTensor state says dtype {state['_dtype']!r} but holds {checked._int.dtype} integers")
+            checked = QTensor.from_int_repr(state["_int"], state["_scales"], state["_zero_points"], state["_axis"], dtype)
         for name in self.__slots__:
             object.__setattr__(self, name, getattr(checked, name))
 
@@ -269,6 +308,8 @@ class QTensor:
     def _same_as(self, other: "QTensor") -> bool:
         """True when both hold the same integers and qparams (used by tests and state-dict checks)."""
         if self._dtype is not other._dtype or self._axis != other._axis or self.shape != other.shape:
+            return False
+        if self.qscheme() is not other.qscheme():
             return False
         if not np.array_equal(self._int, other._int):
             return False
@@ -283,6 +324,44 @@ def _new_empty_qtensor() -> QTensor:
     return object.__new__(QTensor)
 
 
+def pack_nibbles(values: np.ndarray) -> np.ndarray:
+    """4-bit values (uint8, 0..15) two per byte, low nibble first, as PyTorch stores quint4x2."""
+    flat = np.asarray(values, dtype=np.uint8).reshape(-1)
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
+    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_nibbles(packed: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` 4-bit values of PyTorch's quint4x2 storage, one per uint8."""
+    packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
+    if packed.size * 2 < count:
+        raise ValueError(f"{packed.size} bytes hold {packed.size * 2} 4-bit values, expected {count}")
+    return np.stack([packed & 0x0F, packed >> 4], axis=1).reshape(-1)[:count].copy()
+
+
+def _per_channel_qparams(scale: Any, zero_point: Any, dtype: DType) -> Tuple[np.ndarray, np.ndarray]:
+    """float64 scales and int64 zero points; for quint8/quint4x2 with floating-point zero points,
+    float32 both (PyTorch's per-channel float qparams, used by the quantized embeddings). Integer
+    dtypes other than those refuse float zero points (they would be truncated)."""
+    zero_points = np.asarray(to_numpy(zero_point)).reshape(-1)
+    if zero_points.dtype.kind == "f" and dtype in (quint8, quint4x2):
+        return np.asarray(to_numpy(scale), dtype=np.float32).reshape(-1), zero_points.astype(np.float32)
+    return np.asarray(to_numpy(scale), dtype=np.float64).reshape(-1), _integer_array(zero_point, "zero_points")
+
+
+def _check_per_channel_qparams(scales: np.ndarray, zero_points: np.ndarray, dtype: DType) -> None:
+    """Integer zero points: :func:`_check_channel_qparams`; float zero points: valid scales and
+    finite zero points."""
+    if zero_points.dtype.kind != "f":
+        _check_channel_qparams(scales, zero_points, dtype)
+        return
+    for s in scales:
+        _check_scale(s)
+    if not np.isfinite(zero_points).all():
+        raise ValueError("float zero points must be finite")
+
+
 def quantize_per_tensor(x: Any, scale: float, zero_point: int, dtype: Any) -> QTensor:
     """Quantizes ``x`` with one scale and zero point. NaN or infinity in ``x`` raises ValueError."""
     dt = _quantized_dtype(dtype)
@@ -291,16 +370,17 @@ def quantize_per_tensor(x: Any, scale: float, zero_point: int, dtype: Any) -> QT
     values = as_float32(x)
     check_finite(values)
     inv_scale = np.float32(1.0) / np.float32(scale)
-    return QTensor.from_int_repr(_round_and_clamp(values, inv_scale, zero_point, dt), scale, zero_point)
+    return QTensor.from_int_repr(_round_and_clamp(values, inv_scale, zero_point, dt), scale, zero_point, dtype=dt)
 
 
 def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype: Any) -> QTensor:
-    """Quantizes ``x`` with one scale and zero point per index along ``axis``."""
+    """Quantizes ``x`` with one scale and zero point per index along ``axis``. Float zero points
+    (an array of a float dtype) give ``per_channel_affine_float_qparams``:
+    ``q = clamp(rint(x * (1 / scale) + zero_point))`` in float32, as PyTorch's embeddings use."""
     dt = _quantized_dtype(dtype)
     values = as_float32(x)
     check_finite(values)
-    scales = np.asarray(to_numpy(scales), dtype=np.float64).reshape(-1)
-    zero_points = _integer_array(zero_points, "zero_points")
+    scales, zero_points = _per_channel_qparams(scales, zero_points, dt)
     if values.ndim == 0:
         raise ValueError("quantize_per_channel needs an input with at least 1 dimension")
     axis = int(axis)
@@ -313,12 +393,17 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
             f"expected {channels} scales and zero points along axis {axis} of shape {values.shape}, "
             f"got {scales.size} scales and {zero_points.size} zero points"
         )
-    _check_channel_qparams(scales, zero_points, dt)
+    _check_per_channel_qparams(scales, zero_points, dt)
     shape = [1] * values.ndim
     shape[axis] = channels
     inv_scale = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)
-    q = _round_and_clamp(values, inv_scale, zero_points.reshape(shape), dt)
-    return QTensor.from_int_repr(q, scales, zero_points, axis=axis)
+    if zero_points.dtype.kind == "f":
+        # float qparams: rint(x * inv_scale + zero_point), each operation rounded to float32.
+        q = np.rint((values * inv_scale).astype(np.float32) + zero_points.reshape(shape))
+        q = np.clip(q, dt.qmin, dt.qmax).astype(dt.numpy_dtype)
+    else:
+        q = _round_and_clamp(values, inv_scale, zero_points.reshape(shape), dt)
+    return QTensor.from_int_repr(q, scales, zero_points, axis=axis, dtype=dt)
 
 
 def quantize_per_tensor_dynamic(x: Any, dtype: Any = quint8, reduce_range: bool = False) -> QTensor:

@@ -35,6 +35,7 @@ from . import nn
 from ._arrays import to_numpy
 from ._dtypes import float16, qint8
 from ._tensor import QTensor
+from ._torch_embeddings import CONVERTERS as _EMBEDDING_CONVERTERS
 from .nn.module import Module
 from .nn import quantized as nnq
 from .nn.quantized import dynamic as nnqd
@@ -213,6 +214,8 @@ _QUANTIZED_CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.ao.nn.quantized.modules.linear.Linear": _static_linear,
     "torch.ao.nn.quantized.modules.Quantize": _quantize,
     "torch.ao.nn.quantized.modules.DeQuantize": lambda m: nnq.DeQuantize(),
+    # torch's weight-only quantized Embedding/EmbeddingBag (their converters live in their own module).
+    **_EMBEDDING_CONVERTERS,
 }
 _CONVERTERS: Dict[str, Callable[[Any], Module]] = {**_FLOAT_CONVERTERS, **_QUANTIZED_CONVERTERS}
 #: torch container type -> the empty ferroq container its converted children go into.

@@ -2,6 +2,7 @@
 //! algorithms live in the rest of the crate.
 
 mod arrays;
+mod embedding;
 mod errors;
 mod linear;
 mod rnn;
@@ -67,5 +68,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<linear::PackedLinearFp16>()?;
     m.add_class::<rnn::PackedRNN>()?;
     m.add_class::<static_linear::PackedStaticLinear>()?;
+    m.add_class::<embedding::PackedEmbeddingTable>()?;
     Ok(())
 }

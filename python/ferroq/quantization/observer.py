@@ -16,10 +16,12 @@ from .._dtypes import (
     as_dtype,
     as_qscheme,
     per_channel_affine,
+    per_channel_affine_float_qparams,
     per_channel_symmetric,
     per_tensor_affine,
     per_tensor_symmetric,
     qint8,
+    quint4x2,
     quint8,
 )
 
@@ -66,6 +68,8 @@ def calculate_qmin_qmax(
         return (-64, 63) if reduce_range else (-128, 127)
     if dtype is quint8:
         return (0, 127) if reduce_range else (0, 255)
+    if dtype is quint4x2:
+        return 0, 15
     raise ValueError(f"no integer range for dtype {dtype!r}")
 
 
@@ -107,7 +111,7 @@ class _UniformObserver(ObserverBase):
         self.dtype = as_dtype(dtype)
         self.qscheme = as_qscheme(qscheme)
         if not self.dtype.is_quantized:
-            raise ValueError(f"{type(self).__name__} quantizes to qint8 or quint8, got dtype {self.dtype!r}")
+            raise ValueError(f"{type(self).__name__} quantizes to qint8, quint8 or quint4x2, got dtype {self.dtype!r}")
         if self.qscheme not in self._allowed_qschemes:
             names = ", ".join(repr(q) for q in self._allowed_qschemes)
             raise NotImplementedError(f"{type(self).__name__} supports the qschemes {names}, got {self.qscheme!r}")
@@ -135,6 +139,11 @@ class _UniformObserver(ObserverBase):
     def _qparams_from(self, min_val: np.ndarray, max_val: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """PyTorch's ``_calculate_qparams`` over float32 arrays (0-d per tensor, 1-d per channel)."""
         qmin, qmax = calculate_qmin_qmax(self.quant_min, self.quant_max, self.dtype, self.reduce_range)
+        if self.qscheme is per_channel_affine_float_qparams:
+            # The observed range itself (0 need not be in it): zero_point = -min / scale, a float.
+            scale = ((max_val - min_val) / np.float32(qmax - qmin)).astype(np.float32)
+            scale = np.where(scale > self.eps, scale, np.float32(1.0)).astype(np.float32)
+            return scale, (-min_val / scale).astype(np.float32)
         min_neg = np.minimum(min_val, np.float32(0))
         max_pos = np.maximum(max_val, np.float32(0))
         if self.qscheme.is_symmetric:
@@ -211,9 +220,11 @@ class MinMaxObserver(_UniformObserver):
 
 class PerChannelMinMaxObserver(_UniformObserver):
     """Tracks the running minimum and maximum of each slice along ``ch_axis`` (one per output
-    feature for a Linear weight)."""
+    feature for a Linear weight). With ``qscheme=per_channel_affine_float_qparams`` (embeddings,
+    dtype quint8 or quint4x2) each row gets ``scale = (max - min) / (qmax - qmin)`` (1.0 when
+    that is not above ``eps``) and the float ``zero_point = -min / scale``."""
 
-    _allowed_qschemes = (per_channel_affine, per_channel_symmetric)
+    _allowed_qschemes = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
     def __init__(
         self,
@@ -251,7 +262,8 @@ class PerChannelMinMaxObserver(_UniformObserver):
         return x
 
     def calculate_qparams(self) -> Tuple[np.ndarray, np.ndarray]:
-        """``(scales, zero_points)``: 1-d float32 and int64 arrays, one entry per channel."""
+        """``(scales, zero_points)``: 1-d float32 and int64 arrays (float32 zero points for
+        ``per_channel_affine_float_qparams``), one entry per channel."""
         if not self._check_min_max(self.min_val, self.max_val):
             return np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.int64)
         return self._qparams_from(self.min_val, self.max_val)
