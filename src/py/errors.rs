@@ -1,6 +1,6 @@
 //! The one place where crate errors become Python exceptions.
 
-use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 use crate::error::Error;
@@ -11,6 +11,7 @@ impl From<Error> for PyErr {
             Error::Shape(m) | Error::Value(m) => PyValueError::new_err(m),
             Error::DType(m) => PyTypeError::new_err(m),
             Error::Unsupported(m) => PyNotImplementedError::new_err(m),
+            Error::Memory(m) => PyMemoryError::new_err(m),
         }
     }
 }

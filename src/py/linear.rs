@@ -5,6 +5,8 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
+use super::outputs::uninit_matrix;
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 
@@ -53,7 +55,7 @@ impl PackedLinear {
         let n = self.inner.out_features();
         with_input_buffer(|xq| {
             self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq)?;
-            let out = new_output(py, rows, n);
+            let out = uninit_matrix::<f32>(py, rows, n)?;
             {
                 let mut out_rw = out.readwrite();
                 let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
@@ -62,13 +64,6 @@ impl PackedLinear {
             Ok(out)
         })
     }
-}
-
-/// A new C-contiguous `(rows, n)` float32 array whose every element the caller overwrites.
-fn new_output(py: Python<'_>, rows: usize, n: usize) -> Bound<'_, PyArray2<f32>> {
-    // SAFETY: the array is uninitialized only until the layer writes all `rows * n` outputs; on an
-    // error it is dropped without ever reaching Python code, and f32 has no invalid bit patterns.
-    unsafe { PyArray2::<f32>::new(py, [rows, n], false) }
 }
 
 /// float16 weights (IEEE binary16 bits, `(out_features, in_features)` uint16) with a float32 bias:
@@ -102,8 +97,9 @@ impl PackedLinearFp16 {
     fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
-        let x_owned = data.to_vec();
-        let out = new_output(py, rows, self.inner.out_features());
+        let x_owned = alloc::copy_of(data)?;
+        // Every output is written by the layer (f32 has no invalid bit patterns).
+        let out = uninit_matrix::<f32>(py, rows, self.inner.out_features())?;
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");

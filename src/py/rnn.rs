@@ -10,6 +10,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use super::linear::{PackedLinear, PackedLinearFp16};
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
 use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
@@ -73,9 +74,9 @@ impl PackedRNN {
     ) -> PyResult<Outputs<'py>> {
         let dims = x.shape();
         let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
-        let x_owned = contiguous(&x, "input")?.to_vec();
-        let h0_owned = h0.as_ref().map(|a| contiguous(a, "h0").map(<[f32]>::to_vec)).transpose()?;
-        let c0_owned = c0.as_ref().map(|a| contiguous(a, "c0").map(<[f32]>::to_vec)).transpose()?;
+        let x_owned = alloc::copy_of(contiguous(&x, "input")?)?;
+        let h0_owned = h0.as_ref().map(|a| alloc::copy_of(contiguous(a, "h0")?)).transpose()?;
+        let c0_owned = c0.as_ref().map(|a| alloc::copy_of(contiguous(a, "c0")?)).transpose()?;
         let lengths_owned = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
         let shape = *self.inner.shape();
         if features != shape.input_size {
@@ -143,7 +144,7 @@ impl PackedRNN {
 /// The values of `state` (any memory layout), or zeros, after checking its shape.
 fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str) -> Result<Vec<f32>> {
     match state {
-        None => Ok(vec![0.0; dims[0] * dims[1]]),
+        None => alloc::vec_of(alloc::elements(dims[0], dims[1], what)?, 0.0),
         Some(s) if s.shape() == dims => Ok(to_vec(s)),
         Some(s) => Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", s.shape()))),
     }
