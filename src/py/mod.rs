@@ -34,7 +34,7 @@ fn backend_note() -> Option<&'static str> {
     isa_override_note()
 }
 
-/// Sets the number of threads one operation may use.
+/// Sets the number of threads one operation may use: 1 to `MAX_THREADS`.
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     Ok(threads::set_num_threads(n)?)
@@ -66,6 +66,7 @@ fn choose_qparams(min_val: f32, max_val: f32, qmin: i32, qmax: i32, reduce_range
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_THREADS", threads::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(backend, m)?)?;
     m.add_function(wrap_pyfunction!(supported_backends, m)?)?;
     m.add_function(wrap_pyfunction!(backend_note, m)?)?;
