@@ -79,7 +79,7 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
     if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"set_num_threads expects 1 to {MAX_THREADS} threads, got {n}")
+        raise ValueError(f"set_num_threads expects a positive number of threads, at most {MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 

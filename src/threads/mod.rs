@@ -71,7 +71,9 @@ fn write_settings() -> RwLockWriteGuard<'static, Settings> {
 /// it have finished.
 pub fn set_num_threads(threads: usize) -> Result<()> {
     if !(1..=MAX_THREADS).contains(&threads) {
-        return Err(Error::Value(format!("set_num_threads expects 1 to {MAX_THREADS} threads, got {threads}")));
+        return Err(Error::Value(format!(
+            "set_num_threads expects a positive number of threads, at most {MAX_THREADS}, got {threads}"
+        )));
     }
     let old = {
         let mut settings = write_settings();
