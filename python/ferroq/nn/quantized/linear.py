@@ -13,6 +13,7 @@ from ..._dtypes import as_dtype, qint8, quint8
 from ..._tensor import QTensor
 from ...quantization.qconfig import QConfig
 from ..module import Module
+from ._overflow import input_levels, warn_if_accumulator_can_overflow
 from ._weights import LINEAR_STATE_KEYS, float_bias, float_linear_params, quantize_weight, save_linear_state, weight_qparams
 
 __all__ = ["Linear"]
@@ -50,6 +51,7 @@ class Linear(Module):
         self.zero_point = 0
         weight = QTensor.from_int_repr(np.zeros((self.out_features, self.in_features), dtype=np.int8), 1.0, 0)
         self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+        warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     def _config(self) -> Dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias_": self._bias is not None}
@@ -225,6 +227,7 @@ class Linear(Module):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.set_weight_bias(state["_weight"], state["_bias"])
+        warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     # -- printing ----------------------------------------------------------------------------
 
