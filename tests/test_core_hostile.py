@@ -170,6 +170,7 @@ CALLS: List[Tuple[str, Callable[[], Any]]] = [
     ("write_safetensors(bad dtype)", lambda: _core.write_safetensors("/tmp/ferroq-hostile.safetensors", [("a", "Q7", [1], b"x")], {})),
     ("write_safetensors(short bytes)", lambda: _core.write_safetensors("/tmp/ferroq-hostile.safetensors", [("a", "F32", [2], b"xxxx")], {})),
     ("write_safetensors(shape overflow)", lambda: _core.write_safetensors("/tmp/ferroq-hostile.safetensors", [("a", "U8", [2**63, 2], b"")], {})),
+    ("write_safetensors(duplicate names)", lambda: _core.write_safetensors("/tmp/ferroq-hostile.safetensors", [("a", "U8", [1], b"x"), ("a", "U8", [1], b"y")], {})),
     ("write_safetensors(unwritable)", lambda: _core.write_safetensors("/nonexistent/dir/x.safetensors", [], {})),
 ]
 

@@ -5,6 +5,7 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
+use super::errors::catch_panic;
 use super::outputs::uninit_matrix;
 use crate::alloc;
 use crate::dispatch::kernels;
@@ -31,7 +32,8 @@ impl PackedLinear {
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
         let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        let inner = DynamicLinear::new(w, n, k, vector(&scales, "scales")?, vector(&zero_points, "zero_points")?, bias)?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
         Ok(PackedLinear { inner })
     }
 
@@ -54,12 +56,12 @@ impl PackedLinear {
         let kernels = kernels();
         let n = self.inner.out_features();
         with_input_buffer(|xq| {
-            self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq)?;
+            catch_panic(|| self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq))?;
             let out = uninit_matrix::<f32>(py, rows, n)?;
             {
                 let mut out_rw = out.readwrite();
                 let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-                py.detach(|| self.inner.forward_quantized(kernels, xq, out_slice))?;
+                py.detach(|| catch_panic(|| self.inner.forward_quantized(kernels, xq, out_slice)))?;
             }
             Ok(out)
         })
@@ -80,7 +82,7 @@ impl PackedLinearFp16 {
     fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
         let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        Ok(PackedLinearFp16 { inner: Fp16Linear::new(w, n, k, bias)? })
+        Ok(PackedLinearFp16 { inner: catch_panic(|| Fp16Linear::new(w, n, k, bias))? })
     }
 
     #[getter]
@@ -103,7 +105,7 @@ impl PackedLinearFp16 {
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.forward(kernels(), &x_owned, rows, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, out_slice)))?;
         }
         Ok(out)
     }

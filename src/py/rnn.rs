@@ -9,6 +9,7 @@ use numpy::{
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::errors::catch_panic;
 use super::linear::{PackedLinear, PackedLinearFp16};
 use crate::alloc;
 use crate::dispatch::kernels;
@@ -52,7 +53,7 @@ impl PackedRNN {
                 Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(PackedRNN { inner: Rnn::new(shape, cells)? })
+        Ok(PackedRNN { inner: catch_panic(|| Rnn::new(shape, cells))? })
     }
 
     /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
@@ -95,7 +96,7 @@ impl PackedRNN {
             c0: c0_owned.as_deref(),
             lengths: lengths_owned.as_deref(),
         };
-        let out = py.detach(|| self.inner.forward(kernels(), &input, reduce_range))?;
+        let out = py.detach(|| catch_panic(|| self.inner.forward(kernels(), &input, reduce_range)))?;
         let states = shape.num_layers * shape.directions();
         let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
         let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
@@ -134,7 +135,7 @@ impl PackedRNN {
         let x_owned = to_vec(&x);
         let mut h_state = state(h.as_ref(), dims, "h")?;
         let mut c_state = if has_c { state(c.as_ref(), dims, "c")? } else { Vec::new() };
-        py.detach(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range))?;
+        py.detach(|| catch_panic(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range)))?;
         let h_out = to_array2(py, h_state, dims)?;
         let c_out = if has_c { Some(to_array2(py, c_state, dims)?) } else { None };
         Ok((h_out, c_out))

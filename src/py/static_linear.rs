@@ -5,6 +5,7 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
+use super::errors::catch_panic;
 use super::outputs::uninit_matrix;
 use crate::alloc;
 use crate::dispatch::kernels;
@@ -34,15 +35,8 @@ impl PackedStaticLinear {
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
         let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        let inner = StaticLinear::new(
-            w,
-            n,
-            k,
-            vector(&scales, "scales")?,
-            vector(&zero_points, "zero_points")?,
-            per_channel,
-            bias,
-        )?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        let inner = catch_panic(|| StaticLinear::new(w, n, k, scales, zero_points, per_channel, bias))?;
         Ok(PackedStaticLinear { inner })
     }
 
@@ -82,7 +76,7 @@ impl PackedStaticLinear {
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out_slice)))?;
         }
         Ok(out)
     }

@@ -114,11 +114,11 @@ impl Rnn {
                 shape.proj_size, shape.hidden_size
             )));
         }
-        let expected = shape.num_layers * shape.directions();
+        let expected = alloc::elements(shape.num_layers, shape.directions(), "the cells (layers x directions)")?;
         if cells.len() != expected {
             return Err(Error::Shape(format!("expected {expected} cells (layers x directions), got {}", cells.len())));
         }
-        let rows = shape.kind.gates() * shape.hidden_size;
+        let rows = alloc::elements(shape.kind.gates(), shape.hidden_size, "a gate matrix")?;
         let check = |what: &str, p: &Projection, out: usize, input: usize| -> Result<()> {
             if p.out_features() != out || p.in_features() != input {
                 return Err(Error::Shape(format!(
