@@ -182,3 +182,18 @@ fn worth_splitting(rows: usize, macs: usize) -> bool {
 fn rows_per_share(rows: usize, threads: usize, unit: usize) -> usize {
     rows.div_ceil(threads.min(pool::MAX_TASKS)).next_multiple_of(unit.max(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_outside_the_range_are_refused_without_change() {
+        let before = num_threads();
+        for bad in [0, MAX_THREADS + 1, 1 << 40, 1 << 62, usize::MAX] {
+            assert!(matches!(set_num_threads(bad), Err(Error::Value(_))), "{bad}");
+        }
+        assert_eq!(num_threads(), before);
+        assert!((1..=MAX_THREADS).contains(&before));
+    }
+}
