@@ -31,7 +31,7 @@ impl PackedLinear {
         bias: Option<PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
         Ok(PackedLinear { inner })
@@ -81,7 +81,7 @@ impl PackedLinearFp16 {
     #[pyo3(signature = (weight_bits, bias=None))]
     fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         Ok(PackedLinearFp16 { inner: catch_panic(|| Fp16Linear::new(w, n, k, bias))? })
     }
 

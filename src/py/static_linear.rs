@@ -34,7 +34,7 @@ impl PackedStaticLinear {
         bias: Option<PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| StaticLinear::new(w, n, k, scales, zero_points, per_channel, bias))?;
         Ok(PackedStaticLinear { inner })
