@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use crate::alloc;
 use crate::error::Result;
 use crate::pack::{check_weight_len, PackedWeights, K_GROUP, PANEL_WIDTH};
 
@@ -28,13 +29,13 @@ impl ColumnBlocks {
     /// Packs `weight`, a row-major `n x k` int8 matrix (its rows are the output columns).
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
         check_weight_len(weight.len(), n, k)?;
-        let blocks: Vec<PackedWeights> = (0..n.div_ceil(COLUMN_BLOCK))
-            .map(|b| {
-                let columns = b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n);
-                PackedWeights::pack(&weight[columns.start * k..columns.end * k], columns.len(), k)
-            })
-            .collect::<Result<_>>()?;
-        let col_sums = blocks.iter().flat_map(|b| b.col_sums().iter().copied()).collect();
+        let mut blocks = Vec::new();
+        alloc::reserve(&mut blocks, n.div_ceil(COLUMN_BLOCK))?;
+        for b in 0..n.div_ceil(COLUMN_BLOCK) {
+            let columns = b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n);
+            blocks.push(PackedWeights::pack(&weight[columns.start * k..columns.end * k], columns.len(), k)?);
+        }
+        let col_sums = alloc::collect(n, blocks.iter().flat_map(|b| b.col_sums().iter().copied()))?;
         Ok(ColumnBlocks { n, k, blocks, col_sums })
     }
 

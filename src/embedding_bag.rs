@@ -17,6 +17,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use crate::dispatch::{active_isa, Isa};
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// A packed quantized embedding table (read-only once built).
@@ -60,8 +61,16 @@ impl EmbeddingTable {
                 biases.len()
             )));
         }
-        let values = if bits == 4 { data.iter().flat_map(|&b| [b & 0x0f, b >> 4]).collect() } else { data.to_vec() };
-        Ok(EmbeddingTable { bits, rows, dim, values, scales: scales.to_vec(), biases: biases.to_vec() })
+        let values = if bits == 4 {
+            let mut values = alloc::vec_of(rows * dim, 0u8)?;
+            for (pair, &byte) in values.chunks_exact_mut(2).zip(data) {
+                pair.copy_from_slice(&[byte & 0x0f, byte >> 4]);
+            }
+            values
+        } else {
+            alloc::copy_of(data)?
+        };
+        Ok(EmbeddingTable { bits, rows, dim, values, scales: alloc::copy_of(scales)?, biases: alloc::copy_of(biases)? })
     }
 
     /// Number of rows (`num_embeddings`).

@@ -4,6 +4,7 @@
 //! the PyO3 module `ferroq._core` that the Python package wraps.
 
 pub mod activations;
+pub mod alloc;
 pub mod column_blocks;
 pub mod dispatch;
 pub mod embedding_bag;

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
@@ -84,8 +85,11 @@ fn quantize_rows(
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
     };
     let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;
+    // Room first, so that a failure leaves `out` as it was.
+    let more_row_sums = if row_sums { rows.saturating_sub(out.row_sums.len()) } else { 0 };
+    alloc::reserve(&mut out.row_sums, more_row_sums)?;
     // Every byte is written below (values, then zero padding), so old contents need no clearing.
-    out.data.resize(rows * stride, 0);
+    alloc::resize(&mut out.data, alloc::elements(rows, stride, "the quantized input")?, 0)?;
     if k > 0 {
         for_row_shares(&mut out.data, stride, cost, |first_row, share| {
             let x = &x[first_row * k..];
@@ -153,6 +157,12 @@ fn byte_sum(bytes: &[u8]) -> i32 {
     (body + tail) as i32
 }
 
+/// `k` as the int32 FBGEMM computes the weights' column offsets with (`Σ_k W - zp * K`), or a
+/// ValueError beyond `i32::MAX`.
+pub(crate) fn in_features_i32(k: usize) -> Result<i32> {
+    i32::try_from(k).map_err(|_| Error::Shape(format!("in_features = {k} is too large: at most 2**31 - 1")))
+}
+
 fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
     if Some(len) != rows.checked_mul(k) {
         return Err(Error::Shape(format!("{what} has {len} elements, expected {rows} x {k}")));
@@ -191,6 +201,7 @@ impl DynamicLinear {
     /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
     /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        let k_i32 = in_features_i32(k)?;
         let weights = ColumnBlocks::pack(weight, n, k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {
             if len == 1 || len == n {
@@ -214,16 +225,11 @@ impl DynamicLinear {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
             }
         }
-        let expand = |v: &[f32]| if v.len() == n { v.to_vec() } else { vec![v[0]; n] };
-        let scales = expand(scales);
-        let zero_points: Vec<i32> = if zero_points.len() == n { zero_points.to_vec() } else { vec![zero_points[0]; n] };
-        let k_i32 = k as i32;
-        let col_offsets = weights
-            .col_sums()
-            .iter()
-            .zip(&zero_points)
-            .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
-            .collect();
+        let expand = |v: &[f32]| if v.len() == n { alloc::copy_of(v) } else { alloc::vec_of(n, v[0]) };
+        let scales = expand(scales)?;
+        let zero_points = if zero_points.len() == n { alloc::copy_of(zero_points)? } else { alloc::vec_of(n, zero_points[0])? };
+        let col_offsets =
+            alloc::collect(n, weights.col_sums().iter().zip(&zero_points).map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32))))?;
         let uses_row_sums = zero_points.iter().any(|&zp| zp != 0);
         Ok(DynamicLinear { weights, scales, zero_points, col_offsets, bias, uses_row_sums })
     }
@@ -304,9 +310,10 @@ impl DynamicLinear {
             &xq.row_sums
         } else {
             row_sums.clear();
+            alloc::reserve(row_sums, xq.rows)?;
             match self.uses_row_sums() {
                 true => row_sums.extend((0..xq.rows).map(|r| byte_sum(&xq.data[r * xq.stride..r * xq.stride + xq.k]))),
-                false => row_sums.resize(xq.rows, 0),
+                false => alloc::resize(row_sums, xq.rows, 0)?,
             }
             row_sums
         };
@@ -416,7 +423,7 @@ impl Fp16Linear {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
             }
         }
-        let mut weight_t = vec![0u16; n * k];
+        let mut weight_t = alloc::vec_of(n * k, 0u16)?;
         for (row, chunk) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
             for (col, &w) in chunk.iter().enumerate() {
                 weight_t[col * n + row] = w;

@@ -7,6 +7,7 @@
 //! is padded with zeros to a multiple of 4 and `N` with zero columns to a multiple of 16: padding
 //! adds nothing to any dot product.
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// Output features per panel (16 int32 lanes of a 512-bit register).
@@ -44,7 +45,7 @@ impl PackedWeights {
         check_weight_len(weight.len(), n, k)?;
         let k_groups = k.div_ceil(K_GROUP);
         let n_panels = n.div_ceil(PANEL_WIDTH);
-        let mut blocks = vec![Block([0; PANEL_WIDTH * K_GROUP]); n_panels * k_groups];
+        let mut blocks = alloc::vec_of(alloc::elements(n_panels, k_groups, "the packed weight")?, Block([0; PANEL_WIDTH * K_GROUP]))?;
         for (col, row) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
             let (panel, lane) = (col / PANEL_WIDTH, col % PANEL_WIDTH);
             for (kk, &w) in row.iter().enumerate() {
@@ -52,8 +53,10 @@ impl PackedWeights {
                 block.0[lane * K_GROUP + kk % K_GROUP] = w;
             }
         }
-        let col_sums = weight.chunks_exact(k.max(1)).take(n).map(|row| row.iter().map(|&w| w as i32).sum()).collect();
-        let col_sums = if k == 0 { vec![0; n] } else { col_sums };
+        let col_sums = match k {
+            0 => alloc::vec_of(n, 0)?,
+            _ => alloc::collect(n, weight.chunks_exact(k).map(|row| row.iter().map(|&w| w as i32).sum()))?,
+        };
         Ok(PackedWeights { n, k, k_groups, blocks, col_sums })
     }
 

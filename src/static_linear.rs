@@ -5,8 +5,10 @@
 //! int16 pair saturation of PyTorch's non-VNNI x86 kernels is not reproduced.
 
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
+use crate::linear::in_features_i32;
 use crate::pack::PackedWeights;
 use crate::quant::{check_weight_qparams, QParams};
 use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
@@ -41,6 +43,7 @@ impl StaticLinear {
         per_channel: bool,
         bias: Option<Vec<f32>>,
     ) -> Result<Self> {
+        let k_i32 = in_features_i32(k)?;
         let weights = PackedWeights::pack(weight, n, k)?;
         let expected = if per_channel { n } else { 1 };
         let scheme = if per_channel { "per-channel (one per output feature)" } else { "per-tensor" };
@@ -55,15 +58,10 @@ impl StaticLinear {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
             }
         }
-        let scales: Vec<f32> = if per_channel { scales.to_vec() } else { vec![scales[0]; n] };
-        let zero_points: Vec<i32> = if per_channel { zero_points.to_vec() } else { vec![zero_points[0]; n] };
-        let k_i32 = i32::try_from(k).map_err(|_| Error::Shape(format!("in_features = {k} is too large")))?;
-        let col_offsets = weights
-            .col_sums()
-            .iter()
-            .zip(&zero_points)
-            .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
-            .collect();
+        let scales = if per_channel { alloc::copy_of(scales)? } else { alloc::vec_of(n, scales[0])? };
+        let zero_points = if per_channel { alloc::copy_of(zero_points)? } else { alloc::vec_of(n, zero_points[0])? };
+        let col_offsets =
+            alloc::collect(n, weights.col_sums().iter().zip(&zero_points).map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32))))?;
         Ok(StaticLinear { weights, scales, zero_points, per_channel, col_offsets, bias })
     }
 
@@ -110,26 +108,34 @@ impl StaticLinear {
             y_min: if relu { output.zero_point } else { 0 },
         };
         let stride = self.weights.k_padded();
-        let run_block = |first_row: usize, out_block: &mut [u8]| {
+        let run_block = |first_row: usize, out_block: &mut [u8]| -> Result<()> {
             let rows = out_block.len() / n;
             // The GEMM reads rows padded to k_padded; the padding bytes are 0 and add nothing.
-            let mut a = vec![0u8; rows * stride];
+            let mut a = alloc::vec_of(rows * stride, 0u8)?;
             let mut row_sums = vec![0i32; rows];
             for (r, sum) in row_sums.iter_mut().enumerate() {
                 let src = &x[(first_row + r) * k..(first_row + r + 1) * k];
                 a[r * stride..r * stride + k].copy_from_slice(src);
                 *sum = src.iter().map(|&q| q as i32).sum();
             }
-            let mut acc = vec![0i32; rows * n];
+            let mut acc = alloc::vec_of(rows * n, 0i32)?;
             (kernels.gemm_u8i8)(&a, stride, rows, &self.weights, &mut acc, n);
             requantize(&acc, &row_sums, &params, out_block);
+            Ok(())
         };
+        // The first failure to allocate a block's buffers (the other shares stop early too).
+        let failure = std::sync::OnceLock::new();
         for_row_shares(out, n, rows * n * k, |first_row, out_rows| {
             for (i, block) in out_rows.chunks_mut(ROW_BLOCK * n).enumerate() {
-                run_block(first_row + i * ROW_BLOCK, block);
+                if failure.get().is_some() {
+                    return;
+                }
+                if let Err(e) = run_block(first_row + i * ROW_BLOCK, block) {
+                    let _ = failure.set(e);
+                }
             }
         });
-        Ok(())
+        failure.into_inner().map_or(Ok(()), Err)
     }
 }
 

@@ -51,6 +51,7 @@ __all__ = [
     "supported_backends",
     "set_num_threads",
     "get_num_threads",
+    "MAX_THREADS",
     "save",
     "load",
     "nn",
@@ -71,12 +72,18 @@ def supported_backends() -> list:
     return list(_core.supported_backends())
 
 
+#: The most threads one operation may use (``set_num_threads`` refuses more).
+MAX_THREADS: int = _core.MAX_THREADS
+
+
 def set_num_threads(n: int) -> None:
-    """Sets how many threads one operation may use (default: the machine's cores)."""
+    """Sets how many threads one operation may use: 1 to ``ferroq.MAX_THREADS`` (1024; default: the
+    machine's cores). The pool threads start at the first operation large enough to split; a
+    process forked from this one keeps the setting and starts its own pool."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads expects a positive number of threads, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads expects a positive number of threads, at most {MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 

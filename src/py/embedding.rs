@@ -5,6 +5,9 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{matrix, vector};
+use super::errors::catch_panic;
+use super::outputs::uninit_matrix;
+use crate::alloc;
 use crate::embedding_bag::EmbeddingTable;
 
 /// A row-wise quantized embedding table (8-bit, or 4-bit with two values per byte).
@@ -28,7 +31,8 @@ impl PackedEmbeddingTable {
         biases: PyReadonlyArray1<'_, f32>,
     ) -> PyResult<Self> {
         let (bytes, rows, _) = matrix(&data, "data")?;
-        let inner = EmbeddingTable::new(bits, rows, dim, bytes, vector(&scales, "scales")?, vector(&biases, "biases")?)?;
+        let (scales, biases) = (vector(&scales, "scales")?, vector(&biases, "biases")?);
+        let inner = catch_panic(|| EmbeddingTable::new(bits, rows, dim, bytes, scales, biases))?;
         Ok(PackedEmbeddingTable { inner })
     }
 
@@ -49,12 +53,12 @@ impl PackedEmbeddingTable {
 
     /// The rows of `indices` (int64, 1-D), as a new float32 array `(len(indices), dim)`.
     fn lookup<'py>(&self, py: Python<'py>, indices: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let idx = vector(&indices, "indices")?.to_vec();
-        let out = PyArray2::<f32>::zeros(py, [idx.len(), self.inner.dim()], false);
+        let idx = alloc::copy_of(vector(&indices, "indices")?)?;
+        let out = zeros(py, idx.len(), self.inner.dim())?;
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.lookup(&idx, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.lookup(&idx, out_slice)))?;
         }
         Ok(out)
     }
@@ -71,16 +75,23 @@ impl PackedEmbeddingTable {
         per_sample_weights: Option<PyReadonlyArray1<'py, f32>>,
         skip: Option<i64>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let idx = vector(&indices, "indices")?.to_vec();
-        let offs = vector(&offsets, "offsets")?.to_vec();
-        let weights = per_sample_weights.as_ref().map(|w| vector(w, "per_sample_weights").map(<[f32]>::to_vec)).transpose()?;
+        let idx = alloc::copy_of(vector(&indices, "indices")?)?;
+        let offs = alloc::copy_of(vector(&offsets, "offsets")?)?;
+        let weights = per_sample_weights.as_ref().map(|w| alloc::copy_of(vector(w, "per_sample_weights")?)).transpose()?;
         let bags = offs.len().saturating_sub(1);
-        let out = PyArray2::<f32>::zeros(py, [bags, self.inner.dim()], false);
+        let out = zeros(py, bags, self.inner.dim())?;
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.bags(&idx, &offs, weights.as_deref(), skip, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.bags(&idx, &offs, weights.as_deref(), skip, out_slice)))?;
         }
         Ok(out)
     }
+}
+
+/// A new `(rows, cols)` float32 array of zeros; numpy's own error when it cannot allocate.
+fn zeros(py: Python<'_>, rows: usize, cols: usize) -> PyResult<Bound<'_, PyArray2<f32>>> {
+    let out = uninit_matrix::<f32>(py, rows, cols)?;
+    out.readwrite().as_slice_mut().expect("a new array is contiguous").fill(0.0);
+    Ok(out)
 }

@@ -5,6 +5,9 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
+use super::errors::catch_panic;
+use super::outputs::uninit_matrix;
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 
@@ -28,8 +31,9 @@ impl PackedLinear {
         bias: Option<PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        let inner = DynamicLinear::new(w, n, k, vector(&scales, "scales")?, vector(&zero_points, "zero_points")?, bias)?;
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
         Ok(PackedLinear { inner })
     }
 
@@ -52,23 +56,16 @@ impl PackedLinear {
         let kernels = kernels();
         let n = self.inner.out_features();
         with_input_buffer(|xq| {
-            self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq)?;
-            let out = new_output(py, rows, n);
+            catch_panic(|| self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq))?;
+            let out = uninit_matrix::<f32>(py, rows, n)?;
             {
                 let mut out_rw = out.readwrite();
                 let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-                py.detach(|| self.inner.forward_quantized(kernels, xq, out_slice))?;
+                py.detach(|| catch_panic(|| self.inner.forward_quantized(kernels, xq, out_slice)))?;
             }
             Ok(out)
         })
     }
-}
-
-/// A new C-contiguous `(rows, n)` float32 array whose every element the caller overwrites.
-fn new_output(py: Python<'_>, rows: usize, n: usize) -> Bound<'_, PyArray2<f32>> {
-    // SAFETY: the array is uninitialized only until the layer writes all `rows * n` outputs; on an
-    // error it is dropped without ever reaching Python code, and f32 has no invalid bit patterns.
-    unsafe { PyArray2::<f32>::new(py, [rows, n], false) }
 }
 
 /// float16 weights (IEEE binary16 bits, `(out_features, in_features)` uint16) with a float32 bias:
@@ -84,8 +81,8 @@ impl PackedLinearFp16 {
     #[pyo3(signature = (weight_bits, bias=None))]
     fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        Ok(PackedLinearFp16 { inner: Fp16Linear::new(w, n, k, bias)? })
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        Ok(PackedLinearFp16 { inner: catch_panic(|| Fp16Linear::new(w, n, k, bias))? })
     }
 
     #[getter]
@@ -102,12 +99,13 @@ impl PackedLinearFp16 {
     fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
-        let x_owned = data.to_vec();
-        let out = new_output(py, rows, self.inner.out_features());
+        let x_owned = alloc::copy_of(data)?;
+        // Every output is written by the layer (f32 has no invalid bit patterns).
+        let out = uninit_matrix::<f32>(py, rows, self.inner.out_features())?;
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.forward(kernels(), &x_owned, rows, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, out_slice)))?;
         }
         Ok(out)
     }

@@ -11,7 +11,9 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use super::arrays::{c_order, check_finite_state};
+use super::errors::catch_panic;
 use super::linear::{PackedLinear, PackedLinearFp16};
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
 use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
@@ -53,7 +55,7 @@ impl PackedRNN {
                 Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(PackedRNN { inner: Rnn::new(shape, cells)? })
+        Ok(PackedRNN { inner: catch_panic(|| Rnn::new(shape, cells))? })
     }
 
     /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
@@ -76,7 +78,7 @@ impl PackedRNN {
     ) -> PyResult<Outputs<'py>> {
         let dims = x.shape();
         let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
-        let x_owned = c_order(&x, "input")?.to_vec();
+        let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
         let h0_owned = h0.as_ref().map(|a| finite_state(a, "h0")).transpose()?;
         let c0_owned = c0.as_ref().map(|a| finite_state(a, "c0")).transpose()?;
         let lengths_owned = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
@@ -97,7 +99,7 @@ impl PackedRNN {
             c0: c0_owned.as_deref(),
             lengths: lengths_owned.as_deref(),
         };
-        let out = py.detach(|| self.inner.forward(kernels(), &input, reduce_range))?;
+        let out = py.detach(|| catch_panic(|| self.inner.forward(kernels(), &input, reduce_range)))?;
         let states = shape.num_layers * shape.directions();
         let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
         let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
@@ -134,10 +136,10 @@ impl PackedRNN {
             return Err(Error::Value(if has_c { "h and c must be given together" } else { "c is only used by an LSTM" }.into()).into());
         }
         let dims = [batch, shape.hidden_size];
-        let x_owned = c_order(&x, "input")?.to_vec();
+        let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
         let mut h_state = state(h.as_ref(), dims, "h")?;
         let mut c_state = if has_c { state(c.as_ref(), dims, "c")? } else { Vec::new() };
-        py.detach(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range))?;
+        py.detach(|| catch_panic(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range)))?;
         let h_out = to_array2(py, h_state, dims)?;
         let c_out = if has_c { Some(to_array2(py, c_state, dims)?) } else { None };
         Ok((h_out, c_out))
@@ -147,7 +149,7 @@ impl PackedRNN {
 /// The values of `state`, or zeros, after checking its shape, layout and values.
 fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str) -> Result<Vec<f32>> {
     match state {
-        None => Ok(vec![0.0; dims[0] * dims[1]]),
+        None => alloc::vec_of(alloc::elements(dims[0], dims[1], what)?, 0.0),
         Some(s) if s.shape() == dims => finite_state(s, what),
         Some(s) => Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", s.shape()))),
     }
@@ -157,7 +159,7 @@ fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str
 fn finite_state<D: Dimension>(state: &PyReadonlyArray<'_, f32, D>, what: &str) -> Result<Vec<f32>> {
     let values = c_order(state, what)?;
     check_finite_state(values, what)?;
-    Ok(values.to_vec())
+    alloc::copy_of(values)
 }
 
 /// A `dims` array owning `data` (no copy).

@@ -65,7 +65,15 @@ pub fn write_safetensors<'py>(
         if !names.insert(name.as_str()) {
             return Err(PyValueError::new_err(format!("two tensors are named {name:?}")));
         }
-        let view = TensorView::new(dtype_from_name(dtype)?, shape.clone(), data.as_bytes())
+        let dtype = dtype_from_name(dtype)?;
+        let bytes = shape.iter().try_fold(dtype.bitsize() / 8, |bytes, &d| bytes.checked_mul(d)); // whole-byte dtypes only
+        if bytes != Some(data.as_bytes().len()) {
+            return Err(PyValueError::new_err(format!(
+                "tensor {name:?}: shape {shape:?} of {dtype:?} does not match its {} bytes",
+                data.as_bytes().len()
+            )));
+        }
+        let view = TensorView::new(dtype, shape.clone(), data.as_bytes())
             .map_err(|e| PyValueError::new_err(format!("tensor {name:?}: {e}")))?;
         views.push((name.clone(), view));
     }

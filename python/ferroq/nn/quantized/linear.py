@@ -14,6 +14,7 @@ from ..._state_spec import Array, Config, DTypeName, Items, QWeight, StateSpec, 
 from ..._tensor import QTensor, _check_scale, _integer
 from ...quantization.qconfig import QConfig
 from ..module import Module
+from ._overflow import input_levels, warn_if_accumulator_can_overflow
 from ._weights import LINEAR_STATE_KEYS, float_bias, float_linear_params, quantize_weight, save_linear_state, weight_qparams
 
 __all__ = ["Linear"]
@@ -51,6 +52,7 @@ class Linear(Module):
         self.zero_point = 0
         weight = QTensor.from_int_repr(np.zeros((self.out_features, self.in_features), dtype=np.int8), 1.0, 0)
         self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+        warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     def _config(self) -> Dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias_": self._bias is not None}
@@ -236,6 +238,7 @@ class Linear(Module):
         self.__dict__.update(state)
         self.scale, self.zero_point = state["_scale"], state["_zero_point"]  # checked like any assignment
         self.set_weight_bias(state["_weight"], state["_bias"])
+        warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     # -- printing ----------------------------------------------------------------------------
 

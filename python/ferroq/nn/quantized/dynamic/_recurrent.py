@@ -18,6 +18,7 @@ from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
+from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import float_bias, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
 
 Weight = Union[QTensor, np.ndarray]
@@ -125,6 +126,13 @@ class QuantizedRecurrent(Module):
                 if m.bias is not None:
                     params[m.bias] = np.zeros(m.shape[0], dtype=np.float32)
         self.set_weight_bias(params)
+        self._warn_if_accumulator_can_overflow()
+
+    def _warn_if_accumulator_can_overflow(self) -> None:
+        """Warns when the longest product of a qint8 layer can exceed the int32 accumulator."""
+        if self.dtype is qint8:
+            longest = max(m.shape[1] for cell in self._layout() for m in cell.matrices())
+            warn_if_accumulator_can_overflow(self._get_name(), longest, input_levels(self.reduce_range))
 
     # -- weights -----------------------------------------------------------------------------
 
@@ -255,6 +263,7 @@ class QuantizedRecurrent(Module):
         self._weights, self._biases, self._packed = self._checked(
             check_dtype(self.dtype), {**state["_weights"], **state["_biases"]}
         )
+        self._warn_if_accumulator_can_overflow()
 
     def _reduce_range_repr(self) -> str:
         return "" if self.reduce_range else ", reduce_range=False"

@@ -14,6 +14,7 @@ from ...._state_spec import Array, Config, DTypeName, Items, StateSpec, float32,
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
+from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import (
     LINEAR_STATE_KEYS,
     float_bias,
@@ -68,6 +69,11 @@ class Linear(Module):
         else:
             weight = np.zeros(shape, dtype=np.float32)
         self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+        self._warn_if_accumulator_can_overflow()
+
+    def _warn_if_accumulator_can_overflow(self) -> None:
+        if self.dtype is qint8:
+            warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(self.reduce_range))
 
     # -- weights -----------------------------------------------------------------------------
 
@@ -212,6 +218,7 @@ class Linear(Module):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.set_weight_bias(state["_weight"], state["_bias"])
+        self._warn_if_accumulator_can_overflow()
 
     # -- printing ----------------------------------------------------------------------------
 
