@@ -440,8 +440,9 @@ impl Fp16Linear {
         self.n
     }
 
-    /// `out = x @ f16(W)^T + bias` with f32 FMA accumulation in k order. Nothing is quantized, so
-    /// NaN and infinity propagate as in float math.
+    /// `out = x @ f16(W)^T + bias` with f32 FMA accumulation in FBGEMM's order (see
+    /// [`Kernels::gemm_f32_f16`]). Nothing is quantized, so NaN and infinity propagate as in
+    /// float math.
     pub fn forward(&self, kernels: &Kernels, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
         check_len(x.len(), rows, self.k, "input")?;
         check_len(out.len(), rows, self.n, "output")?;

@@ -95,7 +95,8 @@ impl PackedLinearFp16 {
         self.inner.out_features()
     }
 
-    /// `y = x @ W^T + bias` with float32 accumulation of the float16 weights, in k order.
+    /// `y = x @ W^T + bias` with float32 accumulation of the float16 weights, in FBGEMM's order
+    /// (docs/float16.md).
     fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;

@@ -115,8 +115,6 @@ class _UniformObserver(ObserverBase):
         if self.qscheme not in self._allowed_qschemes:
             names = ", ".join(repr(q) for q in self._allowed_qschemes)
             raise NotImplementedError(f"{type(self).__name__} supports the qschemes {names}, got {self.qscheme!r}")
-        if self.qscheme.is_symmetric and reduce_range and self.dtype is quint8:
-            raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
         self.reduce_range = bool(reduce_range)
         quant_min = None if quant_min is None else _integer(quant_min, "quant_min")
         quant_max = None if quant_max is None else _integer(quant_max, "quant_max")
@@ -185,6 +183,14 @@ class _UniformObserver(ObserverBase):
         return f"dtype={self.dtype!r}, qscheme={self.qscheme!r}, reduce_range={self.reduce_range}"
 
 
+def _refuse_reduced_symmetric_quint8(observer: _UniformObserver) -> None:
+    """The min/max observers refuse symmetric quint8 with ``reduce_range``, as PyTorch's do. The
+    base class accepts it (so does :class:`HistogramObserver`): the levels are 0..127 and the zero
+    point stays 128, PyTorch's arithmetic kept as it is."""
+    if observer.qscheme.is_symmetric and observer.reduce_range and observer.dtype is quint8:
+        raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
+
+
 class MinMaxObserver(_UniformObserver):
     """Tracks the running minimum and maximum of everything it sees (the whole tensor)."""
 
@@ -192,6 +198,7 @@ class MinMaxObserver(_UniformObserver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        _refuse_reduced_symmetric_quint8(self)
         self.min_val = np.float32(np.inf)
         self.max_val = np.float32(-np.inf)
 
@@ -238,6 +245,7 @@ class PerChannelMinMaxObserver(_UniformObserver):
         is_dynamic: bool = False,
     ) -> None:
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        _refuse_reduced_symmetric_quint8(self)
         self.ch_axis = int(ch_axis)
         self.min_val = np.zeros(0, dtype=np.float32)
         self.max_val = np.zeros(0, dtype=np.float32)
