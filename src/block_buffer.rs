@@ -7,6 +7,7 @@
 
 use memmap2::{MmapMut, MmapOptions};
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::pack::Block;
 
@@ -30,21 +31,18 @@ impl BlockBuffer {
     /// `len` blocks of zeros; with `populate`, a mapping's pages are made resident at once (for
     /// a buffer about to be written whole).
     pub fn zeroed(len: usize, populate: bool) -> Result<Self> {
-        let bytes = len
-            .checked_mul(size_of::<Block>())
-            .filter(|&b| b <= isize::MAX as usize)
-            .ok_or_else(|| Error::Shape(format!("{len} weight blocks are too large to allocate")))?;
+        let bytes = alloc::elements(len, size_of::<Block>(), "the packed weight")?;
         let storage = if bytes < MAP_THRESHOLD {
-            Storage::Heap(vec![Block([0; size_of::<Block>()]); len])
+            Storage::Heap(alloc::vec_of(len, Block([0; size_of::<Block>()]))?)
         } else {
             let mut options = MmapOptions::new();
             options.len(bytes);
             if populate {
                 options.populate();
             }
-            let map = options
-                .map_anon()
-                .map_err(|e| Error::Shape(format!("cannot allocate {bytes} bytes of packed weights: {e}")))?;
+            let map = options.map_anon().map_err(|e| {
+                Error::Memory(format!("cannot allocate {bytes} bytes ({:.1} GiB) of packed weights: {e}", bytes as f64 / (1u64 << 30) as f64))
+            })?;
             Storage::Mapped(map)
         };
         Ok(BlockBuffer { storage, len })
@@ -104,6 +102,8 @@ mod tests {
 
     #[test]
     fn absurd_sizes_are_errors() {
-        assert!(BlockBuffer::zeroed(usize::MAX / 2, false).is_err());
+        assert!(matches!(BlockBuffer::zeroed(usize::MAX / 2, false), Err(Error::Shape(_))));
+        assert!(matches!(BlockBuffer::zeroed(usize::MAX / 128, false), Err(Error::Memory(_))));
+        assert!(matches!(BlockBuffer::zeroed(usize::MAX / 128, true), Err(Error::Memory(_))));
     }
 }

@@ -4,7 +4,8 @@
 
 use std::ops::Range;
 
-use crate::error::{Error, Result};
+use crate::alloc;
+use crate::error::Result;
 use crate::pack::{check_weight_len, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Output columns per block: a multiple of the panel width, wide enough that a block's kernel
@@ -33,15 +34,17 @@ impl ColumnBlocks {
 
     /// An `n x k` matrix of zeros, costing no memory until written (see [`PackedWeights::zeros`]).
     pub fn zeros(n: usize, k: usize) -> Result<Self> {
-        n.checked_mul(k).ok_or_else(|| Error::Shape(format!("weight shape ({n}, {k}) is too large")))?;
+        alloc::elements(n, k, "the packed weight")?;
         Self::from_blocks(n, k, |columns| PackedWeights::zeros(columns.len(), k))
     }
 
     fn from_blocks(n: usize, k: usize, block: impl Fn(Range<usize>) -> Result<PackedWeights>) -> Result<Self> {
-        let blocks: Vec<PackedWeights> = (0..n.div_ceil(COLUMN_BLOCK))
-            .map(|b| block(b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n)))
-            .collect::<Result<_>>()?;
-        let col_sums = blocks.iter().flat_map(|b| b.col_sums().iter().copied()).collect();
+        let mut blocks = Vec::new();
+        alloc::reserve(&mut blocks, n.div_ceil(COLUMN_BLOCK))?;
+        for b in 0..n.div_ceil(COLUMN_BLOCK) {
+            blocks.push(block(b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n))?);
+        }
+        let col_sums = alloc::collect(n, blocks.iter().flat_map(|b| b.col_sums().iter().copied()))?;
         Ok(ColumnBlocks { n, k, blocks, col_sums })
     }
 

@@ -15,6 +15,8 @@ pub enum Error {
     DType(String),
     /// A valid request this library does not implement (Python `NotImplementedError`).
     Unsupported(String),
+    /// Memory for a result or a packed weight could not be allocated (Python `MemoryError`).
+    Memory(String),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -23,7 +25,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Shape(m) | Error::Value(m) | Error::DType(m) | Error::Unsupported(m) => f.write_str(m),
+            Error::Shape(m) | Error::Value(m) | Error::DType(m) | Error::Unsupported(m) | Error::Memory(m) => f.write_str(m),
         }
     }
 }

@@ -4,9 +4,11 @@
 //! the PyO3 module `ferroq._core` that the Python package wraps.
 
 pub mod activations;
+pub mod alloc;
 mod block_buffer;
 pub mod column_blocks;
 pub mod dispatch;
+pub mod embedding_bag;
 pub mod error;
 pub mod kernels;
 pub mod linear;

@@ -1,12 +1,13 @@
-//! Linear layers over the kernel table: the dynamic int8 Linear (SPEC.md 2.1) and the float16
-//! weight Linear (SPEC.md 2.2 and 12).
+//! Linear layers over the kernel table: the dynamic int8 Linear (docs/numerics.md §2.1) and the float16
+//! weight Linear (docs/numerics.md §2.3).
 
 use std::cell::RefCell;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
-use crate::quant::{choose_qparams, QParams};
+use crate::quant::{check_bias, check_weight_qparams, choose_qparams, QParams};
 use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
 
 thread_local! {
@@ -35,7 +36,7 @@ pub struct QuantizedActivations {
 }
 
 /// Quantizes `x` (`rows x k`, row-major) dynamically: range over the whole tensor, qparams by
-/// PyTorch's rule for quint8 (`reduce_range` halves the levels), then SPEC.md 1.1 per element.
+/// PyTorch's rule for quint8 (`reduce_range` halves the levels), then docs/numerics.md §1.1 per element.
 /// `stride` is the padded row length (`>= k`). NaN or infinite input is an error.
 pub fn quantize_activations(
     kernels: &Kernels,
@@ -84,8 +85,11 @@ fn quantize_rows(
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
     };
     let qparams = choose_qparams(min, max, 0, 255, reduce_range)?;
+    // Room first, so that a failure leaves `out` as it was.
+    let more_row_sums = if row_sums { rows.saturating_sub(out.row_sums.len()) } else { 0 };
+    alloc::reserve(&mut out.row_sums, more_row_sums)?;
     // Every byte is written below (values, then zero padding), so old contents need no clearing.
-    out.data.resize(rows * stride, 0);
+    alloc::resize(&mut out.data, alloc::elements(rows, stride, "the quantized input")?, 0)?;
     if k > 0 {
         for_row_shares(&mut out.data, stride, cost, |first_row, share| {
             let x = &x[first_row * k..];
@@ -153,6 +157,12 @@ fn byte_sum(bytes: &[u8]) -> i32 {
     (body + tail) as i32
 }
 
+/// `k` as the int32 FBGEMM computes the weights' column offsets with (`Σ_k W - zp * K`), or a
+/// ValueError beyond `i32::MAX`.
+pub(crate) fn in_features_i32(k: usize) -> Result<i32> {
+    i32::try_from(k).map_err(|_| Error::Shape(format!("in_features = {k} is too large: at most 2**31 - 1")))
+}
+
 fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
     if Some(len) != rows.checked_mul(k) {
         return Err(Error::Shape(format!("{what} has {len} elements, expected {rows} x {k}")));
@@ -188,19 +198,23 @@ pub struct DynamicLinear {
 
 impl DynamicLinear {
     /// `weight` is row-major `n x k` int8. `scales`/`zero_points` have length 1 (per tensor) or `n`
-    /// (per output feature); scales are used as float32, as FBGEMM does.
+    /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
+    /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        in_features_i32(k)?;
         Self::with_weights(ColumnBlocks::pack(weight, n, k)?, scales, zero_points, bias)
     }
 
     /// All-zero `n x k` weights with scale 1 and zero point 0 (what a module holds before its
     /// weights are set); they cost no memory until replaced.
     pub fn zeros(n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
+        in_features_i32(k)?;
         Self::with_weights(ColumnBlocks::zeros(n, k)?, &[1.0], &[0], bias)
     }
 
     fn with_weights(weights: ColumnBlocks, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
         let (n, k) = (weights.n(), weights.k());
+        let k_i32 = in_features_i32(k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {
             if len == 1 || len == n {
                 Ok(())
@@ -217,24 +231,17 @@ impl DynamicLinear {
                 zero_points.len()
             )));
         }
-        if let Some(&bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::Value(format!("weight scales must be positive and finite, got {bad}")));
-        }
+        check_weight_qparams(scales, zero_points, bias.as_deref())?;
         if let Some(b) = &bias {
             if b.len() != n {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
             }
         }
-        let expand = |v: &[f32]| if v.len() == n { v.to_vec() } else { vec![v[0]; n] };
-        let scales = expand(scales);
-        let zero_points: Vec<i32> = if zero_points.len() == n { zero_points.to_vec() } else { vec![zero_points[0]; n] };
-        let k_i32 = k as i32;
-        let col_offsets = weights
-            .col_sums()
-            .iter()
-            .zip(&zero_points)
-            .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
-            .collect();
+        let expand = |v: &[f32]| if v.len() == n { alloc::copy_of(v) } else { alloc::vec_of(n, v[0]) };
+        let scales = expand(scales)?;
+        let zero_points = if zero_points.len() == n { alloc::copy_of(zero_points)? } else { alloc::vec_of(n, zero_points[0])? };
+        let col_offsets =
+            alloc::collect(n, weights.col_sums().iter().zip(&zero_points).map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32))))?;
         let uses_row_sums = zero_points.iter().any(|&zp| zp != 0);
         Ok(DynamicLinear { weights, scales, zero_points, col_offsets, bias, uses_row_sums })
     }
@@ -281,7 +288,7 @@ impl DynamicLinear {
         quantize_rows(kernels, x, rows, k, stride, reduce_range, row_sums, out)
     }
 
-    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, SPEC.md 2.1 steps 4-5.
+    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, docs/numerics.md §2.1 steps 4-5.
     pub fn forward_quantized(&self, kernels: &Kernels, xq: &QuantizedActivations, out: &mut [f32]) -> Result<()> {
         self.forward_quantized_with(kernels, xq, out, &mut LinearScratch::default())
     }
@@ -323,9 +330,10 @@ impl DynamicLinear {
             &xq.row_sums
         } else {
             row_sums.clear();
+            alloc::reserve(row_sums, xq.rows)?;
             match self.uses_row_sums() {
                 true => row_sums.extend((0..xq.rows).map(|r| byte_sum(&xq.data[r * xq.stride..r * xq.stride + xq.k]))),
-                false => row_sums.resize(xq.rows, 0),
+                false => alloc::resize(row_sums, xq.rows, 0)?,
             }
             row_sums
         };
@@ -429,12 +437,13 @@ impl Fp16Linear {
     /// `weight` is row-major `n x k` float16 bits (already saturated to +-65504 and rounded).
     pub fn new(weight: &[u16], n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
         check_len(weight.len(), n, k, "weight")?;
+        check_bias(bias.as_deref())?;
         if let Some(b) = &bias {
             if b.len() != n {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
             }
         }
-        let mut weight_t = vec![0u16; n * k];
+        let mut weight_t = alloc::vec_of(n * k, 0u16)?;
         for (row, chunk) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
             for (col, &w) in chunk.iter().enumerate() {
                 weight_t[col * n + row] = w;
@@ -464,8 +473,9 @@ impl Fp16Linear {
         }
     }
 
-    /// `out = x @ f16(W)^T + bias` with f32 FMA accumulation in k order. Nothing is quantized, so
-    /// NaN and infinity propagate as in float math.
+    /// `out = x @ f16(W)^T + bias` with f32 FMA accumulation in FBGEMM's order (see
+    /// [`Kernels::gemm_f32_f16`]). Nothing is quantized, so NaN and infinity propagate as in
+    /// float math.
     pub fn forward(&self, kernels: &Kernels, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
         check_len(x.len(), rows, self.k, "input")?;
         check_len(out.len(), rows, self.n, "output")?;

@@ -7,6 +7,7 @@
 //! is padded with zeros to a multiple of 4 and `N` with zero columns to a multiple of 16: padding
 //! adds nothing to any dot product.
 
+use crate::alloc;
 use crate::block_buffer::BlockBuffer;
 use crate::error::{Error, Result};
 
@@ -77,12 +78,12 @@ impl PackedWeights {
     /// Zeros, with the pages made resident up front when `to_write` (cheaper than faulting
     /// them in one by one while packing).
     fn allocate(n: usize, k: usize, to_write: bool) -> Result<Self> {
-        let too_large = || Error::Shape(format!("weight shape ({n}, {k}) is too large"));
-        n.checked_mul(k).ok_or_else(too_large)?;
+        alloc::elements(n, k, "the packed weight")?;
         let k_groups = k.div_ceil(K_GROUP);
-        let len = n.div_ceil(PANEL_WIDTH).checked_mul(k_groups).ok_or_else(too_large)?;
-        Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len, to_write)?, col_sums: vec![0; n] })
+        let len = alloc::elements(n.div_ceil(PANEL_WIDTH), k_groups, "the packed weight")?;
+        Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len, to_write)?, col_sums: alloc::vec_of(n, 0)? })
     }
+
     /// Output features (columns of the product).
     pub fn n(&self) -> usize {
         self.n

@@ -1,4 +1,4 @@
-//! Quantization primitives with PyTorch's (FBGEMM's) exact numerics: SPEC.md sections 1.1 and 1.2.
+//! Quantization primitives with PyTorch's (FBGEMM's) exact numerics: docs/numerics.md §1.1 and §1.2.
 //!
 //! Everything here is scalar and small; the kernels in `kernels/` must agree with it bit for bit.
 
@@ -29,7 +29,28 @@ impl QParams {
     }
 }
 
-/// PyTorch's `quant_utils::ChooseQuantizationParams` (SPEC.md 1.2), without sparsity preservation
+/// Checks int8 weight qparams and a float bias as a layer stores them: every scale a positive
+/// normal float32 (so that its reciprocal is finite too), every zero point in the int8 range, the
+/// bias finite. Anything else has no meaningful quantized value.
+pub fn check_weight_qparams(scales: &[f32], zero_points: &[i32], bias: Option<&[f32]>) -> Result<()> {
+    if let Some(&bad) = scales.iter().find(|s| !(s.is_normal() && **s > 0.0)) {
+        return Err(Error::Value(format!("weight scales must be positive, finite and normal in float32, got {bad:e}")));
+    }
+    if let Some(&bad) = zero_points.iter().find(|z| !(-128..=127).contains(*z)) {
+        return Err(Error::Value(format!("weight zero points must lie in [-128, 127] (qint8), got {bad}")));
+    }
+    check_bias(bias)
+}
+
+/// A bias must be finite: NaN or infinity would reach every output of its feature.
+pub fn check_bias(bias: Option<&[f32]>) -> Result<()> {
+    match bias.and_then(|b| b.iter().find(|v| !v.is_finite())) {
+        Some(bad) => Err(Error::Value(format!("bias must be finite, got {bad}"))),
+        None => Ok(()),
+    }
+}
+
+/// PyTorch's `quant_utils::ChooseQuantizationParams` (docs/numerics.md §1.2), without sparsity preservation
 /// or power-of-two scales, which the modules here never ask for.
 ///
 /// `min`/`max` are the observed range, `qmin..=qmax` the storage range (0..=255 for quint8),
@@ -79,7 +100,7 @@ pub fn choose_qparams(min: f32, max: f32, qmin: i32, qmax: i32, reduce_range: bo
     Ok(QParams { scale, zero_point })
 }
 
-/// Quantizes one value (SPEC.md 1.1): `clamp(rne(x * inv_scale) + zero_point, qmin, qmax)`.
+/// Quantizes one value (docs/numerics.md §1.1): `clamp(rne(x * inv_scale) + zero_point, qmin, qmax)`.
 ///
 /// The product is a float32 multiply by the float32 reciprocal, the zero point is added after
 /// rounding. Infinities clamp to the range ends; callers reject NaN before quantizing.
@@ -89,7 +110,7 @@ pub fn quantize_value(x: f32, inv_scale: f32, zero_point: i32, qmin: i32, qmax: 
     (rounded + zero_point as f32).clamp(qmin as f32, qmax as f32) as i32
 }
 
-/// The zero-point-corrected product (SPEC.md 1.3): `acc - x_zp * col_offset - row_sum * w_zp`
+/// The zero-point-corrected product (docs/numerics.md §1.3): `acc - x_zp * col_offset - row_sum * w_zp`
 /// in wrapping int32, where `col_offset = Σ_k W[n,k] - w_zp * K` and `row_sum = Σ_k X[m,k]`;
 /// mathematically `Σ_k (X[m,k] - x_zp) * (W[n,k] - w_zp)`.
 #[inline]
@@ -97,7 +118,7 @@ pub fn correct_accumulator(acc: i32, x_zero_point: i32, col_offset: i32, row_sum
     acc.wrapping_sub(x_zero_point.wrapping_mul(col_offset)).wrapping_sub(row_sum.wrapping_mul(w_zero_point))
 }
 
-/// Dequantizes an int32 accumulator and adds the bias (SPEC.md 2.1 step 5):
+/// Dequantizes an int32 accumulator and adds the bias (docs/numerics.md §2.2):
 /// `fma((float)acc, multiplier, bias)`, one rounding; without bias, a plain float32 product.
 #[inline]
 pub fn dequantize_accumulator(acc: i32, multiplier: f32, bias: Option<f32>) -> f32 {

@@ -1,4 +1,4 @@
-//! The requantizing epilogue of the static quantized Linear (SPEC.md 3.1): int32 accumulators of
+//! The requantizing epilogue of the static quantized Linear (docs/numerics.md §3.1): int32 accumulators of
 //! uint8 x int8 products become quint8 outputs, with FBGEMM's float32 arithmetic.
 //!
 //! This is the scalar reference; a SIMD version must produce the same bytes.
@@ -24,7 +24,7 @@ pub struct Requantize<'a> {
     pub y_min: i32,
 }
 
-/// The float bias expressed in accumulator units, as FBGEMM adds it (SPEC.md 3.1).
+/// The float bias expressed in accumulator units, as FBGEMM adds it (docs/numerics.md §3.1).
 ///
 /// Per tensor (`per_channel == false`, one `act_times_w` for every column) the bias is multiplied
 /// by the reciprocal `f32(1.0 / (double)act_times_w)`; per channel it is divided by

@@ -1,14 +1,16 @@
-//! The static quantized Linear (SPEC.md 3): quint8 activations in, quint8 activations out, int8
+//! The static quantized Linear (docs/numerics.md §3): quint8 activations in, quint8 activations out, int8
 //! weights with per-tensor or per-channel qparams, float bias, FBGEMM's requantization.
 //!
 //! The integer products are exact on every instruction-set path (the AVX512-VNNI semantics): the
 //! int16 pair saturation of PyTorch's non-VNNI x86 kernels is not reproduced.
 
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
+use crate::linear::in_features_i32;
 use crate::pack::PackedWeights;
-use crate::quant::QParams;
+use crate::quant::{check_weight_qparams, QParams};
 use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
 use crate::threads::for_row_shares;
 
@@ -41,6 +43,7 @@ impl StaticLinear {
         per_channel: bool,
         bias: Option<Vec<f32>>,
     ) -> Result<Self> {
+        let k_i32 = in_features_i32(k)?;
         let weights = PackedWeights::pack(weight, n, k)?;
         let expected = if per_channel { n } else { 1 };
         let scheme = if per_channel { "per-channel (one per output feature)" } else { "per-tensor" };
@@ -49,26 +52,16 @@ impl StaticLinear {
                 return Err(Error::Shape(format!("{scheme} weight {what} must have {expected} entries, got {len}")));
             }
         }
-        if let Some(&bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::Value(format!("weight scales must be positive and finite, got {bad}")));
-        }
-        if let Some(&bad) = zero_points.iter().find(|z| !(-128..=127).contains(*z)) {
-            return Err(Error::Value(format!("weight zero points must lie in [-128, 127] (qint8), got {bad}")));
-        }
+        check_weight_qparams(scales, zero_points, bias.as_deref())?;
         if let Some(b) = &bias {
             if b.len() != n {
                 return Err(Error::Shape(format!("bias has {} elements, expected out_features = {n}", b.len())));
             }
         }
-        let scales: Vec<f32> = if per_channel { scales.to_vec() } else { vec![scales[0]; n] };
-        let zero_points: Vec<i32> = if per_channel { zero_points.to_vec() } else { vec![zero_points[0]; n] };
-        let k_i32 = i32::try_from(k).map_err(|_| Error::Shape(format!("in_features = {k} is too large")))?;
-        let col_offsets = weights
-            .col_sums()
-            .iter()
-            .zip(&zero_points)
-            .map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32)))
-            .collect();
+        let scales = if per_channel { alloc::copy_of(scales)? } else { alloc::vec_of(n, scales[0])? };
+        let zero_points = if per_channel { alloc::copy_of(zero_points)? } else { alloc::vec_of(n, zero_points[0])? };
+        let col_offsets =
+            alloc::collect(n, weights.col_sums().iter().zip(&zero_points).map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32))))?;
         Ok(StaticLinear { weights, scales, zero_points, per_channel, col_offsets, bias })
     }
 
@@ -89,7 +82,7 @@ impl StaticLinear {
     }
 
     /// `out = quint8(x @ W^T + bias)`, `rows x out_features`: `x` is row-major `rows x in_features`
-    /// uint8 with the qparams `input`, `out` gets the qparams `output` (SPEC.md 3.1). With `relu`
+    /// uint8 with the qparams `input`, `out` gets the qparams `output` (docs/numerics.md §3.1). With `relu`
     /// the outputs are at least `output.zero_point` (the fused LinearReLU).
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
@@ -123,26 +116,34 @@ impl StaticLinear {
             y_min: if relu { output.zero_point } else { 0 },
         };
         let stride = self.weights.k_padded();
-        let run_block = |first_row: usize, out_block: &mut [u8]| {
+        let run_block = |first_row: usize, out_block: &mut [u8]| -> Result<()> {
             let rows = out_block.len() / n;
             // The GEMM reads rows padded to k_padded; the padding bytes are 0 and add nothing.
-            let mut a = vec![0u8; rows * stride];
+            let mut a = alloc::vec_of(rows * stride, 0u8)?;
             let mut row_sums = vec![0i32; rows];
             for (r, sum) in row_sums.iter_mut().enumerate() {
                 let src = &x[(first_row + r) * k..(first_row + r + 1) * k];
                 a[r * stride..r * stride + k].copy_from_slice(src);
                 *sum = src.iter().map(|&q| q as i32).sum();
             }
-            let mut acc = vec![0i32; rows * n];
+            let mut acc = alloc::vec_of(rows * n, 0i32)?;
             (kernels.gemm_u8i8)(&a, stride, rows, &self.weights, &mut acc, n);
             requantize(&acc, &row_sums, &params, out_block);
+            Ok(())
         };
+        // The first failure to allocate a block's buffers (the other shares stop early too).
+        let failure = std::sync::OnceLock::new();
         for_row_shares(out, n, rows * n * k, |first_row, out_rows| {
             for (i, block) in out_rows.chunks_mut(ROW_BLOCK * n).enumerate() {
-                run_block(first_row + i * ROW_BLOCK, block);
+                if failure.get().is_some() {
+                    return;
+                }
+                if let Err(e) = run_block(first_row + i * ROW_BLOCK, block) {
+                    let _ = failure.set(e);
+                }
             }
         });
-        Ok(())
+        failure.into_inner().map_or(Ok(()), Err)
     }
 }
 
@@ -153,11 +154,12 @@ fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The float32 scale of quint8 qparams, checked: positive and finite as float32, zero point in 0..=255.
+/// The float32 scale of quint8 qparams, checked: positive, finite and normal as float32 (a finite
+/// reciprocal), zero point in 0..=255.
 fn check_qparams(q: QParams, what: &str) -> Result<f32> {
     let scale = q.scale_f32();
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(Error::Value(format!("{what} scale must be positive and finite in float32, got {}", q.scale)));
+    if !(scale.is_normal() && scale > 0.0) {
+        return Err(Error::Value(format!("{what} scale must be positive, finite and normal in float32, got {}", q.scale)));
     }
     if !(0..=255).contains(&q.zero_point) {
         return Err(Error::Value(format!("{what} zero point must lie in [0, 255] (quint8), got {}", q.zero_point)));

@@ -630,6 +630,75 @@ fn gemm_f32_f16_matches_scalar() {
 }
 
 #[test]
+fn gemm_f32_f16_matches_scalar_across_blocks_of_inputs() {
+    let paths = simd_paths();
+    let mut rng = Rng(11);
+    let mut case = 0;
+    for rows in [1, 3, 5] {
+        for k in [511, 512, 513, 1024, 1025, 1537] {
+            for n in [1, 7, 16, 31, 32, 33, 47, 64, 95, 100] {
+                case += 1;
+                let extreme = case % 4 == 0;
+                let x: Vec<f32> = (0..rows * k)
+                    .map(|_| if extreme { rng.pick(&[1e30, -1e-40, 0.0, -0.0, 3.0]) } else { rng.uniform(-2.0, 2.0) })
+                    .collect();
+                let w: Vec<u16> = (0..k * n)
+                    .map(|_| {
+                        let extreme_weight = extreme && rng.below(2) == 0;
+                        f16_bits(&mut rng, extreme_weight)
+                    })
+                    .collect();
+                let bias: Option<Vec<f32>> = (case % 3 != 0).then(|| (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect());
+                check_f16(&paths, &x, rows, k, &w, n, bias.as_deref());
+            }
+        }
+    }
+}
+
+/// Where the summation order shows: 2^24 plus ones, which each round back to 2^24 when added one
+/// at a time. Inputs 2^24, then 513 ones, all weights 1.0, 33 columns. Column 32 (the one column
+/// after the whole block of 32) sums the inputs 0..512 (2^24) and 512..514 (2.0) apart, then adds
+/// them: 2^24 + 2. The other columns add every product in turn and stay at 2^24.
+#[test]
+fn gemm_f32_f16_sums_the_last_columns_in_blocks_of_512_inputs() {
+    let all_paths = || std::iter::once(scalar::KERNELS).chain(simd_paths());
+    let (k, n) = (514, 33);
+    let mut x = vec![1.0f32; k];
+    x[0] = 16_777_216.0;
+    let w = vec![0x3c00u16; k * n];
+    let mut want = vec![16_777_216.0f32; n];
+    want[32] = 16_777_218.0;
+    for kernels in all_paths() {
+        let mut got = vec![0.75f32; n];
+        (kernels.gemm_f32_f16)(&x, 1, k, &w, n, None, &mut got);
+        assert_same_floats(&got, &want, &format!("{}: 2^24 + ones", kernels.isa.name()));
+    }
+}
+
+/// Products that are all -0.0 sum to -0.0, as a first plain multiply gives, except in the last
+/// `n % 32` columns past the first block of 512 inputs: there each later block starts from +0.0,
+/// and -0.0 + +0.0 = +0.0. No inputs at all give +0.0. A bias of -0.0 keeps the sign.
+#[test]
+fn gemm_f32_f16_keeps_the_sign_of_zero_sums_as_fbgemm_does() {
+    let all_paths = || std::iter::once(scalar::KERNELS).chain(simd_paths());
+    let n = 33;
+    for k in [0, 1, 512, 513] {
+        let x = vec![0.0f32; 2 * k];
+        let w = vec![0xbc00u16; k * n]; // -1.0
+        let sum = |j: usize| if k == 0 || (k > 512 && j == 32) { 0.0f32 } else { -0.0 };
+        let want: Vec<f32> = (0..2 * n).map(|i| sum(i % n)).collect();
+        for kernels in all_paths() {
+            for bias in [None, Some(vec![-0.0f32; n])] {
+                let mut got = vec![0.75f32; 2 * n];
+                (kernels.gemm_f32_f16)(&x, 2, k, &w, n, bias.as_deref(), &mut got);
+                let what = format!("{}: signed zeros k={k} bias={}", kernels.isa.name(), bias.is_some());
+                assert_same_floats(&got, &want, &what);
+            }
+        }
+    }
+}
+
+#[test]
 fn gemm_f32_f16_propagates_infinities_and_nan_like_scalar() {
     let paths = simd_paths();
     let (rows, k, n) = (3, 5, 19);

@@ -1,4 +1,4 @@
-"""An independent numpy model of SPEC.md sections 1.2, 1.1 and 2.1 (section 8's pseudo-code),
+"""An independent numpy model of docs/numerics.md §1.2, §1.1, §2.1 and §2.2,
 used to check the Rust kernels on inputs the golden files do not cover."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The dynamic quantized Linear beyond the golden files: SPEC.md section 7's corner cases, the
+"""The dynamic quantized Linear beyond the golden files: docs/numerics.md §7's corner cases, the
 module API (state dict, pickling, repr), input handling and errors."""
 
 from __future__ import annotations

@@ -525,15 +525,16 @@ ROUND_TRIP = [
 
 
 def _blank_like(module: Any) -> Any:
-    """A freshly constructed module with the same hyperparameters (zero weights, qint8)."""
+    """A freshly constructed module with the same hyperparameters and dtype (zero weights): a
+    state dict holds no dtype, so loading one never changes the module's."""
     if isinstance(module, nnqd.rnn.RNNBase):
-        kwargs = dict(num_layers=module.num_layers, bias=module.bias, bidirectional=module.bidirectional)
+        kwargs = dict(num_layers=module.num_layers, bias=module.bias, bidirectional=module.bidirectional, dtype=module.dtype)
         if isinstance(module, nnqd.LSTM):
             kwargs["proj_size"] = module.proj_size
         if isinstance(module, nnqd.RNN):
             kwargs["nonlinearity"] = module.nonlinearity
         return type(module)(module.input_size, module.hidden_size, **kwargs)
-    kwargs = dict(bias=module.bias)
+    kwargs = dict(bias=module.bias, dtype=module.dtype)
     if isinstance(module, nnqd.RNNCell):
         kwargs["nonlinearity"] = module.nonlinearity
     return type(module)(module.input_size, module.hidden_size, **kwargs)

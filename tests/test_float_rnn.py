@@ -146,7 +146,7 @@ def fp16_rounded_params(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return {k: v.astype(np.float16).astype(np.float32) if k.startswith("weight") else v for k, v in params.items()}
 
 
-GOLDEN_ATOL = 2e-6  # sigmoid/tanh may differ from torch's by ~1 ulp; see SPEC.md 12
+GOLDEN_ATOL = 2e-6  # sigmoid/tanh may differ from torch's by ~1 ulp; see docs/numerics.md §5.3
 
 
 @pytest.mark.parametrize("case", golden_cases("dynamic_lstm_float16_") + golden_cases("dynamic_gru_float16_"))

@@ -1,10 +1,10 @@
 """Every golden dynamic LSTM/GRU and cell case from PyTorch: the int8 weights and qparams
 ``from_float`` chooses must equal torch's exactly, and the outputs must equal torch's bit for bit
 except where PyTorch's tanh (MKL's closed-source ``vsTanh``) and ours (double precision, rounded
-once) round differently in the last place (SPEC.md 12).
+once) round differently in the last place (docs/numerics.md §5.2).
 
 Those one-ulp tanh differences are measured, not hidden: per case, at least 99% of all output
-values must be bit-identical and none may differ by more than 1e-7 (SPEC.md 12 measured every
+values must be bit-identical and none may differ by more than 1e-7 (docs/numerics.md §5.3 measured every
 variant within 4e-7 of torch; a semantic mistake such as per-step input quantization moves
 outputs by more than 1e-4). The cases that are bit-exact today are pinned as such.
 """

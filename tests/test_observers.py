@@ -1,4 +1,4 @@
-"""Weight observers and qconfigs (SPEC.md 1.4): PyTorch's formulas, in float32."""
+"""Weight observers and qconfigs (docs/numerics.md §1.4): PyTorch's formulas, in float32."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 import ferroq
 from ferroq.quantization import (
+    HistogramObserver,
     MinMaxObserver,
     PerChannelMinMaxObserver,
     PlaceholderObserver,
@@ -94,6 +95,18 @@ def test_custom_range_and_validation():
         MinMaxObserver(qscheme=ferroq.per_channel_affine)
     with pytest.raises(NotImplementedError, match="Cannot reduce range"):
         MinMaxObserver(dtype="quint8", qscheme="per_tensor_symmetric", reduce_range=True)
+    with pytest.raises(NotImplementedError, match="Cannot reduce range"):
+        PerChannelMinMaxObserver(dtype="quint8", qscheme="per_channel_symmetric", reduce_range=True)
+
+
+def test_histogram_observer_takes_symmetric_quint8_on_the_reduced_range():
+    # PyTorch's HistogramObserver accepts what its min/max observers refuse: levels 0..127 with
+    # the symmetric quint8 zero point 128, scale = max|x| / 63.5 over the range its search keeps.
+    obs = HistogramObserver(dtype=ferroq.quint8, qscheme=ferroq.per_tensor_symmetric, reduce_range=True, bins=4)
+    obs(np.array([-2.0, -1.0, 1.0, 2.0], np.float32))
+    scale, zero_point = obs.calculate_qparams()
+    assert scale == np.float32(2.0) / np.float32(63.5)
+    assert zero_point == 128
 
 
 def test_with_args_and_presets():

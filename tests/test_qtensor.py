@@ -1,4 +1,4 @@
-"""QTensor and the quantize/dequantize functions (SPEC.md 1.1)."""
+"""QTensor and the quantize/dequantize functions (docs/numerics.md §1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The static quantized Linear against an independent numpy model of SPEC.md 3.1, on every kernel
+"""The static quantized Linear against an independent numpy model of docs/numerics.md §3.1, on every kernel
 path; its module API (weights, qparams, conversions, state dicts, pickling); and its errors."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def reference(
     y_zp: int,
     saturate_pairs: bool = False,
 ) -> np.ndarray:
-    """SPEC.md 3.1 written out in numpy: exact integer products (or, with ``saturate_pairs``, the
+    """docs/numerics.md §3.1 written out in numpy: exact integer products (or, with ``saturate_pairs``, the
     int16 pair saturation of PyTorch's AVX2 kernels), then FBGEMM's float32 requantization."""
     x = x_int.astype(np.int64)
     w = w_int.astype(np.int64)

@@ -176,7 +176,7 @@ def test_torch_quantized_recurrent_modules_match(torch, kind):
     expected = (out[0] if isinstance(out, tuple) else out).detach().numpy()
     got = ftorch.from_torch(qm)(x.numpy())
     got = got[0] if isinstance(got, tuple) else got
-    # torch's tanh is MKL's (closed source); ours is tanh in float64 rounded once: SPEC.md 12.
+    # torch's tanh is MKL's (closed source); ours is tanh in float64 rounded once: docs/numerics.md §5.2.
     identical = float(np.mean(got.view(np.uint32) == expected.view(np.uint32)))
     assert identical >= 0.99, identical
     assert np.abs(got - expected).max() <= 1e-6

@@ -15,10 +15,12 @@ from ._dtypes import (
     QScheme,
     float16,
     per_channel_affine,
+    per_channel_affine_float_qparams,
     per_channel_symmetric,
     per_tensor_affine,
     per_tensor_symmetric,
     qint8,
+    quint4x2,
     quint8,
 )
 from ._tensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor, quantize_per_tensor_dynamic
@@ -33,11 +35,13 @@ __all__ = [
     "QScheme",
     "qint8",
     "quint8",
+    "quint4x2",
     "float16",
     "per_tensor_affine",
     "per_tensor_symmetric",
     "per_channel_affine",
     "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
     "QTensor",
     "quantize_per_tensor",
     "quantize_per_channel",
@@ -47,6 +51,7 @@ __all__ = [
     "supported_backends",
     "set_num_threads",
     "get_num_threads",
+    "MAX_THREADS",
     "save",
     "load",
     "nn",
@@ -67,12 +72,18 @@ def supported_backends() -> list:
     return list(_core.supported_backends())
 
 
+#: The most threads one operation may use (``set_num_threads`` refuses more).
+MAX_THREADS: int = _core.MAX_THREADS
+
+
 def set_num_threads(n: int) -> None:
-    """Sets how many threads one operation may use (default: the machine's cores)."""
+    """Sets how many threads one operation may use: 1 to ``ferroq.MAX_THREADS`` (1024; default: the
+    machine's cores). The pool threads start at the first operation large enough to split; a
+    process forked from this one keeps the setting and starts its own pool."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads expects a positive number of threads, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads expects a positive number of threads, at most {MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 

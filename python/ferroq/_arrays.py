@@ -1,4 +1,10 @@
-"""Normalising user input into the arrays the Rust core accepts, with typed errors."""
+"""Normalising user input into the arrays the Rust core accepts, with typed errors.
+
+:func:`as_float32` is the one place where float input of any origin and memory layout (Fortran
+order, strides, negative strides, broadcast views, unaligned or byte-swapped buffers, read-only
+memory, torch tensors, lists) becomes what the kernels read: a C-contiguous, aligned, native
+float32 ndarray. The core refuses anything else, so a layout can never be read in the wrong order.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,51 @@ from typing import Any
 
 import numpy as np
 
+#: Native float32. numpy hands out this one descriptor for native float32 arrays, so an identity
+#: test is the cheapest check; an equal but distinct descriptor only takes the slower path.
+_FLOAT32 = np.dtype(np.float32)
+
 
 def to_numpy(value: Any) -> np.ndarray:
-    """An ndarray view or copy of ``value``; torch tensors are detached and moved to the CPU."""
+    """An ndarray view or copy of ``value``; torch tensors are detached and moved to the CPU
+    (bfloat16 ones, which numpy cannot hold, are widened to float32 first)."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value)
 
 
-def as_float32(value: Any, what: str = "input") -> np.ndarray:
-    """A C-contiguous float32 copy or view of a floating-point array-like.
+def is_core_float32(array: Any) -> bool:
+    """True when ``array`` is already what the core reads: an ndarray (not a subclass) of native
+    float32, C-contiguous and aligned. Read-only arrays qualify (the core only reads inputs)."""
+    if type(array) is not np.ndarray or array.dtype is not _FLOAT32:
+        return False
+    flags = array.flags
+    # carray (C-contiguous, aligned and writeable) is one lookup: the common case, checked first.
+    return flags.carray or (flags.c_contiguous and flags.aligned)
 
-    Integer, boolean, complex and object arrays raise TypeError: they are almost always a mistake
-    (token ids instead of embeddings, say), and PyTorch refuses them too.
+
+def as_float32(value: Any, what: str = "input") -> np.ndarray:
+    """``value`` as a C-contiguous, aligned, native float32 ndarray: ``value`` itself when it
+    already is one (no copy), else a view or copy with the same values in C order.
+
+    Float inputs of other widths (float16, float64, longdouble, torch bfloat16) are converted.
+    Integer, boolean, complex, object and string arrays raise TypeError: they are almost always a
+    mistake (token ids instead of embeddings, say), and PyTorch refuses them too.
     """
+    if is_core_float32(value):
+        return value
     array = to_numpy(value)
     if array.dtype.kind != "f":
         raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
-    return np.asarray(array, dtype=np.float32, order="C")
+    # asarray keeps a C-contiguous view even when it is unaligned; a copy is aligned. (Not
+    # ascontiguousarray, which turns a 0-d array into a 1-d one.)
+    array = np.asarray(array, dtype=_FLOAT32, order="C")
+    if not array.flags.aligned:
+        array = array.copy()
+    return array
 
 
 def check_finite(array: np.ndarray, what: str = "input") -> None:

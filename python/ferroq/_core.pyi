@@ -6,7 +6,10 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+MAX_THREADS: int
 __all__ = [
+    "MAX_THREADS",
+    "PackedEmbeddingTable",
     "PackedLinear",
     "PackedLinearFp16",
     "PackedRNN",
@@ -63,7 +66,9 @@ def release_free_memory() -> None: ...
 def write_safetensors(
     path: str, tensors: list[tuple[str, str, list[int], bytes]], metadata: dict[str, str]
 ) -> None: ...
-def read_safetensors(path: str) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...
+def read_safetensors(
+    path: str, max_header_bytes: int
+) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...
 
 @final
 class PackedRNN:
@@ -124,3 +129,28 @@ class PackedStaticLinear:
         y_zero_point: int,
         relu: bool = False,
     ) -> npt.NDArray[np.uint8]: ...
+
+@final
+class PackedEmbeddingTable:
+    def __new__(
+        cls,
+        bits: int,
+        data: npt.NDArray[np.uint8],
+        dim: int,
+        scales: npt.NDArray[np.float32],
+        biases: npt.NDArray[np.float32],
+    ) -> "PackedEmbeddingTable": ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def bits(self) -> int: ...
+    def lookup(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
+    def bags(
+        self,
+        indices: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+        per_sample_weights: Optional[npt.NDArray[np.float32]] = None,
+        skip: Optional[int] = None,
+    ) -> npt.NDArray[np.float32]: ...

@@ -15,19 +15,22 @@ __all__ = [
     "QScheme",
     "qint8",
     "quint8",
+    "quint4x2",
     "float16",
     "float32",
     "per_tensor_affine",
     "per_tensor_symmetric",
     "per_channel_affine",
     "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
     "as_dtype",
     "as_qscheme",
 ]
 
 
 class DType:
-    """A tensor element type: a quantized integer type (``qint8``, ``quint8``) or a float type."""
+    """A tensor element type: a quantized integer type (``qint8``, ``quint8``, ``quint4x2``) or a
+    float type. ``quint4x2`` holds unsigned 4-bit values (0..15), two per byte in PyTorch's storage."""
 
     __slots__ = ("name", "numpy_dtype", "qmin", "qmax")
 
@@ -74,6 +77,7 @@ class QScheme:
 
 qint8 = DType("qint8", np.int8, -128, 127)
 quint8 = DType("quint8", np.uint8, 0, 255)
+quint4x2 = DType("quint4x2", np.uint8, 0, 15)
 float16 = DType("float16", np.float16, None, None)
 float32 = DType("float32", np.float32, None, None)
 
@@ -81,10 +85,16 @@ per_tensor_affine = QScheme("per_tensor_affine")
 per_tensor_symmetric = QScheme("per_tensor_symmetric")
 per_channel_affine = QScheme("per_channel_affine")
 per_channel_symmetric = QScheme("per_channel_symmetric")
+#: Per channel with float zero points: ``real = (q - zero_point) * scale`` with a float zero_point
+#: (the weight-only quantized embeddings).
+per_channel_affine_float_qparams = QScheme("per_channel_affine_float_qparams")
 
-_DTYPES = {d.name: d for d in (qint8, quint8, float16, float32)}
+_DTYPES = {d.name: d for d in (qint8, quint8, quint4x2, float16, float32)}
 _DTYPES.update({"half": float16, "float": float32})
-_QSCHEMES = {q.name: q for q in (per_tensor_affine, per_tensor_symmetric, per_channel_affine, per_channel_symmetric)}
+_QSCHEMES = {
+    q.name: q
+    for q in (per_tensor_affine, per_tensor_symmetric, per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
+}
 
 
 def _plain_name(value: Any) -> Optional[str]:

@@ -10,6 +10,14 @@ Your own ``ferroq.nn.Module`` subclasses (a model class with its own ``forward``
 layers) are saved by name, as ``custom:<module>.<class>``; loading them needs the class, passed
 explicitly: ``ferroq.load(path, custom_modules={"Tagger": Tagger})``. Nothing is imported by name.
 Such a class is rebuilt with ``cls._from_config(cls_instance._config())``: by default, ``cls()``.
+A class with parameters of its own also says which ones its configuration implies, with the
+classmethod ``_state_spec(config)`` (see ``_state_spec.py``); ``save`` refuses it otherwise.
+
+``load`` checks the file's whole description against its tensors before it builds anything
+(``_io_validate.py``): only ``ValueError`` comes out for a bad file, and nothing is allocated
+beyond what the file stores. Limits: a safetensors header of at most ``MAX_HEADER_BYTES``
+(16 MiB), a description of at most ``MAX_JSON_CONTAINERS`` JSON objects and arrays, a module tree
+at most ``MAX_DEPTH`` (64) deep, sizes at most 2**31 - 1.
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _core
-from ._dtypes import DType, as_dtype
-from ._tensor import QTensor
+from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2
+from ._io_validate import MAX_DEPTH, MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
+from ._tensor import QTensor, unpack_nibbles
 from .nn.module import Module
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -48,17 +57,26 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class _Tensors:
-    """Tensors on their way into a file: ``(name, dtype name, shape, bytes)``."""
+    """Tensors on their way into a file: ``(name, dtype name, shape, bytes)``; names are unique."""
 
     def __init__(self) -> None:
         self.items: List[Tuple[str, str, List[int], bytes]] = []
+        self.owners: Dict[str, str] = {}
 
-    def add(self, name: str, array: np.ndarray) -> None:
+    def add(self, name: str, array: np.ndarray, owner: str) -> None:
+        """Adds ``array`` under ``name`` for the state entry ``owner``."""
         array = np.asarray(array)
         if array.dtype not in _DTYPE_NAMES:
-            raise TypeError(f"cannot save {name!r}: dtype {array.dtype} has no safetensors equivalent here")
+            raise ValueError(f"cannot save {owner!r}: dtype {array.dtype} has no safetensors equivalent here")
+        if name in self.owners or name == "__metadata__":
+            other = f"the state entry {self.owners[name]!r} too" if name in self.owners else "the header's metadata"
+            raise ValueError(f"cannot save {owner!r}: its tensor name {name!r} is also that of {other}")
+        self.owners[name] = owner
         little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         self.items.append((name, _DTYPE_NAMES[array.dtype], list(array.shape), little.tobytes()))
+
+    def info(self) -> TensorInfo:
+        return {name: (dtype, tuple(shape)) for name, dtype, shape, _ in self.items}
 
 
 def _registry() -> Dict[str, type]:
@@ -90,171 +108,219 @@ def _custom_class(type_name: str, custom_modules: Dict[str, type]) -> Optional[t
     return custom_modules.get(qualified) or custom_modules.get(qualified.rsplit(".", 1)[-1])
 
 
-def _describe(module: Module, names: Dict[type, str], where: str = "") -> Dict[str, Any]:
+def _describe(module: Module, names: Dict[type, str], custom: Dict[str, type], where: str = "", depth: int = 1) -> Dict[str, Any]:
+    """The description of ``module``'s tree; records the classes of ``custom:`` types in ``custom``."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"cannot save {where}: the module tree is deeper than {MAX_DEPTH} modules (or contains itself)")
     config = module._config()
     try:
-        json.dumps(config)
-    except TypeError:
-        raise TypeError(f"cannot save {where or 'the root module'}: its _config() {config!r} is not JSON") from None
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError(f"cannot save {where or 'the root module'}: its _config() {config!r} is not JSON") from None
+    type_name = _type_name(module, names)
+    if type_name.startswith(_CUSTOM):
+        custom[type_name[len(_CUSTOM) :]] = type(module)
     return {
-        "type": _type_name(module, names),
+        "type": type_name,
         "config": config,
-        "children": [[name, _describe(child, names, f"{where}.{name}" if where else name)] for name, child in module.named_children()],
+        "children": [
+            [name, _describe(child, names, custom, f"{where}.{name}" if where else name, depth + 1)]
+            for name, child in module.named_children()
+        ],
     }
 
 
-def _encode(key: str, value: Any, tensors: _Tensors) -> Dict[str, Any]:
+def _encode(key: str, value: Any, tensors: _Tensors, owner: str = "") -> Dict[str, Any]:
+    owner = owner or key
     if isinstance(value, QTensor):
-        tensors.add(key + ".int", value.int_repr())
+        if value.qscheme() is per_channel_affine_float_qparams:
+            tensors.add(key + ".int", value.int_repr(), owner)  # quint4x2: packed, two values per byte
+            tensors.add(key + ".scale", value.q_per_channel_scales(), owner)
+            tensors.add(key + ".zero_point", value.q_per_channel_zero_points(), owner)
+            return {
+                "kind": "qtensor",
+                "axis": value.q_per_channel_axis(),
+                "qscheme": value.qscheme().name,
+                "dtype": value.dtype.name,
+                "shape": list(value.shape),
+            }
+        tensors.add(key + ".int", value.int_repr(), owner)
         if value.qscheme().is_per_channel:
-            tensors.add(key + ".scale", value.q_per_channel_scales())
-            tensors.add(key + ".zero_point", value.q_per_channel_zero_points())
+            tensors.add(key + ".scale", value.q_per_channel_scales(), owner)
+            tensors.add(key + ".zero_point", value.q_per_channel_zero_points(), owner)
             return {"kind": "qtensor", "axis": value.q_per_channel_axis()}
-        tensors.add(key + ".scale", np.asarray(value.q_scale(), dtype=np.float64))
-        tensors.add(key + ".zero_point", np.asarray(value.q_zero_point(), dtype=np.int64))
+        tensors.add(key + ".scale", np.asarray(value.q_scale(), dtype=np.float64), owner)
+        tensors.add(key + ".zero_point", np.asarray(value.q_zero_point(), dtype=np.int64), owner)
         return {"kind": "qtensor", "axis": None}
     if isinstance(value, np.ndarray):
-        tensors.add(key, value)
+        tensors.add(key, value, owner)
         return {"kind": "array"}
     if isinstance(value, tuple):
-        return {"kind": "tuple", "items": [_encode(f"{key}.{i}", item, tensors) for i, item in enumerate(value)]}
+        return {"kind": "tuple", "items": [_encode(f"{key}.{i}", item, tensors, owner) for i, item in enumerate(value)]}
     if isinstance(value, DType):
         return {"kind": "dtype", "name": value.name}
     if value is None:
         return {"kind": "none"}
-    raise TypeError(f"cannot save state entry {key!r} of type {type(value).__name__}")
+    raise ValueError(f"cannot save state entry {key!r} of type {type(value).__name__}")
 
 
 def save(module: Module, path: PathLike) -> None:
-    """Writes ``module`` (a ferroq module tree) to ``path`` as one ``.safetensors`` file."""
+    """Writes ``module`` (a ferroq module tree) to ``path`` as one ``.safetensors`` file.
+
+    What is written is checked as :func:`load` checks it, so a saved file always loads: a module
+    whose state is not what its configuration implies (a parameter registered after
+    construction, a custom class with state of its own but no ``_state_spec``) or whose state
+    entries cannot be stored apart raises ValueError naming the entry, and nothing is written."""
     if not isinstance(module, Module):
         raise TypeError(f"ferroq.save expects a ferroq module, got {type(module).__name__}")
-    names = {cls: name for name, cls in _registry().items()}
-    tree = _describe(module, names)
+    path = os.fspath(path)
+    registry = _registry()
+    names = {cls: name for name, cls in registry.items()}
+    custom: Dict[str, type] = {}
+    tree = _describe(module, names, custom)
     state = module.state_dict()
     tensors = _Tensors()
     entries = {key: _encode(key, value, tensors) for key, value in state.items()}
     from . import __version__
 
     header = {"tree": tree, "state": entries, "versions": dict(getattr(state, "_metadata", {}))}
+    model = json.dumps(header, separators=(",", ":"))
+    try:
+        validate_description(parse_json(model, "the model description"), tensors.info(), _resolver(registry, custom))
+    except ValueError as e:
+        raise ValueError(
+            f"cannot save {type(module).__name__} to {path}: {e}. A file stores what modules rebuilt from their "
+            "configurations have: not parameters registered after construction, nor the state of a class of yours "
+            "that defines no _state_spec"
+        ) from None
     metadata = {
         "format": _FORMAT,
         "format_version": str(FORMAT_VERSION),
         "ferroq_version": __version__,
-        "model": json.dumps(header, separators=(",", ":")),
+        "model": model,
     }
-    _core.write_safetensors(os.fspath(path), tensors.items, metadata)
+    _core.write_safetensors(path, tensors.items, metadata)
 
 
-class _Reader:
-    """The tensors of a file, handed out once each, with errors that name what is wrong."""
+def _resolver(registry: Dict[str, type], custom_modules: Dict[str, type]) -> Callable[[str, str], type]:
+    """``resolve(type name, label)`` for :func:`validate_description`: ferroq's own classes by
+    name, ``custom:`` types among ``custom_modules`` (by qualified or bare class name)."""
 
-    def __init__(self, raw: List[Tuple[str, str, List[int], bytes]], path: str) -> None:
-        self.path = path
-        self.tensors: Dict[str, np.ndarray] = {}
-        for name, dtype, shape, data in raw:
-            if dtype not in _NUMPY_DTYPES:
-                raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-            # A read-only view of the bytes (converted only on a big-endian machine): the modules
-            # pack their weights straight from it and keep no reference to it.
-            array = np.frombuffer(data, dtype=_NUMPY_DTYPES[dtype].newbyteorder("<"))
-            self.tensors[name] = (array if array.dtype.isnative else array.astype(_NUMPY_DTYPES[dtype])).reshape(shape)
-        self.used: set = set()
+    def resolve(type_name: str, label: str) -> type:
+        cls = _custom_class(type_name, custom_modules) if type_name.startswith(_CUSTOM) else registry.get(type_name)
+        if cls is None and type_name.startswith(_CUSTOM):
+            bare = type_name.rsplit(".", 1)[-1]
+            raise ValueError(
+                f"{label} is your own module type {type_name[len(_CUSTOM):]}; pass its class: "
+                f"ferroq.load(path, custom_modules={{{bare!r}: {bare}}})"
+            )
+        if cls is None or not (isinstance(cls, type) and issubclass(cls, Module)):
+            raise ValueError(f"{label} has unknown module type {type_name[:100]!r}")
+        return cls
 
-    def take(self, name: str, dtypes: Tuple[Any, ...] = ()) -> np.ndarray:
-        if name not in self.tensors:
-            raise ValueError(f"{self.path}: tensor {name!r} is missing")
-        array = self.tensors[name]
-        if dtypes and array.dtype not in [np.dtype(d) for d in dtypes]:
-            raise ValueError(f"{self.path}: tensor {name!r} has dtype {array.dtype}, expected one of {[np.dtype(d).name for d in dtypes]}")
-        self.used.add(name)
-        return array
-
-    def decode(self, key: str, entry: Any) -> Any:
-        kind = entry.get("kind") if isinstance(entry, dict) else None
-        if kind == "array":
-            return self.take(key)
-        if kind == "qtensor":
-            values = self.take(key + ".int", (np.int8, np.uint8))
-            scale = self.take(key + ".scale", (np.float64,))
-            zero_point = self.take(key + ".zero_point", (np.int64,))
-            axis = entry.get("axis")
-            if axis is None:
-                if scale.shape != () or zero_point.shape != ():
-                    raise ValueError(f"{self.path}: per-tensor qparams of {key!r} must be scalars")
-                return QTensor._adopt(values, float(scale), int(zero_point))
-            return QTensor._adopt(values, scale, zero_point, axis=int(axis))
-        if kind == "tuple" and isinstance(entry.get("items"), list):
-            return tuple(self.decode(f"{key}.{i}", item) for i, item in enumerate(entry["items"]))
-        if kind == "dtype":
-            return as_dtype(str(entry.get("name")))
-        if kind == "none":
-            return None
-        raise ValueError(f"{self.path}: state entry {key!r} has an unknown description {entry!r}")
+    return resolve
 
 
-def _build(node: Any, registry: Dict[str, type], custom_modules: Dict[str, type], path: str, where: str = "") -> Module:
-    label = where or "the root module"
-    if not isinstance(node, dict) or not isinstance(node.get("config"), dict) or not isinstance(node.get("children"), list):
-        raise ValueError(f"{path}: the description of {label} is malformed")
-    type_name = str(node.get("type"))
-    cls = _custom_class(type_name, custom_modules) if type_name.startswith(_CUSTOM) else registry.get(type_name)
-    if cls is None and type_name.startswith(_CUSTOM):
-        bare = type_name.rsplit(".", 1)[-1]
-        raise ValueError(
-            f"{path}: {label} is your own module type {type_name[len(_CUSTOM):]}; pass its class: "
-            f"ferroq.load(path, custom_modules={{{bare!r}: {bare}}})"
-        )
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, Module)):
-        raise ValueError(f"{path}: {label} has unknown module type {type_name!r}")
+def _decode(key: str, entry: Dict[str, Any], tensors: Dict[str, np.ndarray]) -> Any:
+    """The state value of a checked entry, from the file's arrays."""
+    kind = entry["kind"]
+    if kind == "array":
+        return np.array(tensors[key])  # writable, as every array a module is handed
+    if kind == "qtensor":
+        values, scale, zero_point = (tensors[key + suffix] for suffix in (".int", ".scale", ".zero_point"))
+        if entry.get("qscheme") == per_channel_affine_float_qparams.name:
+            dtype, shape = as_dtype(entry["dtype"]), tuple(entry["shape"])
+            if dtype is quint4x2:
+                values = unpack_nibbles(values, int(np.prod(shape)))
+            return QTensor._adopt(values.reshape(shape), scale, zero_point, axis=entry["axis"], dtype=dtype)
+        if entry["axis"] is None:
+            return QTensor._adopt(values, float(scale), int(zero_point))
+        return QTensor._adopt(values, scale, zero_point, axis=int(entry["axis"]))
+    if kind == "tuple":
+        return tuple(_decode(f"{key}.{i}", item, tensors) for i, item in enumerate(entry["items"]))
+    if kind == "dtype":
+        return as_dtype(entry["name"])
+    return None
+
+
+def _build(node: Node, path: str) -> Module:
+    """The module tree of a checked description (weights as the constructors make them)."""
+    label = node.where or "the root module"
+    # ferroq's classes raise only these for a configuration the check let through; your own
+    # classes' constructors may raise anything.
+    own = node.cls.__module__.startswith("ferroq.")
     try:
-        module = cls._from_config(node["config"])
-    except (TypeError, ValueError, NotImplementedError) as e:
-        raise ValueError(f"{path}: cannot build {label} ({node['type']}) from its configuration {node['config']}: {e}") from e
-    for item in node["children"]:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValueError(f"{path}: the children of {label} are malformed")
-        name, child = item
-        setattr(module, name, _build(child, registry, custom_modules, path, f"{where}.{name}" if where else name))
+        module = node.cls._from_config(node.config)  # type: ignore[attr-defined]
+    except (TypeError, ValueError, NotImplementedError) if own else Exception as e:
+        raise ValueError(f"{path}: cannot build {label} ({node.cls.__name__}) from its configuration {node.config}: {e}") from e
+    for name, child in node.children:
+        if hasattr(module, name) and name not in module._modules:
+            raise ValueError(f"{path}: {label} has a child named {name!r}, which is already one of its attributes")
+        setattr(module, name, _build(child, path))
     return module
 
 
-def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Module:
-    """Reads a module tree written by :func:`save`. Every tensor and field is validated; a
-    truncated, corrupted, hand-edited or newer-version file raises ValueError naming the problem.
-    ``custom_modules`` maps the names of your own module classes in the file (bare or qualified)
-    to the classes."""
-    path = os.fspath(path)
-    raw, metadata = _core.read_safetensors(path)
+def _arrays(raw: List[Tuple[str, str, List[int], bytes]]) -> Dict[str, np.ndarray]:
+    """The file's tensors as native-endian arrays (their dtypes and shapes are already checked):
+    read-only views of the bytes, converted only on a big-endian machine. The quantized weights
+    are packed straight from them (:meth:`QTensor._adopt`, no copy)."""
+    arrays = {}
+    for name, dtype, shape, data in raw:
+        array = np.frombuffer(data, dtype=_NUMPY_DTYPES[dtype].newbyteorder("<"))
+        arrays[name] = (array if array.dtype.isnative else array.astype(_NUMPY_DTYPES[dtype])).reshape(shape)
+    return arrays
+
+
+def _read(path: str) -> Tuple[List[Tuple[str, str, List[int], bytes]], Dict[str, str]]:
+    """The raw tensors and the metadata of a ferroq file whose format version this ferroq reads."""
+    raw, metadata = _core.read_safetensors(path, MAX_HEADER_BYTES)
     if metadata.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a ferroq model file (its metadata has no format={_FORMAT!r})")
-    try:
-        version = int(metadata.get("format_version", ""))
-    except ValueError:
-        raise ValueError(f"{path}: format_version {metadata.get('format_version')!r} is not a number") from None
+    text = metadata.get("format_version", "")
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
+        raise ValueError(f"{path}: format_version {text[:20]!r} is not a number")
+    version = int(text)
     if version > FORMAT_VERSION:
         raise ValueError(
-            f"{path} was written by a newer ferroq (format {version}, ferroq {metadata.get('ferroq_version')}); "
+            f"{path} was written by a newer ferroq (format {version}, ferroq {metadata.get('ferroq_version', '?')[:40]}); "
             f"this ferroq reads format {FORMAT_VERSION} and older: upgrade ferroq"
         )
+    if "model" not in metadata:
+        raise ValueError(f"{path}: the model description in the metadata is missing")
+    return raw, metadata
+
+
+def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Module:
+    """Reads a module tree written by :func:`save`.
+
+    The whole description is checked against the stored tensors before any module is built:
+    module types, configuration values (types and ranges), child names, the tree's depth, and
+    that every state entry is stored in tensors of exactly the dtypes and shapes the
+    configurations imply, so nothing is allocated beyond what the file holds. A truncated,
+    corrupted, hand-edited or newer-version file raises ValueError naming the problem; a bad path
+    raises FileNotFoundError, PermissionError or IsADirectoryError. ``custom_modules`` maps the
+    names of your own module classes in the file (bare or qualified) to the classes."""
+    path = os.fspath(path)
+    raw, metadata = _read(path)
+    header = parse_json(metadata["model"], f"{path}: the model description in the metadata")
+    info = {name: (dtype, tuple(shape)) for name, dtype, shape, _ in raw}
     try:
-        header = json.loads(metadata["model"])
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: the model description in the metadata is missing or not valid JSON ({e})") from None
-    if not isinstance(header, dict) or not isinstance(header.get("state"), dict):
-        raise ValueError(f"{path}: the model description is malformed")
-    module = _build(header.get("tree"), _registry(), dict(custom_modules or {}), path)
-    reader = _Reader(raw, path)
-    state: "OrderedDict[str, Any]" = OrderedDict((key, reader.decode(key, entry)) for key, entry in header["state"].items())
-    unused = sorted(set(reader.tensors) - reader.used)
-    if unused:
-        raise ValueError(f"{path}: unexpected tensor(s) {unused}")
-    versions = header.get("versions", {})
-    state._metadata = OrderedDict(versions if isinstance(versions, dict) else {})  # type: ignore[attr-defined]
+        description = validate_description(header, info, _resolver(_registry(), dict(custom_modules or {})))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    module = _build(description.tree, path)
+    tensors = _arrays(raw)
+    state: "OrderedDict[str, Any]" = OrderedDict()
+    try:
+        for key, entry in description.state.items():
+            state[key] = _decode(key, entry, tensors)
+    except (TypeError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"{path}: a stored tensor holds values that are not allowed: {e}") from None
+    state._metadata = OrderedDict(description.versions)  # type: ignore[attr-defined]
     try:
         module.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as e:
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
         raise ValueError(f"{path}: the stored weights do not fit the stored modules: {e}") from None
-    del raw, reader, state
+    del raw, tensors, state
     _core.release_free_memory()  # the file's bytes are packed and dropped: give their pages back
     return module.eval()

@@ -1,16 +1,21 @@
 """PyTorch interop: ``from_torch`` turns a torch module tree into the equivalent ferroq tree.
 
 torch is imported lazily, only by the functions here; ``import ferroq`` never imports it.
-Supported: ``nn.Sequential``, ``nn.Linear`` (and ``NonDynamicallyQuantizableLinear``), ``nn.ReLU``,
-``nn.Identity``, ``nn.Dropout`` (kept as Identity: ferroq modules are for inference), the float
-``nn.LSTM``/``GRU``/``RNN``/cells, and modules already converted by torch's ``quantize_dynamic``
+Supported: the containers ``nn.Sequential``, ``nn.ModuleList`` and ``nn.ModuleDict``; the float
+``nn.Linear`` (and ``NonDynamicallyQuantizableLinear``), ``nn.LSTM``/``GRU``/``RNN``/cells,
+``nn.Embedding``, ``nn.EmbeddingBag``, ``nn.LayerNorm``, ``nn.Dropout``, ``nn.Flatten``, ``nn.Identity``
+and the activations ``ReLU``, ``ReLU6``, ``Hardtanh``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``SiLU``,
+``GELU``, ``Softmax``, ``LogSoftmax``; and modules already converted by torch's ``quantize_dynamic``
 (or static ``convert``): their int8 weights and qparams are read directly, so outputs stay
-bit-identical with torch's.
+bit-identical with torch's. Each converted module keeps the torch module's train/eval mode.
 
 A custom module with its own ``forward`` cannot be translated (its Python code is torch code).
 The pattern: write the same class as a ``ferroq.nn.Module`` (same child names, ``forward``
-written with numpy) and pass it in ``custom``; ``from_torch`` builds it and converts its
-children into it::
+written with numpy) and pass it in ``custom``; ``from_torch`` builds it with no arguments, converts
+the torch module's children into it under the same names, and copies the parameters and buffers
+registered directly on the torch module (float ones as parameters, so they are in ``state_dict()``
+and saved; others, e.g. integer buffers, as plain ndarray attributes, which ``ferroq.save`` does not
+store)::
 
     class Tagger(ferroq.nn.Module):            # mirrors the torch model's class
         def forward(self, x):
@@ -30,6 +35,7 @@ from . import nn
 from ._arrays import to_numpy
 from ._dtypes import float16, qint8
 from ._tensor import QTensor
+from ._torch_embeddings import CONVERTERS as _EMBEDDING_CONVERTERS
 from .nn.module import Module
 from .nn import quantized as nnq
 from .nn.quantized import dynamic as nnqd
@@ -126,23 +132,79 @@ def _static_linear(m: Any) -> Module:
     return q
 
 
+def _embedding(m: Any) -> Module:
+    return _params(
+        m,
+        nn.Embedding(
+            m.num_embeddings,
+            m.embedding_dim,
+            padding_idx=m.padding_idx,
+            max_norm=m.max_norm,
+            norm_type=m.norm_type,
+            scale_grad_by_freq=m.scale_grad_by_freq,
+            sparse=m.sparse,
+        ),
+    )
+
+
+def _embedding_bag(m: Any) -> Module:
+    return _params(
+        m,
+        nn.EmbeddingBag(
+            m.num_embeddings,
+            m.embedding_dim,
+            max_norm=m.max_norm,
+            norm_type=m.norm_type,
+            scale_grad_by_freq=m.scale_grad_by_freq,
+            mode=m.mode,
+            sparse=m.sparse,
+            include_last_offset=m.include_last_offset,
+            padding_idx=m.padding_idx,
+        ),
+    )
+
+
+def _layer_norm(m: Any) -> Module:
+    affine = bool(m.elementwise_affine)
+    target = nn.LayerNorm(tuple(m.normalized_shape), eps=m.eps, elementwise_affine=affine, bias=getattr(m, "bias", None) is not None)
+    return _params(m, target)
+
+
 def _quantize(m: Any) -> Module:
     return nnq.Quantize(float(m.scale), int(m.zero_point), str(m.dtype))
 
 
 _RNN_KEYS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
-_CONVERTERS: Dict[str, Callable[[Any], Module]] = {
+_ACTIVATION = "torch.nn.modules.activation."
+#: torch float module type -> converter.
+_FLOAT_CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.nn.modules.linear.Linear": _linear,
     "torch.nn.modules.linear.NonDynamicallyQuantizableLinear": _linear,
     "torch.nn.modules.linear.Identity": lambda m: nn.Identity(),
-    "torch.nn.modules.activation.ReLU": lambda m: nn.ReLU(),
-    "torch.nn.modules.dropout.Dropout": lambda m: nn.Identity(),
+    "torch.nn.modules.dropout.Dropout": lambda m: nn.Dropout(m.p, m.inplace),
+    "torch.nn.modules.flatten.Flatten": lambda m: nn.Flatten(m.start_dim, m.end_dim),
+    "torch.nn.modules.sparse.Embedding": _embedding,
+    "torch.nn.modules.sparse.EmbeddingBag": _embedding_bag,
+    "torch.nn.modules.normalization.LayerNorm": _layer_norm,
+    _ACTIVATION + "ReLU": lambda m: nn.ReLU(),
+    _ACTIVATION + "ReLU6": lambda m: nn.ReLU6(m.inplace),
+    _ACTIVATION + "Hardtanh": lambda m: nn.Hardtanh(m.min_val, m.max_val, m.inplace),
+    _ACTIVATION + "LeakyReLU": lambda m: nn.LeakyReLU(m.negative_slope, m.inplace),
+    _ACTIVATION + "Tanh": lambda m: nn.Tanh(),
+    _ACTIVATION + "Sigmoid": lambda m: nn.Sigmoid(),
+    _ACTIVATION + "SiLU": lambda m: nn.SiLU(m.inplace),
+    _ACTIVATION + "GELU": lambda m: nn.GELU(m.approximate),
+    _ACTIVATION + "Softmax": lambda m: nn.Softmax(m.dim),
+    _ACTIVATION + "LogSoftmax": lambda m: nn.LogSoftmax(m.dim),
     "torch.nn.modules.rnn.LSTM": _recurrent(nn.LSTM, _RNN_KEYS + ("proj_size",)),
     "torch.nn.modules.rnn.GRU": _recurrent(nn.GRU, _RNN_KEYS),
     "torch.nn.modules.rnn.RNN": _recurrent(nn.RNN, _RNN_KEYS + ("nonlinearity",)),
     "torch.nn.modules.rnn.LSTMCell": _recurrent(nn.LSTMCell, ("input_size", "hidden_size", "bias")),
     "torch.nn.modules.rnn.GRUCell": _recurrent(nn.GRUCell, ("input_size", "hidden_size", "bias")),
     "torch.nn.modules.rnn.RNNCell": _recurrent(nn.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity")),
+}
+#: torch quantized module type (``torch.ao.nn.quantized`` and ``.dynamic``) -> converter.
+_QUANTIZED_CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.ao.nn.quantized.dynamic.modules.linear.Linear": _dynamic_linear,
     "torch.ao.nn.quantized.dynamic.modules.rnn.LSTM": _dynamic_rnn(nnqd.LSTM),
     "torch.ao.nn.quantized.dynamic.modules.rnn.GRU": _dynamic_rnn(nnqd.GRU),
@@ -152,8 +214,16 @@ _CONVERTERS: Dict[str, Callable[[Any], Module]] = {
     "torch.ao.nn.quantized.modules.linear.Linear": _static_linear,
     "torch.ao.nn.quantized.modules.Quantize": _quantize,
     "torch.ao.nn.quantized.modules.DeQuantize": lambda m: nnq.DeQuantize(),
+    # torch's weight-only quantized Embedding/EmbeddingBag (their converters live in their own module).
+    **_EMBEDDING_CONVERTERS,
 }
-_CONTAINERS = ("torch.nn.modules.container.Sequential",)
+_CONVERTERS: Dict[str, Callable[[Any], Module]] = {**_FLOAT_CONVERTERS, **_QUANTIZED_CONVERTERS}
+#: torch container type -> the empty ferroq container its converted children go into.
+_CONTAINERS: Dict[str, Callable[[], Module]] = {
+    "torch.nn.modules.container.Sequential": nn.Sequential,
+    "torch.nn.modules.container.ModuleList": nn.ModuleList,
+    "torch.nn.modules.container.ModuleDict": nn.ModuleDict,
+}
 
 
 def from_torch(module: Any, custom: Optional[Mapping[type, Callable[[], Module]]] = None) -> Module:
@@ -165,18 +235,39 @@ def from_torch(module: Any, custom: Optional[Mapping[type, Callable[[], Module]]
     return _convert(module, "", dict(custom or {}))
 
 
+def _own_tensors(module: Any, target: Module, where: str) -> None:
+    """Copies the parameters and buffers registered directly on a torch ``module`` into the custom
+    ferroq ``target``: floating-point ones as parameters, others as plain ndarray attributes."""
+    tensors = list(module.named_parameters(recurse=False)) if hasattr(module, "named_parameters") else []
+    tensors += list(module.named_buffers(recurse=False)) if hasattr(module, "named_buffers") else []
+    for name, value in tensors:
+        if name in target._modules:
+            raise TypeError(f"cannot copy {where or 'the root module'}.{name}: the custom ferroq class has a child module of that name")
+        array = to_numpy(value)
+        if array.dtype.kind == "f":
+            target.register_parameter(name, array)
+        else:
+            setattr(target, name, array.copy())
+
+
 def _convert(module: Any, where: str, custom: Dict[type, Callable[[], Module]]) -> Module:
     key = _type_key(module)
+    training = bool(getattr(module, "training", False))
     if key in _CONVERTERS:
-        converted = _CONVERTERS[key](module)
-        return converted.train(bool(getattr(module, "training", False)))
+        try:
+            converted = _CONVERTERS[key](module)
+        except (NotImplementedError, ValueError) as e:
+            raise type(e)(f"cannot translate {where or 'the root module'} of type {key}: {e}") from e
+        return converted.train(training)
     if key in _CONTAINERS or type(module) in custom:
-        target = nn.Sequential() if key in _CONTAINERS else custom[type(module)]()
+        target = _CONTAINERS[key]() if key in _CONTAINERS else custom[type(module)]()
         if not isinstance(target, Module):
             raise TypeError(f"custom[{type(module).__name__}] must build a ferroq.nn.Module, got {type(target).__name__}")
         for name, child in module.named_children():
             setattr(target, name, _convert(child, f"{where}.{name}" if where else name, custom))
-        return target.train(bool(getattr(module, "training", False)))
+        if key not in _CONTAINERS:
+            _own_tensors(module, target, where)
+        return target.train(training)
     raise NotImplementedError(
         f"cannot translate {where or 'the root module'} of type {key}: "
         + (

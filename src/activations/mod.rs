@@ -1,4 +1,4 @@
-//! Sigmoid and tanh with the numerics of PyTorch's x86 CPU kernels (SPEC.md 12), so that the
+//! Sigmoid and tanh with the numerics of PyTorch's x86 CPU kernels (docs/numerics.md §5), so that the
 //! recurrent layers reproduce PyTorch bit for bit.
 //!
 //! PyTorch computes `sigmoid_` with `cpu_kernel_vec` over each contiguous row of the tensor it is
@@ -12,7 +12,7 @@
 //! PyTorch's `tanh` on this build is MKL's `vsTanh` (closed source). [`tanh`] computes it in
 //! double precision and rounds once (by its own fixed algorithm, equal to libm's `tanh` rounded
 //! to float on every float32 input), which is the correctly rounded value except in rare cases
-//! and matches MKL on 99.9% of values (SPEC.md 12); the rare one-ulp differences are measured by
+//! and matches MKL on 99.9% of values (docs/numerics.md §5.2); the rare one-ulp differences are measured by
 //! the golden tests.
 //!
 //! `x86` holds the same functions for SIMD registers, bit for bit equal to these.

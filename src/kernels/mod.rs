@@ -15,7 +15,7 @@ pub mod x86_64;
 use crate::dispatch::Isa;
 use crate::pack::PackedWeights;
 
-/// Parameters of the dequantizing epilogue (SPEC.md 2.1 step 5), per output column `n`:
+/// Parameters of the dequantizing epilogue (docs/numerics.md §2.2), per output column `n`:
 /// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32), then
 /// `y = fma((float)corr, multipliers[n], bias[n])`, or `(float)corr * multipliers[n]` without bias.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +27,23 @@ pub struct Dequantize<'a> {
     /// `f32(s_x * s_w[n])`, per column.
     pub multipliers: &'a [f32],
     pub bias: Option<&'a [f32]>,
+}
+
+/// Columns per block of the float16 product: the last `n % F16_COLUMN_BLOCK` columns are summed
+/// in blocks of [`F16_K_BLOCK`] inputs (FBGEMM's packing on AVX-512: two 16-lane vectors).
+pub const F16_COLUMN_BLOCK: usize = 32;
+/// Inputs per block of the float16 product (FBGEMM's `kc`, the packed matrix's row block).
+pub const F16_K_BLOCK: usize = 512;
+
+/// Where a float16 product's sum starts: -0.0, so that the first product acts as a plain multiply
+/// (FBGEMM's first step is one), or +0.0 when there are no products at all.
+#[inline(always)]
+pub fn f16_sum_start(k: usize) -> f32 {
+    if k == 0 {
+        0.0
+    } else {
+        -0.0
+    }
 }
 
 /// Smallest and largest element of a slice, or the fact that it holds a NaN or an infinity.
@@ -68,9 +85,16 @@ pub struct Kernels {
         out: &mut [f32],
         ldo: usize,
     ),
-    /// float16-weight product: `out[r*n + j] = Σ_k fma in order k = 0..K of x[r*k + kk] * w[kk*n + j]`
-    /// (accumulated in f32 from 0.0, one FMA per k), then `+ bias[j]` as a separate add.
-    /// `w` holds IEEE binary16 bits, transposed to `k x n`.
+    /// float16-weight product, summed in FBGEMM's order (see `docs/float16.md`). With one f32 FMA
+    /// per product, `chain(ks, start)` = `start`, then `acc = fma(x[r*k + kk], w[kk*n + j], acc)`
+    /// for `kk` in `ks` in order:
+    /// - the columns `j` below `n - n % F16_COLUMN_BLOCK` take `chain(0..k, -0.0)`;
+    /// - the last `n % F16_COLUMN_BLOCK` columns sum each block of `F16_K_BLOCK` inputs on its
+    ///   own and add the blocks in order: `chain(block 0, -0.0) + chain(block 1, +0.0) + ...`.
+    ///
+    /// Starting from -0.0 makes the first product a plain multiply, sign of zero included. With
+    /// `k = 0` the sum is +0.0. Then `+ bias[j]` as a separate add. `w` holds IEEE binary16 bits,
+    /// transposed to `k x n`.
     #[allow(clippy::type_complexity)] // one argument per operand, as the other kernels take them
     pub gemm_f32_f16: fn(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32]),
 }

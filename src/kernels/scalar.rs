@@ -1,7 +1,9 @@
 //! The portable reference kernels: the specification the SIMD paths must equal bit for bit, and the
 //! fallback on CPUs without a faster path.
 
-use super::{Dequantize, Kernels, Range};
+use std::ops::Range as Indices;
+
+use super::{f16_sum_start, Dequantize, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
 use crate::dispatch::Isa;
 use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
 use crate::quant::{correct_accumulator, dequantize_accumulator, quantize_value};
@@ -102,19 +104,44 @@ pub fn gemm_u8i8_dequantize(
 
 /// See [`Kernels::gemm_f32_f16`].
 pub fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+    let full = n - n % F16_COLUMN_BLOCK;
+    let mut block_sum = [0f32; F16_COLUMN_BLOCK];
     for r in 0..rows {
         let x_row = &x[r * k..(r + 1) * k];
         let out_row = &mut out[r * n..(r + 1) * n];
-        out_row.fill(0.0);
-        for (kk, &xv) in x_row.iter().enumerate() {
-            for (o, &wb) in out_row.iter_mut().zip(&w[kk * n..(kk + 1) * n]) {
-                *o = xv.mul_add(half::f16::from_bits(wb).to_f32(), *o);
+        out_row.fill(f16_sum_start(k));
+        let (head, tail) = out_row.split_at_mut(full);
+        // Whole blocks of columns: one chain over every input.
+        accumulate_f16(x_row, 0..k, w, n, 0, head);
+        // The last columns: block 0 goes straight into the sums, later blocks are summed from
+        // +0.0 on their own and then added.
+        for k0 in (0..k).step_by(F16_K_BLOCK) {
+            let inputs = k0..k.min(k0 + F16_K_BLOCK);
+            if k0 == 0 {
+                accumulate_f16(x_row, inputs, w, n, full, tail);
+            } else {
+                let block_sum = &mut block_sum[..tail.len()];
+                block_sum.fill(0.0);
+                accumulate_f16(x_row, inputs, w, n, full, block_sum);
+                for (o, &s) in tail.iter_mut().zip(block_sum.iter()) {
+                    *o += s;
+                }
             }
         }
         if let Some(bias) = bias {
             for (o, &b) in out_row.iter_mut().zip(bias) {
                 *o += b;
             }
+        }
+    }
+}
+
+/// `acc[c] = fma(x_row[kk], w[kk, j0 + c], acc[c])` for `kk` in `inputs`, in order.
+fn accumulate_f16(x_row: &[f32], inputs: Indices<usize>, w: &[u16], n: usize, j0: usize, acc: &mut [f32]) {
+    for kk in inputs {
+        let xv = x_row[kk];
+        for (a, &wb) in acc.iter_mut().zip(&w[kk * n + j0..]) {
+            *a = xv.mul_add(half::f16::from_bits(wb).to_f32(), *a);
         }
     }
 }

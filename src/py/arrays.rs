@@ -1,20 +1,39 @@
-//! Borrowing numpy arrays as Rust slices. The Python layer has already normalised dtype and
-//! memory order; what arrives here is checked again, never trusted.
+//! Borrowing numpy arrays as Rust slices. The Python layer normalises every array to C order,
+//! aligned, native float32 (`ferroq._arrays.as_float32`) before it reaches the core; this is the
+//! second line of defence: an array is read only when its memory order is its C order, and
+//! anything else (Fortran order, strides, unaligned buffers) is refused with a ValueError saying
+//! which, never read in memory order by mistake.
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::ndarray::Dimension;
+use numpy::{Element, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 
 use crate::error::{Error, Result};
 
+/// The elements of `array` in C order, borrowed: it must be C-contiguous and aligned (any
+/// zero-size array is fine).
+pub fn c_order<'a, T: Element, D: Dimension>(array: &'a PyReadonlyArray<'_, T, D>, what: &str) -> Result<&'a [T]> {
+    if array.len() == 0 {
+        return Ok(&[]);
+    }
+    if !array.is_c_contiguous() {
+        let layout = if array.is_fortran_contiguous() { "a Fortran-ordered" } else { "a strided" };
+        return Err(Error::Value(format!("{what} must be C-contiguous, got {layout} array")));
+    }
+    if !array.is_aligned() {
+        return Err(Error::Value(format!("{what} must be aligned to its element size, got an unaligned buffer")));
+    }
+    array.as_slice().map_err(|e| Error::Value(format!("{what} cannot be read as a slice: {e}")))
+}
+
 /// The elements of a C-contiguous 2-D array and its `(rows, cols)`.
-pub fn matrix<'a, T: numpy::Element>(array: &'a PyReadonlyArray2<'_, T>, what: &str) -> Result<(&'a [T], usize, usize)> {
+pub fn matrix<'a, T: Element>(array: &'a PyReadonlyArray2<'_, T>, what: &str) -> Result<(&'a [T], usize, usize)> {
     let shape = array.shape();
-    let data = array.as_slice().map_err(|_| Error::Value(format!("{what} must be C-contiguous")))?;
-    Ok((data, shape[0], shape[1]))
+    Ok((c_order(array, what)?, shape[0], shape[1]))
 }
 
 /// The elements of a C-contiguous 1-D array.
-pub fn vector<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>, what: &str) -> Result<&'a [T]> {
-    array.as_slice().map_err(|_| Error::Value(format!("{what} must be C-contiguous")))
+pub fn vector<'a, T: Element>(array: &'a PyReadonlyArray1<'_, T>, what: &str) -> Result<&'a [T]> {
+    c_order(array, what)
 }
 
 /// ValueError unless an input's last dimension `k` is the layer's `in_features`.
@@ -25,4 +44,14 @@ pub fn check_in_features(k: usize, in_features: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// ValueError when a state the caller gives (`h0`, `c0`, `h`, `c`) holds NaN or infinity: it
+/// would run through every later step (an LSTM's `c` is never quantized, so nothing else would
+/// report it).
+pub fn check_finite_state(values: &[f32], what: &str) -> Result<()> {
+    if values.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    Err(Error::Value(format!("{what} contains NaN or infinity")))
 }

@@ -7,6 +7,9 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
+use super::errors::catch_panic;
+use super::outputs::uninit_matrix;
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 
@@ -30,8 +33,9 @@ impl PackedLinear {
         bias: Option<PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        let inner = DynamicLinear::new(w, n, k, vector(&scales, "scales")?, vector(&zero_points, "zero_points")?, bias)?;
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
         Ok(PackedLinear { inner: inner.into() })
     }
 
@@ -40,19 +44,24 @@ impl PackedLinear {
     #[staticmethod]
     #[pyo3(signature = (out_features, in_features, bias=None))]
     fn zeros(out_features: usize, in_features: usize, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        Ok(PackedLinear { inner: DynamicLinear::zeros(out_features, in_features, bias)?.into() })
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        Ok(PackedLinear { inner: catch_panic(|| DynamicLinear::zeros(out_features, in_features, bias))?.into() })
     }
 
     /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
     /// layout (the packed form is the only copy kept).
-    fn weight<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i8>> {
-        let out = PyArray2::<i8>::zeros(py, [self.inner.out_features(), self.inner.in_features()], false);
+    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        // Every element is written by `weight_into`.
+        let out = uninit_matrix::<i8>(py, self.inner.out_features(), self.inner.in_features())?;
         {
             let mut out_rw = out.readwrite();
-            self.inner.weight_into(out_rw.as_slice_mut().expect("a new array is contiguous"));
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            catch_panic(|| {
+                self.inner.weight_into(out_slice);
+                Ok(())
+            })?;
         }
-        out
+        Ok(out)
     }
 
     #[getter]
@@ -74,23 +83,16 @@ impl PackedLinear {
         let kernels = kernels();
         let n = self.inner.out_features();
         with_input_buffer(|xq| {
-            self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq)?;
-            let out = new_output(py, rows, n);
+            catch_panic(|| self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq))?;
+            let out = uninit_matrix::<f32>(py, rows, n)?;
             {
                 let mut out_rw = out.readwrite();
                 let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-                py.detach(|| self.inner.forward_quantized(kernels, xq, out_slice))?;
+                py.detach(|| catch_panic(|| self.inner.forward_quantized(kernels, xq, out_slice)))?;
             }
             Ok(out)
         })
     }
-}
-
-/// A new C-contiguous `(rows, n)` float32 array whose every element the caller overwrites.
-fn new_output(py: Python<'_>, rows: usize, n: usize) -> Bound<'_, PyArray2<f32>> {
-    // SAFETY: the array is uninitialized only until the layer writes all `rows * n` outputs; on an
-    // error it is dropped without ever reaching Python code, and f32 has no invalid bit patterns.
-    unsafe { PyArray2::<f32>::new(py, [rows, n], false) }
 }
 
 /// float16 weights (IEEE binary16 bits, `(out_features, in_features)` uint16) with a float32 bias:
@@ -106,19 +108,24 @@ impl PackedLinearFp16 {
     #[pyo3(signature = (weight_bits, bias=None))]
     fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        Ok(PackedLinearFp16 { inner: Fp16Linear::new(w, n, k, bias)?.into() })
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        Ok(PackedLinearFp16 { inner: catch_panic(|| Fp16Linear::new(w, n, k, bias))?.into() })
     }
 
     /// The float16 weight bits `(out_features, in_features)` uint16 as a new array, read back
     /// from the packed layout (the packed form is the only copy kept).
-    fn weight_bits<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<u16>> {
-        let out = PyArray2::<u16>::zeros(py, [self.inner.out_features(), self.inner.in_features()], false);
+    fn weight_bits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u16>>> {
+        // Every element is written by `weight_bits_into`.
+        let out = uninit_matrix::<u16>(py, self.inner.out_features(), self.inner.in_features())?;
         {
             let mut out_rw = out.readwrite();
-            self.inner.weight_bits_into(out_rw.as_slice_mut().expect("a new array is contiguous"));
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            catch_panic(|| {
+                self.inner.weight_bits_into(out_slice);
+                Ok(())
+            })?;
         }
-        out
+        Ok(out)
     }
 
     #[getter]
@@ -131,16 +138,18 @@ impl PackedLinearFp16 {
         self.inner.out_features()
     }
 
-    /// `y = x @ W^T + bias` with float32 accumulation of the float16 weights, in k order.
+    /// `y = x @ W^T + bias` with float32 accumulation of the float16 weights, in FBGEMM's order
+    /// (docs/float16.md).
     fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
-        let x_owned = data.to_vec();
-        let out = new_output(py, rows, self.inner.out_features());
+        let x_owned = alloc::copy_of(data)?;
+        // Every output is written by the layer (f32 has no invalid bit patterns).
+        let out = uninit_matrix::<f32>(py, rows, self.inner.out_features())?;
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.forward(kernels(), &x_owned, rows, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, out_slice)))?;
         }
         Ok(out)
     }

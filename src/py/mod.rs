@@ -2,13 +2,16 @@
 //! algorithms live in the rest of the crate.
 
 mod arrays;
+mod embedding;
 mod errors;
 mod linear;
 mod memory;
+mod outputs;
 mod rnn;
 mod safetensors_io;
 mod static_linear;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::dispatch::{active_isa, isa_override_note, supported_isas};
@@ -33,7 +36,7 @@ fn backend_note() -> Option<&'static str> {
     isa_override_note()
 }
 
-/// Sets the number of threads one operation may use.
+/// Sets the number of threads one operation may use: 1 to `MAX_THREADS`.
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     Ok(threads::set_num_threads(n)?)
@@ -49,6 +52,15 @@ fn get_num_threads() -> usize {
 /// and the levels `qmin..=qmax` (halved when `reduce_range`). The scale is a double.
 #[pyfunction]
 fn choose_qparams(min_val: f32, max_val: f32, qmin: i32, qmax: i32, reduce_range: bool) -> PyResult<(f64, i32)> {
+    if !(min_val.is_finite() && max_val.is_finite()) {
+        return Err(PyValueError::new_err(format!("min_val and max_val must be finite, got {min_val} and {max_val}")));
+    }
+    let (low, high) = if reduce_range { (qmin / 2, qmax / 2) } else { (qmin, qmax) };
+    if high.checked_sub(low).is_none_or(|levels| levels < 1) {
+        return Err(PyValueError::new_err(format!(
+            "qmin ({qmin}) must be less than qmax ({qmax}), also when halved by reduce_range, and their difference an int32"
+        )));
+    }
     let q = quant::choose_qparams(min_val, max_val, qmin, qmax, reduce_range)?;
     Ok((q.scale, q.zero_point))
 }
@@ -56,6 +68,7 @@ fn choose_qparams(min_val: f32, max_val: f32, qmin: i32, qmax: i32, reduce_range
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_THREADS", threads::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(backend, m)?)?;
     m.add_function(wrap_pyfunction!(supported_backends, m)?)?;
     m.add_function(wrap_pyfunction!(backend_note, m)?)?;
@@ -69,5 +82,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<linear::PackedLinearFp16>()?;
     m.add_class::<rnn::PackedRNN>()?;
     m.add_class::<static_linear::PackedStaticLinear>()?;
+    m.add_class::<embedding::PackedEmbeddingTable>()?;
     Ok(())
 }

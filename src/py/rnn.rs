@@ -2,14 +2,18 @@
 //! one-layer one-step case). The Python layer validates shapes with PyTorch's messages first;
 //! this class checks again and never panics.
 
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, Dimension};
 use numpy::{
-    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::arrays::{c_order, check_finite_state};
+use super::errors::catch_panic;
 use super::linear::{PackedLinear, PackedLinearFp16};
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
 use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
@@ -51,14 +55,15 @@ impl PackedRNN {
                 Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(PackedRNN { inner: Rnn::new(shape, cells)? })
+        Ok(PackedRNN { inner: catch_panic(|| Rnn::new(shape, cells))? })
     }
 
     /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
     /// `(batch, steps, input_size)` when `batch_first`; `h0`/`c0` are `(layers * directions,
-    /// batch, features)` or None (zeros); `lengths` (int64, one per batch element, each between 0
-    /// and `steps`) gives packed-sequence semantics. Returns `(y, h_n, c_n or None)`. The inputs
-    /// are copied before the GIL is released for the whole computation.
+    /// batch, features)` or None (zeros), without NaN or infinity; `lengths` (int64, one per
+    /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
+    /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
+    /// otherwise). The inputs are copied before the GIL is released for the whole computation.
     #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false, reduce_range=true))]
     #[allow(clippy::too_many_arguments)] // the Python signature
     fn forward<'py>(
@@ -73,9 +78,9 @@ impl PackedRNN {
     ) -> PyResult<Outputs<'py>> {
         let dims = x.shape();
         let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
-        let x_owned = contiguous(&x, "input")?.to_vec();
-        let h0_owned = h0.as_ref().map(|a| contiguous(a, "h0").map(<[f32]>::to_vec)).transpose()?;
-        let c0_owned = c0.as_ref().map(|a| contiguous(a, "c0").map(<[f32]>::to_vec)).transpose()?;
+        let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
+        let h0_owned = h0.as_ref().map(|a| finite_state(a, "h0")).transpose()?;
+        let c0_owned = c0.as_ref().map(|a| finite_state(a, "c0")).transpose()?;
         let lengths_owned = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
         let shape = *self.inner.shape();
         if features != shape.input_size {
@@ -94,7 +99,7 @@ impl PackedRNN {
             c0: c0_owned.as_deref(),
             lengths: lengths_owned.as_deref(),
         };
-        let out = py.detach(|| self.inner.forward(kernels(), &input, reduce_range))?;
+        let out = py.detach(|| catch_panic(|| self.inner.forward(kernels(), &input, reduce_range)))?;
         let states = shape.num_layers * shape.directions();
         let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
         let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
@@ -104,9 +109,10 @@ impl PackedRNN {
     }
 
     /// One step of a one-layer, one-direction stack (the cells): `x` is float32
-    /// `(batch, input_size)`, `h` and (LSTM) `c` are `(batch, hidden_size)` or None (zeros).
-    /// Returns the new `(h, c or None)` as new arrays; the inputs are copied (any memory layout)
-    /// before the GIL is released.
+    /// `(batch, input_size)`, `h` and (LSTM) `c` are `(batch, hidden_size)` or None (zeros),
+    /// without NaN or infinity. Every array must be C-contiguous and aligned (ValueError
+    /// otherwise). Returns the new `(h, c or None)` as new arrays; the inputs are copied before
+    /// the GIL is released.
     #[pyo3(signature = (x, h=None, c=None, reduce_range=true))]
     fn cell<'py>(
         &self,
@@ -130,37 +136,36 @@ impl PackedRNN {
             return Err(Error::Value(if has_c { "h and c must be given together" } else { "c is only used by an LSTM" }.into()).into());
         }
         let dims = [batch, shape.hidden_size];
-        let x_owned = to_vec(&x);
+        let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
         let mut h_state = state(h.as_ref(), dims, "h")?;
         let mut c_state = if has_c { state(c.as_ref(), dims, "c")? } else { Vec::new() };
-        py.detach(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range))?;
+        py.detach(|| catch_panic(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range)))?;
         let h_out = to_array2(py, h_state, dims)?;
         let c_out = if has_c { Some(to_array2(py, c_state, dims)?) } else { None };
         Ok((h_out, c_out))
     }
 }
 
-/// The values of `state` (any memory layout), or zeros, after checking its shape.
+/// The values of `state`, or zeros, after checking its shape, layout and values.
 fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str) -> Result<Vec<f32>> {
     match state {
-        None => Ok(vec![0.0; dims[0] * dims[1]]),
-        Some(s) if s.shape() == dims => Ok(to_vec(s)),
+        None => alloc::vec_of(alloc::elements(dims[0], dims[1], what)?, 0.0),
+        Some(s) if s.shape() == dims => finite_state(s, what),
         Some(s) => Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", s.shape()))),
     }
+}
+
+/// A copy of a state the caller gives, refused when it holds NaN or infinity.
+fn finite_state<D: Dimension>(state: &PyReadonlyArray<'_, f32, D>, what: &str) -> Result<Vec<f32>> {
+    let values = c_order(state, what)?;
+    check_finite_state(values, what)?;
+    alloc::copy_of(values)
 }
 
 /// A `dims` array owning `data` (no copy).
 fn to_array2(py: Python<'_>, data: Vec<f32>, dims: [usize; 2]) -> PyResult<Bound<'_, PyArray2<f32>>> {
     let array = Array2::from_shape_vec(dims, data).map_err(|e| Error::Shape(e.to_string()))?;
     Ok(PyArray2::from_owned_array(py, array))
-}
-
-/// The elements of a 2-D array in C order, whatever its memory layout.
-fn to_vec(array: &PyReadonlyArray2<'_, f32>) -> Vec<f32> {
-    match array.as_slice() {
-        Ok(values) => values.to_vec(),
-        Err(_) => array.as_array().iter().copied().collect(),
-    }
 }
 
 /// The projection inside a `PackedLinear` or `PackedLinearFp16`.
@@ -177,12 +182,8 @@ fn projection(obj: &Bound<'_, PyAny>) -> PyResult<Projection> {
     )))
 }
 
-fn contiguous<'a>(array: &'a PyReadonlyArray3<'_, f32>, what: &str) -> Result<&'a [f32]> {
-    array.as_slice().map_err(|_| Error::Value(format!("{what} must be C-contiguous")))
-}
-
 fn to_lengths(lengths: &PyReadonlyArray1<'_, i64>, steps: usize) -> Result<Vec<usize>> {
-    let values = lengths.as_slice().map_err(|_| Error::Value("lengths must be C-contiguous".into()))?;
+    let values = c_order(lengths, "lengths")?;
     values
         .iter()
         .map(|&n| {

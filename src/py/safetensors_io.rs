@@ -2,11 +2,12 @@
 //! written by hand). Tensors cross the boundary as `(name, dtype, shape, little-endian bytes)`;
 //! the Python layer turns them into arrays and owns the meaning of names and metadata.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -37,7 +38,20 @@ fn dtype_name(dtype: Dtype) -> Option<&'static str> {
     DTYPES.iter().find(|(_, d)| *d == dtype).map(|(n, _)| *n)
 }
 
-/// Writes `tensors` and the string `metadata` to `path` as one safetensors file.
+/// The OSError for a failed file operation, of the matching subclass (FileNotFoundError,
+/// PermissionError, IsADirectoryError, ...): Python picks it from the errno when there is one.
+fn os_error(what: &str, path: &Path, err: std::io::Error) -> PyErr {
+    let message = format!("cannot {what} {}: {err}", path.display());
+    match (err.raw_os_error(), err.kind()) {
+        (Some(code), _) => PyOSError::new_err((code, message)),
+        (None, ErrorKind::NotFound) => PyFileNotFoundError::new_err(message),
+        (None, ErrorKind::PermissionDenied) => PyPermissionError::new_err(message),
+        (None, ErrorKind::IsADirectory) => PyIsADirectoryError::new_err(message),
+        (None, _) => PyOSError::new_err(message),
+    }
+}
+
+/// Writes `tensors` (unique names) and the string `metadata` to `path` as one safetensors file.
 #[pyfunction]
 pub fn write_safetensors<'py>(
     py: Python<'py>,
@@ -46,26 +60,58 @@ pub fn write_safetensors<'py>(
     metadata: HashMap<String, String>,
 ) -> PyResult<()> {
     let mut views = Vec::with_capacity(tensors.len());
+    let mut names = HashSet::with_capacity(tensors.len());
     for (name, dtype, shape, data) in &tensors {
-        let view = TensorView::new(dtype_from_name(dtype)?, shape.clone(), data.as_bytes())
+        if !names.insert(name.as_str()) {
+            return Err(PyValueError::new_err(format!("two tensors are named {name:?}")));
+        }
+        let dtype = dtype_from_name(dtype)?;
+        let bytes = shape.iter().try_fold(dtype.bitsize() / 8, |bytes, &d| bytes.checked_mul(d)); // whole-byte dtypes only
+        if bytes != Some(data.as_bytes().len()) {
+            return Err(PyValueError::new_err(format!(
+                "tensor {name:?}: shape {shape:?} of {dtype:?} does not match its {} bytes",
+                data.as_bytes().len()
+            )));
+        }
+        let view = TensorView::new(dtype, shape.clone(), data.as_bytes())
             .map_err(|e| PyValueError::new_err(format!("tensor {name:?}: {e}")))?;
         views.push((name.clone(), view));
     }
-    py.detach(|| safetensors::serialize_to_file(views, Some(metadata), &path))
-        .map_err(|e| PyOSError::new_err(format!("cannot write {}: {e}", path.display())))
+    py.detach(|| safetensors::serialize_to_file(views, Some(metadata), &path)).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => os_error("write", &path, io),
+        other => PyValueError::new_err(format!("cannot write {}: {other}", path.display())),
+    })
 }
 
 /// Reads a safetensors file (memory-mapped): every tensor as `(name, dtype, shape, bytes)` and the
-/// header's string metadata. A truncated or malformed file raises ValueError.
+/// header's string metadata. A truncated or malformed file, or one whose JSON header is longer
+/// than `max_header_bytes` (checked before it is parsed), raises ValueError; a path that cannot
+/// be read raises the matching OSError subclass.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-pub fn read_safetensors(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<(String, String, Vec<usize>, Py<PyBytes>)>, HashMap<String, String>)> {
-    let file = File::open(&path).map_err(|e| PyOSError::new_err(format!("cannot open {}: {e}", path.display())))?;
+pub fn read_safetensors(
+    py: Python<'_>,
+    path: PathBuf,
+    max_header_bytes: u64,
+) -> PyResult<(Vec<(String, String, Vec<usize>, Py<PyBytes>)>, HashMap<String, String>)> {
+    let file = File::open(&path).map_err(|e| os_error("open", &path, e))?;
+    if file.metadata().map_err(|e| os_error("read", &path, e))?.is_dir() {
+        return Err(PyIsADirectoryError::new_err(format!("cannot read {}: it is a directory", path.display())));
+    }
     // SAFETY: the map is read-only and lives only inside this call; a file changed by another
     // process while we read it can give wrong bytes but not undefined behaviour in safe code that
     // copies them out, which is all that happens below (every tensor is copied into a new bytes).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| PyOSError::new_err(format!("cannot map {}: {e}", path.display())))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| os_error("map", &path, e))?;
     let invalid = |e: safetensors::SafeTensorError| PyValueError::new_err(format!("{} is not a valid .safetensors file: {e}", path.display()));
+    if let Some(prefix) = map.first_chunk::<8>() {
+        let header_bytes = u64::from_le_bytes(*prefix);
+        if header_bytes > max_header_bytes {
+            return Err(PyValueError::new_err(format!(
+                "{}: its header of {header_bytes} bytes is longer than the {max_header_bytes} bytes ferroq reads",
+                path.display()
+            )));
+        }
+    }
     let (_, header) = SafeTensors::read_metadata(&map).map_err(invalid)?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let tensors = SafeTensors::deserialize(&map).map_err(invalid)?;

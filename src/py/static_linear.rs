@@ -5,6 +5,9 @@ use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
+use super::errors::catch_panic;
+use super::outputs::uninit_matrix;
+use crate::alloc;
 use crate::dispatch::kernels;
 use crate::quant::QParams;
 use crate::static_linear::StaticLinear;
@@ -31,16 +34,9 @@ impl PackedStaticLinear {
         bias: Option<PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
-        let bias = bias.as_ref().map(|b| vector(b, "bias").map(<[f32]>::to_vec)).transpose()?;
-        let inner = StaticLinear::new(
-            w,
-            n,
-            k,
-            vector(&scales, "scales")?,
-            vector(&zero_points, "zero_points")?,
-            per_channel,
-            bias,
-        )?;
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        let inner = catch_panic(|| StaticLinear::new(w, n, k, scales, zero_points, per_channel, bias))?;
         Ok(PackedStaticLinear { inner })
     }
 
@@ -56,13 +52,18 @@ impl PackedStaticLinear {
 
     /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
     /// layout (the packed form is the only copy kept).
-    fn weight<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i8>> {
-        let out = PyArray2::<i8>::zeros(py, [self.inner.out_features(), self.inner.in_features()], false);
+    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        // Every element is written by `weight_into`.
+        let out = uninit_matrix::<i8>(py, self.inner.out_features(), self.inner.in_features())?;
         {
             let mut out_rw = out.readwrite();
-            self.inner.weight_into(out_rw.as_slice_mut().expect("a new array is contiguous"));
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            catch_panic(|| {
+                self.inner.weight_into(out_slice);
+                Ok(())
+            })?;
         }
-        out
+        Ok(out)
     }
 
     /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
@@ -83,14 +84,15 @@ impl PackedStaticLinear {
     ) -> PyResult<Bound<'py, PyArray2<u8>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
-        let x_owned = data.to_vec();
+        let x_owned = alloc::copy_of(data)?;
         let input = QParams { scale: x_scale, zero_point: x_zero_point };
         let output = QParams { scale: y_scale, zero_point: y_zero_point };
-        let out = PyArray2::<u8>::zeros(py, [rows, self.inner.out_features()], false);
+        // Every output is written by the layer (u8 has no invalid bit patterns).
+        let out = uninit_matrix::<u8>(py, rows, self.inner.out_features())?;
         {
             let mut out_rw = out.readwrite();
             let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out_slice))?;
+            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out_slice)))?;
         }
         Ok(out)
     }

@@ -1,5 +1,5 @@
 //! The element-wise part of one time step of each recurrence, in PyTorch's operation order
-//! (SPEC.md 4.4): every float operation below is one PyTorch kernel, rounded on its own (no
+//! (docs/numerics.md §4.3): every float operation below is one PyTorch kernel, rounded on its own (no
 //! fusion), and the sigmoids see the same contiguous rows as PyTorch's (one gate of one batch
 //! element: `hidden` values).
 //!

@@ -1,4 +1,4 @@
-//! The time loop of one layer in one direction (SPEC.md 4.3/4.4).
+//! The time loop of one layer in one direction (docs/numerics.md §4.1, §4.3).
 //!
 //! The input projection quantizes the whole layer input once (one scale for every step), as
 //! PyTorch does, but its GEMM runs in chunks of about [`CHUNK_ROWS`] rows just ahead of the steps
@@ -13,6 +13,7 @@ use super::gates::{correct_zero_points, Accumulators, Gates};
 use super::packing::Packing;
 use super::projection::Projection;
 use super::sequence::{CellWeights, RnnShape};
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::linear::{DynamicLinear, Fp16Linear, QuantizedActivations};
@@ -61,7 +62,7 @@ pub(super) fn run(
     let columns = shape.kind.gates() * shape.hidden_size;
     let rows = packing.rows();
     let Buffers { xq_ih, acc_ih, ig, zeros, step } = buffers;
-    zeros.resize(columns, 0.0);
+    alloc::resize(zeros, columns, 0.0)?;
     let zeros: &[f32] = zeros;
     let hh = match &cell.hh {
         Projection::Int8(l) => Hidden::Int8(Int8Terms::new(l, zeros)),
@@ -77,7 +78,7 @@ pub(super) fn run(
             l.quantize_input_into(kernels, layer_input, rows, reduce_range, xq)?;
         }
         Projection::Fp16(l) => {
-            ig.resize(rows * columns, 0.0);
+            alloc::resize(ig, alloc::elements(rows, columns, "the input projection")?, 0.0)?;
             l.forward(kernels, layer_input, rows, ig)?;
         }
     }
@@ -96,7 +97,7 @@ pub(super) fn run(
         let first_row = packing.step(time(if reverse { next - 1 } else { first })).0;
         let ig_chunk = match (ih, xq_ih.as_ref()) {
             (Some(terms), Some(xq)) => {
-                acc_ih.resize(chunk_rows * columns, 0);
+                alloc::resize(acc_ih, chunk_rows * columns, 0)?;
                 Gates::Int8(terms.accumulate(kernels, xq, first_row, &mut acc_ih[..chunk_rows * columns])?)
             }
             _ => Gates::Float(&ig[first_row * columns..(first_row + chunk_rows) * columns]),
@@ -150,11 +151,11 @@ fn one_step(
         Hidden::Int8(terms) => {
             let xq = xq_hh.get_or_insert_with(QuantizedActivations::empty);
             terms.layer.quantize_input_into(kernels, h, active, reduce_range, xq)?;
-            acc_hh.resize(active * columns, 0);
+            alloc::resize(acc_hh, active * columns, 0)?;
             Gates::Int8(terms.accumulate(kernels, xq, 0, &mut acc_hh[..active * columns])?)
         }
         Hidden::Fp16(l) => {
-            hg.resize(active * columns, 0.0);
+            alloc::resize(hg, active * columns, 0.0)?;
             l.forward(kernels, h, active, hg)?;
             Gates::Float(hg)
         }
@@ -162,7 +163,7 @@ fn one_step(
     match (shape.kind, hr) {
         (CellKind::Lstm, None) => (cells.lstm)(&hg, ig, c, h, hidden),
         (CellKind::Lstm, Some(hr)) => {
-            unprojected.resize(active * hidden, 0.0);
+            alloc::resize(unprojected, active * hidden, 0.0)?;
             (cells.lstm)(&hg, ig, c, unprojected, hidden);
             hr.forward(kernels, unprojected, active, reduce_range, h, scratch)?;
             h.iter_mut().for_each(|v| *v = canonical_nan(*v));

@@ -1,5 +1,5 @@
 //! What one projection adds into a step's gates, for the step's rows: final float values, or the
-//! int32 accumulators of an int8 GEMM whose dequantization (SPEC.md 2.1 step 5) the element-wise
+//! int32 accumulators of an int8 GEMM whose dequantization (docs/numerics.md §2.2) the element-wise
 //! pass performs on the fly, so the dequantized values never go through memory.
 
 use std::ops::Range;

@@ -1,6 +1,6 @@
 //! Dynamic quantized recurrent layers: LSTM, GRU and Elman RNN stacks (multi-layer,
 //! bidirectional, variable lengths) and, as their one-layer one-step case, the cells, with
-//! PyTorch's x86 numerics (SPEC.md 4 and 5).
+//! PyTorch's x86 numerics (docs/numerics.md §4 and §5).
 //!
 //! Beyond PyTorch: `bias = false` (projections without bias), the Elman RNN, variable lengths on
 //! padded input (packed-sequence semantics), and LSTM projections (`proj_size`): `h = W_hr (o *

@@ -1,8 +1,9 @@
-//! Variable-length batches with PyTorch's packed-sequence semantics (SPEC.md 4.3): the batch is
+//! Variable-length batches with PyTorch's packed-sequence semantics (docs/numerics.md §4.2): the batch is
 //! sorted by decreasing length, and the valid (step, element) pairs are laid out time-major, so
 //! that step `t` covers the first `batch_sizes[t]` sorted elements. Padding is never stored: it
 //! cannot enter a quantization range, and outputs past a sequence's end are zero.
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// Where the valid rows of a `(steps, batch)` input live in packed order.
@@ -35,21 +36,33 @@ impl Packing {
                         "lengths must be between 0 and the sequence length {steps}, got {bad}"
                     )));
                 }
-                l.to_vec()
+                alloc::copy_of(l)?
             }
-            None => vec![steps; batch],
+            None => alloc::vec_of(batch, steps)?,
         };
-        let mut order: Vec<usize> = (0..batch).collect();
+        let mut order: Vec<usize> = alloc::collect(batch, 0..batch)?;
         order.sort_by_key(|&b| std::cmp::Reverse(lengths[b]));
-        let batch_sizes: Vec<usize> = (0..steps).map(|t| lengths.iter().filter(|&&n| n > t).count()).collect();
-        let offsets = batch_sizes
-            .iter()
-            .scan(0, |next, &size| {
+        // Elements running at step t: the batch less those whose length is at most t (O(steps +
+        // batch), as `steps` is not bounded by the input's size when it has no features).
+        let mut batch_sizes: Vec<usize> = alloc::vec_of(steps, 0)?;
+        for &n in &lengths {
+            if let Some(ending) = batch_sizes.get_mut(n) {
+                *ending += 1;
+            }
+        }
+        let mut running = batch;
+        for size in batch_sizes.iter_mut() {
+            running -= *size;
+            *size = running;
+        }
+        let offsets = alloc::collect(
+            steps,
+            batch_sizes.iter().scan(0, |next, &size| {
                 let first = *next;
                 *next += size;
                 Some(first)
-            })
-            .collect();
+            }),
+        )?;
         Ok(Packing { steps, batch, order, batch_sizes, offsets })
     }
 
@@ -78,8 +91,8 @@ impl Packing {
     }
 
     /// The valid rows of a padded tensor (`features` values per row), in packed order.
-    pub fn pack(&self, padded: &[f32], features: usize, batch_first: bool) -> Vec<f32> {
-        let mut packed = vec![0.0; self.rows() * features];
+    pub fn pack(&self, padded: &[f32], features: usize, batch_first: bool) -> Result<Vec<f32>> {
+        let mut packed = alloc::vec_of(alloc::elements(self.rows(), features, "the packed input")?, 0.0)?;
         for t in 0..self.steps {
             let (offset, size) = self.step(t);
             for (p, &b) in self.order[..size].iter().enumerate() {
@@ -88,12 +101,13 @@ impl Packing {
                 packed[dst..dst + features].copy_from_slice(&padded[src..src + features]);
             }
         }
-        packed
+        Ok(packed)
     }
 
     /// A padded tensor from packed rows, with zeros where sequences have ended.
-    pub fn unpack(&self, packed: &[f32], features: usize, batch_first: bool) -> Vec<f32> {
-        let mut padded = vec![0.0; self.steps * self.batch * features];
+    pub fn unpack(&self, packed: &[f32], features: usize, batch_first: bool) -> Result<Vec<f32>> {
+        let padded_rows = alloc::elements(self.steps, self.batch, "the output")?;
+        let mut padded = alloc::vec_of(alloc::elements(padded_rows, features, "the output")?, 0.0)?;
         for t in 0..self.steps {
             let (offset, size) = self.step(t);
             for (p, &b) in self.order[..size].iter().enumerate() {
@@ -102,16 +116,16 @@ impl Packing {
                 padded[dst..dst + features].copy_from_slice(&packed[src..src + features]);
             }
         }
-        padded
+        Ok(padded)
     }
 
     /// A per-element state (`batch` rows of `features`) reordered to sorted positions.
-    pub fn sort_rows(&self, state: &[f32], features: usize) -> Vec<f32> {
-        let mut sorted = vec![0.0; self.batch * features];
+    pub fn sort_rows(&self, state: &[f32], features: usize) -> Result<Vec<f32>> {
+        let mut sorted = alloc::vec_of(alloc::elements(self.batch, features, "the state")?, 0.0)?;
         for (dst, &b) in sorted.chunks_exact_mut(features.max(1)).zip(&self.order) {
             dst.copy_from_slice(&state[b * features..(b + 1) * features]);
         }
-        sorted
+        Ok(sorted)
     }
 
     /// The inverse of [`Packing::sort_rows`], written into `state`.
@@ -132,10 +146,10 @@ mod tests {
         assert_eq!(p.rows(), 6);
         assert_eq!((0..3).map(|t| p.step(t)).collect::<Vec<_>>(), [(0, 2), (2, 2), (4, 2)]);
         let x: Vec<f32> = (0..6).map(|v| v as f32).collect();
-        assert_eq!(p.pack(&x, 1, false), x);
+        assert_eq!(p.pack(&x, 1, false).unwrap(), x);
         // batch-first (2, 3): element b, step t at b*3 + t.
-        assert_eq!(p.pack(&x, 1, true), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-        assert_eq!(p.unpack(&p.pack(&x, 1, true), 1, true), x);
+        assert_eq!(p.pack(&x, 1, true).unwrap(), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(p.unpack(&p.pack(&x, 1, true).unwrap(), 1, true).unwrap(), x);
     }
 
     #[test]
@@ -147,11 +161,11 @@ mod tests {
         assert_eq!(p.rows(), 6);
         // Padded time-major x[t][b] = 10*t + b, two features each (second one negated).
         let x: Vec<f32> = (0..3).flat_map(|t| (0..3).flat_map(move |b| [(10 * t + b) as f32, -((10 * t + b) as f32)])).collect();
-        let packed = p.pack(&x, 2, false);
+        let packed = p.pack(&x, 2, false).unwrap();
         let firsts: Vec<f32> = packed.chunks(2).map(|r| r[0]).collect();
         assert_eq!(firsts, [1.0, 2.0, 0.0, 11.0, 12.0, 21.0]);
         // Unpacking restores valid rows and zeroes padding.
-        let back = p.unpack(&packed, 2, false);
+        let back = p.unpack(&packed, 2, false).unwrap();
         for t in 0..3 {
             for (b, len) in [1usize, 3, 2].into_iter().enumerate() {
                 let v = back[(t * 3 + b) * 2];
@@ -164,7 +178,7 @@ mod tests {
     fn states_round_trip_through_the_sorted_order() {
         let p = Packing::new(4, 3, Some(&[2, 4, 0])).unwrap();
         let state = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
-        let sorted = p.sort_rows(&state, 2);
+        let sorted = p.sort_rows(&state, 2).unwrap();
         assert_eq!(sorted, [2.0, 2.5, 1.0, 1.5, 3.0, 3.5]);
         let mut back = [0.0; 6];
         p.unsort_rows_into(&sorted, 2, &mut back);
@@ -183,7 +197,7 @@ mod tests {
     fn an_empty_batch_has_no_rows() {
         let p = Packing::new(5, 0, None).unwrap();
         assert_eq!(p.rows(), 0);
-        assert!(p.pack(&[], 3, false).is_empty());
-        assert!(p.unpack(&[], 3, true).is_empty());
+        assert!(p.pack(&[], 3, false).unwrap().is_empty());
+        assert!(p.unpack(&[], 3, true).unwrap().is_empty());
     }
 }

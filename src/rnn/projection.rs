@@ -1,5 +1,5 @@
 //! One linear map of a recurrent cell (`W_ih`, `W_hh` or the LSTM projection `W_hr`), with int8
-//! weights (dynamic quantization of its input, SPEC.md 2.1) or float16 weights (SPEC.md 2.2).
+//! weights (dynamic quantization of its input, docs/numerics.md §2.1) or float16 weights (docs/numerics.md §2.3).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Whole sequences through a stack of recurrent layers (SPEC.md 4.3): per layer and direction,
+//! Whole sequences through a stack of recurrent layers (docs/numerics.md §4.1): per layer and direction,
 //! the input projection is ONE dynamic-quantized product over every valid row of the sequence
 //! (one activation scale for all steps and batch elements); the hidden projection quantizes the
 //! hidden state of the running batch elements once per step; layer `l + 1` reads the
@@ -11,6 +11,7 @@ use super::buffers::with_buffers;
 use super::direction::{self, Call, Output, State};
 use super::packing::Packing;
 use super::projection::Projection;
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 
@@ -113,11 +114,11 @@ impl Rnn {
                 shape.proj_size, shape.hidden_size
             )));
         }
-        let expected = shape.num_layers * shape.directions();
+        let expected = alloc::elements(shape.num_layers, shape.directions(), "the cells (layers x directions)")?;
         if cells.len() != expected {
             return Err(Error::Shape(format!("expected {expected} cells (layers x directions), got {}", cells.len())));
         }
-        let rows = shape.kind.gates() * shape.hidden_size;
+        let rows = alloc::elements(shape.kind.gates(), shape.hidden_size, "a gate matrix")?;
         let check = |what: &str, p: &Projection, out: usize, input: usize| -> Result<()> {
             if p.out_features() != out || p.in_features() != input {
                 return Err(Error::Shape(format!(
@@ -155,17 +156,23 @@ impl Rnn {
         &self.cells
     }
 
-    /// Runs the whole sequence (SPEC.md 4.3/4.4); `reduce_range` picks activation levels 0..127
+    /// Runs the whole sequence (docs/numerics.md §4.1, §4.3); `reduce_range` picks activation levels 0..127
     /// (PyTorch) or 0..255 for every int8 projection.
     pub fn forward(&self, kernels: &Kernels, input: &SequenceInput<'_>, reduce_range: bool) -> Result<SequenceOutput> {
         self.check_input(input)?;
         let shape = &self.shape;
         let (directions, out_size, hidden) = (shape.directions(), shape.output_size(), shape.hidden_size);
         let batch = input.batch;
+        let state_rows = alloc::elements(shape.num_layers * directions, batch, "h_n")?;
+        let mut h_n = alloc::vec_of(alloc::elements(state_rows, out_size, "h_n")?, 0.0)?;
+        let c_len = if shape.kind.has_cell_state() { alloc::elements(state_rows, hidden, "c_n")? } else { 0 };
+        let mut c_n = alloc::vec_of(c_len, 0.0)?;
+        if batch == 0 {
+            // Nothing runs (and `steps` may be anything).
+            return Ok(SequenceOutput { y: Vec::new(), h_n, c_n: shape.kind.has_cell_state().then_some(c_n) });
+        }
         let packing = Packing::new(input.steps, batch, input.lengths)?;
         let rows = packing.rows();
-        let mut h_n = vec![0.0; shape.num_layers * directions * batch * out_size];
-        let mut c_n = vec![0.0; if shape.kind.has_cell_state() { shape.num_layers * directions * batch * hidden } else { 0 }];
 
         let call = Call { kernels, cells: cell_kernels(kernels.isa), packing: &packing, reduce_range, shape };
         // Time-major input without lengths (or one batch element) is already in packed order.
@@ -173,21 +180,21 @@ impl Rnn {
         let mut layer_input = if in_order {
             Cow::Borrowed(input.x)
         } else {
-            Cow::Owned(packing.pack(input.x, shape.input_size, input.batch_first))
+            Cow::Owned(packing.pack(input.x, shape.input_size, input.batch_first)?)
         };
         for layer in 0..shape.num_layers {
-            let mut layer_output = vec![0.0; rows * directions * out_size];
+            let mut layer_output = alloc::vec_of(alloc::elements(rows, directions * out_size, "a layer's output")?, 0.0)?;
             for direction in 0..directions {
                 let index = layer * directions + direction;
                 let h_slot = index * batch * out_size..(index + 1) * batch * out_size;
                 let c_slot = index * batch * hidden..(index + 1) * batch * hidden;
                 let mut h = match input.h0 {
-                    Some(h0) => packing.sort_rows(&h0[h_slot.clone()], out_size),
-                    None => vec![0.0; batch * out_size],
+                    Some(h0) => packing.sort_rows(&h0[h_slot.clone()], out_size)?,
+                    None => alloc::vec_of(batch * out_size, 0.0)?,
                 };
                 let mut c = match input.c0 {
-                    Some(c0) => packing.sort_rows(&c0[c_slot.clone()], hidden),
-                    None if shape.kind.has_cell_state() => vec![0.0; batch * hidden],
+                    Some(c0) => packing.sort_rows(&c0[c_slot.clone()], hidden)?,
+                    None if shape.kind.has_cell_state() => alloc::vec_of(batch * hidden, 0.0)?,
                     None => Vec::new(),
                 };
                 let mut state = State { h: &mut h, c: &mut c };
@@ -205,7 +212,7 @@ impl Rnn {
         let y = if in_order {
             layer_input.into_owned()
         } else {
-            packing.unpack(&layer_input, directions * out_size, input.batch_first)
+            packing.unpack(&layer_input, directions * out_size, input.batch_first)?
         };
         Ok(SequenceOutput { y, h_n, c_n: shape.kind.has_cell_state().then_some(c_n) })
     }

@@ -1,10 +1,16 @@
 //! Intra-op threads: one operation may use `ferroq.set_num_threads(n)` threads (default: the
-//! machine's cores): the calling thread plus `n - 1` pool threads. Work below a threshold runs on
-//! the calling thread alone.
+//! machine's cores, at most [`MAX_THREADS`]): the calling thread plus `n - 1` pool threads, started
+//! at the first operation large enough to split. Work below a threshold runs on the calling
+//! thread alone.
+//!
+//! Fork safety: a child process forked while a pool exists has none of its threads, so it never
+//! uses the parent's pool; it keeps the thread count and starts its own pool when it first needs
+//! one (see [`fork`]).
 
+mod fork;
 mod pool;
 
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use pool::Pool;
@@ -14,46 +20,95 @@ use pool::Pool;
 /// on one AVX-512 VNNI core.
 pub const PARALLEL_THRESHOLD_MACS: usize = 1 << 22;
 
+/// The most threads one operation may use. A share smaller than about [`PARALLEL_THRESHOLD_MACS`]
+/// / 4 gains nothing from another thread, and each pool thread reserves a stack, so a count far
+/// beyond the cores of the largest machines is a mistake; `set_num_threads` refuses it.
+pub const MAX_THREADS: usize = 1024;
+
 /// Row shares of parallel tasks are multiples of this (the tallest GEMM micro-kernel tile).
 const TILE_ROWS: usize = 8;
 
-/// The threads one operation may use: the caller, and a pool for the others (None for 1 thread).
+/// The threads one operation may use: the caller, and a pool for the others (None for 1 thread,
+/// or when the pool threads could not be started).
 struct Threads {
     count: usize,
     helpers: Option<Pool>,
 }
 
-fn slot() -> &'static RwLock<Arc<Threads>> {
-    static THREADS: OnceLock<RwLock<Arc<Threads>>> = OnceLock::new();
-    THREADS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        RwLock::new(Arc::new(build(cores).expect("a thread pool of the machine's size can be built")))
-    })
+/// The thread setting and the pool that serves it.
+struct Settings {
+    /// The chosen number of threads, 0 until `set_num_threads` is called (the machine's cores).
+    count: usize,
+    /// The pool for `count` threads, started by the first operation that splits its work.
+    threads: Option<Arc<Threads>>,
 }
 
-fn build(count: usize) -> Result<Threads> {
-    let helpers = if count > 1 { Some(Pool::new(count - 1)?) } else { None };
-    Ok(Threads { count, helpers })
-}
-
-/// Sets the number of threads one operation may use (at least 1).
-pub fn set_num_threads(threads: usize) -> Result<()> {
-    if threads == 0 {
-        return Err(Error::Value("set_num_threads expects a positive number of threads, got 0".into()));
+impl Settings {
+    fn count(&self) -> usize {
+        match self.count {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
+            n => n,
+        }
     }
-    let threads = Arc::new(build(threads)?);
-    *slot().write().unwrap_or_else(|e| e.into_inner()) = threads;
+}
+
+/// Held only for a few instructions at a time (never while threads start or stop), so the fork
+/// handlers can take it without waiting for long.
+static SETTINGS: RwLock<Settings> = RwLock::new(Settings { count: 0, threads: None });
+
+fn read_settings() -> RwLockReadGuard<'static, Settings> {
+    fork::register_handlers();
+    SETTINGS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_settings() -> RwLockWriteGuard<'static, Settings> {
+    fork::register_handlers();
+    SETTINGS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sets the number of threads one operation may use: 1 to [`MAX_THREADS`]. The pool threads start
+/// when an operation first needs them; the old pool's threads stop when the operations still using
+/// it have finished.
+pub fn set_num_threads(threads: usize) -> Result<()> {
+    if !(1..=MAX_THREADS).contains(&threads) {
+        return Err(Error::Value(format!(
+            "set_num_threads expects a positive number of threads, at most {MAX_THREADS}, got {threads}"
+        )));
+    }
+    let old = {
+        let mut settings = write_settings();
+        settings.count = threads;
+        settings.threads.take()
+    };
+    drop(old); // outside the lock: the last owner of a pool waits for its threads to stop
     Ok(())
 }
 
 /// The number of threads one operation may use.
 pub fn num_threads() -> usize {
-    current().count
+    read_settings().count()
 }
 
-/// The threads in use now (a later `set_num_threads` does not disturb work already running).
+/// The threads in use now, started if needed (a later `set_num_threads` does not disturb work
+/// already running).
 fn current() -> Arc<Threads> {
-    slot().read().unwrap_or_else(|e| e.into_inner()).clone()
+    if let Some(threads) = &read_settings().threads {
+        return threads.clone();
+    }
+    let count = read_settings().count();
+    // Started outside the lock; if another thread stored a pool meanwhile, this one is dropped.
+    let helpers = if count > 1 { Pool::new(count - 1).ok() } else { None };
+    let started = Arc::new(Threads { count, helpers });
+    let mut settings = write_settings();
+    match &settings.threads {
+        Some(threads) => threads.clone(),
+        None if settings.count() == count => {
+            settings.threads = Some(started.clone());
+            started
+        }
+        // `set_num_threads` changed the count meanwhile: this operation still uses `started`.
+        None => started,
+    }
 }
 
 /// Runs `work(first_row, rows_out)` over `out`, a row-major matrix of `row_len`-element rows:
@@ -126,4 +181,19 @@ fn worth_splitting(rows: usize, macs: usize) -> bool {
 /// Rows per share when `rows` are split between `threads` threads, in multiples of `unit`.
 fn rows_per_share(rows: usize, threads: usize, unit: usize) -> usize {
     rows.div_ceil(threads.min(pool::MAX_TASKS)).next_multiple_of(unit.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_outside_the_range_are_refused_without_change() {
+        let before = num_threads();
+        for bad in [0, MAX_THREADS + 1, 1 << 40, 1 << 62, usize::MAX] {
+            assert!(matches!(set_num_threads(bad), Err(Error::Value(_))), "{bad}");
+        }
+        assert_eq!(num_threads(), before);
+        assert!((1..=MAX_THREADS).contains(&before));
+    }
 }

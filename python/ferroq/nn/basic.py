@@ -9,6 +9,7 @@ from typing import Any, Iterator, Union, overload
 import numpy as np
 
 from .._arrays import as_float32, fresh_float32, last_dim
+from .._state_spec import Config, StateSpec, float32
 from .._tensor import QTensor
 from .module import Module
 
@@ -64,6 +65,14 @@ class Linear(Module):
 
     def _config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        in_features, out_features = config.integer("in_features"), config.integer("out_features")
+        spec: StateSpec = {"weight": float32(out_features, in_features)}
+        if config.flag("bias", True):
+            spec["bias"] = float32(out_features)
+        return spec
 
 
 class ReLU(Module):

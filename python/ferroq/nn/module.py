@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import functools
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .._arrays import to_numpy
+
+if TYPE_CHECKING:
+    from .._state_spec import Config, StateSpec
 
 __all__ = ["Module", "IncompatibleKeys", "RemovableHandle"]
 
@@ -71,9 +74,14 @@ class Module:
     # -- attributes --------------------------------------------------------------------------
 
     def register_parameter(self, name: str, value: Any) -> None:
-        """Adds a float32 parameter (or None, e.g. an absent bias) under ``name``."""
-        if "." in name or not name:
-            raise ValueError(f"parameter name must be non-empty and contain no '.', got {name!r}")
+        """Adds a float32 parameter (or None, e.g. an absent bias) under ``name``; as in PyTorch,
+        TypeError for a name that is not a string, KeyError for an empty one or one with '.'."""
+        if not isinstance(name, str):
+            raise TypeError(f"parameter name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError('parameter name can\'t contain "."')
+        if not name:
+            raise KeyError('parameter name can\'t be empty string ""')
         self.__dict__.pop(name, None)
         self._parameters[name] = as_parameter(value, name)
 
@@ -83,6 +91,11 @@ class Module:
         if params is None or modules is None:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
         if isinstance(value, Module):
+            # PyTorch's add_module checks: a child's name is a key of every state-dict entry below it.
+            if "." in name:
+                raise KeyError(f'module name can\'t contain ".", got: {name}')
+            if not name:
+                raise KeyError('module name can\'t be empty string ""')
             params.pop(name, None)
             self.__dict__.pop(name, None)
             modules[name] = value
@@ -285,6 +298,20 @@ class Module:
     def _from_config(cls, config: Dict[str, Any]) -> "Module":
         """A new module from :meth:`_config`'s output (children are attached afterwards)."""
         return cls(**config)
+
+    @classmethod
+    def _state_spec(cls, config: "Config") -> "StateSpec":
+        """The state entries of this module's own (not its children's) that a module built from
+        ``config`` has, read from the configuration alone (no module is built): ``ferroq.load``
+        checks a file against them before it allocates anything, ``ferroq.save`` refuses a module
+        whose state differs. Every class with state of its own overrides this (see
+        ``ferroq/_state_spec.py``); this default is for modules without any, and takes an empty
+        configuration unless the class overrides :meth:`_config`."""
+        if cls._config is Module._config:
+            config.finish()
+        else:
+            config.accept_rest()  # a custom configuration: its class checks it
+        return {}
 
     # -- printing ----------------------------------------------------------------------------
 

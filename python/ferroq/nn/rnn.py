@@ -1,8 +1,8 @@
 """Float recurrent layers: ``LSTM``, ``GRU``, ``RNN`` and the single-step ``LSTMCell``, ``GRUCell``,
 ``RNNCell``, with PyTorch's parameters, call signatures, shapes and error messages.
 
-The math is float32 and follows the CPU path of ATen's ``RNN.cpp`` operation by operation (SPEC.md
-4.4): the input projection ``x @ W_ih.T + b_ih`` is computed once for the whole sequence, the hidden
+The math is float32 and follows the CPU path of ATen's ``RNN.cpp`` operation by operation (docs/numerics.md
+§4.3): the input projection ``x @ W_ih.T + b_ih`` is computed once for the whole sequence, the hidden
 projection ``h @ W_hh.T + b_hh`` once per step, each with its own bias, and the gates are combined in
 the order written in each cell function below. These modules are the float reference of, and the
 input to ``from_float`` of, the quantized modules in ``ferroq.nn.quantized.dynamic``.
@@ -18,7 +18,9 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 
 from .._arrays import as_float32, to_numpy
+from .._state_spec import Config, StateSpec, float32, matrices_spec, rnn_parameter_shapes
 from .basic import uniform
+from .dropout import dropout as _dropout
 from .module import Module
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -145,16 +147,6 @@ def _scan(
             output[t] = np.where(mask[t], new_state[0], np.float32(0))
         state = new_state
     return output, state
-
-
-def _dropout(x: np.ndarray, p: float) -> np.ndarray:
-    """``at::dropout(x, p, train=True)``: each element is zeroed with probability ``p`` (numpy's
-    global generator) and the others are scaled by ``1 / (1 - p)``."""
-    if p == 1:
-        return np.zeros_like(x)
-    noise = (np.random.random_sample(x.shape) < 1 - p).astype(np.float32)
-    noise /= np.float32(1 - p)
-    return x * noise
 
 
 def _length_mask(lengths: Any, steps: int, batch: int) -> np.ndarray:
@@ -425,6 +417,25 @@ class _RNNBase(Module):
             config["nonlinearity"] = self.nonlinearity
         return config
 
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        gates = 4 if issubclass(cls, LSTM) else 3 if issubclass(cls, GRU) else 1
+        hidden_size = config.integer("hidden_size", 1)
+        shapes = rnn_parameter_shapes(
+            gates,
+            config.integer("input_size", 1),
+            hidden_size,
+            config.count("num_layers", 1),
+            config.flag("bidirectional", False),
+            config.integer("proj_size", 0, hidden_size - 1, 0) if issubclass(cls, LSTM) else 0,
+            config.flag("bias", True),
+        )
+        config.flag("batch_first", False)
+        config.number("dropout", 0.0, 1.0, 0.0)
+        if issubclass(cls, RNN):
+            config.choice("nonlinearity", ("tanh", "relu"), "tanh")
+        return matrices_spec(shapes, lambda shape: float32(*shape))
+
 
 class LSTM(_RNNBase):
     """Multi-layer long short-term memory (``torch.nn.LSTM``) in float32.
@@ -627,6 +638,16 @@ class _RNNCellBase(Module):
         if hasattr(self, "nonlinearity"):
             config["nonlinearity"] = self.nonlinearity
         return config
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        gates = 4 if issubclass(cls, LSTMCell) else 3 if issubclass(cls, GRUCell) else 1
+        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size"), config.flag("bias", True)
+        if issubclass(cls, RNNCell):
+            config.choice("nonlinearity", ("tanh", "relu"), "tanh")
+        rows = gates * hidden_size
+        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
+        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: float32(*shape))
 
 
 class LSTMCell(_RNNCellBase):

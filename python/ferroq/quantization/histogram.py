@@ -1,6 +1,6 @@
 """``HistogramObserver``: a running histogram of the activations, and a search for the range that
 minimizes an L2 estimate of the quantization error (PyTorch's algorithm, in float32 as torch runs
-it; SPEC.md 1.4).
+it; docs/numerics.md §1.4).
 
 Every step follows ``torch.ao.quantization.observer.HistogramObserver`` (torch 2.9): the
 histogram is ``torch.histc`` over the running ``[min, max]``; when the range grows, the old

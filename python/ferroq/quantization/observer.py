@@ -1,5 +1,5 @@
 """Observers: they watch float tensors and choose quantization parameters from what they saw,
-with PyTorch's formulas evaluated in float32 (SPEC.md 1.4)."""
+with PyTorch's formulas evaluated in float32 (docs/numerics.md §1.4)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .._arrays import as_float32
+from .._tensor import _check_scale, _integer
 from .._dtypes import (
     DType,
     QScheme,
     as_dtype,
     as_qscheme,
     per_channel_affine,
+    per_channel_affine_float_qparams,
     per_channel_symmetric,
     per_tensor_affine,
     per_tensor_symmetric,
     qint8,
+    quint4x2,
     quint8,
 )
 
@@ -65,6 +68,8 @@ def calculate_qmin_qmax(
         return (-64, 63) if reduce_range else (-128, 127)
     if dtype is quint8:
         return (0, 127) if reduce_range else (0, 255)
+    if dtype is quint4x2:
+        return 0, 15
     raise ValueError(f"no integer range for dtype {dtype!r}")
 
 
@@ -106,13 +111,13 @@ class _UniformObserver(ObserverBase):
         self.dtype = as_dtype(dtype)
         self.qscheme = as_qscheme(qscheme)
         if not self.dtype.is_quantized:
-            raise ValueError(f"{type(self).__name__} quantizes to qint8 or quint8, got dtype {self.dtype!r}")
+            raise ValueError(f"{type(self).__name__} quantizes to qint8, quint8 or quint4x2, got dtype {self.dtype!r}")
         if self.qscheme not in self._allowed_qschemes:
             names = ", ".join(repr(q) for q in self._allowed_qschemes)
             raise NotImplementedError(f"{type(self).__name__} supports the qschemes {names}, got {self.qscheme!r}")
-        if self.qscheme.is_symmetric and reduce_range and self.dtype is quint8:
-            raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
         self.reduce_range = bool(reduce_range)
+        quant_min = None if quant_min is None else _integer(quant_min, "quant_min")
+        quant_max = None if quant_max is None else _integer(quant_max, "quant_max")
         self.has_customized_qrange = quant_min is not None and quant_max is not None
         if self.has_customized_qrange:
             assert quant_min is not None and quant_max is not None
@@ -122,12 +127,21 @@ class _UniformObserver(ObserverBase):
                 raise ValueError(f"quantization range [{quant_min}, {quant_max}] exceeds the 8-bit range (256 values)")
         self.quant_min = quant_min
         self.quant_max = quant_max
+        try:
+            _check_scale(eps)
+        except ValueError:
+            raise ValueError(f"eps, the smallest scale an observer may choose, must be a positive normal float32, got {eps}") from None
         self.eps = np.float32(eps)
         self.is_dynamic = bool(is_dynamic)
 
     def _qparams_from(self, min_val: np.ndarray, max_val: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """PyTorch's ``_calculate_qparams`` over float32 arrays (0-d per tensor, 1-d per channel)."""
         qmin, qmax = calculate_qmin_qmax(self.quant_min, self.quant_max, self.dtype, self.reduce_range)
+        if self.qscheme is per_channel_affine_float_qparams:
+            # The observed range itself (0 need not be in it): zero_point = -min / scale, a float.
+            scale = ((max_val - min_val) / np.float32(qmax - qmin)).astype(np.float32)
+            scale = np.where(scale > self.eps, scale, np.float32(1.0)).astype(np.float32)
+            return scale, (-min_val / scale).astype(np.float32)
         min_neg = np.minimum(min_val, np.float32(0))
         max_pos = np.maximum(max_val, np.float32(0))
         if self.qscheme.is_symmetric:
@@ -169,6 +183,14 @@ class _UniformObserver(ObserverBase):
         return f"dtype={self.dtype!r}, qscheme={self.qscheme!r}, reduce_range={self.reduce_range}"
 
 
+def _refuse_reduced_symmetric_quint8(observer: _UniformObserver) -> None:
+    """The min/max observers refuse symmetric quint8 with ``reduce_range``, as PyTorch's do. The
+    base class accepts it (so does :class:`HistogramObserver`): the levels are 0..127 and the zero
+    point stays 128, PyTorch's arithmetic kept as it is."""
+    if observer.qscheme.is_symmetric and observer.reduce_range and observer.dtype is quint8:
+        raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
+
+
 class MinMaxObserver(_UniformObserver):
     """Tracks the running minimum and maximum of everything it sees (the whole tensor)."""
 
@@ -176,6 +198,7 @@ class MinMaxObserver(_UniformObserver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        _refuse_reduced_symmetric_quint8(self)
         self.min_val = np.float32(np.inf)
         self.max_val = np.float32(-np.inf)
 
@@ -204,9 +227,11 @@ class MinMaxObserver(_UniformObserver):
 
 class PerChannelMinMaxObserver(_UniformObserver):
     """Tracks the running minimum and maximum of each slice along ``ch_axis`` (one per output
-    feature for a Linear weight)."""
+    feature for a Linear weight). With ``qscheme=per_channel_affine_float_qparams`` (embeddings,
+    dtype quint8 or quint4x2) each row gets ``scale = (max - min) / (qmax - qmin)`` (1.0 when
+    that is not above ``eps``) and the float ``zero_point = -min / scale``."""
 
-    _allowed_qschemes = (per_channel_affine, per_channel_symmetric)
+    _allowed_qschemes = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
     def __init__(
         self,
@@ -220,6 +245,7 @@ class PerChannelMinMaxObserver(_UniformObserver):
         is_dynamic: bool = False,
     ) -> None:
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        _refuse_reduced_symmetric_quint8(self)
         self.ch_axis = int(ch_axis)
         self.min_val = np.zeros(0, dtype=np.float32)
         self.max_val = np.zeros(0, dtype=np.float32)
@@ -244,7 +270,8 @@ class PerChannelMinMaxObserver(_UniformObserver):
         return x
 
     def calculate_qparams(self) -> Tuple[np.ndarray, np.ndarray]:
-        """``(scales, zero_points)``: 1-d float32 and int64 arrays, one entry per channel."""
+        """``(scales, zero_points)``: 1-d float32 and int64 arrays (float32 zero points for
+        ``per_channel_affine_float_qparams``), one entry per channel."""
         if not self._check_min_max(self.min_val, self.max_val):
             return np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.int64)
         return self._qparams_from(self.min_val, self.max_val)

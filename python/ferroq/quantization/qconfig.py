@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any, Optional
 
-from .._dtypes import float16, per_channel_symmetric, per_tensor_symmetric, qint8, quint8
+from .._dtypes import float16, per_channel_affine_float_qparams, per_channel_symmetric, per_tensor_symmetric, qint8, quint4x2, quint8
 from .histogram import HistogramObserver
 from .observer import MinMaxObserver, ObserverBase, PerChannelMinMaxObserver, PlaceholderObserver
 
@@ -21,6 +21,10 @@ __all__ = [
     "default_histogram_observer",
     "default_qconfig",
     "get_default_qconfig",
+    "default_float_qparams_observer",
+    "default_float_qparams_observer_4bit",
+    "float_qparams_weight_only_qconfig",
+    "float_qparams_weight_only_qconfig_4bit",
 ]
 
 
@@ -53,6 +57,17 @@ float16_dynamic_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=float16, is_dynamic=True),
     weight=PlaceholderObserver.with_args(dtype=float16),
 )
+
+#: Embedding weights, one float scale and float zero point per row: 8-bit and 4-bit.
+default_float_qparams_observer = PerChannelMinMaxObserver.with_args(
+    dtype=quint8, qscheme=per_channel_affine_float_qparams, ch_axis=0
+)
+default_float_qparams_observer_4bit = PerChannelMinMaxObserver.with_args(
+    dtype=quint4x2, qscheme=per_channel_affine_float_qparams, ch_axis=0
+)
+#: Weight-only quantization of ``Embedding``/``EmbeddingBag`` (activations stay float).
+float_qparams_weight_only_qconfig = QConfig(activation=PlaceholderObserver, weight=default_float_qparams_observer)
+float_qparams_weight_only_qconfig_4bit = QConfig(activation=PlaceholderObserver, weight=default_float_qparams_observer_4bit)
 
 #: Static activations: quint8 over [0, 127] (PyTorch's default_observer).
 default_observer = MinMaxObserver.with_args(quant_min=0, quant_max=127)

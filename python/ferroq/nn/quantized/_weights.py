@@ -27,7 +27,8 @@ def float_weight(value: Any, what: str) -> np.ndarray:
 
 
 def float_bias(value: Any, out_features: int, what: str) -> Optional[np.ndarray]:
-    """A float32 copy of a bias of shape ``(out_features,)``, or None."""
+    """A float32 copy of a bias of shape ``(out_features,)``, or None. NaN or infinity is a
+    ValueError: it would reach every output of its feature."""
     if value is None:
         return None
     array = to_numpy(value)
@@ -35,7 +36,10 @@ def float_bias(value: Any, out_features: int, what: str) -> Optional[np.ndarray]
         raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
     if array.shape != (out_features,):
         raise ValueError(f"{what} must have shape ({out_features},), got {tuple(array.shape)}")
-    return np.array(array, dtype=np.float32, order="C", copy=True)
+    array = np.array(array, dtype=np.float32, order="C", copy=True)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or infinity (in float32)")
+    return array
 
 
 def float_linear_params(mod: Any, owner: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -122,14 +126,14 @@ def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarra
     return np.array([q.q_scale()], dtype=np.float32), np.array([q.q_zero_point()], dtype=np.int32)
 
 
-#: The state-dict keys of a quantized Linear, dynamic or static (SPEC.md 2.4), after the prefix.
+#: The state-dict keys of a quantized Linear, dynamic or static (docs/numerics.md §2.4), after the prefix.
 LINEAR_STATE_KEYS = ("scale", "zero_point", "_packed_params.dtype", "_packed_params._packed_params")
 
 
 def save_linear_state(
     destination: Dict[str, Any], prefix: str, scale: float, zero_point: int, dtype: DType, weight: Any, bias: Any
 ) -> None:
-    """Writes a quantized Linear's state under PyTorch's keys (SPEC.md 2.4)."""
+    """Writes a quantized Linear's state under PyTorch's keys (docs/numerics.md §2.4)."""
     destination[prefix + "scale"] = np.asarray(scale, dtype=np.float32)
     destination[prefix + "zero_point"] = np.asarray(zero_point, dtype=np.int64)
     destination[prefix + "_packed_params.dtype"] = dtype

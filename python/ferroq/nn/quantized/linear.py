@@ -1,5 +1,5 @@
 """``ferroq.nn.quantized.Linear``: the static quantized Linear, quint8 in and quint8 out, int8
-weights (SPEC.md 3)."""
+weights (docs/numerics.md §3)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 from ... import _core
 from ..._arrays import last_dim, to_numpy
 from ..._dtypes import as_dtype, per_channel_affine, per_tensor_affine, qint8, quint8
-from ..._tensor import QTensor
+from ..._state_spec import Array, Config, DTypeName, Items, QWeight, StateSpec, float32, optional_bias
+from ..._tensor import QTensor, _check_scale, _integer
 from ...quantization.qconfig import QConfig
 from ..module import Module
+from ._overflow import input_levels, warn_if_accumulator_can_overflow
 from ._weights import (
     LINEAR_STATE_KEYS,
     float_bias,
@@ -60,9 +62,22 @@ class Linear(Module):
         self.zero_point = 0
         weight = QTensor.from_int_repr(np.zeros((self.out_features, self.in_features), dtype=np.int8), 1.0, 0)
         self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+        warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     def _config(self) -> Dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias_": self._bias is not None}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        in_features, out_features = config.integer("in_features"), config.integer("out_features")
+        return {
+            "scale": float32(),
+            "zero_point": Array("I64", ()),
+            "_packed_params.dtype": DTypeName("qint8"),
+            "_packed_params._packed_params": Items(
+                (QWeight((out_features, in_features)), optional_bias(config.flag("bias_", True), out_features))
+            ),
+        }
 
     # -- output qparams ----------------------------------------------------------------------
 
@@ -73,10 +88,7 @@ class Linear(Module):
 
     @scale.setter
     def scale(self, value: float) -> None:
-        scale = float(value)
-        if not (np.isfinite(np.float32(scale)) and np.float32(scale) > 0):
-            raise ValueError(f"the output scale must be positive and finite in float32, got {scale}")
-        object.__setattr__(self, "_scale", scale)
+        object.__setattr__(self, "_scale", _check_scale(value))
 
     @property
     def zero_point(self) -> int:
@@ -85,7 +97,7 @@ class Linear(Module):
 
     @zero_point.setter
     def zero_point(self, value: int) -> None:
-        zero_point = int(value)
+        zero_point = _integer(value, "zero_point")
         if not 0 <= zero_point <= 255:
             raise ValueError(f"the output zero point must lie in [0, 255] (quint8), got {zero_point}")
         object.__setattr__(self, "_zero_point", zero_point)
@@ -190,8 +202,8 @@ class Linear(Module):
         out_features, in_features = qweight.shape
         module = cls(in_features, out_features, bias_=bias is not None)
         module.set_weight_bias(qweight, bias)
-        module.scale = float(scale)
-        module.zero_point = int(zero_point)
+        module.scale = scale
+        module.zero_point = zero_point
         return module
 
     # -- state -------------------------------------------------------------------------------
@@ -219,7 +231,7 @@ class Linear(Module):
             Module.__init__(candidate)
             candidate.in_features, candidate.out_features, candidate.dtype = self.in_features, self.out_features, qint8
             candidate.scale = float(np.asarray(to_numpy(state_dict[prefix + "scale"])).reshape(()))
-            candidate.zero_point = int(np.asarray(to_numpy(state_dict[prefix + "zero_point"])).reshape(()))
+            candidate.zero_point = state_dict[prefix + "zero_point"]
             candidate.set_weight_bias(weight, bias)
         except (TypeError, ValueError, NotImplementedError) as e:
             errors.append(f"while loading {prefix}(scale, zero_point, _packed_params): {e}")
@@ -241,7 +253,9 @@ class Linear(Module):
         state = dict(state)
         weight = state.pop("_weight")
         self.__dict__.update(state)
+        self.scale, self.zero_point = state["_scale"], state["_zero_point"]  # checked like any assignment
         self.set_weight_bias(weight, state["_bias"])
+        warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     # -- printing ----------------------------------------------------------------------------
 

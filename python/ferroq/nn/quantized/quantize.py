@@ -9,7 +9,8 @@ import numpy as np
 
 from ..._arrays import to_numpy
 from ..._dtypes import DType
-from ..._tensor import QTensor, _check_scale, _check_zero_point, _quantized_dtype, quantize_per_tensor
+from ..._state_spec import Array, Config, StateSpec, float32
+from ..._tensor import QTensor, _check_scale, _check_zero_point, _integer, _quantized_dtype, quantize_per_tensor
 from ..module import Module
 
 __all__ = ["Quantize", "DeQuantize"]
@@ -26,11 +27,21 @@ class Quantize(Module):
     def __init__(self, scale: float, zero_point: int, dtype: Any, factory_kwargs: Any = None) -> None:
         super().__init__()
         self.dtype: DType = _quantized_dtype(dtype)
-        self.scale = _check_scale(float(np.float32(scale)))
+        self.scale = float(np.float32(_check_scale(scale)))
         self.zero_point = _check_zero_point(zero_point, self.dtype)
 
     def _config(self) -> Dict[str, Any]:
         return {"scale": self.scale, "zero_point": self.zero_point, "dtype": self.dtype.name}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        scale = config.number("scale", 0.0, float(np.finfo(np.float32).max))
+        if not np.float32(scale) > 0:
+            raise config.fail(f"scale must be positive in float32, got {scale}")
+        dtype = _quantized_dtype(config.choice("dtype", ("qint8", "quint8")))
+        assert dtype.qmin is not None and dtype.qmax is not None
+        config.integer("zero_point", dtype.qmin, dtype.qmax)
+        return {"scale": float32(1), "zero_point": Array("I64", (1,))}
 
     def forward(self, x: Any) -> QTensor:
         if isinstance(x, QTensor):
@@ -70,7 +81,7 @@ class Quantize(Module):
             scale_array, zero_point_array = (np.asarray(to_numpy(state_dict[k])) for k in keys)
             if scale_array.size != 1 or zero_point_array.size != 1:
                 raise ValueError(f"expected one scale and one zero point, got shapes {scale_array.shape} and {zero_point_array.shape}")
-            candidate = Quantize(float(scale_array.reshape(())), int(zero_point_array.reshape(())), self.dtype)
+            candidate = Quantize(float(scale_array.reshape(())), _integer(zero_point_array, "zero_point"), self.dtype)
         except (TypeError, ValueError) as e:
             errors.append(f"while loading {prefix}scale/zero_point: {e}")
             return []
@@ -79,6 +90,12 @@ class Quantize(Module):
             self.scale, self.zero_point = candidate.scale, candidate.zero_point
 
         return [update]
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Unpickling checks the qparams as the constructor does."""
+        checked = Quantize(state["scale"], state["zero_point"], state["dtype"])
+        self.__dict__.update(state)
+        self.scale, self.zero_point, self.dtype = checked.scale, checked.zero_point, checked.dtype
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, zero_point={self.zero_point}, dtype={self.dtype!r}"

@@ -19,7 +19,15 @@ from ..._dtypes import (
     per_tensor_symmetric,
     quint8,
 )
-from ..._tensor import QTensor, _quantized_dtype, quantize_per_channel, quantize_per_tensor
+from ..._tensor import (
+    QTensor,
+    _check_channel_qparams,
+    _integer,
+    _integer_array,
+    _quantized_dtype,
+    quantize_per_channel,
+    quantize_per_tensor,
+)
 from ..basic import Linear as FloatLinear
 
 __all__ = ["Linear"]
@@ -38,15 +46,18 @@ _DEFAULT_WEIGHT_QPARAMS: Dict[str, Any] = {"qscheme": per_tensor_affine, "dtype"
 
 def _parse_weight_qparams(qparams: Dict[str, Any]) -> Tuple[QScheme, DType, np.ndarray, np.ndarray, int]:
     """``(qscheme, dtype, scale, zero_point, axis)`` from a weight-qparams dict, checked: float32
-    scales and int64 zero points, 0-d per tensor."""
+    scales and int64 zero points, 0-d per tensor; each scale a positive normal float32 and each
+    zero point an integer in the dtype's range (ValueError/TypeError otherwise)."""
     try:
         qscheme: QScheme = _AFFINE[as_qscheme(qparams["qscheme"])]
         dtype: DType = _quantized_dtype(qparams["dtype"])
-        scale = np.asarray(to_numpy(qparams["scale"]), dtype=np.float32)
-        zero_point = np.asarray(to_numpy(qparams["zero_point"]), dtype=np.int64)
-        axis = int(np.asarray(to_numpy(qparams["axis"])).reshape(())) if qscheme.is_per_channel else 0
+        scale = np.asarray(to_numpy(qparams["scale"]), dtype=np.float64)
+        zero_point = _integer_array(qparams["zero_point"], "weight zero_point")
+        axis = _integer(qparams["axis"], "weight axis") if qscheme.is_per_channel else 0
     except KeyError as e:
         raise ValueError(f"weight_qparams needs the key {e.args[0]!r}") from None
+    _check_channel_qparams(scale.reshape(-1), zero_point, dtype)
+    scale = scale.astype(np.float32)
     if qscheme.is_per_channel:
         return qscheme, dtype, scale.reshape(-1), zero_point.reshape(-1), axis
     if scale.size != 1 or zero_point.size != 1:

@@ -14,11 +14,12 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from .... import _core
-from ...._arrays import to_numpy
+from ...._arrays import as_float32, to_numpy
 from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
+from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import (
     QParams,
     float_bias,
@@ -103,11 +104,8 @@ def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[s
 
 
 def check_state(value: Any, what: str) -> np.ndarray:
-    """A C-contiguous float32 copy or view of an initial state."""
-    array = to_numpy(value)
-    if array.dtype.kind != "f":
-        raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    """An initial state as the core reads it (:func:`~ferroq._arrays.as_float32`)."""
+    return as_float32(value, what)
 
 
 class QuantizedRecurrent(Module):
@@ -146,7 +144,7 @@ class QuantizedRecurrent(Module):
                 bias = None if m.bias is None else np.zeros(m.shape[0], dtype=np.float32)
                 if m.bias is not None and bias is not None:
                     biases[m.bias] = bias
-                if self.dtype is qint8:
+                if check_dtype(self.dtype) is qint8:
                     matrix: Any = _core.PackedLinear.zeros(m.shape[0], m.shape[1], bias)
                     qparams[m.weight] = unit
                 else:
@@ -157,6 +155,13 @@ class QuantizedRecurrent(Module):
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
         core = _core.PackedRNN(self.mode, *self._core_args(), cells)
         self._matrices, self._qparams, self._biases, self._packed = matrices, qparams, biases, core
+        self._warn_if_accumulator_can_overflow()
+
+    def _warn_if_accumulator_can_overflow(self) -> None:
+        """Warns when the longest product of a qint8 layer can exceed the int32 accumulator."""
+        if self.dtype is qint8:
+            longest = max(m.shape[1] for cell in self._layout() for m in cell.matrices())
+            warn_if_accumulator_can_overflow(self._get_name(), longest, input_levels(self.reduce_range))
 
     # -- weights -----------------------------------------------------------------------------
 
@@ -166,7 +171,7 @@ class QuantizedRecurrent(Module):
         are qint8 QTensors for dtype qint8, float arrays for float16. Checks everything before
         changing anything; the caller's arrays are never modified, and only the packed form of each
         weight is kept."""
-        self._matrices, self._qparams, self._biases, self._packed = self._checked(self.dtype, weight_bias_dict)
+        self._matrices, self._qparams, self._biases, self._packed = self._checked(check_dtype(self.dtype), weight_bias_dict)
 
     def _checked(self, dtype: DType, params: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Optional[QParams]], Dict[str, np.ndarray], Any]:
         """``params`` validated for ``dtype``: the packed matrices, their qparams, copies of the
@@ -274,13 +279,17 @@ class QuantizedRecurrent(Module):
         params = {n: state_dict[prefix + n] for n in names}
         try:
             dtype = _dtype_of(params[n] for n in self._matrices)
+            if dtype is not self.dtype:
+                raise TypeError(
+                    f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
+                    f"build it with dtype={dtype!r} to load them"
+                )
             checked = self._checked(dtype, params)
         except (TypeError, ValueError, NotImplementedError) as e:
             errors.append(f"while loading the weights of {prefix or type(self).__name__}: {e}")
             return []
 
         def update() -> None:
-            self.dtype = dtype
             self._matrices, self._qparams, self._biases, self._packed = checked
 
         return [update]
@@ -295,7 +304,10 @@ class QuantizedRecurrent(Module):
         state = dict(state)
         weights = state.pop("_weights")
         self.__dict__.update(state)
-        self._matrices, self._qparams, self._biases, self._packed = self._checked(self.dtype, {**weights, **state["_biases"]})
+        self._matrices, self._qparams, self._biases, self._packed = self._checked(
+            check_dtype(self.dtype), {**weights, **state["_biases"]}
+        )
+        self._warn_if_accumulator_can_overflow()
 
     def _reduce_range_repr(self) -> str:
         return "" if self.reduce_range else ", reduce_range=False"

@@ -1,5 +1,5 @@
 """``ferroq.nn.quantized.dynamic.Linear``: int8 (or float16) weights, float32 in and out, the
-activations quantized on the fly (SPEC.md 2)."""
+activations quantized on the fly (docs/numerics.md §2)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 from .... import _core
 from ...._arrays import as_float32, last_dim
 from ...._dtypes import DType, as_dtype, float16, per_channel_affine, per_tensor_affine, qint8
+from ...._state_spec import Array, Config, DTypeName, Items, StateSpec, float32, optional_bias, quantized_weight
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
+from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import (
     LINEAR_STATE_KEYS,
     float_bias,
@@ -57,9 +59,7 @@ class Linear(Module):
         reduce_range: bool = True,
     ) -> None:
         super().__init__()
-        self.dtype = as_dtype(dtype)
-        if self.dtype is not qint8 and self.dtype is not float16:
-            raise NotImplementedError(f"dynamic quantized Linear supports dtype ferroq.qint8 or ferroq.float16, got {self.dtype!r}")
+        self.dtype = _check_dtype(dtype)
         if in_features < 0 or out_features < 0:
             raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
         self.in_features = int(in_features)
@@ -75,6 +75,11 @@ class Linear(Module):
             )
         else:
             self.set_weight_bias(np.zeros((self.out_features, self.in_features), dtype=np.float32), b)
+        self._warn_if_accumulator_can_overflow()
+
+    def _warn_if_accumulator_can_overflow(self) -> None:
+        if self.dtype is qint8:
+            warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(self.reduce_range))
 
     # -- weights -----------------------------------------------------------------------------
 
@@ -82,6 +87,7 @@ class Linear(Module):
         """Replaces the weight (a qint8 QTensor, or a float array for dtype float16) and the bias.
         Checks everything before changing anything; the caller's arrays are never modified, and
         only the packed form of the weight is kept (no reference to ``weight``)."""
+        _check_dtype(self.dtype)
         shape = (self.out_features, self.in_features)
         b = float_bias(bias, self.out_features, "bias")
         if self.dtype is qint8:
@@ -120,8 +126,7 @@ class Linear(Module):
     def forward(self, x: Any) -> np.ndarray:
         """``x``: float array of shape ``(..., in_features)``; returns float32 ``(..., out_features)``.
         NaN or infinity in ``x`` raises ValueError for qint8 (it cannot be quantized)."""
-        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
-            x = as_float32(x)
+        x = as_float32(x)  # returns a C-ordered aligned float32 ndarray untouched
         is_matrix = x.ndim == 2 and x.shape[1] == self.in_features  # the common case, kept cheap
         if not is_matrix:
             last_dim(x, self.in_features)
@@ -177,7 +182,7 @@ class Linear(Module):
         if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         try:
-            dtype = as_dtype(state_dict[prefix + "_packed_params.dtype"])
+            dtype = _check_dtype(state_dict[prefix + "_packed_params.dtype"])
             weight, bias = state_dict[prefix + "_packed_params._packed_params"]
             candidate = type(self).__new__(type(self))
             Module.__init__(candidate)
@@ -206,6 +211,20 @@ class Linear(Module):
             "reduce_range": self.reduce_range,
         }
 
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        in_features, out_features = config.integer("in_features"), config.integer("out_features")
+        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
+        config.flag("reduce_range", True)
+        return {
+            "scale": float32(),
+            "zero_point": Array("I64", ()),
+            "_packed_params.dtype": DTypeName(dtype),
+            "_packed_params._packed_params": Items(
+                (quantized_weight(dtype, (out_features, in_features)), optional_bias(config.flag("bias_", True), out_features))
+            ),
+        }
+
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         del state["_packed"], state["_qparams"]
@@ -217,6 +236,7 @@ class Linear(Module):
         weight = state.pop("_weight")
         self.__dict__.update(state)
         self.set_weight_bias(weight, state["_bias"])
+        self._warn_if_accumulator_can_overflow()
 
     # -- printing ----------------------------------------------------------------------------
 
@@ -231,6 +251,15 @@ class Linear(Module):
         if not self.reduce_range:
             text += ", reduce_range=False"
         return text
+
+
+def _check_dtype(dtype: Any) -> DType:
+    """qint8 or float16, the dtypes with dynamic kernels; NotImplementedError for any other (a
+    quint8 or float32 dtype from a state dict or pickle must not run as float16)."""
+    dt = as_dtype(dtype)
+    if dt is not qint8 and dt is not float16:
+        raise NotImplementedError(f"dynamic quantized Linear supports dtype ferroq.qint8 or ferroq.float16, got {dt!r}")
+    return dt
 
 
 def _describe(value: Any) -> str:

@@ -1,6 +1,6 @@
 """``ferroq.nn.quantized.dynamic.LSTM``, ``GRU`` and ``RNN``: recurrent stacks with int8 (or
 float16) weights whose activations are quantized on the fly, bit-exact with PyTorch's x86
-``torch.ao.nn.quantized.dynamic.LSTM``/``GRU`` (SPEC.md 4).
+``torch.ao.nn.quantized.dynamic.LSTM``/``GRU`` (docs/numerics.md §4).
 
 Numerics: per layer and direction, the input projection quantizes the whole sequence with one
 scale (every step and batch element; with ``lengths``, only the valid steps), the hidden
@@ -34,6 +34,7 @@ import numpy as np
 
 from ...._arrays import as_float32, to_numpy
 from ...._dtypes import qint8
+from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight, rnn_parameter_shapes
 from ._recurrent import (
     GATES,
     NONLINEARITY_MODES,
@@ -122,6 +123,26 @@ class RNNBase(QuantizedRecurrent):
         elif self.mode in ("RNN_TANH", "RNN_RELU"):
             config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
         return config
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        hidden_size = config.integer("hidden_size", 1)
+        shapes = rnn_parameter_shapes(
+            GATES[cls._float_modes[0]],
+            config.integer("input_size"),
+            hidden_size,
+            config.count("num_layers", 1),
+            config.flag("bidirectional", False),
+            config.integer("proj_size", 0, hidden_size - 1, 0) if cls._float_modes == ("LSTM",) else 0,
+            config.flag("bias", True),
+        )
+        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
+        config.flag("batch_first", False)
+        config.number("dropout", 0.0, 1.0, 0.0)
+        config.flag("reduce_range", True)
+        if len(cls._float_modes) == 2:
+            config.choice("nonlinearity", tuple(NONLINEARITY_MODES), "tanh")
+        return matrices_spec(shapes, lambda shape: quantized_weight(dtype, shape))
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -409,5 +430,5 @@ def _check_lengths(value: Any, batch: int, steps: int, batched: bool) -> Optiona
     if lengths.size and (lengths.min() < 0 or lengths.max() > steps):
         bad = lengths[(lengths < 0) | (lengths > steps)][0]
         raise ValueError(f"lengths must be between 0 and the sequence length {steps}, got {bad}")
-    return np.ascontiguousarray(lengths, dtype=np.int64)
+    return np.array(lengths, dtype=np.int64, order="C")  # a copy: native, aligned, C order
 

@@ -1,5 +1,5 @@
 """``ferroq.nn.quantized.dynamic.LSTMCell``, ``GRUCell`` and ``RNNCell``: one recurrent step with
-int8 (or float16) weights, bit-exact with PyTorch's x86 dynamic quantized cells (SPEC.md 5).
+int8 (or float16) weights, bit-exact with PyTorch's x86 dynamic quantized cells (docs/numerics.md §4.1).
 
 Each call quantizes the input and the hidden state separately, each over its whole tensor.
 Beyond PyTorch: unbatched (1-D) input, and ``bias=False`` also through ``from_float``.
@@ -14,8 +14,9 @@ from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
-from ...._arrays import as_float32
+from ...._arrays import as_float32, is_core_float32
 from ...._dtypes import qint8
+from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
 from ._recurrent import (
     GATES,
     NONLINEARITY_MODES,
@@ -31,13 +32,10 @@ from ._recurrent import (
 _M = TypeVar("_M", bound="RNNCellBase")
 
 
-#: The dtype of arrays the fast path passes on unchanged (native float32 is a singleton).
-_FLOAT32 = np.dtype(np.float32)
-
-
 def _is_matrix(a: Any) -> bool:
-    """True for a 2-D native float32 ndarray (what the core's cell step takes as it is)."""
-    return type(a) is np.ndarray and a.dtype is _FLOAT32 and a.ndim == 2
+    """True for a 2-D array the core's cell step reads as it is (native float32, C order,
+    aligned); anything else takes the normalising path."""
+    return is_core_float32(a) and a.ndim == 2
 
 
 __all__ = ["RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
@@ -74,6 +72,17 @@ class RNNCellBase(QuantizedRecurrent):
         if self.mode in ("RNN_TANH", "RNN_RELU"):
             config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
         return config
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size", 1), config.flag("bias", True)
+        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
+        config.flag("reduce_range", True)
+        if len(cls._float_modes) == 2:
+            config.choice("nonlinearity", tuple(NONLINEARITY_MODES), "tanh")
+        rows = GATES[cls._float_modes[0]] * hidden_size
+        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
+        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: quantized_weight(dtype, shape))
 
     def _layout(self) -> List[CellLayout]:
         rows = GATES[self.mode] * self.hidden_size
