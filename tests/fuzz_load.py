@@ -48,6 +48,8 @@ WORKER_FLAG = "--worker"
 #: (name, bytes) of the files every case starts from, in this order.
 BASES = (
     "linear_per_tensor",
+    "float_words",
+    "quantized_bags",
     "linear_per_channel",
     "linear_fp16",
     "static_linear",
@@ -103,7 +105,21 @@ def save_bases(directory: str) -> None:
             out=nn.Sequential(nn.Identity(), nn.Linear(3, 2, bias=False)),
         )
     )
+    from ferroq.quantization import float_qparams_weight_only_qconfig, float_qparams_weight_only_qconfig_4bit
+
+    words = nn.ModuleDict(
+        {
+            "embed": nn.Embedding(7, 4, padding_idx=1),
+            "norm": nn.LayerNorm(4),
+            "act": nn.ModuleList([nn.GELU("tanh"), nn.Softmax(dim=-1), nn.Dropout(0.1), nn.LeakyReLU(0.2)]),
+        }
+    )
+    bags = nn.Sequential(nn.EmbeddingBag(9, 4, mode="sum"), nn.EmbeddingBag(9, 6, mode="sum"))
+    bags[0].qconfig = float_qparams_weight_only_qconfig
+    bags[1].qconfig = float_qparams_weight_only_qconfig_4bit
     models = {
+        "float_words": words.eval(),
+        "quantized_bags": quantize_dynamic(bags, {nn.EmbeddingBag}),
         "linear_per_tensor": quantize_dynamic(nn.Sequential(nn.Linear(6, 5))),
         "linear_per_channel": quantize_dynamic(per_channel),
         "linear_fp16": quantize_dynamic(nn.Sequential(nn.Linear(6, 5)), dtype="float16"),
