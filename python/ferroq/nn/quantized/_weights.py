@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ..._arrays import to_numpy
+from ..._file_map import release_pages
 from ..._dtypes import DType, float16, qint8
 from ..._tensor import QTensor, quantize_per_channel, quantize_per_tensor
 from ..basic import Linear as FloatLinear
@@ -115,6 +116,12 @@ def qtensor_from(values: np.ndarray, qparams: QParams) -> QTensor:
 def int8_values(q: QTensor) -> np.ndarray:
     """The integers of a qint8 QTensor, read-only and without a copy, for packing."""
     return q._int
+
+
+def release_packed(q: QTensor) -> None:
+    """Says that ``q``'s integers are packed: the pages of a loaded file under them are given
+    back (:func:`ferroq._file_map.release_pages`); nothing happens for a QTensor made otherwise."""
+    release_pages(q._int)
 
 
 def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ from ._weights import (
     qparams_of,
     qtensor_from,
     quantize_weight,
+    release_packed,
     save_linear_state,
     weight_qparams,
 )
@@ -117,6 +118,7 @@ class Linear(Module):
         scales, zero_points = weight_qparams(weight, self.out_features)
         per_channel = weight.qscheme().is_per_channel
         packed = _core.PackedStaticLinear(int8_values(weight), scales, zero_points, per_channel, b)
+        release_packed(weight)
         self._qparams, self._bias, self._packed = qparams_of(weight), b, packed
 
     def weight(self) -> QTensor:

@@ -29,6 +29,7 @@ from .._weights import (
     qparams_of,
     qtensor_from,
     quantize_weight,
+    release_packed,
     to_fp16,
     weight_qparams,
 )
@@ -332,7 +333,9 @@ def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
 def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
     if isinstance(weight, QTensor):
         scales, zero_points = weight_qparams(weight, rows)
-        return _core.PackedLinear(int8_values(weight), scales, zero_points, bias)
+        matrix = _core.PackedLinear(int8_values(weight), scales, zero_points, bias)
+        release_packed(weight)
+        return matrix
     return _core.PackedLinearFp16(weight.view(np.uint16), bias)
 
 

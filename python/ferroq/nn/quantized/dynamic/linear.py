@@ -25,6 +25,7 @@ from .._weights import (
     qparams_of,
     qtensor_from,
     quantize_weight,
+    release_packed,
     save_linear_state,
     to_fp16,
     weight_qparams,
@@ -99,6 +100,7 @@ class Linear(Module):
             packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = _core.PackedLinear(
                 int8_values(weight), scales, zero_points, b
             )
+            release_packed(weight)
             qparams: Any = qparams_of(weight)
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
