@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::alloc;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pack::{check_weight_len, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Output columns per block: a multiple of the panel width, wide enough that a block's kernel
@@ -38,11 +38,24 @@ impl ColumnBlocks {
         Self::from_blocks(n, k, |columns| PackedWeights::zeros(columns.len(), k))
     }
 
-    fn from_blocks(n: usize, k: usize, block: impl Fn(Range<usize>) -> Result<PackedWeights>) -> Result<Self> {
+    /// An `n x k` matrix packed block by block, in order: `block(columns)` packs the rows
+    /// `columns` of the row-major matrix (for a caller that hands the matrix over in parts and
+    /// frees each part once it is packed). A block of another shape is an error.
+    pub fn from_blocks(n: usize, k: usize, mut block: impl FnMut(Range<usize>) -> Result<PackedWeights>) -> Result<Self> {
         let mut blocks = Vec::new();
         alloc::reserve(&mut blocks, n.div_ceil(COLUMN_BLOCK))?;
         for b in 0..n.div_ceil(COLUMN_BLOCK) {
-            blocks.push(block(b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n))?);
+            let columns = b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n);
+            let packed = block(columns.clone())?;
+            if (packed.n(), packed.k()) != (columns.len(), k) {
+                return Err(Error::Shape(format!(
+                    "rows {columns:?} of the weight came as a ({}, {}) block, expected ({}, {k})",
+                    packed.n(),
+                    packed.k(),
+                    columns.len()
+                )));
+            }
+            blocks.push(packed);
         }
         let col_sums = alloc::collect(n, blocks.iter().flat_map(|b| b.col_sums().iter().copied()))?;
         Ok(ColumnBlocks { n, k, blocks, col_sums })

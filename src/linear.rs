@@ -212,7 +212,8 @@ impl DynamicLinear {
         Self::with_weights(ColumnBlocks::zeros(n, k)?, &[1.0], &[0], bias)
     }
 
-    fn with_weights(weights: ColumnBlocks, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+    /// Weights already packed (see [`ColumnBlocks::from_blocks`]); the rest as for [`new`](Self::new).
+    pub fn with_weights(weights: ColumnBlocks, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
         let (n, k) = (weights.n(), weights.k());
         let k_i32 = in_features_i32(k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {

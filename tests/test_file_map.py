@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import ferroq
+from ferroq import _core
 from ferroq._file_map import map_file, release_pages, tensor_view
 from ferroq.nn.quantized import dynamic as nnqd
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
 
 
 def rss_file_kb() -> int:
@@ -24,6 +25,7 @@ def rss_file_kb() -> int:
     raise RuntimeError("no RssFile in /proc/self/status")
 
 
+@linux_only
 def test_released_pages_leave_the_resident_set_and_read_back_the_same(tmp_path) -> None:
     data = np.random.default_rng(3).integers(-128, 128, size=(1 << 22) + 5, dtype=np.int8)
     path = tmp_path / "bytes"
@@ -63,6 +65,7 @@ def test_other_memory_is_never_released(tmp_path) -> None:
         assert np.array_equal(array, values)
 
 
+@linux_only
 def test_a_loaded_model_answers_as_the_saved_one_and_keeps_no_mapping(tmp_path) -> None:
     rng = np.random.default_rng(5)
     m = nnqd.Linear(300, 70)
@@ -79,3 +82,41 @@ def test_a_loaded_model_answers_as_the_saved_one_and_keeps_no_mapping(tmp_path) 
         assert loaded[1].get_weight()[name]._same_as(weight)
     with open("/proc/self/maps") as f:
         assert str(path) not in f.read()  # the loaded model holds nothing of the file
+
+
+def test_a_weight_handed_over_in_blocks_packs_as_the_whole() -> None:
+    rng = np.random.default_rng(11)
+    w = rng.integers(-128, 128, size=(2500, 37), dtype=np.int8)  # 3 column blocks, the last narrower
+    scales, zero_points = rng.uniform(0.01, 0.1, 2500).astype(np.float32), rng.integers(-3, 4, 2500).astype(np.int32)
+    bias = rng.standard_normal(2500).astype(np.float32)
+    calls = []
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        calls.append((start, stop))
+        return w[start:stop]
+
+    blocks = _core.PackedLinear.from_rows(2500, 37, rows, scales, zero_points, bias)
+    whole = _core.PackedLinear(w, scales, zero_points, bias)
+    assert calls == [(0, 1024), (1024, 2048), (2048, 2500)]
+    assert np.array_equal(blocks.weight(), w)
+    x = rng.standard_normal((5, 37)).astype(np.float32)
+    assert blocks.forward(x, True).tobytes() == whole.forward(x, True).tobytes()
+
+
+def test_bad_blocks_are_typed_errors() -> None:
+    scales, zero_points = np.ones(20, np.float32), np.zeros(20, np.int32)
+    w = np.zeros((20, 3), np.int8)
+
+    def failing(start: int, stop: int) -> np.ndarray:
+        raise KeyError("from the caller")
+
+    with pytest.raises(KeyError, match="from the caller"):
+        _core.PackedLinear.from_rows(20, 3, failing, scales, zero_points)
+    with pytest.raises(ValueError, match=r"came as a \(19, 3\) block, expected \(20, 3\)"):
+        _core.PackedLinear.from_rows(20, 3, lambda a, b: w[1:], scales, zero_points)
+    with pytest.raises(TypeError):
+        _core.PackedLinear.from_rows(20, 3, lambda a, b: w.astype(np.int16), scales, zero_points)
+    with pytest.raises(TypeError):
+        _core.PackedLinear.from_rows(20, 3, lambda a, b: None, scales, zero_points)
+    with pytest.raises(ValueError, match="2\\*\\*31 - 1"):
+        _core.PackedLinear.from_rows(1, 2**31, lambda a, b: w, scales[:1], zero_points[:1])

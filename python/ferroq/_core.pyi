@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension ``ferroq._core`` (hand-written; checked by mypy.stubtest)."""
 
-from typing import Optional, Sequence, Tuple, Union, final
+from typing import Callable, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,15 @@ class PackedLinear:
     @property
     def out_features(self) -> int: ...
     def forward(self, x: npt.NDArray[np.float32], reduce_range: bool) -> npt.NDArray[np.float32]: ...
+    @staticmethod
+    def from_rows(
+        out_features: int,
+        in_features: int,
+        rows: Callable[[int, int], npt.NDArray[np.int8]],
+        scales: npt.NDArray[np.float32],
+        zero_points: npt.NDArray[np.int32],
+        bias: Optional[npt.NDArray[np.float32]] = None,
+    ) -> "PackedLinear": ...
     @staticmethod
     def zeros(out_features: int, in_features: int, bias: Optional[npt.NDArray[np.float32]] = None) -> "PackedLinear": ...
     def weight(self) -> npt.NDArray[np.int8]: ...

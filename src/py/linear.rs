@@ -11,7 +11,10 @@ use super::errors::catch_panic;
 use super::outputs::uninit_matrix;
 use crate::alloc;
 use crate::dispatch::kernels;
-use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
+use crate::column_blocks::ColumnBlocks;
+use crate::error::Error;
+use crate::linear::{in_features_i32, with_input_buffer, DynamicLinear, Fp16Linear};
+use crate::pack::PackedWeights;
 
 /// Int8 weights packed for the dynamic-quantization GEMM, with their qparams and float bias.
 ///
@@ -36,6 +39,46 @@ impl PackedLinear {
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
+        Ok(PackedLinear { inner: inner.into() })
+    }
+
+    /// The same layer from a weight handed over in blocks of rows: `rows(start, stop)` returns
+    /// rows `start..stop` of the `(out_features, in_features)` int8 weight, called once per block
+    /// in order, and no block is read after the next call (so the caller may free each one then,
+    /// or once this returns).
+    #[staticmethod]
+    #[pyo3(signature = (out_features, in_features, rows, scales, zero_points, bias=None))]
+    fn from_rows(
+        out_features: usize,
+        in_features: usize,
+        rows: Bound<'_, PyAny>,
+        scales: PyReadonlyArray1<'_, f32>,
+        zero_points: PyReadonlyArray1<'_, i32>,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<Self> {
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        in_features_i32(in_features)?;
+        let mut failure: Option<PyErr> = None;
+        let weights = catch_panic(|| {
+            ColumnBlocks::from_blocks(out_features, in_features, |columns| {
+                let block = || -> PyResult<PackedWeights> {
+                    let array = rows.call1((columns.start, columns.end))?;
+                    let array = array.extract::<PyReadonlyArray2<'_, i8>>()?;
+                    let (w, n, k) = matrix(&array, "weight")?;
+                    Ok(PackedWeights::pack(w, n, k)?)
+                };
+                block().map_err(|e| {
+                    failure = Some(e);
+                    Error::Value("the weight's rows could not be read".into())
+                })
+            })
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let weights = weights?;
+        let inner = catch_panic(|| DynamicLinear::with_weights(weights, scales, zero_points, bias))?;
         Ok(PackedLinear { inner: inner.into() })
     }
 

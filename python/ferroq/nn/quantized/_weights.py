@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ... import _core
 from ..._arrays import to_numpy
 from ..._file_map import release_pages
 from ..._dtypes import DType, float16, qint8
@@ -116,6 +117,26 @@ def qtensor_from(values: np.ndarray, qparams: QParams) -> QTensor:
 def int8_values(q: QTensor) -> np.ndarray:
     """The integers of a qint8 QTensor, read-only and without a copy, for packing."""
     return q._int
+
+
+def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray]) -> Any:
+    """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``).
+
+    The integers are handed over a block of rows at a time, each block's pages given back once it
+    is packed when ``q`` was read in place from a loaded file (:func:`release_packed`): packing
+    then holds at most one block of the file resident beside the packed weight."""
+    values = q._int
+    handed: List[np.ndarray] = []
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        for block in handed:
+            release_pages(block)
+        handed[:] = [values[start:stop]]
+        return handed[0]
+
+    packed = _core.PackedLinear.from_rows(values.shape[0], values.shape[1], rows, scales, zero_points, bias)
+    release_pages(values)
+    return packed
 
 
 def release_packed(q: QTensor) -> None:

@@ -24,12 +24,11 @@ from .._weights import (
     QParams,
     float_bias,
     float_weight,
-    int8_values,
     observer_dtype,
+    pack_int8,
     qparams_of,
     qtensor_from,
     quantize_weight,
-    release_packed,
     to_fp16,
     weight_qparams,
 )
@@ -333,9 +332,7 @@ def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
 def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
     if isinstance(weight, QTensor):
         scales, zero_points = weight_qparams(weight, rows)
-        matrix = _core.PackedLinear(int8_values(weight), scales, zero_points, bias)
-        release_packed(weight)
-        return matrix
+        return pack_int8(weight, scales, zero_points, bias)
     return _core.PackedLinearFp16(weight.view(np.uint16), bias)
 
 

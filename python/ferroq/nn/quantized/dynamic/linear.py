@@ -20,12 +20,11 @@ from .._weights import (
     float_bias,
     float_linear_params,
     float_weight,
-    int8_values,
     observer_dtype,
+    pack_int8,
     qparams_of,
     qtensor_from,
     quantize_weight,
-    release_packed,
     save_linear_state,
     to_fp16,
     weight_qparams,
@@ -97,10 +96,7 @@ class Linear(Module):
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
             scales, zero_points = weight_qparams(weight, self.out_features)
-            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = _core.PackedLinear(
-                int8_values(weight), scales, zero_points, b
-            )
-            release_packed(weight)
+            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_int8(weight, scales, zero_points, b)
             qparams: Any = qparams_of(weight)
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
