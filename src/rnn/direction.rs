@@ -6,6 +6,14 @@
 //! element-wise pass, like the hidden projection's: per step, `h` is quantized, multiplied by
 //! `W_hh` into int32, and one pass per row dequantizes both projections, adds them, applies the
 //! activations and updates the state. float16-weight projections produce floats instead.
+//!
+//! Threads: the input projection's chunks and the quantization of the layer input split by rows
+//! like any large product. A step's rows are independent once `h` is quantized (its scale needs
+//! every row, which is the one synchronisation point per step), so a large step (see
+//! [`rows_per_share`]) gives each thread a share of whole row tiles and computes, per share, the
+//! hidden projection and the cell in one parallel section: one join per step, the same bits as one
+//! thread (integer products are exact and each row's cell reads only its own values). A batch of
+//! one is not split.
 
 use super::buffers::{Buffers, StepBuffers};
 use super::cell::{canonical_nan, CellKernels, CellKind};
