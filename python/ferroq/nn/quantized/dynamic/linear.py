@@ -15,7 +15,6 @@ from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
 from ...module import Module
 from .._overflow import input_levels, warn_if_accumulator_can_overflow
-from ._reduce_range import PackedReduceRange
 from .._weights import (
     LINEAR_STATE_KEYS,
     float_bias,
@@ -27,6 +26,7 @@ from .._weights import (
     to_fp16,
     weight_qparams,
 )
+from ._reduce_range import PackedReduceRange
 
 __all__ = ["Linear"]
 
