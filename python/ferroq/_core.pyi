@@ -39,22 +39,30 @@ class PackedLinear:
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
     ) -> "PackedLinear": ...
     @property
     def in_features(self) -> int: ...
     @property
     def out_features(self) -> int: ...
-    def forward(self, x: npt.NDArray[np.float32], reduce_range: bool) -> npt.NDArray[np.float32]: ...
+    reduce_range: bool
+    def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
 @final
 class PackedLinearFp16:
     def __new__(
-        cls, weight_bits: npt.NDArray[np.uint16], bias: Optional[npt.NDArray[np.float32]] = None
+        cls,
+        weight_bits: npt.NDArray[np.uint16],
+        bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
     ) -> "PackedLinearFp16": ...
     @property
     def in_features(self) -> int: ...
     @property
     def out_features(self) -> int: ...
+    reduce_range: bool
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
 def write_safetensors(
@@ -81,7 +89,10 @@ class PackedRNN:
                 Optional[Union[PackedLinear, PackedLinearFp16]],
             ]
         ],
+        *,
+        reduce_range: bool = True,
     ) -> "PackedRNN": ...
+    reduce_range: bool
     def forward(
         self,
         x: npt.NDArray[np.float32],
@@ -89,14 +100,12 @@ class PackedRNN:
         c0: Optional[npt.NDArray[np.float32]] = None,
         lengths: Optional[npt.NDArray[np.int64]] = None,
         batch_first: bool = False,
-        reduce_range: bool = True,
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
     def cell(
         self,
         x: npt.NDArray[np.float32],
         h: Optional[npt.NDArray[np.float32]] = None,
         c: Optional[npt.NDArray[np.float32]] = None,
-        reduce_range: bool = True,
     ) -> Tuple[npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
 
 @final

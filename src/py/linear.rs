@@ -1,6 +1,8 @@
 //! Python classes owning packed Linear weights. Validation of user input happens in the Python
 //! layer first; these classes check again and never panic.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -15,26 +17,41 @@ use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 ///
 /// `weight` is `(out_features, in_features)` int8; `scales` (float32) and `zero_points` (int32)
 /// have one entry (per tensor) or `out_features` entries (per channel); `bias` is float32 or None.
+/// `reduce_range` (settable) chooses the input levels every call quantizes to: 0..127 when true
+/// (PyTorch's default), 0..255 when false.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinear {
     pub(super) inner: DynamicLinear,
+    reduce_range: AtomicBool,
 }
 
 #[pymethods]
 impl PackedLinear {
     #[new]
-    #[pyo3(signature = (weight, scales, zero_points, bias=None))]
+    #[pyo3(signature = (weight, scales, zero_points, bias=None, *, reduce_range=true))]
     fn new(
         weight: PyReadonlyArray2<'_, i8>,
         scales: PyReadonlyArray1<'_, f32>,
         zero_points: PyReadonlyArray1<'_, i32>,
         bias: Option<PyReadonlyArray1<'_, f32>>,
+        reduce_range: bool,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
-        Ok(PackedLinear { inner })
+        Ok(PackedLinear { inner, reduce_range: AtomicBool::new(reduce_range) })
+    }
+
+    /// Whether each call quantizes its input to levels 0..127 (true) or 0..255 (false).
+    #[getter]
+    fn get_reduce_range(&self) -> bool {
+        self.reduce_range.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_reduce_range(&self, reduce_range: bool) {
+        self.reduce_range.store(reduce_range, Ordering::Relaxed);
     }
 
     #[getter]
@@ -50,7 +67,8 @@ impl PackedLinear {
     /// `y = dequantize(quantize(x) @ W^T) + bias` for a C-contiguous float32 `(rows, in_features)`
     /// input: the activation range is taken over the whole input (levels 0..127 when `reduce_range`,
     /// else 0..255). NaN or infinity in `x` raises ValueError. The GIL is released for the GEMM.
-    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>, reduce_range: bool) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let reduce_range = self.get_reduce_range();
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
         let kernels = kernels();
@@ -69,20 +87,35 @@ impl PackedLinear {
 }
 
 /// float16 weights (IEEE binary16 bits, `(out_features, in_features)` uint16) with a float32 bias:
-/// the `dtype=float16` dynamic Linear. Activations stay float32.
+/// the `dtype=float16` dynamic Linear. Activations stay float32. It also holds the owning
+/// module's `reduce_range` setting (settable), which changes nothing here: nothing is quantized,
+/// but the setting stays with the weights as it does in `PackedLinear`.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinearFp16 {
     pub(super) inner: Fp16Linear,
+    reduce_range: AtomicBool,
 }
 
 #[pymethods]
 impl PackedLinearFp16 {
     #[new]
-    #[pyo3(signature = (weight_bits, bias=None))]
-    fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
+    #[pyo3(signature = (weight_bits, bias=None, *, reduce_range=true))]
+    fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>, reduce_range: bool) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
-        Ok(PackedLinearFp16 { inner: catch_panic(|| Fp16Linear::new(w, n, k, bias))? })
+        let inner = catch_panic(|| Fp16Linear::new(w, n, k, bias))?;
+        Ok(PackedLinearFp16 { inner, reduce_range: AtomicBool::new(reduce_range) })
+    }
+
+    /// The owning module's `reduce_range` (no effect on float16 weights).
+    #[getter]
+    fn get_reduce_range(&self) -> bool {
+        self.reduce_range.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_reduce_range(&self, reduce_range: bool) {
+        self.reduce_range.store(reduce_range, Ordering::Relaxed);
     }
 
     #[getter]

@@ -13,20 +13,17 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from .... import _core
-from ...._arrays import as_float32, to_numpy
+from ...._arrays import to_numpy
 from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
+from ..._recurrent_args import GATES
 from ...module import Module
 from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import float_bias, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
+from ._reduce_range import PackedReduceRange
 
 Weight = Union[QTensor, np.ndarray]
-
-#: Gate rows per hidden unit of each mode (PyTorch's mode names).
-GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-#: The Elman modes by nonlinearity.
-NONLINEARITY_MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
 
 
 class Matrix(NamedTuple):
@@ -57,16 +54,6 @@ def check_dtype(dtype: Any) -> DType:
     return dt
 
 
-def check_size(value: Any, name: str, minimum: int) -> int:
-    """An int ``>= minimum`` (TypeError for other types, ValueError when too small)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if value < minimum:
-        qualifier = "greater than zero" if minimum == 1 else f"at least {minimum}"
-        raise ValueError(f"{name} must be {qualifier}")
-    return int(value)
-
-
 def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[str, ...]) -> DType:
     """The weight dtype ``mod.qconfig`` asks for (default qint8), after checking that ``mod``
     looks like a float module of one of ``modes``: it has ``input_size`` and ``hidden_size``, its
@@ -91,12 +78,7 @@ def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[s
     return observer_dtype(weight_observer_for(mod))
 
 
-def check_state(value: Any, what: str) -> np.ndarray:
-    """An initial state as the core reads it (:func:`~ferroq._arrays.as_float32`)."""
-    return as_float32(value, what)
-
-
-class QuantizedRecurrent(Module):
+class QuantizedRecurrent(PackedReduceRange, Module):
     """Base of the dynamic quantized LSTM/GRU/RNN and their cells (not used directly).
 
     Subclasses set ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") and the size attributes, and
@@ -105,7 +87,6 @@ class QuantizedRecurrent(Module):
 
     mode: str
     dtype: DType
-    reduce_range: bool
     _weights: Dict[str, Weight]
     _biases: Dict[str, np.ndarray]
 
@@ -116,8 +97,8 @@ class QuantizedRecurrent(Module):
         """``(input_size, hidden_size, proj_size, num_layers, bidirectional)`` for the core."""
         raise NotImplementedError
 
-    def _init_weights(self) -> None:
-        """Zero weights (scale 1, zero point 0 for qint8) and zero biases."""
+    def _init_weights(self, reduce_range: bool) -> None:
+        """Zero weights (scale 1, zero point 0 for qint8) and zero biases, packed with ``reduce_range``."""
         params: Dict[str, Any] = {}
         for cell in self._layout():
             for m in cell.matrices():
@@ -126,6 +107,7 @@ class QuantizedRecurrent(Module):
                 if m.bias is not None:
                     params[m.bias] = np.zeros(m.shape[0], dtype=np.float32)
         self.set_weight_bias(params)
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     def _warn_if_accumulator_can_overflow(self) -> None:
@@ -170,7 +152,7 @@ class QuantizedRecurrent(Module):
                     biases[m.bias] = bias
                 packed.append(_pack_matrix(weight, bias, m.shape[0]))
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
-        core = _core.PackedRNN(self.mode, *self._core_args(), cells)
+        core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=self._packing_reduce_range())
         return weights, biases, core
 
     def get_weight(self) -> Dict[str, Weight]:
@@ -212,7 +194,7 @@ class QuantizedRecurrent(Module):
         batch_first: bool,
     ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """The core call: 3-D C-contiguous float32 arrays in, ``(y, h_n, c_n or None)`` out."""
-        return self._packed.forward(x, h0, c0, lengths, batch_first, self.reduce_range)
+        return self._packed.forward(x, h0, c0, lengths, batch_first)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -254,15 +236,16 @@ class QuantizedRecurrent(Module):
         return [update]
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_packed"]
-        return state
+        return self._pickled_state()
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        reduce_range = state.pop("reduce_range", True)
         self.__dict__.update(state)
         self._weights, self._biases, self._packed = self._checked(
             check_dtype(self.dtype), {**state["_weights"], **state["_biases"]}
         )
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     def _reduce_range_repr(self) -> str:

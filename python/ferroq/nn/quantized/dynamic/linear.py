@@ -26,13 +26,14 @@ from .._weights import (
     to_fp16,
     weight_qparams,
 )
+from ._reduce_range import PackedReduceRange
 
 __all__ = ["Linear"]
 
 Weight = Union[QTensor, np.ndarray]
 
 
-class Linear(Module):
+class Linear(PackedReduceRange, Module):
     """A dynamic quantized Linear: ``y = dequant(quant(x) @ W_q^T) + bias``.
 
     With ``dtype=qint8`` the weight is an int8 :class:`~ferroq.QTensor` (per tensor or per output
@@ -61,7 +62,6 @@ class Linear(Module):
             raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.reduce_range = bool(reduce_range)
         shape = (self.out_features, self.in_features)
         weight: Weight
         if self.dtype is qint8:
@@ -69,6 +69,7 @@ class Linear(Module):
         else:
             weight = np.zeros(shape, dtype=np.float32)
         self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     def _warn_if_accumulator_can_overflow(self) -> None:
@@ -90,7 +91,7 @@ class Linear(Module):
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
             scales, zero_points = weight_qparams(weight, self.out_features)
             packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = _core.PackedLinear(
-                weight.int_repr(), scales, zero_points, b
+                weight.int_repr(), scales, zero_points, b, reduce_range=self._packing_reduce_range()
             )
             stored: Weight = weight
         else:
@@ -98,7 +99,7 @@ class Linear(Module):
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {w.shape}")
             stored = to_fp16(w, "weight")
-            packed = _core.PackedLinearFp16(stored.view(np.uint16), b)
+            packed = _core.PackedLinearFp16(stored.view(np.uint16), b, reduce_range=self._packing_reduce_range())
         self._weight, self._bias, self._packed = stored, b, packed
 
     def weight(self) -> Weight:
@@ -119,8 +120,7 @@ class Linear(Module):
         if not is_matrix:
             last_dim(x, self.in_features)
         rows = x if is_matrix else x.reshape(-1, self.in_features)
-        packed = self._packed
-        y = packed.forward(rows, self.reduce_range) if isinstance(packed, _core.PackedLinear) else packed.forward(rows)
+        y = self._packed.forward(rows)
         return y if is_matrix else y.reshape(x.shape[:-1] + (self.out_features,))
 
     # -- conversion --------------------------------------------------------------------------
@@ -211,13 +211,14 @@ class Linear(Module):
         }
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_packed"]
-        return state
+        return self._pickled_state()
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        reduce_range = state.pop("reduce_range", True)
         self.__dict__.update(state)
         self.set_weight_bias(state["_weight"], state["_bias"])
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     # -- printing ----------------------------------------------------------------------------
