@@ -7,6 +7,13 @@ the input, the GEMM, the epilogue and the Python call). Run: ``python benches/co
 save the figures, ``--plot F.png`` for a chart; onnxruntime and onnx from PyPI are needed for
 the onnxruntime column, matplotlib for the chart).
 
+The recurrent parts: the LSTM at each ``--threads`` count vs onnxruntime's ``DynamicQuantizeLSTM``,
+with GOPS and, given ``--peak-gmacs`` (one core's ``vpdpbusd`` probe from
+``cargo bench --no-default-features --bench gemm_u8i8``), the share of the int8 peak over the whole
+LSTM; a GRU and batch-1 cells vs numpy float32; an LSTMCell(128) streamed at batch 1; a GRU encoder
+with a greedy GRUCell + Linear decoder (H=256). ``--only lstm,stream`` runs some parts only
+(``linear``, ``lstm``, ``cells``, ``stream``, ``decoder``; ``rnn`` for all recurrent parts).
+
 Where ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set (some machines set them to work around old
 OpenBLAS bugs) they slow numpy's float32 column; unset both for this command alone to give numpy
 its best kernel: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benches/compare.py``.
@@ -212,24 +219,38 @@ def numpy_gru_step(x: np.ndarray, h: np.ndarray, w_ih: np.ndarray, w_hh: np.ndar
     return (h - n) * z + n
 
 
-def measure_rnn(repeats: int, budget: float) -> None:
-    """LSTM vs onnxruntime / torch, GRU vs torch / numpy, and batch-1 cells vs numpy: 1 thread."""
-    rng = np.random.default_rng(0)
-    ferroq.set_num_threads(1)
+def lstm_macs(t: int, b: int, i: int, h: int) -> int:
+    """The int8 multiply-accumulates of a one-layer LSTM over a sequence: both projections."""
+    return t * b * 4 * h * (i + h)
+
+
+def import_torch(threads: int) -> Any:
+    """torch with ``threads`` intra-op threads, or None when it is not importable."""
     try:
         import torch
-
-        torch.set_num_threads(1)
     except ImportError:
-        torch = None  # type: ignore[assignment]
-    print(f"\n{'LSTM (T,B,I,H)':>22} | {'ferroq ms':>10} | {'onnxrt ms':>10} {'ort/fq':>7} | {'torch ms':>9} {'pt/fq':>6} | us/step")
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def measure_lstm(threads: int, repeats: int, budget: float, peak_gmacs: Optional[float]) -> None:
+    """LSTM vs onnxruntime / torch on ``threads`` threads, with GOPS and the share of the int8 peak
+    (``peak_gmacs`` per core times ``threads``) over the whole LSTM."""
+    rng = np.random.default_rng(0)
+    ferroq.set_num_threads(threads)
+    torch = import_torch(threads)
+    print(
+        f"\n{'LSTM (T,B,I,H)':>22} {'thr':>3} | {'ferroq ms':>10} {'GOPS':>6} {'peak':>5} | {'onnxrt ms':>10} {'ort/fq':>7} | "
+        f"{'torch ms':>9} {'pt/fq':>6} | us/step"
+    )
     for t, b, i, h in RNN_SHAPES:
         np.random.seed(0)
         q = nnqd.LSTM.from_float(ferroq.nn.LSTM(i, h))
         x = rng.standard_normal((t, b, i)).astype(np.float32)
         ours = median_seconds(lambda: q(x), repeats, budget)
         try:
-            ort_lstm = OnnxLSTM(i, h, 1, rng)
+            ort_lstm = OnnxLSTM(i, h, threads, rng)
             ort_time: Optional[float] = median_seconds(lambda: ort_lstm(x), repeats, budget)
         except ImportError:
             ort_time = None
@@ -239,9 +260,21 @@ def measure_rnn(repeats: int, budget: float) -> None:
             tx = torch.from_numpy(x)
             with torch.no_grad():
                 torch_time = median_seconds(lambda: tq(tx), repeats, budget)
-        ms = lambda v: "-" if v is None else f"{v * 1e3:10.2f}"  # noqa: E731
-        print(f"{str((t, b, i, h)):>22} | {ms(ours)} | {ms(ort_time)} {ratio(ort_time, ours):>7} | {ms(torch_time):>9} {ratio(torch_time, ours):>6} | {ours / t * 1e6:.1f}")
+        gmacs = lstm_macs(t, b, i, h) / ours / 1e9
+        share = "-" if peak_gmacs is None else f"{gmacs / (peak_gmacs * threads):5.0%}"
+        ms = lambda v: "-" if v is None else f"{v * 1e3:10.3f}"  # noqa: E731
+        print(
+            f"{str((t, b, i, h)):>22} {threads:>3} | {ms(ours)} {2 * gmacs:6.1f} {share:>5} | {ms(ort_time)} {ratio(ort_time, ours):>7} | "
+            f"{ms(torch_time):>9} {ratio(torch_time, ours):>6} | {ours / t * 1e6:.1f}",
+            flush=True,
+        )
 
+
+def measure_gru_and_cells(repeats: int, budget: float) -> None:
+    """GRU vs torch / numpy, and batch-1 cells vs numpy: 1 thread."""
+    rng = np.random.default_rng(0)
+    ferroq.set_num_threads(1)
+    torch = import_torch(1)
     t, b, i, h = 50, 16, 512, 512
     np.random.seed(0)
     float_gru = ferroq.nn.GRU(i, h)
@@ -285,6 +318,117 @@ def measure_rnn(repeats: int, budget: float) -> None:
         print(f"{name:>22} | {ours * 1e6:10.2f} | {theirs * 1e6:12.2f} {theirs / ours:5.2f}x")
 
 
+STREAM_STEPS = 100
+
+
+def measure_stream(repeats: int, budget: float) -> None:
+    """An LSTMCell(128, 128) streamed at batch 1 from Python, its state fed back each step: ferroq vs
+    the same cell in numpy float32 vs torch's dynamic LSTMCell; time per step, 1 thread."""
+    rng = np.random.default_rng(0)
+    ferroq.set_num_threads(1)
+    torch = import_torch(1)
+    np.random.seed(0)
+    float_cell = ferroq.nn.LSTMCell(128, 128)
+    qcell = nnqd.LSTMCell.from_float(float_cell)
+    xs = rng.standard_normal((STREAM_STEPS, 1, 128)).astype(np.float32)
+    zeros = np.zeros((1, 128), np.float32)
+    w_ih, w_hh, bias = float_cell.weight_ih, float_cell.weight_hh, float_cell.bias_ih + float_cell.bias_hh
+
+    def ours() -> None:
+        state = (zeros, zeros)
+        for x in xs:
+            state = qcell(x, state)
+
+    def numpy_cell() -> None:
+        h, c = zeros, zeros
+        for x in xs:
+            h, c = numpy_lstm_step(x, h, c, w_ih, w_hh, bias)
+
+    ours_s = median_seconds(ours, repeats, budget) / STREAM_STEPS
+    numpy_s = median_seconds(numpy_cell, repeats, budget) / STREAM_STEPS
+    torch_s = None
+    if torch is not None:
+        tcell = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTMCell(128, 128)), {torch.nn.LSTMCell}, dtype=torch.qint8)[0]
+        txs, tzeros = torch.from_numpy(xs), torch.zeros(1, 128)
+
+        def torch_cell() -> None:
+            state = (tzeros, tzeros)
+            for x in txs:
+                state = tcell(x, state)
+
+        with torch.no_grad():
+            torch_s = median_seconds(torch_cell, repeats, budget) / STREAM_STEPS
+    print(
+        f"\nLSTMCell(128) streamed, batch 1, per step: ferroq {ours_s * 1e6:.2f} us; numpy float32 {numpy_s * 1e6:.2f} us "
+        f"({numpy_s / ours_s:.2f}x); torch dynamic {'-' if torch_s is None else f'{torch_s * 1e6:.2f} us ({torch_s / ours_s:.2f}x)'}",
+        flush=True,
+    )
+
+
+DECODER_HIDDEN, DECODER_VOCAB, SOURCE_WORDS, TARGET_WORDS = 256, 1000, 20, 20
+
+
+def measure_decoder(repeats: int, budget: float) -> None:
+    """A GRU encoder (H=256) over a 20-word source and a greedy GRUCell + Linear decoder of 20 words
+    (per word: the embedding row of the last argmax, a GRUCell step, a Linear to 1000 words, the
+    argmax), batch 1, 1 thread: ferroq's dynamic modules vs the same model in numpy float32 vs
+    torch's dynamic modules; time per generated word, the encoder included."""
+    rng = np.random.default_rng(0)
+    ferroq.set_num_threads(1)
+    torch = import_torch(1)
+    hidden, vocab = DECODER_HIDDEN, DECODER_VOCAB
+    np.random.seed(0)
+    float_encoder, float_cell = ferroq.nn.GRU(hidden, hidden), ferroq.nn.GRUCell(hidden, hidden)
+    float_out = ferroq.nn.Linear(hidden, vocab)
+    encoder, cell, out = nnqd.GRU.from_float(float_encoder), nnqd.GRUCell.from_float(float_cell), nnqd.Linear.from_float(float_out)
+    embedding = rng.standard_normal((vocab, hidden)).astype(np.float32)
+    source = embedding[rng.integers(0, vocab, SOURCE_WORDS)][:, None, :]
+
+    def ours() -> None:
+        _, h_n = encoder(source)
+        h, token = h_n[0], 0
+        for _ in range(TARGET_WORDS):
+            h = cell(embedding[token : token + 1], h)
+            token = int(np.argmax(out(h)))
+
+    enc = (float_encoder.weight_ih_l0, float_encoder.weight_hh_l0, float_encoder.bias_ih_l0, float_encoder.bias_hh_l0)
+    dec = (float_cell.weight_ih, float_cell.weight_hh, float_cell.bias_ih, float_cell.bias_hh)
+    w_out, b_out = float_out.weight, float_out.bias
+
+    def numpy_model() -> None:
+        h = np.zeros((1, hidden), np.float32)
+        for x in source:
+            h = numpy_gru_step(x, h, *enc)
+        token = 0
+        for _ in range(TARGET_WORDS):
+            h = numpy_gru_step(embedding[token : token + 1], h, *dec)
+            token = int(np.argmax(h @ w_out.T + b_out))
+
+    ours_s = median_seconds(ours, repeats, budget) / TARGET_WORDS
+    numpy_s = median_seconds(numpy_model, repeats, budget) / TARGET_WORDS
+    torch_s = None
+    if torch is not None:
+        modules = torch.nn.ModuleList([torch.nn.GRU(hidden, hidden), torch.nn.GRUCell(hidden, hidden), torch.nn.Linear(hidden, vocab)])
+        t_encoder, t_cell, t_out = torch.ao.quantization.quantize_dynamic(modules, {torch.nn.GRU, torch.nn.GRUCell, torch.nn.Linear}, dtype=torch.qint8)
+        t_embedding, t_source = torch.from_numpy(embedding), torch.from_numpy(source)
+
+        def torch_model() -> None:
+            _, h_n = t_encoder(t_source)
+            h, token = h_n[0], 0
+            for _ in range(TARGET_WORDS):
+                h = t_cell(t_embedding[token : token + 1], h)
+                token = int(torch.argmax(t_out(h)))
+
+        with torch.no_grad():
+            torch_s = median_seconds(torch_model, repeats, budget) / TARGET_WORDS
+    print(
+        f"\nGRU encoder + greedy GRUCell/Linear decoder (H={hidden}, vocabulary {vocab}), batch 1, per word: ferroq {ours_s * 1e6:.1f} us; "
+        f"numpy float32 {numpy_s * 1e6:.1f} us ({numpy_s / ours_s:.2f}x); "
+        f"torch dynamic {'-' if torch_s is None else f'{torch_s * 1e6:.1f} us ({torch_s / ours_s:.2f}x)'}",
+        flush=True,
+    )
+
+
 def plot(rows: List[Dict[str, Any]], path: str) -> None:
     import matplotlib
 
@@ -307,6 +451,10 @@ def plot(rows: List[Dict[str, Any]], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+PARTS = ["linear", "lstm", "cells", "stream", "decoder"]
+PART_GROUPS = {"rnn": ["lstm", "cells", "stream", "decoder"]}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repetitions")
@@ -314,9 +462,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--plot", help="write a PNG chart to this file (needs matplotlib)")
-    parser.add_argument("--only", choices=["linear", "rnn"], help="run one part only")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated parts to run, of {', '.join(PARTS)} ('rnn' = every part but linear); default: all",
+    )
+    parser.add_argument(
+        "--peak-gmacs",
+        type=float,
+        help="one core's int8 peak in G multiply-accumulates/s (the vpdpbusd probe of `cargo bench --bench gemm_u8i8`), "
+        "for the LSTMs' share of peak",
+    )
     parser.add_argument("--replot", metavar="JSON", help="draw --plot from figures saved with --json; measure nothing")
     args = parser.parse_args(argv)
+    parts = set(PARTS) if args.only is None else {p for name in args.only.split(",") for p in PART_GROUPS.get(name, [name])}
+    if not parts <= set(PARTS):
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from {', '.join(PARTS)} or rnn")
     if args.replot:
         with open(args.replot) as f:
             plot(json.load(f), args.plot or "perf.png")
@@ -325,12 +485,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     repeats, budget = (3, 0.02) if args.quick else (7, 0.1)
     print(f"ferroq {ferroq.__version__}, backend {ferroq.backend()}, python {sys.version.split()[0]}, numpy {np.__version__}")
     rows: List[Dict[str, Any]] = []
-    if args.only != "rnn":
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if "linear" in parts:
         print(HEADER)
-        for threads in [int(t) for t in args.threads.split(",")]:
+        for threads in thread_counts:
             rows += measure(shapes, threads, repeats, budget)  # type: ignore[arg-type]
-    if args.only != "linear":
-        measure_rnn(repeats, budget)
+    if "lstm" in parts:
+        for threads in thread_counts:
+            measure_lstm(threads, repeats, budget, args.peak_gmacs)
+    if "cells" in parts:
+        measure_gru_and_cells(repeats, budget)
+    if "stream" in parts:
+        measure_stream(repeats, budget)
+    if "decoder" in parts:
+        measure_decoder(repeats, budget)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -264,6 +264,23 @@ def test_reduce_range_false_uses_the_full_range(rng):
     assert "reduce_range=False" in repr(q)
 
 
+@pytest.mark.parametrize("dtype", [ferroq.qint8, ferroq.float16])
+def test_reduce_range_is_held_by_the_packed_object(dtype):
+    q = nnqd.Linear(3, 2, dtype=dtype, reduce_range=False)
+    assert q._packed.reduce_range is False
+    assert "reduce_range" not in q.__dict__
+    q.set_weight_bias(q.weight(), q.bias())  # new packed weights keep the setting
+    assert q._packed.reduce_range is False
+    q.load_state_dict(nnqd.Linear(3, 2, dtype=dtype).state_dict())
+    assert q.reduce_range is False
+    state = q.__getstate__()
+    assert state["reduce_range"] is False and "_packed" not in state
+    clone = pickle.loads(pickle.dumps(q))
+    assert clone._packed.reduce_range is False
+    q.reduce_range = True
+    assert q._packed.reduce_range is True and clone.reduce_range is False
+
+
 def test_float16_weights_saturate_with_a_warning_and_leave_the_input_alone():
     lin = ferroq.nn.Linear(2, 2, bias=False)
     lin.weight = np.array([[1e6, -1e6], [1.0, 2.0]], np.float32)

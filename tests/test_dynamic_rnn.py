@@ -396,6 +396,21 @@ def test_reduce_range_false_uses_the_full_activation_range() -> None:
     assert nnqd.GRUCell(3, 4, reduce_range=False).reduce_range is False
 
 
+@pytest.mark.parametrize("cls", [nnqd.LSTM, nnqd.GRUCell])
+def test_reduce_range_is_held_by_the_packed_object_through_weights_state_dicts_and_pickles(cls: Any) -> None:
+    q = cls(3, 4, reduce_range=False)
+    assert q._packed.reduce_range is False
+    assert "reduce_range" not in q.__dict__
+    q.set_weight_bias({**q.get_weight(), **q.get_bias()})  # new packed weights keep the setting
+    assert q._packed.reduce_range is False
+    q.load_state_dict(cls(3, 4).state_dict())  # state dicts do not hold it
+    assert q.reduce_range is False and q._packed.reduce_range is False
+    clone = pickle.loads(pickle.dumps(q))
+    assert clone.reduce_range is False and clone._packed.reduce_range is False
+    clone.reduce_range = True
+    assert clone._packed.reduce_range is True and q.reduce_range is False
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 

@@ -95,12 +95,13 @@ def test_a_weight_handed_over_in_blocks_packs_as_the_whole() -> None:
         calls.append((start, stop))
         return w[start:stop]
 
-    blocks = _core.PackedLinear.from_rows(2500, 37, rows, scales, zero_points, bias)
-    whole = _core.PackedLinear(w, scales, zero_points, bias)
+    blocks = _core.PackedLinear.from_rows(2500, 37, rows, scales, zero_points, bias, reduce_range=False)
+    whole = _core.PackedLinear(w, scales, zero_points, bias, reduce_range=False)
     assert calls == [(0, 1024), (1024, 2048), (2048, 2500)]
     assert np.array_equal(blocks.weight(), w)
     x = rng.standard_normal((5, 37)).astype(np.float32)
-    assert blocks.forward(x, True).tobytes() == whole.forward(x, True).tobytes()
+    assert blocks.reduce_range is False and _core.PackedLinear.zeros(3, 2, reduce_range=False).reduce_range is False
+    assert blocks.forward(x).tobytes() == whole.forward(x).tobytes()
 
 
 def test_bad_blocks_are_typed_errors() -> None:

@@ -495,20 +495,47 @@ def test_full_lengths_change_nothing(rng: np.random.Generator) -> None:
 def test_lengths_validation(rng: np.random.Generator) -> None:
     m = make(nn.LSTM, 3, 4)
     x = randn(rng, 4, 2, 3)
-    with pytest.raises(ValueError, match=r"one length per batch element, expected shape \(2,\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"one entry per batch element: expected shape \(2,\), got \(3,\)"):
         m(x, lengths=[1, 2, 3])
     with pytest.raises(ValueError, match="expected shape"):
         m(x, lengths=[[1, 2]])
-    with pytest.raises(ValueError, match="between 1 and the sequence length 4"):
-        m(x, lengths=[0, 2])
-    with pytest.raises(ValueError, match="between 1 and the sequence length 4"):
+    with pytest.raises(ValueError, match="between 0 and the sequence length 4, got -1"):
+        m(x, lengths=[-1, 2])
+    with pytest.raises(ValueError, match="between 0 and the sequence length 4, got 5"):
         m(x, lengths=[5, 2])
-    with pytest.raises(TypeError, match="lengths must be integers, got dtype float64"):
+    with pytest.raises(TypeError, match="lengths must be an integer array, got dtype float64"):
         m(x, lengths=[1.0, 2.0])
-    with pytest.raises(TypeError, match="lengths must be integers"):
+    with pytest.raises(TypeError, match="lengths must be an integer array"):
         m(x, lengths=[True, True])
-    with pytest.raises(ValueError, match=re.escape("lengths= needs a batched (3-D) input")):
-        m(x[:, 0], lengths=[4])
+    with pytest.raises(ValueError, match="between 0 and the sequence length 4, got 5"):
+        m(x[:, 0], lengths=5)
+
+
+def test_a_zero_length_gives_zero_outputs_and_the_initial_state(rng: np.random.Generator) -> None:
+    # The lengths contract shared with the quantized modules: 0..T, a length of 0 runs no step.
+    m = make(nn.LSTM, 3, 4, bidirectional=True)
+    x = randn(rng, 4, 2, 3)
+    h0, c0 = randn(rng, 2, 2, 4), randn(rng, 2, 2, 4)
+    y, (h, c) = m(x, (h0, c0), lengths=[0, 4])
+    assert np.all(y[:, 0] == 0)
+    np.testing.assert_array_equal(h[:, 0], h0[:, 0])
+    np.testing.assert_array_equal(c[:, 0], c0[:, 0])
+    # The other sequence runs as alone (up to the float GEMM's batch-size-dependent rounding).
+    y_alone, (h_alone, c_alone) = m(x[:, 1:], (h0[:, 1:], c0[:, 1:]))
+    np.testing.assert_allclose(y[:, 1:], y_alone, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(h[:, 1:], h_alone, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(c[:, 1:], c_alone, rtol=0, atol=1e-6)
+
+
+def test_an_unbatched_input_takes_a_scalar_length(rng: np.random.Generator) -> None:
+    m = make(nn.GRU, 3, 4)
+    x = randn(rng, 5, 3)
+    y, h = m(x, lengths=3)
+    y_prefix, h_prefix = m(x[:3])
+    np.testing.assert_array_equal(y[:3], y_prefix)
+    assert np.all(y[3:] == 0)
+    np.testing.assert_array_equal(h, h_prefix)
+    np.testing.assert_array_equal(m(x, lengths=[3])[0], y)
 
 
 # -- errors -----------------------------------------------------------------------------------------------

@@ -331,11 +331,11 @@ def test_the_core_refuses_a_fortran_ordered_or_strided_or_unaligned_array() -> N
     packed = _core.PackedLinear(np.ones((3, 4), np.int8), np.ones(1, np.float32), np.zeros(1, np.int32), None)
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     with pytest.raises(ValueError, match="input must be C-contiguous, got a Fortran-ordered array"):
-        packed.forward(np.asfortranarray(x), True)
+        packed.forward(np.asfortranarray(x))
     with pytest.raises(ValueError, match="input must be C-contiguous, got a strided array"):
-        packed.forward(strided(x), True)
+        packed.forward(strided(x))
     with pytest.raises(ValueError, match="input must be aligned"):
-        packed.forward(unaligned(x), True)
+        packed.forward(unaligned(x))
 
 
 def test_the_core_cell_step_refuses_a_fortran_ordered_input_or_state() -> None:
@@ -343,9 +343,9 @@ def test_the_core_cell_step_refuses_a_fortran_ordered_input_or_state() -> None:
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
     h = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
     with pytest.raises(ValueError, match="input must be C-contiguous, got a Fortran-ordered array"):
-        cell._packed.cell(np.asfortranarray(x), h, h, True)
+        cell._packed.cell(np.asfortranarray(x), h, h)
     with pytest.raises(ValueError, match="h must be C-contiguous, got a Fortran-ordered array"):
-        cell._packed.cell(x, np.asfortranarray(h), h, True)
+        cell._packed.cell(x, np.asfortranarray(h), h)
 
 
 @pytest.mark.parametrize("name", ["nnqd.LSTMCell", "nnqd.GRUCell", "nnqd.RNNCell"])

@@ -40,12 +40,15 @@ class PackedLinear:
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
     ) -> "PackedLinear": ...
     @property
     def in_features(self) -> int: ...
     @property
     def out_features(self) -> int: ...
-    def forward(self, x: npt.NDArray[np.float32], reduce_range: bool) -> npt.NDArray[np.float32]: ...
+    reduce_range: bool
+    def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
     @staticmethod
     def from_rows(
         out_features: int,
@@ -54,20 +57,29 @@ class PackedLinear:
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
     ) -> "PackedLinear": ...
     @staticmethod
-    def zeros(out_features: int, in_features: int, bias: Optional[npt.NDArray[np.float32]] = None) -> "PackedLinear": ...
+    def zeros(
+        out_features: int, in_features: int, bias: Optional[npt.NDArray[np.float32]] = None, *, reduce_range: bool = True
+    ) -> "PackedLinear": ...
     def weight(self) -> npt.NDArray[np.int8]: ...
 
 @final
 class PackedLinearFp16:
     def __new__(
-        cls, weight_bits: npt.NDArray[np.uint16], bias: Optional[npt.NDArray[np.float32]] = None
+        cls,
+        weight_bits: npt.NDArray[np.uint16],
+        bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
     ) -> "PackedLinearFp16": ...
     @property
     def in_features(self) -> int: ...
     @property
     def out_features(self) -> int: ...
+    reduce_range: bool
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
     def weight_bits(self) -> npt.NDArray[np.uint16]: ...
 
@@ -96,7 +108,10 @@ class PackedRNN:
                 Optional[Union[PackedLinear, PackedLinearFp16]],
             ]
         ],
+        *,
+        reduce_range: bool = True,
     ) -> "PackedRNN": ...
+    reduce_range: bool
     def forward(
         self,
         x: npt.NDArray[np.float32],
@@ -104,14 +119,12 @@ class PackedRNN:
         c0: Optional[npt.NDArray[np.float32]] = None,
         lengths: Optional[npt.NDArray[np.int64]] = None,
         batch_first: bool = False,
-        reduce_range: bool = True,
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
     def cell(
         self,
         x: npt.NDArray[np.float32],
         h: Optional[npt.NDArray[np.float32]] = None,
         c: Optional[npt.NDArray[np.float32]] = None,
-        reduce_range: bool = True,
     ) -> Tuple[npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
 
 @final

@@ -1,6 +1,7 @@
 //! Python classes owning packed Linear weights. Validation of user input happens in the Python
 //! layer first; these classes check again and never panic.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
@@ -20,26 +21,36 @@ use crate::pack::PackedWeights;
 ///
 /// `weight` is `(out_features, in_features)` int8; `scales` (float32) and `zero_points` (int32)
 /// have one entry (per tensor) or `out_features` entries (per channel); `bias` is float32 or None.
+/// `reduce_range` (settable) chooses the input levels every call quantizes to: 0..127 when true
+/// (PyTorch's default), 0..255 when false.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinear {
     pub(super) inner: Arc<DynamicLinear>,
+    reduce_range: AtomicBool,
+}
+
+impl PackedLinear {
+    fn with(inner: DynamicLinear, reduce_range: bool) -> Self {
+        PackedLinear { inner: inner.into(), reduce_range: AtomicBool::new(reduce_range) }
+    }
 }
 
 #[pymethods]
 impl PackedLinear {
     #[new]
-    #[pyo3(signature = (weight, scales, zero_points, bias=None))]
+    #[pyo3(signature = (weight, scales, zero_points, bias=None, *, reduce_range=true))]
     fn new(
         weight: PyReadonlyArray2<'_, i8>,
         scales: PyReadonlyArray1<'_, f32>,
         zero_points: PyReadonlyArray1<'_, i32>,
         bias: Option<PyReadonlyArray1<'_, f32>>,
+        reduce_range: bool,
     ) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight, "weight")?;
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
-        Ok(PackedLinear { inner: inner.into() })
+        Ok(PackedLinear::with(inner, reduce_range))
     }
 
     /// The same layer from a weight handed over in blocks of rows: `rows(start, stop)` returns
@@ -47,7 +58,7 @@ impl PackedLinear {
     /// in order, and no block is read after the next call (so the caller may free each one then,
     /// or once this returns).
     #[staticmethod]
-    #[pyo3(signature = (out_features, in_features, rows, scales, zero_points, bias=None))]
+    #[pyo3(signature = (out_features, in_features, rows, scales, zero_points, bias=None, *, reduce_range=true))]
     fn from_rows(
         out_features: usize,
         in_features: usize,
@@ -55,6 +66,7 @@ impl PackedLinear {
         scales: PyReadonlyArray1<'_, f32>,
         zero_points: PyReadonlyArray1<'_, i32>,
         bias: Option<PyReadonlyArray1<'_, f32>>,
+        reduce_range: bool,
     ) -> PyResult<Self> {
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
@@ -79,16 +91,17 @@ impl PackedLinear {
         }
         let weights = weights?;
         let inner = catch_panic(|| DynamicLinear::with_weights(weights, scales, zero_points, bias))?;
-        Ok(PackedLinear { inner: inner.into() })
+        Ok(PackedLinear::with(inner, reduce_range))
     }
 
     /// All-zero `(out_features, in_features)` weights with scale 1 and zero point 0, costing no
     /// memory until replaced (what a module holds before its weights are set).
     #[staticmethod]
-    #[pyo3(signature = (out_features, in_features, bias=None))]
-    fn zeros(out_features: usize, in_features: usize, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
+    #[pyo3(signature = (out_features, in_features, bias=None, *, reduce_range=true))]
+    fn zeros(out_features: usize, in_features: usize, bias: Option<PyReadonlyArray1<'_, f32>>, reduce_range: bool) -> PyResult<Self> {
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
-        Ok(PackedLinear { inner: catch_panic(|| DynamicLinear::zeros(out_features, in_features, bias))?.into() })
+        let inner = catch_panic(|| DynamicLinear::zeros(out_features, in_features, bias))?;
+        Ok(PackedLinear::with(inner, reduce_range))
     }
 
     /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
@@ -107,6 +120,17 @@ impl PackedLinear {
         Ok(out)
     }
 
+    /// Whether each call quantizes its input to levels 0..127 (true) or 0..255 (false).
+    #[getter]
+    fn get_reduce_range(&self) -> bool {
+        self.reduce_range.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_reduce_range(&self, reduce_range: bool) {
+        self.reduce_range.store(reduce_range, Ordering::Relaxed);
+    }
+
     #[getter]
     fn in_features(&self) -> usize {
         self.inner.in_features()
@@ -120,7 +144,8 @@ impl PackedLinear {
     /// `y = dequantize(quantize(x) @ W^T) + bias` for a C-contiguous float32 `(rows, in_features)`
     /// input: the activation range is taken over the whole input (levels 0..127 when `reduce_range`,
     /// else 0..255). NaN or infinity in `x` raises ValueError. The GIL is released for the GEMM.
-    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>, reduce_range: bool) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let reduce_range = self.get_reduce_range();
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
         let kernels = kernels();
@@ -139,20 +164,24 @@ impl PackedLinear {
 }
 
 /// float16 weights (IEEE binary16 bits, `(out_features, in_features)` uint16) with a float32 bias:
-/// the `dtype=float16` dynamic Linear. Activations stay float32.
+/// the `dtype=float16` dynamic Linear. Activations stay float32. It also holds the owning
+/// module's `reduce_range` setting (settable), which changes nothing here: nothing is quantized,
+/// but the setting stays with the weights as it does in `PackedLinear`.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinearFp16 {
     pub(super) inner: Arc<Fp16Linear>,
+    reduce_range: AtomicBool,
 }
 
 #[pymethods]
 impl PackedLinearFp16 {
     #[new]
-    #[pyo3(signature = (weight_bits, bias=None))]
-    fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
+    #[pyo3(signature = (weight_bits, bias=None, *, reduce_range=true))]
+    fn new(weight_bits: PyReadonlyArray2<'_, u16>, bias: Option<PyReadonlyArray1<'_, f32>>, reduce_range: bool) -> PyResult<Self> {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
-        Ok(PackedLinearFp16 { inner: catch_panic(|| Fp16Linear::new(w, n, k, bias))?.into() })
+        let inner = catch_panic(|| Fp16Linear::new(w, n, k, bias))?;
+        Ok(PackedLinearFp16 { inner: inner.into(), reduce_range: AtomicBool::new(reduce_range) })
     }
 
     /// The float16 weight bits `(out_features, in_features)` uint16 as a new array, read back
@@ -169,6 +198,17 @@ impl PackedLinearFp16 {
             })?;
         }
         Ok(out)
+    }
+
+    /// The owning module's `reduce_range` (no effect on float16 weights).
+    #[getter]
+    fn get_reduce_range(&self) -> bool {
+        self.reduce_range.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_reduce_range(&self, reduce_range: bool) {
+        self.reduce_range.store(reduce_range, Ordering::Relaxed);
     }
 
     #[getter]

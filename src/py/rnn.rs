@@ -2,6 +2,8 @@
 //! one-layer one-step case). The Python layer validates shapes with PyTorch's messages first;
 //! this class checks again and never panics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use numpy::ndarray::{Array2, Dimension};
 use numpy::{
     PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
@@ -23,10 +25,13 @@ use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput
 /// `mode` is "LSTM", "GRU", "RNN_TANH" or "RNN_RELU"; `cells` holds, for each layer and direction
 /// (`layer * directions + direction`), `(W_ih, W_hh, W_hr or None)` as `PackedLinear` (int8) or
 /// `PackedLinearFp16` objects with their biases fused in; `W_hr` is the bias-free LSTM
-/// projection, present exactly when `proj_size > 0`.
+/// projection, present exactly when `proj_size > 0`. `reduce_range` (settable) chooses the levels
+/// every int8 projection quantizes its input to: 0..127 when true (PyTorch's default), 0..255 when
+/// false; float16 weights quantize nothing.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedRNN {
     inner: Rnn,
+    reduce_range: AtomicBool,
 }
 
 type CellArgs<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
@@ -36,7 +41,8 @@ type CellOutputs<'py> = (Bound<'py, PyArray2<f32>>, Option<Bound<'py, PyArray2<f
 #[pymethods]
 impl PackedRNN {
     #[new]
-    #[pyo3(signature = (mode, input_size, hidden_size, proj_size, num_layers, bidirectional, cells))]
+    #[pyo3(signature = (mode, input_size, hidden_size, proj_size, num_layers, bidirectional, cells, *, reduce_range=true))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         mode: &str,
         input_size: usize,
@@ -45,6 +51,7 @@ impl PackedRNN {
         num_layers: usize,
         bidirectional: bool,
         cells: Vec<CellArgs<'_>>,
+        reduce_range: bool,
     ) -> PyResult<Self> {
         let kind = CellKind::from_name(mode)
             .ok_or_else(|| Error::Value(format!("mode must be LSTM, GRU, RNN_TANH or RNN_RELU, got {mode:?}")))?;
@@ -55,7 +62,18 @@ impl PackedRNN {
                 Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(PackedRNN { inner: catch_panic(|| Rnn::new(shape, cells))? })
+        Ok(PackedRNN { inner: catch_panic(|| Rnn::new(shape, cells))?, reduce_range: AtomicBool::new(reduce_range) })
+    }
+
+    /// Whether the int8 projections quantize their inputs to levels 0..127 (true) or 0..255 (false).
+    #[getter]
+    fn get_reduce_range(&self) -> bool {
+        self.reduce_range.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_reduce_range(&self, reduce_range: bool) {
+        self.reduce_range.store(reduce_range, Ordering::Relaxed);
     }
 
     /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
@@ -64,8 +82,7 @@ impl PackedRNN {
     /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
     /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
     /// otherwise). The inputs are copied before the GIL is released for the whole computation.
-    #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false, reduce_range=true))]
-    #[allow(clippy::too_many_arguments)] // the Python signature
+    #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false))]
     fn forward<'py>(
         &self,
         py: Python<'py>,
@@ -74,7 +91,6 @@ impl PackedRNN {
         c0: Option<PyReadonlyArray3<'py, f32>>,
         lengths: Option<PyReadonlyArray1<'py, i64>>,
         batch_first: bool,
-        reduce_range: bool,
     ) -> PyResult<Outputs<'py>> {
         let dims = x.shape();
         let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
@@ -99,6 +115,7 @@ impl PackedRNN {
             c0: c0_owned.as_deref(),
             lengths: lengths_owned.as_deref(),
         };
+        let reduce_range = self.get_reduce_range();
         let out = py.detach(|| catch_panic(|| self.inner.forward(kernels(), &input, reduce_range)))?;
         let states = shape.num_layers * shape.directions();
         let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
@@ -113,14 +130,13 @@ impl PackedRNN {
     /// without NaN or infinity. Every array must be C-contiguous and aligned (ValueError
     /// otherwise). Returns the new `(h, c or None)` as new arrays; the inputs are copied before
     /// the GIL is released.
-    #[pyo3(signature = (x, h=None, c=None, reduce_range=true))]
+    #[pyo3(signature = (x, h=None, c=None))]
     fn cell<'py>(
         &self,
         py: Python<'py>,
         x: PyReadonlyArray2<'py, f32>,
         h: Option<PyReadonlyArray2<'py, f32>>,
         c: Option<PyReadonlyArray2<'py, f32>>,
-        reduce_range: bool,
     ) -> PyResult<CellOutputs<'py>> {
         let shape = *self.inner.shape();
         let [batch, features] = [x.shape()[0], x.shape()[1]];
@@ -139,6 +155,7 @@ impl PackedRNN {
         let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
         let mut h_state = state(h.as_ref(), dims, "h")?;
         let mut c_state = if has_c { state(c.as_ref(), dims, "c")? } else { Vec::new() };
+        let reduce_range = self.get_reduce_range();
         py.detach(|| catch_panic(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range)))?;
         let h_out = to_array2(py, h_state, dims)?;
         let c_out = if has_c { Some(to_array2(py, c_state, dims)?) } else { None };

@@ -6,6 +6,14 @@
 //! element-wise pass, like the hidden projection's: per step, `h` is quantized, multiplied by
 //! `W_hh` into int32, and one pass per row dequantizes both projections, adds them, applies the
 //! activations and updates the state. float16-weight projections produce floats instead.
+//!
+//! Threads: the input projection's chunks and the quantization of the layer input split by rows
+//! like any large product. A step's rows are independent once `h` is quantized (its scale needs
+//! every row, which is the one synchronisation point per step), so a large step (see
+//! [`rows_per_share`]) gives each thread a share of whole row tiles and computes, per share, the
+//! hidden projection and the cell in one parallel section: one join per step, the same bits as one
+//! thread (integer products are exact and each row's cell reads only its own values). A batch of
+//! one is not split.
 
 use super::buffers::{Buffers, StepBuffers};
 use super::cell::{canonical_nan, CellKernels, CellKind};
@@ -17,6 +25,9 @@ use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::linear::{DynamicLinear, Fp16Linear, QuantizedActivations};
+use crate::threads::{for_shares, num_threads, PARALLEL_THRESHOLD_MACS};
+
+use std::sync::Mutex;
 
 /// Rows of input projection computed at a time: a multiple of the GEMM's row tiles, large enough
 /// for its full speed, small enough for the accumulators to stay in cache.
@@ -132,7 +143,9 @@ enum Hidden<'a> {
 }
 
 /// One step over the running rows (`h`, and `c` for an LSTM), given their input projection; `hr`
-/// is the LSTM projection, if any.
+/// is the LSTM projection, if any. After `h` is quantized (its scale needs every row), the hidden
+/// projection and the element-wise cell of a large step run in row shares on the intra-op threads
+/// ([`row_shares`]), each share's rows being independent of the others': one join per step.
 fn one_step(
     call: &Call<'_>,
     hh: Hidden<'_>,
@@ -142,34 +155,136 @@ fn one_step(
     c: &mut [f32],
     buffers: &mut StepBuffers,
 ) -> Result<()> {
-    let Call { kernels, cells, reduce_range, shape, .. } = *call;
-    let hidden = shape.hidden_size;
+    let Call { kernels, reduce_range, shape, .. } = *call;
+    let (hidden, out_size) = (shape.hidden_size, shape.output_size());
     let columns = shape.kind.gates() * hidden;
-    let active = h.len() / shape.output_size();
+    let active = h.len() / out_size;
     let StepBuffers { xq_hh, acc_hh, hg, unprojected, scratch } = buffers;
-    let hg = match hh {
+    let xq = match hh {
         Hidden::Int8(terms) => {
             let xq = xq_hh.get_or_insert_with(QuantizedActivations::empty);
             terms.layer.quantize_input_into(kernels, h, active, reduce_range, xq)?;
             alloc::resize(acc_hh, active * columns, 0)?;
-            Gates::Int8(terms.accumulate(kernels, xq, 0, &mut acc_hh[..active * columns])?)
+            Some(&*xq)
         }
-        Hidden::Fp16(l) => {
+        Hidden::Fp16(_) => {
             alloc::resize(hg, active * columns, 0.0)?;
-            l.forward(kernels, h, active, hg)?;
-            Gates::Float(hg)
+            None
         }
     };
-    match (shape.kind, hr) {
-        (CellKind::Lstm, None) => (cells.lstm)(&hg, ig, c, h, hidden),
-        (CellKind::Lstm, Some(hr)) => {
-            alloc::resize(unprojected, active * hidden, 0.0)?;
-            (cells.lstm)(&hg, ig, c, unprojected, hidden);
-            hr.forward(kernels, unprojected, active, reduce_range, h, scratch)?;
-            h.iter_mut().for_each(|v| *v = canonical_nan(*v));
+    let acc: &mut [i32] = if xq.is_some() { &mut acc_hh[..active * columns] } else { &mut [] };
+    let hg: &mut [f32] = if xq.is_some() { &mut [] } else { &mut hg[..active * columns] };
+    if hr.is_some() {
+        alloc::resize(unprojected, active * hidden, 0.0)?;
+    }
+    let unprojected: &mut [f32] = if hr.is_some() { &mut unprojected[..active * hidden] } else { &mut [] };
+    let rows = StepRows { first_row: 0, acc, hg, h: &mut *h, c, unprojected: &mut *unprojected };
+    let macs = active * columns * out_size;
+    match rows_per_share(active, macs) {
+        Some(rows_per_share) => {
+            let mut shares = rows.split(rows_per_share, shape);
+            let failure = Mutex::new(None);
+            for_shares(&mut shares, 1, 1, macs, |_, shares| {
+                for share in shares {
+                    if let Err(e) = step_rows(call, hh, xq, ig, share) {
+                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    }
+                }
+            });
+            if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                return Err(e);
+            }
         }
-        (CellKind::Gru, _) => (cells.gru)(&hg, ig, h, hidden),
-        (kind, _) => (cells.simple)(kind, &hg, ig, h, hidden),
+        None => step_rows(call, hh, xq, ig, &mut { rows })?,
+    }
+    if let Some(hr) = hr {
+        hr.forward(kernels, unprojected, active, reduce_range, h, scratch)?;
+        h.iter_mut().for_each(|v| *v = canonical_nan(*v));
+    }
+    Ok(())
+}
+
+/// Each thread's share of a step's rows is a multiple of this (the tallest GEMM row tile).
+const SHARE_ROWS_UNIT: usize = 8;
+
+/// The rows per share when a step of `active` rows costing `macs` multiply-accumulates is worth
+/// splitting between the intra-op threads, else `None`: at least two shares of whole GEMM row
+/// tiles, and enough work for the split to pay ([`PARALLEL_THRESHOLD_MACS`]).
+fn rows_per_share(active: usize, macs: usize) -> Option<usize> {
+    if macs < PARALLEL_THRESHOLD_MACS || active < 2 * SHARE_ROWS_UNIT {
+        return None;
+    }
+    let threads = num_threads();
+    (threads > 1).then(|| active.div_ceil(threads).next_multiple_of(SHARE_ROWS_UNIT))
+}
+
+/// The first `values` values of `v` (all of them if fewer), leaving `v` the rest.
+fn take<'b, T>(v: &mut &'b mut [T], values: usize) -> &'b mut [T] {
+    let values = values.min(v.len());
+    let (head, tail) = std::mem::take(v).split_at_mut(values);
+    *v = tail;
+    head
+}
+
+/// A block of consecutive running rows of one step, from `first_row` on, with the parts of the
+/// step's buffers they own: the hidden-projection accumulators (int8 `W_hh`, else empty) or
+/// floats (float16 `W_hh`, else empty), the state (`c` empty unless an LSTM) and the LSTM's
+/// `o * tanh(c)` before its projection (empty without one).
+struct StepRows<'a> {
+    first_row: usize,
+    acc: &'a mut [i32],
+    hg: &'a mut [f32],
+    h: &'a mut [f32],
+    c: &'a mut [f32],
+    unprojected: &'a mut [f32],
+}
+
+impl<'a> StepRows<'a> {
+    /// Consecutive blocks of `rows_per_share` rows (the last one shorter).
+    fn split(self, rows_per_share: usize, shape: &RnnShape) -> Vec<StepRows<'a>> {
+        let (hidden, columns) = (shape.hidden_size, shape.kind.gates() * shape.hidden_size);
+        let active = self.h.len() / shape.output_size();
+        let StepRows { mut acc, mut hg, mut h, mut c, mut unprojected, .. } = self;
+        let mut shares = Vec::with_capacity(active.div_ceil(rows_per_share));
+        for first_row in (0..active).step_by(rows_per_share) {
+            let rows = rows_per_share.min(active - first_row);
+            // An unused buffer is empty and gives empty parts.
+            shares.push(StepRows {
+                first_row,
+                acc: take(&mut acc, rows * columns),
+                hg: take(&mut hg, rows * columns),
+                h: take(&mut h, rows * shape.output_size()),
+                c: take(&mut c, rows * hidden),
+                unprojected: take(&mut unprojected, rows * hidden),
+            });
+        }
+        shares
+    }
+}
+
+/// The hidden projection of `rows` (from `xq`, the quantized state of every running row, for
+/// int8 `W_hh`; from `rows.h` for float16) and the element-wise cell on them, reading their rows
+/// of the step's input projection `ig`.
+fn step_rows(call: &Call<'_>, hh: Hidden<'_>, xq: Option<&QuantizedActivations>, ig: &Gates<'_>, rows: &mut StepRows<'_>) -> Result<()> {
+    let Call { kernels, cells, shape, .. } = *call;
+    let hidden = shape.hidden_size;
+    let columns = shape.kind.gates() * hidden;
+    let StepRows { first_row, acc, hg, h, c, unprojected } = rows;
+    let count = h.len() / shape.output_size();
+    let hg = match (hh, xq) {
+        (Hidden::Int8(terms), Some(xq)) => Gates::Int8(terms.accumulate(kernels, xq, *first_row, acc)?),
+        (Hidden::Fp16(l), _) => {
+            l.forward(kernels, h, count, hg)?;
+            Gates::Float(hg)
+        }
+        (Hidden::Int8(_), None) => return Err(Error::Value("an int8 hidden projection needs the quantized state".into())),
+    };
+    let ig = ig.rows(*first_row..*first_row + count, columns);
+    match shape.kind {
+        CellKind::Lstm if !unprojected.is_empty() => (cells.lstm)(&hg, &ig, c, unprojected, hidden),
+        CellKind::Lstm => (cells.lstm)(&hg, &ig, c, h, hidden),
+        CellKind::Gru => (cells.gru)(&hg, &ig, h, hidden),
+        kind => (cells.simple)(kind, &hg, &ig, h, hidden),
     }
     Ok(())
 }

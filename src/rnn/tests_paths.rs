@@ -129,3 +129,44 @@ fn a_step_rejects_stacks_and_bad_shapes() {
     assert!(matches!(rnn.step(&scalar, &[0.0; 3], 1, &mut [0.0; 3], &mut [], true), Err(Error::Shape(_))));
     assert!(matches!(rnn.step(&scalar, &[0.0; 2], 1, &mut [0.0; 3], &mut [0.0; 3], true), Err(Error::Shape(_))));
 }
+
+/// Steps large enough to be split between threads (at least 16 running rows and
+/// `PARALLEL_THRESHOLD_MACS` in the hidden projection) give on 2 threads the bits of 1, on every
+/// path: each kind, float16 and asymmetric weights, a projection, both directions, and lengths
+/// that leave an odd number of running rows (an uneven last share).
+#[test]
+fn split_steps_are_bit_identical_to_one_thread_on_every_path() {
+    let cases = [
+        (CellKind::Lstm, 256, 0, Weights::Int8, true),
+        (CellKind::Lstm, 320, 200, Weights::Asymmetric, false),
+        (CellKind::Gru, 300, 0, Weights::Int8, true),
+        (CellKind::Gru, 300, 0, Weights::Fp16, false),
+        (CellKind::Lstm, 256, 0, Weights::Fp16, false),
+        (CellKind::RnnTanh, 500, 0, Weights::Int8, false),
+        (CellKind::RnnRelu, 500, 0, Weights::Asymmetric, true),
+    ];
+    let (steps, batch) = (3, 21);
+    let lengths: Vec<usize> = (0..batch).map(|b| if b < 17 { 3 } else { 1 + b % 2 }).collect();
+    let threads_before = crate::threads::num_threads();
+    for (i, &(kind, hidden, proj_size, weights, bidirectional)) in cases.iter().enumerate() {
+        let shape = RnnShape { kind, input_size: 9, hidden_size: hidden, proj_size, num_layers: 2, bidirectional };
+        let macs = 17 * kind.gates() * hidden * shape.output_size();
+        assert!(macs >= crate::threads::PARALLEL_THRESHOLD_MACS, "case {i} would not be split");
+        let rnn = build(shape, weights, 200 + i as u64);
+        let x: Vec<f32> = Lcg(300 + i as u64).vec(steps * batch * 9).iter().map(|v| v * 3.0).collect();
+        let input = SequenceInput { x: &x, steps, batch, batch_first: true, h0: None, c0: None, lengths: Some(&lengths) };
+        for isa in supported_isas() {
+            let kernels = kernels_for(isa).unwrap();
+            crate::threads::set_num_threads(1).unwrap();
+            let one = rnn.forward(&kernels, &input, false).unwrap();
+            crate::threads::set_num_threads(2).unwrap();
+            let two = rnn.forward(&kernels, &input, false).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let what = format!("{isa:?} {kind:?} hidden {hidden} proj {proj_size} {weights:?}");
+            assert_eq!(bits(&two.y), bits(&one.y), "{what}: y");
+            assert_eq!(bits(&two.h_n), bits(&one.h_n), "{what}: h_n");
+            assert_eq!(two.c_n.map(|c| bits(&c)), one.c_n.as_deref().map(bits), "{what}: c_n");
+        }
+    }
+    crate::threads::set_num_threads(threads_before).unwrap();
+}

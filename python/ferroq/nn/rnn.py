@@ -11,16 +11,29 @@ input to ``from_float`` of, the quantized modules in ``ferroq.nn.quantized.dynam
 from __future__ import annotations
 
 import math
-import numbers
-import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._arrays import as_float32, to_numpy
+from .._arrays import as_float32
 from .._state_spec import Config, StateSpec, float32, matrices_spec, rnn_parameter_shapes
 from .basic import uniform
 from .dropout import dropout as _dropout
+from ._recurrent_args import (
+    GATES,
+    check_bool,
+    check_cell_input,
+    check_cell_state,
+    check_dropout,
+    check_input_rank,
+    check_lengths,
+    check_stack_state_ranks,
+    check_stack_state_shapes,
+    cell_sizes,
+    elman_mode,
+    lstm_state,
+    stack_sizes,
+)
 from .module import Module
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -101,22 +114,13 @@ def _rnn_relu_cell(gates_x: np.ndarray, state: State, w: _CellWeights) -> State:
     return (_relu(_linear(state[0], w.w_hh, w.b_hh) + gates_x),)
 
 
-#: mode -> (gates per hidden unit, one step of the cell given the precomputed input projection)
-_MODES: Dict[str, Tuple[int, Callable[[np.ndarray, State, _CellWeights], State]]] = {
-    "LSTM": (4, _lstm_cell),
-    "GRU": (3, _gru_cell),
-    "RNN_TANH": (1, _rnn_tanh_cell),
-    "RNN_RELU": (1, _rnn_relu_cell),
+#: mode -> one step of the cell given the precomputed input projection
+_CELLS: Dict[str, Callable[[np.ndarray, State, _CellWeights], State]] = {
+    "LSTM": _lstm_cell,
+    "GRU": _gru_cell,
+    "RNN_TANH": _rnn_tanh_cell,
+    "RNN_RELU": _rnn_relu_cell,
 }
-
-
-def _rnn_mode(nonlinearity: Any) -> str:
-    """The mode of an Elman RNN with ``nonlinearity`` ("tanh" or "relu")."""
-    if nonlinearity == "tanh":
-        return "RNN_TANH"
-    if nonlinearity == "relu":
-        return "RNN_RELU"
-    raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
 
 
 # -- sequences ---------------------------------------------------------------------------------------
@@ -134,7 +138,7 @@ def _scan(
     forward direction ends on its last valid step and the reverse one starts there, and the
     outputs of padded steps are zero (PackedSequence semantics).
     """
-    cell = _MODES[mode][1]
+    cell = _CELLS[mode]
     gates_x = _linear(x, w.w_ih, w.b_ih)
     steps = x.shape[0]
     output = np.empty((steps, x.shape[1], state[0].shape[-1]), dtype=np.float32)
@@ -149,44 +153,9 @@ def _scan(
     return output, state
 
 
-def _length_mask(lengths: Any, steps: int, batch: int) -> np.ndarray:
-    """(T, B, 1) bool, True where step t lies inside sequence b, from per-sequence ``lengths``."""
-    array = to_numpy(lengths)
-    if array.dtype.kind not in "iu" and array.size:
-        raise TypeError(f"lengths must be integers, got dtype {array.dtype}")
-    if array.shape != (batch,):
-        raise ValueError(
-            f"lengths must be a 1-D array with one length per batch element, expected shape ({batch},), "
-            f"got {tuple(array.shape)}"
-        )
-    array = array.astype(np.int64)
-    if batch and (array.min() < 1 or array.max() > steps):
-        raise ValueError(
-            f"lengths must lie between 1 and the sequence length {steps}, got values from {array.min()} "
-            f"to {array.max()}"
-        )
-    return (np.arange(steps)[:, None] < array[None, :])[:, :, None]
-
-
-def _check_int(name: str, value: Any) -> int:
-    """``value`` as an int; TypeError (torch's message) for anything that is not an integer."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    return int(value)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    """``value`` as a bool; TypeError (torch's message) for anything else."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-    return bool(value)
-
-
-def _pair(hx: Any, owner: str) -> Tuple[Any, Any]:
-    """The ``(h, c)`` pair an LSTM or LSTMCell takes as its state."""
-    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        raise TypeError(f"{owner}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-    return hx[0], hx[1]
+def _length_mask(lengths: np.ndarray, steps: int) -> np.ndarray:
+    """(T, B, 1) bool, True where step t lies inside sequence b, from checked per-sequence ``lengths``."""
+    return (np.arange(steps)[:, None] < lengths[None, :])[:, :, None]
 
 
 # -- full-sequence modules -------------------------------------------------------------------------
@@ -207,75 +176,49 @@ class _RNNBase(Module):
     bidirectional: bool
     proj_size: int
 
-    #: torch's message for an input that is neither 2-D nor 3-D ({name}, {ndim}).
-    _rank_message = "{name}: Expected input to be 2D or 3D, got {ndim}D instead"
+    #: How torch's message for an input that is neither 2-D nor 3-D ends.
+    _rank_suffix = " instead"
 
     def __init__(
         self,
+        *,
         mode: str,
         input_size: int,
         hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
         proj_size: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
-                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                stacklevel=3,
-            )
-        bias = _check_bool("bias", bias)
-        batch_first = _check_bool("batch_first", batch_first)
-        input_size = _check_int("input_size", input_size)
-        if input_size <= 0:
-            raise ValueError("input_size must be greater than zero")
-        hidden_size = _check_int("hidden_size", hidden_size)
-        if hidden_size <= 0:
-            raise ValueError("hidden_size must be greater than zero")
-        num_layers = _check_int("num_layers", num_layers)
-        if num_layers <= 0:
-            raise ValueError("num_layers must be greater than zero")
-        proj_size = _check_int("proj_size", proj_size)
-        if proj_size < 0:
-            raise ValueError("proj_size should be a positive integer or zero to disable projections")
-        if proj_size >= hidden_size:
-            raise ValueError("proj_size has to be smaller than hidden_size")
-
+        self.dropout = check_dropout(dropout, num_layers)
+        self.bias = check_bool("bias", bias)
+        self.batch_first = check_bool("batch_first", batch_first)
+        self.input_size, self.hidden_size, self.num_layers, self.proj_size = stack_sizes(
+            mode, input_size, hidden_size, num_layers, proj_size, min_input_size=1
+        )
         self.mode = mode
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
-        self.proj_size = proj_size
         #: Parameter names in torch's ``_flat_weights_names`` order (also the registration order).
         self._flat_weights_names: List[str] = []
         #: The same names grouped per layer and direction (index ``layer * D + direction``).
         self._all_weights: List[List[str]] = []
 
-        gate_size = _MODES[mode][0] * hidden_size
+        input_size, hidden_size, proj_size = self.input_size, self.hidden_size, self.proj_size
+        gate_size = GATES[mode] * hidden_size
         real_hidden_size = proj_size if proj_size > 0 else hidden_size
         num_directions = 2 if self.bidirectional else 1
         bound = 1.0 / math.sqrt(hidden_size)
-        for layer in range(num_layers):
+        for layer in range(self.num_layers):
             layer_input_size = input_size if layer == 0 else real_hidden_size * num_directions
             for direction in range(num_directions):
                 shapes: List[Tuple[str, Tuple[int, ...]]] = [
                     ("weight_ih", (gate_size, layer_input_size)),
                     ("weight_hh", (gate_size, real_hidden_size)),
                 ]
-                if bias:
+                if self.bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
                 if proj_size > 0:
                     shapes.append(("weight_hr", (proj_size, hidden_size)))
@@ -313,24 +256,11 @@ class _RNNBase(Module):
     def _run(self, input: Any, states: Optional[State], lengths: Any) -> Tuple[np.ndarray, State]:
         """Checks everything as torch does, runs all layers and returns the output and the final
         state components, each shaped like the input (batched or not, batch-first or not)."""
-        name = type(self).__name__
         x = as_float32(input)
-        if x.ndim not in (2, 3):
-            raise ValueError(self._rank_message.format(name=name, ndim=x.ndim))
-        batched = x.ndim == 3
+        batched = check_input_rank(type(self).__name__, x, (2, 3), self._rank_suffix)
         if states is not None:
-            rank = 3 if batched else 2
-            if any(s.ndim != rank for s in states):
-                kind = "batched 3-D" if batched else "unbatched 2-D"
-                if len(states) == 2:
-                    raise ValueError(
-                        f"For {kind} input, hx and cx should also be {rank}-D but got "
-                        f"({states[0].ndim}-D, {states[1].ndim}-D) tensors"
-                    )
-                raise ValueError(f"For {kind} input, hx should also be {rank}-D but got {states[0].ndim}-D tensor")
+            check_stack_state_ranks(states, batched)
         if not batched:
-            if lengths is not None:
-                raise ValueError("lengths= needs a batched (3-D) input")
             x = x[:, None]
             states = None if states is None else tuple(s[:, None] for s in states)
         elif self.batch_first:
@@ -343,13 +273,11 @@ class _RNNBase(Module):
         expected = self._state_shapes(batch)
         if states is None:
             states = tuple(np.zeros(shape, dtype=np.float32) for shape in expected)
-        for index, (state, shape) in enumerate(zip(states, expected)):
-            if state.shape != shape:
-                label = f"hidden[{index}]" if len(states) == 2 else "hidden"
-                raise ValueError(f"Expected {label} size {shape}, got {list(state.shape)}")
+        check_stack_state_shapes(states, expected)
         if steps == 0:
             raise ValueError("Expected sequence length to be larger than 0 in RNN")
-        mask = None if lengths is None else _length_mask(lengths, steps, batch)
+        checked_lengths = check_lengths(lengths, batch, steps, batched)
+        mask = None if checked_lengths is None else _length_mask(checked_lengths, steps)
 
         output, final = self._layers(x, states, mask)
         if not batched:
@@ -464,7 +392,15 @@ class LSTM(_RNNBase):
         proj_size: int = 0,
     ) -> None:
         super().__init__(
-            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size
+            mode="LSTM",
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
         )
 
     def forward(
@@ -478,12 +414,14 @@ class LSTM(_RNNBase):
         (T, B, D*H_out) (batch-first if the input is), h_n and c_n have the shapes of h_0 and c_0,
         with row ``layer * D + direction``.
 
-        ``lengths`` (one int per batch element, each in 1..T) runs a padded batch as torch runs
-        the matching ``pack_padded_sequence(input, lengths, enforce_sorted=False)``: each
-        sequence only over its own steps (the reverse direction starts at its last valid
-        step), outputs past a sequence's end are zero, and h_n/c_n hold the state at its end.
+        ``lengths`` (one int per batch element, each in 0..T; a scalar for unbatched input) runs a
+        padded batch as torch runs the matching ``pack_padded_sequence(input, lengths,
+        enforce_sorted=False)``: each sequence only over its own steps (the reverse direction
+        starts at its last valid step), outputs past a sequence's end are zero, and h_n/c_n hold
+        the state at its end. A length of 0, which torch's packing refuses, follows the same rule:
+        zero outputs, and h_n/c_n equal to h_0/c_0.
         """
-        states = None if hx is None else tuple(as_float32(a, f"hx[{i}]") for i, a in enumerate(_pair(hx, "LSTM")))
+        states = None if hx is None else tuple(as_float32(a, f"hx[{i}]") for i, a in enumerate(lstm_state(hx, "LSTM")))
         output, (h_n, c_n) = self._run(input, states, lengths)
         return output, (h_n, c_n)
 
@@ -510,7 +448,16 @@ class GRU(_RNNBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
     ) -> None:
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(
+            mode="GRU",
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+        )
 
     def forward(self, input: Any, hx: Any = None, lengths: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """Runs the sequence; returns ``(output, h_n)``.
@@ -533,7 +480,7 @@ class RNN(_RNNBase):
     modules are in training mode.
     """
 
-    _rank_message = "{name}: Expected input to be 2D or 3D, got {ndim}D tensor instead"
+    _rank_suffix = " tensor instead"
 
     def __init__(
         self,
@@ -546,8 +493,16 @@ class RNN(_RNNBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
     ) -> None:
-        mode = _rnn_mode(nonlinearity)
-        super().__init__(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(
+            mode=elman_mode(nonlinearity),
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+        )
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Any, hx: Any = None, lengths: Any = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -568,12 +523,9 @@ class _RNNCellBase(Module):
     hidden_size: int
     bias: bool
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> None:
+    def __init__(self, *, input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> None:
         super().__init__()
-        input_size = _check_int("input_size", input_size)
-        hidden_size = _check_int("hidden_size", hidden_size)
-        if input_size < 0 or hidden_size < 0:
-            raise ValueError(f"input_size and hidden_size must be >= 0, got {input_size} and {hidden_size}")
+        input_size, hidden_size = cell_sizes(input_size, hidden_size, min_hidden_size=0)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bool(bias)
@@ -588,37 +540,20 @@ class _RNNCellBase(Module):
         ``hx_names`` in messages. Input (B, I) or unbatched (I,); the state matches it."""
         name = type(self).__name__
         x = as_float32(input)
-        if x.ndim not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D instead")
+        batched = check_cell_input(name, x, self.input_size)
         states: Optional[State] = None
         if hx is not None:
             states = tuple(as_float32(h, n) for h, n in zip(hx, hx_names))
-            for state, hx_name in zip(states, hx_names):
-                if state.ndim not in (1, 2):
-                    raise ValueError(f"{name}: Expected {hx_name} to be 1D or 2D, got {state.ndim}D instead")
-                if state.ndim != x.ndim:
-                    raise ValueError(f"{name}: Expected {hx_name} to be {x.ndim}D like the input, got {state.ndim}D")
-        batched = x.ndim == 2
+            for index, state in enumerate(states):
+                check_cell_state(name, state, index, len(states), x, self.hidden_size)
         if not batched:
             x = x[None]
             states = None if states is None else tuple(s[None] for s in states)
-        if x.shape[1] != self.input_size:
-            raise ValueError(f"input has inconsistent input_size: got {x.shape[1]}, expected {self.input_size}")
         if states is None:
             zeros = np.zeros((x.shape[0], self.hidden_size), dtype=np.float32)
             states = tuple(zeros for _ in hx_names)
-        for index, state in enumerate(states):
-            label = f"[{index}]" if len(states) == 2 else ""
-            if state.shape[0] != x.shape[0]:
-                raise ValueError(
-                    f"Input batch size {x.shape[0]} doesn't match hidden{label} batch size {state.shape[0]}"
-                )
-            if state.shape[1] != self.hidden_size:
-                raise ValueError(
-                    f"hidden{label} has inconsistent hidden_size: got {state.shape[1]}, expected {self.hidden_size}"
-                )
         w = _CellWeights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)
-        new_states = _MODES[mode][1](_linear(x, w.w_ih, w.b_ih), states, w)
+        new_states = _CELLS[mode](_linear(x, w.w_ih, w.b_ih), states, w)
         if not batched:
             new_states = tuple(s[0] for s in new_states)
         return tuple(np.ascontiguousarray(s, dtype=np.float32) for s in new_states)
@@ -658,12 +593,12 @@ class LSTMCell(_RNNCellBase):
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
-        super().__init__(input_size, hidden_size, bias, num_chunks=4)
+        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=4)
 
     def forward(self, input: Any, hx: Optional[Tuple[Any, Any]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(h', c')`` from ``input`` (B, I) or (I,) and ``hx = (h, c)``, each (B, H) or (H,)
         like the input (zeros when None)."""
-        h, c = self._step("LSTM", input, None if hx is None else _pair(hx, "LSTMCell"), ("hx[0]", "hx[1]"))
+        h, c = self._step("LSTM", input, None if hx is None else lstm_state(hx, "LSTMCell"), ("hx[0]", "hx[1]"))
         return h, c
 
 
@@ -675,7 +610,7 @@ class GRUCell(_RNNCellBase):
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
-        super().__init__(input_size, hidden_size, bias, num_chunks=3)
+        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=3)
 
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         """``h'`` from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,) like the input (zeros when None)."""
@@ -693,11 +628,11 @@ class RNNCell(_RNNCellBase):
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh") -> None:
-        _rnn_mode(nonlinearity)
-        super().__init__(input_size, hidden_size, bias, num_chunks=1)
+        elman_mode(nonlinearity)
+        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=1)
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         """``h'`` from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,) like the input (zeros when None)."""
-        (h,) = self._step(_rnn_mode(self.nonlinearity), input, None if hx is None else (hx,), ("hidden",))
+        (h,) = self._step(elman_mode(self.nonlinearity), input, None if hx is None else (hx,), ("hidden",))
         return h

@@ -119,8 +119,9 @@ def int8_values(q: QTensor) -> np.ndarray:
     return q._int
 
 
-def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray]) -> Any:
-    """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``).
+def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
+    """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``
+    quantizing its inputs with ``reduce_range``).
 
     The integers are handed over a block of rows at a time, each block's pages given back once it
     is packed when ``q`` was read in place from a loaded file (:func:`release_packed`): packing
@@ -134,7 +135,9 @@ def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Opt
         handed[:] = [values[start:stop]]
         return handed[0]
 
-    packed = _core.PackedLinear.from_rows(values.shape[0], values.shape[1], rows, scales, zero_points, bias)
+    packed = _core.PackedLinear.from_rows(
+        values.shape[0], values.shape[1], rows, scales, zero_points, bias, reduce_range=reduce_range
+    )
     release_pages(values)
     return packed
 

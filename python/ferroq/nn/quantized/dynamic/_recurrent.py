@@ -14,10 +14,11 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from .... import _core
-from ...._arrays import as_float32, to_numpy
+from ...._arrays import to_numpy
 from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
+from ..._recurrent_args import GATES
 from ...module import Module
 from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import (
@@ -32,13 +33,9 @@ from .._weights import (
     to_fp16,
     weight_qparams,
 )
+from ._reduce_range import PackedReduceRange
 
 Weight = Union[QTensor, np.ndarray]
-
-#: Gate rows per hidden unit of each mode (PyTorch's mode names).
-GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-#: The Elman modes by nonlinearity.
-NONLINEARITY_MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
 
 
 class Matrix(NamedTuple):
@@ -69,16 +66,6 @@ def check_dtype(dtype: Any) -> DType:
     return dt
 
 
-def check_size(value: Any, name: str, minimum: int) -> int:
-    """An int ``>= minimum`` (TypeError for other types, ValueError when too small)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if value < minimum:
-        qualifier = "greater than zero" if minimum == 1 else f"at least {minimum}"
-        raise ValueError(f"{name} must be {qualifier}")
-    return int(value)
-
-
 def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[str, ...]) -> DType:
     """The weight dtype ``mod.qconfig`` asks for (default qint8), after checking that ``mod``
     looks like a float module of one of ``modes``: it has ``input_size`` and ``hidden_size``, its
@@ -103,12 +90,7 @@ def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[s
     return observer_dtype(weight_observer_for(mod))
 
 
-def check_state(value: Any, what: str) -> np.ndarray:
-    """An initial state as the core reads it (:func:`~ferroq._arrays.as_float32`)."""
-    return as_float32(value, what)
-
-
-class QuantizedRecurrent(Module):
+class QuantizedRecurrent(PackedReduceRange, Module):
     """Base of the dynamic quantized LSTM/GRU/RNN and their cells (not used directly).
 
     Subclasses set ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") and the size attributes, and
@@ -117,7 +99,6 @@ class QuantizedRecurrent(Module):
 
     mode: str
     dtype: DType
-    reduce_range: bool
     _matrices: Dict[str, Any]
     _qparams: Dict[str, Optional[QParams]]
     _biases: Dict[str, np.ndarray]
@@ -130,9 +111,9 @@ class QuantizedRecurrent(Module):
         """``(input_size, hidden_size, proj_size, num_layers, bidirectional)`` for the core."""
         raise NotImplementedError
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, reduce_range: bool) -> None:
         """Zero weights (scale 1, zero point 0 for qint8; costing no memory until replaced) and
-        zero biases."""
+        zero biases, packed with ``reduce_range``."""
         matrices: Dict[str, Any] = {}
         qparams: Dict[str, Optional[QParams]] = {}
         biases: Dict[str, np.ndarray] = {}
@@ -153,7 +134,7 @@ class QuantizedRecurrent(Module):
                 matrices[m.weight] = matrix
                 packed.append(matrix)
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
-        core = _core.PackedRNN(self.mode, *self._core_args(), cells)
+        core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=bool(reduce_range))
         self._matrices, self._qparams, self._biases, self._packed = matrices, qparams, biases, core
         self._warn_if_accumulator_can_overflow()
 
@@ -203,7 +184,7 @@ class QuantizedRecurrent(Module):
                 del weight
                 packed.append(matrices[m.weight])
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
-        core = _core.PackedRNN(self.mode, *self._core_args(), cells)
+        core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=self._packing_reduce_range())
         return matrices, qparams, biases, core
 
     def get_weight(self) -> Dict[str, Weight]:
@@ -253,7 +234,7 @@ class QuantizedRecurrent(Module):
         batch_first: bool,
     ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """The core call: 3-D C-contiguous float32 arrays in, ``(y, h_n, c_n or None)`` out."""
-        return self._packed.forward(x, h0, c0, lengths, batch_first, self.reduce_range)
+        return self._packed.forward(x, h0, c0, lengths, batch_first)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -295,18 +276,20 @@ class QuantizedRecurrent(Module):
         return [update]
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_packed"], state["_matrices"], state["_qparams"]
+        state = self._pickled_state()
+        del state["_matrices"], state["_qparams"]
         state["_weights"] = self.get_weight()
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         state = dict(state)
         weights = state.pop("_weights")
+        reduce_range = state.pop("reduce_range", True)
         self.__dict__.update(state)
         self._matrices, self._qparams, self._biases, self._packed = self._checked(
             check_dtype(self.dtype), {**weights, **state["_biases"]}
         )
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     def _reduce_range_repr(self) -> str:
@@ -332,7 +315,7 @@ def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
 def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
     if isinstance(weight, QTensor):
         scales, zero_points = weight_qparams(weight, rows)
-        return pack_int8(weight, scales, zero_points, bias)
+        return pack_int8(weight, scales, zero_points, bias, True)  # the PackedRNN's reduce_range is the one used
     return _core.PackedLinearFp16(weight.view(np.uint16), bias)
 
 

@@ -29,13 +29,14 @@ from .._weights import (
     to_fp16,
     weight_qparams,
 )
+from ._reduce_range import PackedReduceRange
 
 __all__ = ["Linear"]
 
 Weight = Union[QTensor, np.ndarray]
 
 
-class Linear(Module):
+class Linear(PackedReduceRange, Module):
     """A dynamic quantized Linear: ``y = dequant(quant(x) @ W_q^T) + bias``.
 
     With ``dtype=qint8`` the weight is an int8 :class:`~ferroq.QTensor` (per tensor or per output
@@ -64,7 +65,6 @@ class Linear(Module):
             raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.reduce_range = bool(reduce_range)
         b = np.zeros(self.out_features, dtype=np.float32) if bias_ else None
         if self.dtype is qint8:
             # Zero weights that cost no memory until replaced (by loading, or set_weight_bias).
@@ -75,6 +75,7 @@ class Linear(Module):
             )
         else:
             self.set_weight_bias(np.zeros((self.out_features, self.in_features), dtype=np.float32), b)
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     def _warn_if_accumulator_can_overflow(self) -> None:
@@ -96,13 +97,15 @@ class Linear(Module):
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
             scales, zero_points = weight_qparams(weight, self.out_features)
-            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_int8(weight, scales, zero_points, b)
+            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_int8(
+                weight, scales, zero_points, b, self._packing_reduce_range()
+            )
             qparams: Any = qparams_of(weight)
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {w.shape}")
-            packed = _core.PackedLinearFp16(to_fp16(w, "weight").view(np.uint16), b)
+            packed = _core.PackedLinearFp16(to_fp16(w, "weight").view(np.uint16), b, reduce_range=self._packing_reduce_range())
             del w
             qparams = None
         self._qparams, self._bias, self._packed = qparams, b, packed
@@ -129,8 +132,7 @@ class Linear(Module):
         if not is_matrix:
             last_dim(x, self.in_features)
         rows = x if is_matrix else x.reshape(-1, self.in_features)
-        packed = self._packed
-        y = packed.forward(rows, self.reduce_range) if isinstance(packed, _core.PackedLinear) else packed.forward(rows)
+        y = self._packed.forward(rows)
         return y if is_matrix else y.reshape(x.shape[:-1] + (self.out_features,))
 
     # -- conversion --------------------------------------------------------------------------
@@ -224,16 +226,18 @@ class Linear(Module):
         }
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_packed"], state["_qparams"]
+        state = self._pickled_state()
+        del state["_qparams"]
         state["_weight"] = self.weight()
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         state = dict(state)
         weight = state.pop("_weight")
+        reduce_range = state.pop("reduce_range", True)
         self.__dict__.update(state)
         self.set_weight_bias(weight, state["_bias"])
+        self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
     # -- printing ----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Beyond PyTorch:
 - ``RNN`` (Elman, ``nonlinearity="tanh"`` or ``"relu"``), which PyTorch leaves float;
 - ``lengths=``: per batch element, its number of valid steps, with packed-sequence semantics
   (padding never enters a quantization range; outputs past a sequence's end are zero; ``h_n`` is
-  each sequence's state after its last valid step; a length may be 0);
+  each sequence's state after its last valid step; a length may be 0, giving zero outputs and the
+  initial state; the same contract as the float ``ferroq.nn`` modules);
 - LSTM ``proj_size``: ``h = W_hr (o * tanh(c))``, computed as a bias-free dynamic quantized
   Linear whose input is quantized per step over the running batch rows, like ``h``.
 
@@ -26,26 +27,27 @@ hyperparameters are not in it: build the module with the same arguments before l
 
 from __future__ import annotations
 
-import numbers
-import warnings
 from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
-from ...._arrays import as_float32, to_numpy
+from ...._arrays import as_float32
 from ...._dtypes import qint8
 from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight, rnn_parameter_shapes
-from ._recurrent import (
+from ..._recurrent_args import (
     GATES,
     NONLINEARITY_MODES,
-    CellLayout,
-    Matrix,
-    QuantizedRecurrent,
-    check_dtype,
-    check_size,
-    check_state,
-    float_module_dtype,
+    check_dropout,
+    check_input_rank,
+    check_lengths,
+    check_mode,
+    check_stack_state_ranks,
+    check_stack_state_shapes,
+    elman_mode,
+    lstm_state,
+    stack_sizes,
 )
+from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
 
 _M = TypeVar("_M", bound="RNNBase")
 
@@ -63,48 +65,31 @@ class RNNBase(QuantizedRecurrent):
 
     def __init__(
         self,
+        *,
         mode: str,
         input_size: int,
         hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        dtype: Any = qint8,
-        reduce_range: bool = True,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int,
+        dtype: Any,
+        reduce_range: bool,
     ) -> None:
         super().__init__()
-        if mode not in GATES:
-            raise ValueError(f"Unrecognized RNN mode: {mode}")
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
-            )
-        self.mode = mode
-        self.input_size = check_size(input_size, "input_size", 0)
-        self.hidden_size = check_size(hidden_size, "hidden_size", 1)
-        self.num_layers = check_size(num_layers, "num_layers", 1)
-        self.proj_size = check_size(proj_size, "proj_size", 0)
-        if self.proj_size and mode != "LSTM":
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if self.proj_size and self.proj_size >= self.hidden_size:
-            raise ValueError("proj_size has to be smaller than hidden_size")
-        if dropout > 0 and self.num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
-                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                stacklevel=2,
-            )
+        self.mode = check_mode(mode)
+        self.dropout = check_dropout(dropout, num_layers)
+        self.input_size, self.hidden_size, self.num_layers, self.proj_size = stack_sizes(
+            mode, input_size, hidden_size, num_layers, proj_size, min_input_size=0
+        )
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
-        self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.dtype = check_dtype(dtype)
-        self.reduce_range = bool(reduce_range)
         self.training = False
-        self._init_weights()
+        self._init_weights(bool(reduce_range))
 
     def _config(self) -> Dict[str, Any]:
         config: Dict[str, Any] = {
@@ -176,10 +161,7 @@ class RNNBase(QuantizedRecurrent):
     def _forward(self, input: Any, states: Tuple[Optional[Any], ...], lengths: Any) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """Shared forward: ``states`` is ``(h0,)`` or ``(h0, c0)`` (entries may be None)."""
         x = as_float32(input)
-        name = self._get_name().replace("DynamicQuantized", "")
-        if x.ndim not in (2, 3):
-            raise ValueError(f"{name}: Expected input to be 2D or 3D, got {x.ndim}D input instead")
-        batched = x.ndim == 3
+        batched = check_input_rank(type(self).__name__, x, (2, 3), " input instead")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}")
         batch_first = self.batch_first and batched
@@ -189,7 +171,7 @@ class RNNBase(QuantizedRecurrent):
             raise ValueError("Expected sequence length to be larger than 0 in RNN")
 
         initial = self._initial_states(states, batched, batch)
-        lengths = _check_lengths(lengths, batch, steps, batched)
+        lengths = check_lengths(lengths, batch, steps, batched)
         y, h_n, c_n = self._run(x3, initial[0], initial[1] if len(initial) > 1 else None, lengths, batch_first)
         finals = (h_n,) if c_n is None else (h_n, c_n)
         if not batched:
@@ -202,15 +184,11 @@ class RNNBase(QuantizedRecurrent):
             return [None] * len(states)
         if any(s is None for s in states):
             raise ValueError("hx must hold both h_0 and c_0, or be None")
-        arrays = [check_state(s, "hx") for s in states]
-        _check_state_dims(arrays, batched)
+        arrays = [as_float32(s, "hx") for s in states]
+        check_stack_state_ranks(arrays, batched)
         arrays = [a if batched else a[:, None, :] for a in arrays]
         sizes = (self._output_size, self.hidden_size)
-        for i, (a, size) in enumerate(zip(arrays, sizes)):
-            expected = (self.num_layers * self._directions, batch, size)
-            if a.shape != expected:
-                label = f"hidden[{i}]" if len(states) == 2 else "hidden"
-                raise ValueError(f"Expected {label} size {expected}, got {list(a.shape)}")
+        check_stack_state_shapes(arrays, [(self.num_layers * self._directions, batch, size) for size in sizes])
         return list(arrays)
 
     # -- conversion --------------------------------------------------------------------------
@@ -287,7 +265,17 @@ class LSTM(RNNBase):
         reduce_range: bool = True,
     ) -> None:
         super().__init__(
-            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, dtype, reduce_range
+            mode="LSTM",
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
+            dtype=dtype,
+            reduce_range=reduce_range,
         )
 
     def forward(
@@ -296,14 +284,8 @@ class LSTM(RNNBase):
         """``input``: ``(steps, batch, input_size)`` (``(batch, steps, ...)`` with batch_first) or
         unbatched ``(steps, input_size)``; ``hx``: ``(h_0, c_0)``, each ``(layers * directions,
         batch, size)`` (never batch-first), zeros when None; ``lengths``: valid steps per batch
-        element. Returns ``output, (h_n, c_n)``."""
-        if hx is None:
-            states: Tuple[Optional[Any], ...] = (None, None)
-        elif isinstance(hx, (tuple, list)) and len(hx) == 2:
-            states = (hx[0], hx[1])
-        else:
-            raise TypeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
-        y, (h_n, c_n) = self._forward(input, states, lengths)
+        element, each between 0 and ``steps`` (a scalar for unbatched input). Returns ``output, (h_n, c_n)``."""
+        y, (h_n, c_n) = self._forward(input, lstm_state(hx, "LSTM"), lengths)
         return y, (h_n, c_n)
 
     @classmethod
@@ -337,7 +319,17 @@ class GRU(RNNBase):
         reduce_range: bool = True,
     ) -> None:
         super().__init__(
-            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype, reduce_range
+            mode="GRU",
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=0,
+            dtype=dtype,
+            reduce_range=reduce_range,
         )
 
     def forward(self, input: Any, hx: Optional[Any] = None, lengths: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -376,20 +368,18 @@ class RNN(RNNBase):
         dtype: Any = qint8,
         reduce_range: bool = True,
     ) -> None:
-        if nonlinearity not in NONLINEARITY_MODES:
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         super().__init__(
-            NONLINEARITY_MODES[nonlinearity],
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            0,
-            dtype,
-            reduce_range,
+            mode=elman_mode(nonlinearity),
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=0,
+            dtype=dtype,
+            reduce_range=reduce_range,
         )
         self.nonlinearity = nonlinearity
 
@@ -402,33 +392,3 @@ class RNN(RNNBase):
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "RNN":
         """Quantizes a float RNN (see :meth:`LSTM.from_float`); ``nonlinearity`` is copied."""
         return cls._from_float_module(mod, nonlinearity=str(getattr(mod, "nonlinearity", "tanh")))
-
-
-def _check_state_dims(states: List[np.ndarray], batched: bool) -> None:
-    """PyTorch's checks that the initial states have as many dimensions as the input implies."""
-    want = 3 if batched else 2
-    if all(s.ndim == want for s in states):
-        return
-    kind = "batched 3-D" if batched else "unbatched 2-D"
-    if len(states) == 2:
-        dims = ", ".join(f"{s.ndim}-D" for s in states)
-        raise ValueError(f"For {kind} input, hx and cx should also be {want}-D but got ({dims}) tensors")
-    raise ValueError(f"For {kind} input, hx should also be {want}-D but got {states[0].ndim}-D tensor")
-
-
-def _check_lengths(value: Any, batch: int, steps: int, batched: bool) -> Optional[np.ndarray]:
-    """The per-element valid step counts as int64, checked; a scalar is allowed for unbatched input."""
-    if value is None:
-        return None
-    lengths = to_numpy(value)
-    if lengths.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
-    if lengths.ndim == 0 and not batched:
-        lengths = lengths.reshape(1)
-    if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have one entry per batch element: expected shape ({batch},), got {lengths.shape}")
-    if lengths.size and (lengths.min() < 0 or lengths.max() > steps):
-        bad = lengths[(lengths < 0) | (lengths > steps)][0]
-        raise ValueError(f"lengths must be between 0 and the sequence length {steps}, got {bad}")
-    return np.array(lengths, dtype=np.int64, order="C")  # a copy: native, aligned, C order
-

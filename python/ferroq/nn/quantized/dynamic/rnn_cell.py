@@ -17,17 +17,17 @@ import numpy as np
 from ...._arrays import as_float32, is_core_float32
 from ...._dtypes import qint8
 from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
-from ._recurrent import (
+from ..._recurrent_args import (
     GATES,
     NONLINEARITY_MODES,
-    CellLayout,
-    Matrix,
-    QuantizedRecurrent,
-    check_dtype,
-    check_size,
-    check_state,
-    float_module_dtype,
+    cell_sizes,
+    check_cell_input,
+    check_cell_state,
+    check_mode,
+    elman_mode,
+    lstm_state,
 )
+from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
 
 _M = TypeVar("_M", bound="RNNCellBase")
 
@@ -46,20 +46,14 @@ class RNNCellBase(QuantizedRecurrent):
 
     _version = 1
 
-    def __init__(
-        self, mode: str, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, reduce_range: bool = True
-    ) -> None:
+    def __init__(self, *, mode: str, input_size: int, hidden_size: int, bias: bool, dtype: Any, reduce_range: bool) -> None:
         super().__init__()
-        if mode not in GATES:
-            raise ValueError(f"Unrecognized RNN mode: {mode}")
-        self.mode = mode
-        self.input_size = check_size(input_size, "input_size", 0)
-        self.hidden_size = check_size(hidden_size, "hidden_size", 1)
+        self.mode = check_mode(mode)
+        self.input_size, self.hidden_size = cell_sizes(input_size, hidden_size, min_hidden_size=1)
         self.bias = bool(bias)
         self.dtype = check_dtype(dtype)
-        self.reduce_range = bool(reduce_range)
         self.training = False
-        self._init_weights()
+        self._init_weights(bool(reduce_range))
 
     def _config(self) -> Dict[str, Any]:
         config: Dict[str, Any] = {
@@ -106,7 +100,7 @@ class RNNCellBase(QuantizedRecurrent):
             if (h is None and c is None) or (
                 h is not None and c is not None and _is_matrix(h) and _is_matrix(c) and h.shape == shape and c.shape == shape
             ):
-                h_new, c_new = self._packed.cell(input, h, c, self.reduce_range)
+                h_new, c_new = self._packed.cell(input, h, c)
                 return h_new, c_new
         return self._checked_step(input, states)
 
@@ -114,38 +108,26 @@ class RNNCellBase(QuantizedRecurrent):
         """:meth:`_step` for the cells whose whole state is ``h`` (the shortest path per call)."""
         if _is_matrix(input) and input.shape[1] == self.input_size:
             if hx is None or (_is_matrix(hx) and hx.shape == (input.shape[0], self.hidden_size)):
-                return self._packed.cell(input, hx, None, self.reduce_range)[0]
+                return self._packed.cell(input, hx, None)[0]
         return self._checked_step(input, (hx,))[0]
 
     def _checked_step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
         """:meth:`_step` for any array-likes: normalises them, with PyTorch's error messages."""
         x = as_float32(input)
-        name = self._get_name().replace("DynamicQuantized", "")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D instead")
-        batched = x.ndim == 2
-        x2 = x if batched else x[None]
-        if x2.shape[1] != self.input_size:
-            raise ValueError(f"input has inconsistent input_size: got {x2.shape[1]}, expected {self.input_size}")
-        batch = x2.shape[0]
+        name = type(self).__name__
+        batched = check_cell_input(name, x, self.input_size)
         arrays: List[Optional[np.ndarray]] = []
         for i, state in enumerate(states):
-            label = f"[{i}]" if len(states) == 2 else ""
             if state is None:
                 arrays.append(None)
                 continue
-            h = check_state(state, f"hidden{label}")
-            if h.ndim != x.ndim:
-                raise ValueError(f"{name}: Expected hidden{label} to be {x.ndim}D for a {x.ndim}D input, got {h.ndim}D")
-            h2 = h if batched else h[None]
-            if h2.shape[0] != batch:
-                raise ValueError(f"Input batch size {batch} doesn't match hidden{label} batch size {h2.shape[0]}")
-            if h2.shape[1] != self.hidden_size:
-                raise ValueError(f"hidden{label} has inconsistent hidden_size: got {h2.shape[1]}, expected {self.hidden_size}")
-            arrays.append(h2)
+            h = as_float32(state, f"hidden[{i}]" if len(states) == 2 else "hidden")
+            check_cell_state(name, h, i, len(states), x, self.hidden_size)
+            arrays.append(h if batched else h[None])
         if len(arrays) == 2 and (arrays[0] is None) != (arrays[1] is None):
             raise ValueError("hx must hold both h and c, or be None")
-        h_new, c_new = self._packed.cell(x2, arrays[0], arrays[1] if len(arrays) == 2 else None, self.reduce_range)
+        x2 = x if batched else x[None]
+        h_new, c_new = self._packed.cell(x2, arrays[0], arrays[1] if len(arrays) == 2 else None)
         finals = (h_new,) if c_new is None else (h_new, c_new)
         return finals if batched else tuple(f[0] for f in finals)
 
@@ -189,18 +171,14 @@ class LSTMCell(RNNCellBase):
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
     ) -> None:
-        super().__init__("LSTM", input_size, hidden_size, bias, dtype, reduce_range)
+        super().__init__(
+            mode="LSTM", input_size=input_size, hidden_size=hidden_size, bias=bias, dtype=dtype, reduce_range=reduce_range
+        )
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``input``: ``(batch, input_size)`` or unbatched ``(input_size,)``; ``h``, ``c`` alike
         with ``hidden_size``."""
-        if hx is None:
-            states: Tuple[Optional[Any], ...] = (None, None)
-        elif isinstance(hx, (tuple, list)) and len(hx) == 2:
-            states = (hx[0], hx[1])
-        else:
-            raise TypeError(f"LSTMCell expects hx as a tuple (h, c), got {type(hx).__name__}")
-        h, c = self._step(input, states)
+        h, c = self._step(input, lstm_state(hx, "LSTMCell"))
         return h, c
 
     @classmethod
@@ -220,7 +198,9 @@ class GRUCell(RNNCellBase):
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
     ) -> None:
-        super().__init__("GRU", input_size, hidden_size, bias, dtype, reduce_range)
+        super().__init__(
+            mode="GRU", input_size=input_size, hidden_size=hidden_size, bias=bias, dtype=dtype, reduce_range=reduce_range
+        )
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
         """As :meth:`LSTMCell.forward` with ``hx = h``; returns ``h'``."""
@@ -249,9 +229,14 @@ class RNNCell(RNNCellBase):
         *,
         reduce_range: bool = True,
     ) -> None:
-        if nonlinearity not in NONLINEARITY_MODES:
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        super().__init__(NONLINEARITY_MODES[nonlinearity], input_size, hidden_size, bias, dtype, reduce_range)
+        super().__init__(
+            mode=elman_mode(nonlinearity),
+            input_size=input_size,
+            hidden_size=hidden_size,
+            bias=bias,
+            dtype=dtype,
+            reduce_range=reduce_range,
+        )
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
