@@ -32,6 +32,12 @@ pub struct EmbeddingTable {
     biases: Vec<f32>,
 }
 
+/// The NaN an invalid operation (`inf * 0`, `inf - inf`) gives on x86: sign set, quiet, no
+/// payload. ARM's default NaN is positive; other architectures report x86's, so that a table whose
+/// float16 scale overflowed gives torch's x86 bytes everywhere (a NaN that came in through
+/// `per_sample_weights` is reported the same way there).
+const X86_DEFAULT_NAN: f32 = f32::from_bits(0xffc0_0000);
+
 impl EmbeddingTable {
     /// A table of `rows` rows of `dim` values: `data` holds `rows * dim` bytes for `bits == 8`,
     /// or `rows * dim / 2` bytes of packed nibbles for `bits == 4` (`dim` must be even); `scales`
@@ -180,6 +186,9 @@ impl EmbeddingTable {
                 let weight = weights.map_or(1.0, |w| w[position]);
                 self.accumulate(row, index as usize, weight);
             }
+        }
+        if cfg!(not(target_arch = "x86_64")) {
+            out.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = X86_DEFAULT_NAN);
         }
     }
 
