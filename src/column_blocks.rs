@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::alloc;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pack::{check_weight_len, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Output columns per block: a multiple of the panel width, wide enough that a block's kernel
@@ -29,14 +29,47 @@ impl ColumnBlocks {
     /// Packs `weight`, a row-major `n x k` int8 matrix (its rows are the output columns).
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
         check_weight_len(weight.len(), n, k)?;
+        Self::from_blocks(n, k, |columns| PackedWeights::pack(&weight[columns.start * k..columns.end * k], columns.len(), k))
+    }
+
+    /// An `n x k` matrix of zeros, costing no memory until written (see [`PackedWeights::zeros`]).
+    pub fn zeros(n: usize, k: usize) -> Result<Self> {
+        alloc::elements(n, k, "the packed weight")?;
+        Self::from_blocks(n, k, |columns| PackedWeights::zeros(columns.len(), k))
+    }
+
+    /// An `n x k` matrix packed block by block, in order: `block(columns)` packs the rows
+    /// `columns` of the row-major matrix (for a caller that hands the matrix over in parts and
+    /// frees each part once it is packed). A block of another shape is an error.
+    pub fn from_blocks(n: usize, k: usize, mut block: impl FnMut(Range<usize>) -> Result<PackedWeights>) -> Result<Self> {
         let mut blocks = Vec::new();
         alloc::reserve(&mut blocks, n.div_ceil(COLUMN_BLOCK))?;
         for b in 0..n.div_ceil(COLUMN_BLOCK) {
             let columns = b * COLUMN_BLOCK..((b + 1) * COLUMN_BLOCK).min(n);
-            blocks.push(PackedWeights::pack(&weight[columns.start * k..columns.end * k], columns.len(), k)?);
+            let packed = block(columns.clone())?;
+            if (packed.n(), packed.k()) != (columns.len(), k) {
+                return Err(Error::Shape(format!(
+                    "rows {columns:?} of the weight came as a ({}, {}) block, expected ({}, {k})",
+                    packed.n(),
+                    packed.k(),
+                    columns.len()
+                )));
+            }
+            blocks.push(packed);
         }
         let col_sums = alloc::collect(n, blocks.iter().flat_map(|b| b.col_sums().iter().copied()))?;
         Ok(ColumnBlocks { n, k, blocks, col_sums })
+    }
+
+    /// Writes the row-major `n x k` matrix this was packed from into `out` (`n * k` elements).
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn unpack_into(&self, out: &mut [i8]) {
+        assert_eq!(out.len(), self.n * self.k, "unpack_into: wrong output length");
+        for (columns, block) in self.blocks() {
+            block.unpack_into(&mut out[columns.start * self.k..columns.end * self.k]);
+        }
     }
 
     /// Output features.
@@ -92,7 +125,13 @@ mod tests {
                 next = columns.end;
                 unpacked.extend(block.unpack());
             }
-            assert_eq!((next, unpacked), (n, w));
+            assert_eq!((next, &unpacked), (n, &w));
+            let mut again = vec![1; n * k];
+            blocks.unpack_into(&mut again);
+            assert_eq!(again, w);
+            let zeros = ColumnBlocks::zeros(n, k).unwrap();
+            zeros.unpack_into(&mut again);
+            assert!(again.iter().all(|&v| v == 0) && zeros.col_sums().iter().all(|&s| s == 0));
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod activations;
 pub mod alloc;
+mod block_buffer;
 pub mod column_blocks;
 pub mod dispatch;
 pub mod embedding_bag;

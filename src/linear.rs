@@ -201,8 +201,21 @@ impl DynamicLinear {
     /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
     /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        in_features_i32(k)?;
+        Self::with_weights(ColumnBlocks::pack(weight, n, k)?, scales, zero_points, bias)
+    }
+
+    /// All-zero `n x k` weights with scale 1 and zero point 0 (what a module holds before its
+    /// weights are set); they cost no memory until replaced.
+    pub fn zeros(n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
+        in_features_i32(k)?;
+        Self::with_weights(ColumnBlocks::zeros(n, k)?, &[1.0], &[0], bias)
+    }
+
+    /// Weights already packed (see [`ColumnBlocks::from_blocks`]); the rest as for [`new`](Self::new).
+    pub fn with_weights(weights: ColumnBlocks, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        let (n, k) = (weights.n(), weights.k());
         let k_i32 = in_features_i32(k)?;
-        let weights = ColumnBlocks::pack(weight, n, k)?;
         let per_column = |what: &str, len: usize| -> Result<()> {
             if len == 1 || len == n {
                 Ok(())
@@ -236,6 +249,14 @@ impl DynamicLinear {
 
     pub fn in_features(&self) -> usize {
         self.weights.k()
+    }
+
+    /// Writes the row-major int8 weight (`out_features x in_features`) into `out`.
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn weight_into(&self, out: &mut [i8]) {
+        self.weights.unpack_into(out);
     }
 
     /// Whether the epilogue uses the input's row sums: some weight zero point is non-zero.
@@ -438,6 +459,19 @@ impl Fp16Linear {
 
     pub fn out_features(&self) -> usize {
         self.n
+    }
+
+    /// Writes the row-major float16 weight bits (`out_features x in_features`) into `out`.
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn weight_bits_into(&self, out: &mut [u16]) {
+        assert_eq!(out.len(), self.n * self.k, "weight_bits_into: wrong output length");
+        for (kk, column) in self.weight_t.chunks_exact(self.n.max(1)).take(self.k).enumerate() {
+            for (row, &w) in column.iter().enumerate() {
+                out[row * self.k + kk] = w;
+            }
+        }
     }
 
     /// `out = x @ f16(W)^T + bias` with f32 FMA accumulation in FBGEMM's order (see

@@ -8,6 +8,7 @@
 //! adds nothing to any dot product.
 
 use crate::alloc;
+use crate::block_buffer::BlockBuffer;
 use crate::error::{Error, Result};
 
 /// Output features per panel (16 int32 lanes of a 512-bit register).
@@ -35,7 +36,7 @@ pub struct PackedWeights {
     n: usize,
     k: usize,
     k_groups: usize,
-    blocks: Vec<Block>,
+    blocks: BlockBuffer,
     col_sums: Vec<i32>,
 }
 
@@ -43,21 +44,44 @@ impl PackedWeights {
     /// Packs `weight`, a row-major `n x k` int8 matrix.
     pub fn pack(weight: &[i8], n: usize, k: usize) -> Result<Self> {
         check_weight_len(weight.len(), n, k)?;
-        let k_groups = k.div_ceil(K_GROUP);
-        let n_panels = n.div_ceil(PANEL_WIDTH);
-        let mut blocks = alloc::vec_of(alloc::elements(n_panels, k_groups, "the packed weight")?, Block([0; PANEL_WIDTH * K_GROUP]))?;
-        for (col, row) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
-            let (panel, lane) = (col / PANEL_WIDTH, col % PANEL_WIDTH);
-            for (kk, &w) in row.iter().enumerate() {
-                let block = &mut blocks[panel * k_groups + kk / K_GROUP];
-                block.0[lane * K_GROUP + kk % K_GROUP] = w;
+        let mut packed = Self::allocate(n, k, true)?;
+        let k_groups = packed.k_groups;
+        let whole_groups = k / K_GROUP;
+        let blocks = packed.blocks.as_mut_slice();
+        // One panel at a time, its blocks written in order (a sequential stream of stores).
+        for (rows, panel) in weight.chunks(PANEL_WIDTH * k.max(1)).take(n.div_ceil(PANEL_WIDTH)).zip(blocks.chunks_exact_mut(k_groups.max(1))) {
+            for (lane, row) in rows.chunks_exact(k.max(1)).enumerate() {
+                let (groups, rest) = row.as_chunks::<K_GROUP>();
+                let at = lane * K_GROUP;
+                for (block, group) in panel[..whole_groups].iter_mut().zip(groups) {
+                    block.0[at..at + K_GROUP].copy_from_slice(group);
+                }
+                if !rest.is_empty() {
+                    panel[whole_groups].0[at..at + rest.len()].copy_from_slice(rest);
+                }
             }
         }
-        let col_sums = match k {
-            0 => alloc::vec_of(n, 0)?,
-            _ => alloc::collect(n, weight.chunks_exact(k).map(|row| row.iter().map(|&w| w as i32).sum()))?,
-        };
-        Ok(PackedWeights { n, k, k_groups, blocks, col_sums })
+        if k > 0 {
+            for (sum, row) in packed.col_sums.iter_mut().zip(weight.chunks_exact(k)) {
+                *sum = row.iter().map(|&w| w as i32).sum();
+            }
+        }
+        Ok(packed)
+    }
+
+    /// An `n x k` matrix of zeros. Large matrices get fresh pages from the operating system that
+    /// nothing writes, so they cost no memory until something is written to them.
+    pub fn zeros(n: usize, k: usize) -> Result<Self> {
+        Self::allocate(n, k, false)
+    }
+
+    /// Zeros, with the pages made resident up front when `to_write` (cheaper than faulting
+    /// them in one by one while packing).
+    fn allocate(n: usize, k: usize, to_write: bool) -> Result<Self> {
+        alloc::elements(n, k, "the packed weight")?;
+        let k_groups = k.div_ceil(K_GROUP);
+        let len = alloc::elements(n.div_ceil(PANEL_WIDTH), k_groups, "the packed weight")?;
+        Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len, to_write)?, col_sums: alloc::vec_of(n, 0)? })
     }
 
     /// Output features (columns of the product).
@@ -87,7 +111,7 @@ impl PackedWeights {
 
     /// The `k_groups()` blocks of panel `p`.
     pub fn panel(&self, p: usize) -> &[Block] {
-        &self.blocks[p * self.k_groups..(p + 1) * self.k_groups]
+        &self.blocks.as_slice()[p * self.k_groups..(p + 1) * self.k_groups]
     }
 
     /// `Σ_k W[n, k]` per column: the zero-point compensation term.
@@ -102,7 +126,23 @@ impl PackedWeights {
 
     /// The row-major `n x k` matrix this was packed from.
     pub fn unpack(&self) -> Vec<i8> {
-        (0..self.n).flat_map(|n| (0..self.k).map(move |k| (n, k))).map(|(n, k)| self.get(n, k)).collect()
+        let mut out = vec![0; self.n * self.k];
+        self.unpack_into(&mut out);
+        out
+    }
+
+    /// Writes the row-major `n x k` matrix this was packed from into `out` (`n * k` elements).
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn unpack_into(&self, out: &mut [i8]) {
+        assert_eq!(out.len(), self.n * self.k, "unpack_into: wrong output length");
+        for (col, row) in out.chunks_exact_mut(self.k.max(1)).take(self.n).enumerate() {
+            let lane = col % PANEL_WIDTH;
+            for (block, group) in self.panel(col / PANEL_WIDTH).iter().zip(row.chunks_mut(K_GROUP)) {
+                group.copy_from_slice(&block.0[lane * K_GROUP..lane * K_GROUP + group.len()]);
+            }
+        }
     }
 }
 

@@ -73,6 +73,14 @@ impl StaticLinear {
         self.weights.n()
     }
 
+    /// Writes the row-major int8 weight (`out_features x in_features`) into `out`.
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn weight_into(&self, out: &mut [i8]) {
+        self.weights.unpack_into(out);
+    }
+
     /// `out = quint8(x @ W^T + bias)`, `rows x out_features`: `x` is row-major `rows x in_features`
     /// uint8 with the qparams `input`, `out` gets the qparams `output` (docs/numerics.md §3.1). With `relu`
     /// the outputs are at least `output.zero_point` (the fused LinearReLU).

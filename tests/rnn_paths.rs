@@ -31,11 +31,11 @@ fn projection(numbers: &mut Numbers, rows: usize, cols: usize, bias: bool, fp16:
     let bias = bias.then(|| (0..rows).map(|_| numbers.float()).collect());
     if fp16 {
         let weight: Vec<u16> = (0..rows * cols).map(|_| half::f16::from_f32(numbers.float() * 0.3).to_bits()).collect();
-        Projection::Fp16(Fp16Linear::new(&weight, rows, cols, bias).unwrap())
+        Projection::Fp16(Fp16Linear::new(&weight, rows, cols, bias).unwrap().into())
     } else {
         let weight: Vec<i8> = (0..rows * cols).map(|_| numbers.int8()).collect();
         let scales: Vec<f32> = (0..rows).map(|r| 0.002 + r as f32 * 1e-5).collect();
-        Projection::Int8(DynamicLinear::new(&weight, rows, cols, &scales, &vec![0; rows], bias).unwrap())
+        Projection::Int8(DynamicLinear::new(&weight, rows, cols, &scales, &vec![0; rows], bias).unwrap().into())
     }
 }
 

@@ -268,7 +268,7 @@ def test_state_dict_keys_load_save_pickle_and_deepcopy(tmp_path):
     loaded = ferroq.load(path)
     assert np.array_equal(loaded.bag(idx, offsets), want)
     raw, _ = ferroq._core.read_safetensors(str(path), 1 << 20)
-    shapes = {name: shape for name, _, shape, _ in raw}
+    shapes = {name: shape for name, _, shape, _, _ in raw}
     assert shapes["bag._packed_params._packed_weight.int"] == [24]  # 8 x 6 values, two per byte
     assert loaded.bag.mode == "sum" and loaded.emb.padding_idx == 1
     assert repr(loaded.emb) == "QuantizedEmbedding(num_embeddings=5, embedding_dim=3, dtype=ferroq.quint8, qscheme=ferroq.per_channel_affine_float_qparams)"

@@ -230,10 +230,21 @@ def test_an_untampered_qtensor_round_trips_through_pickle() -> None:
     assert pickle.loads(pickle.dumps(q))._same_as(q)
 
 
+class ForgedModule:
+    """Pickles as a module of class ``cls`` with any state: what a tampered pickle holds."""
+
+    def __init__(self, cls: type, state: Dict[str, Any]) -> None:
+        self.cls, self.state = cls, state
+
+    def __reduce__(self) -> Any:
+        return (object.__new__, (self.cls,), self.state)
+
+
 def test_unpickling_a_module_with_a_tampered_weight_zero_point_is_refused() -> None:
     m = dynamic_linear()
-    m._weight = ForgedQTensor({**m._weight.__getstate__(), "_zero_point": 300})
-    data = pickle.dumps(m)
+    state = m.__getstate__()
+    state["_weight"] = ForgedQTensor({**state["_weight"].__getstate__(), "_zero_point": 300})
+    data = pickle.dumps(ForgedModule(type(m), state))
     with pytest.raises(ValueError, match="zero_point must be between -128 and 127"):
         pickle.loads(data)
 

@@ -8,6 +8,7 @@ float32 ndarray. The core refuses anything else, so a layout can never be read i
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
@@ -74,3 +75,17 @@ def last_dim(array: np.ndarray, expected: int, what: str = "input") -> None:
             f"{what} of shape {tuple(array.shape)} has {array.shape[-1]} features in its last dimension, "
             f"expected {expected}"
         )
+
+
+#: Arrays of at least this many bytes get pages of their own from :func:`fresh_float32`.
+_OWN_PAGES_BYTES = 1 << 20
+
+
+def fresh_float32(shape: Any) -> np.ndarray:
+    """A new writable float32 array of zeros. A large one lives in an anonymous mapping of its
+    own, so its memory goes back to the system as soon as the array is deleted (glibc's heap
+    keeps freed blocks that other allocations pin, which can leave a deleted model resident)."""
+    nbytes = 4 * int(np.prod(shape, dtype=np.int64))
+    if nbytes < _OWN_PAGES_BYTES:
+        return np.zeros(shape, dtype=np.float32)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(shape)

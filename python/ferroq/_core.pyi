@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension ``ferroq._core`` (hand-written; checked by mypy.stubtest)."""
 
-from typing import Optional, Sequence, Tuple, Union, final
+from typing import Callable, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,7 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "read_safetensors",
+    "release_free_memory",
     "supported_backends",
     "write_safetensors",
 ]
@@ -48,6 +49,22 @@ class PackedLinear:
     def out_features(self) -> int: ...
     reduce_range: bool
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+    @staticmethod
+    def from_rows(
+        out_features: int,
+        in_features: int,
+        rows: Callable[[int, int], npt.NDArray[np.int8]],
+        scales: npt.NDArray[np.float32],
+        zero_points: npt.NDArray[np.int32],
+        bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
+    ) -> "PackedLinear": ...
+    @staticmethod
+    def zeros(
+        out_features: int, in_features: int, bias: Optional[npt.NDArray[np.float32]] = None, *, reduce_range: bool = True
+    ) -> "PackedLinear": ...
+    def weight(self) -> npt.NDArray[np.int8]: ...
 
 @final
 class PackedLinearFp16:
@@ -64,13 +81,15 @@ class PackedLinearFp16:
     def out_features(self) -> int: ...
     reduce_range: bool
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+    def weight_bits(self) -> npt.NDArray[np.uint16]: ...
 
+def release_free_memory() -> None: ...
 def write_safetensors(
     path: str, tensors: list[tuple[str, str, list[int], bytes]], metadata: dict[str, str]
 ) -> None: ...
 def read_safetensors(
     path: str, max_header_bytes: int
-) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]: ...
+) -> tuple[list[tuple[str, str, list[int], int, int]], dict[str, str]]: ...
 
 @final
 class PackedRNN:
@@ -122,6 +141,7 @@ class PackedStaticLinear:
     def in_features(self) -> int: ...
     @property
     def out_features(self) -> int: ...
+    def weight(self) -> npt.NDArray[np.int8]: ...
     def forward(
         self,
         x: npt.NDArray[np.uint8],

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2
+from ._file_map import map_file, release_pages, tensor_view
 from ._io_validate import MAX_DEPTH, MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
 from ._tensor import QTensor, unpack_nibbles
 from .nn.module import Module
@@ -54,6 +55,9 @@ _DTYPE_NAMES: Dict[np.dtype, str] = {
 _NUMPY_DTYPES: Dict[str, np.dtype] = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: A stored tensor as :func:`ferroq._core.read_safetensors` describes it: name, dtype name,
+#: shape, and where its bytes lie in the file (start, end).
+RawTensor = Tuple[str, str, List[int], int, int]
 
 
 class _Tensors:
@@ -225,17 +229,21 @@ def _decode(key: str, entry: Dict[str, Any], tensors: Dict[str, np.ndarray]) -> 
     """The state value of a checked entry, from the file's arrays."""
     kind = entry["kind"]
     if kind == "array":
-        return tensors[key]
+        array = np.array(tensors[key])  # writable, as every array a module is handed
+        release_pages(tensors[key])
+        return array
     if kind == "qtensor":
-        values, scale, zero_point = (tensors[key + suffix] for suffix in (".int", ".scale", ".zero_point"))
+        values = tensors[key + ".int"]
+        # Copies: a module may keep qparams (and an embedding its whole QTensor) as long as it lives.
+        scale, zero_point = np.array(tensors[key + ".scale"]), np.array(tensors[key + ".zero_point"])
         if entry.get("qscheme") == per_channel_affine_float_qparams.name:
             dtype, shape = as_dtype(entry["dtype"]), tuple(entry["shape"])
             if dtype is quint4x2:
                 values = unpack_nibbles(values, int(np.prod(shape)))
             return QTensor.from_int_repr(values.reshape(shape), scale, zero_point, axis=entry["axis"], dtype=dtype)
         if entry["axis"] is None:
-            return QTensor.from_int_repr(values, float(scale), int(zero_point))
-        return QTensor.from_int_repr(values, scale, zero_point, axis=int(entry["axis"]))
+            return QTensor._adopt(values, float(scale), int(zero_point))
+        return QTensor._adopt(values, scale, zero_point, axis=int(entry["axis"]))
     if kind == "tuple":
         return tuple(_decode(f"{key}.{i}", item, tensors) for i, item in enumerate(entry["items"]))
     if kind == "dtype":
@@ -260,15 +268,21 @@ def _build(node: Node, path: str) -> Module:
     return module
 
 
-def _arrays(raw: List[Tuple[str, str, List[int], bytes]]) -> Dict[str, np.ndarray]:
-    """The file's tensors as native-endian arrays (their dtypes and shapes are already checked)."""
-    return {
-        name: np.frombuffer(data, dtype=_NUMPY_DTYPES[dtype].newbyteorder("<")).astype(_NUMPY_DTYPES[dtype]).reshape(shape)
-        for name, dtype, shape, data in raw
-    }
+def _arrays(raw: List[RawTensor], path: str) -> Dict[str, np.ndarray]:
+    """The file's tensors as native-endian arrays (their dtypes and shapes are already checked):
+    read-only views of the mapped file, copied only on a big-endian machine or when misaligned.
+    The int8 weights are packed straight from them (:meth:`QTensor._adopt`, no copy), and the
+    modules give their pages back once packed (:func:`~ferroq._file_map.release_pages`)."""
+    file_map = map_file(path)
+    arrays = {}
+    for name, dtype, shape, start, end in raw:
+        view = tensor_view(file_map, _NUMPY_DTYPES[dtype].newbyteorder("<"), tuple(shape), start, end, f"{path}: tensor {name!r}")
+        native = view.dtype.isnative and view.flags.aligned
+        arrays[name] = view if native else view.astype(_NUMPY_DTYPES[dtype])
+    return arrays
 
 
-def _read(path: str) -> Tuple[List[Tuple[str, str, List[int], bytes]], Dict[str, str]]:
+def _read(path: str) -> Tuple[List[RawTensor], Dict[str, str]]:
     """The raw tensors and the metadata of a ferroq file whose format version this ferroq reads."""
     raw, metadata = _core.read_safetensors(path, MAX_HEADER_BYTES)
     if metadata.get("format") != _FORMAT:
@@ -300,13 +314,13 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
     path = os.fspath(path)
     raw, metadata = _read(path)
     header = parse_json(metadata["model"], f"{path}: the model description in the metadata")
-    info = {name: (dtype, tuple(shape)) for name, dtype, shape, _ in raw}
+    info = {name: (dtype, tuple(shape)) for name, dtype, shape, _, _ in raw}
     try:
         description = validate_description(header, info, _resolver(_registry(), dict(custom_modules or {})))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     module = _build(description.tree, path)
-    tensors = _arrays(raw)
+    tensors = _arrays(raw, path)
     state: "OrderedDict[str, Any]" = OrderedDict()
     try:
         for key, entry in description.state.items():
@@ -318,4 +332,6 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
         module.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
         raise ValueError(f"{path}: the stored weights do not fit the stored modules: {e}") from None
+    del raw, tensors, state
+    _core.release_free_memory()  # the temporaries are dropped: give their pages back
     return module.eval()

@@ -138,7 +138,17 @@ class QTensor:
         values 0..15, one per element, in the tensor's shape. With ``axis``, ``scale`` and
         ``zero_point`` are per-channel sequences; floating-point zero points (as an array of a
         float dtype) make a ``per_channel_affine_float_qparams`` tensor, as in PyTorch."""
-        values = to_numpy(int_repr)
+        return cls._from_values(np.array(to_numpy(int_repr), copy=True, order="C"), scale, zero_point, axis, dtype)
+
+    @classmethod
+    def _adopt(cls, int_repr: np.ndarray, scale: Any, zero_point: Any, axis: Optional[int] = None, dtype: Any = None) -> "QTensor":
+        """:meth:`from_int_repr` without the copy when ``int_repr`` is already C-contiguous: for an
+        array nothing else writes to (the loader's tensors, read-only views of the file's bytes)."""
+        return cls._from_values(np.ascontiguousarray(int_repr), scale, zero_point, axis, dtype)
+
+    @classmethod
+    def _from_values(cls, values: np.ndarray, scale: Any, zero_point: Any, axis: Optional[int], dtype: Any) -> "QTensor":
+        """The checks of :meth:`from_int_repr`; ``values`` (C-contiguous) is kept as it is."""
         if values.dtype == np.int8:
             inferred = qint8
         elif values.dtype == np.uint8:
@@ -151,7 +161,7 @@ class QTensor:
         if dtype is quint4x2 and values.size and int(values.max()) > 15:
             raise ValueError(f"quint4x2 values must lie in 0..15, got {int(values.max())}")
         self = object.__new__(cls)
-        self._int = np.array(values, copy=True, order="C")
+        self._int = values
         self._dtype = dtype
         if axis is None:
             self._scale = _check_scale(scale)

@@ -2,6 +2,7 @@
 //! layer first; these classes check again and never panic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -11,7 +12,10 @@ use super::errors::catch_panic;
 use super::outputs::uninit_matrix;
 use crate::alloc;
 use crate::dispatch::kernels;
-use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
+use crate::column_blocks::ColumnBlocks;
+use crate::error::Error;
+use crate::linear::{in_features_i32, with_input_buffer, DynamicLinear, Fp16Linear};
+use crate::pack::PackedWeights;
 
 /// Int8 weights packed for the dynamic-quantization GEMM, with their qparams and float bias.
 ///
@@ -21,8 +25,14 @@ use crate::linear::{with_input_buffer, DynamicLinear, Fp16Linear};
 /// (PyTorch's default), 0..255 when false.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinear {
-    pub(super) inner: DynamicLinear,
+    pub(super) inner: Arc<DynamicLinear>,
     reduce_range: AtomicBool,
+}
+
+impl PackedLinear {
+    fn with(inner: DynamicLinear, reduce_range: bool) -> Self {
+        PackedLinear { inner: inner.into(), reduce_range: AtomicBool::new(reduce_range) }
+    }
 }
 
 #[pymethods]
@@ -40,7 +50,74 @@ impl PackedLinear {
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
-        Ok(PackedLinear { inner, reduce_range: AtomicBool::new(reduce_range) })
+        Ok(PackedLinear::with(inner, reduce_range))
+    }
+
+    /// The same layer from a weight handed over in blocks of rows: `rows(start, stop)` returns
+    /// rows `start..stop` of the `(out_features, in_features)` int8 weight, called once per block
+    /// in order, and no block is read after the next call (so the caller may free each one then,
+    /// or once this returns).
+    #[staticmethod]
+    #[pyo3(signature = (out_features, in_features, rows, scales, zero_points, bias=None, *, reduce_range=true))]
+    fn from_rows(
+        out_features: usize,
+        in_features: usize,
+        rows: Bound<'_, PyAny>,
+        scales: PyReadonlyArray1<'_, f32>,
+        zero_points: PyReadonlyArray1<'_, i32>,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+        reduce_range: bool,
+    ) -> PyResult<Self> {
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        in_features_i32(in_features)?;
+        let mut failure: Option<PyErr> = None;
+        let weights = catch_panic(|| {
+            ColumnBlocks::from_blocks(out_features, in_features, |columns| {
+                let block = || -> PyResult<PackedWeights> {
+                    let array = rows.call1((columns.start, columns.end))?;
+                    let array = array.extract::<PyReadonlyArray2<'_, i8>>()?;
+                    let (w, n, k) = matrix(&array, "weight")?;
+                    Ok(PackedWeights::pack(w, n, k)?)
+                };
+                block().map_err(|e| {
+                    failure = Some(e);
+                    Error::Value("the weight's rows could not be read".into())
+                })
+            })
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let weights = weights?;
+        let inner = catch_panic(|| DynamicLinear::with_weights(weights, scales, zero_points, bias))?;
+        Ok(PackedLinear::with(inner, reduce_range))
+    }
+
+    /// All-zero `(out_features, in_features)` weights with scale 1 and zero point 0, costing no
+    /// memory until replaced (what a module holds before its weights are set).
+    #[staticmethod]
+    #[pyo3(signature = (out_features, in_features, bias=None, *, reduce_range=true))]
+    fn zeros(out_features: usize, in_features: usize, bias: Option<PyReadonlyArray1<'_, f32>>, reduce_range: bool) -> PyResult<Self> {
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let inner = catch_panic(|| DynamicLinear::zeros(out_features, in_features, bias))?;
+        Ok(PackedLinear::with(inner, reduce_range))
+    }
+
+    /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
+    /// layout (the packed form is the only copy kept).
+    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        // Every element is written by `weight_into`.
+        let out = uninit_matrix::<i8>(py, self.inner.out_features(), self.inner.in_features())?;
+        {
+            let mut out_rw = out.readwrite();
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            catch_panic(|| {
+                self.inner.weight_into(out_slice);
+                Ok(())
+            })?;
+        }
+        Ok(out)
     }
 
     /// Whether each call quantizes its input to levels 0..127 (true) or 0..255 (false).
@@ -92,7 +169,7 @@ impl PackedLinear {
 /// but the setting stays with the weights as it does in `PackedLinear`.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinearFp16 {
-    pub(super) inner: Fp16Linear,
+    pub(super) inner: Arc<Fp16Linear>,
     reduce_range: AtomicBool,
 }
 
@@ -104,7 +181,23 @@ impl PackedLinearFp16 {
         let (w, n, k) = matrix(&weight_bits, "weight")?;
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let inner = catch_panic(|| Fp16Linear::new(w, n, k, bias))?;
-        Ok(PackedLinearFp16 { inner, reduce_range: AtomicBool::new(reduce_range) })
+        Ok(PackedLinearFp16 { inner: inner.into(), reduce_range: AtomicBool::new(reduce_range) })
+    }
+
+    /// The float16 weight bits `(out_features, in_features)` uint16 as a new array, read back
+    /// from the packed layout (the packed form is the only copy kept).
+    fn weight_bits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u16>>> {
+        // Every element is written by `weight_bits_into`.
+        let out = uninit_matrix::<u16>(py, self.inner.out_features(), self.inner.in_features())?;
+        {
+            let mut out_rw = out.readwrite();
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            catch_panic(|| {
+                self.inner.weight_bits_into(out_slice);
+                Ok(())
+            })?;
+        }
+        Ok(out)
     }
 
     /// The owning module's `reduce_range` (no effect on float16 weights).

@@ -5,6 +5,7 @@ mod arrays;
 mod embedding;
 mod errors;
 mod linear;
+mod memory;
 mod outputs;
 mod rnn;
 mod safetensors_io;
@@ -74,6 +75,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(choose_qparams, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::release_free_memory, m)?)?;
     m.add_function(wrap_pyfunction!(safetensors_io::write_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(safetensors_io::read_safetensors, m)?)?;
     m.add_class::<linear::PackedLinear>()?;

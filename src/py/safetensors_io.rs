@@ -83,24 +83,25 @@ pub fn write_safetensors<'py>(
     })
 }
 
-/// Reads a safetensors file (memory-mapped): every tensor as `(name, dtype, shape, bytes)` and the
-/// header's string metadata. A truncated or malformed file, or one whose JSON header is longer
-/// than `max_header_bytes` (checked before it is parsed), raises ValueError; a path that cannot
-/// be read raises the matching OSError subclass.
+/// Reads the header of a safetensors file (memory-mapped, checked whole): every tensor as
+/// `(name, dtype, shape, start, end)`, its little-endian bytes lying at `start..end` of the file,
+/// and the header's string metadata. No tensor data is copied: the caller maps the file and reads
+/// the tensors in place. A truncated or malformed file, or one whose JSON header is longer than
+/// `max_header_bytes` (checked before it is parsed), raises ValueError; a path that cannot be
+/// read raises the matching OSError subclass.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
 pub fn read_safetensors(
-    py: Python<'_>,
     path: PathBuf,
     max_header_bytes: u64,
-) -> PyResult<(Vec<(String, String, Vec<usize>, Py<PyBytes>)>, HashMap<String, String>)> {
+) -> PyResult<(Vec<(String, String, Vec<usize>, usize, usize)>, HashMap<String, String>)> {
     let file = File::open(&path).map_err(|e| os_error("open", &path, e))?;
     if file.metadata().map_err(|e| os_error("read", &path, e))?.is_dir() {
         return Err(PyIsADirectoryError::new_err(format!("cannot read {}: it is a directory", path.display())));
     }
     // SAFETY: the map is read-only and lives only inside this call; a file changed by another
     // process while we read it can give wrong bytes but not undefined behaviour in safe code that
-    // copies them out, which is all that happens below (every tensor is copied into a new bytes).
+    // only parses the header and takes the tensors' offsets, which is all that happens below.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| os_error("map", &path, e))?;
     let invalid = |e: safetensors::SafeTensorError| PyValueError::new_err(format!("{} is not a valid .safetensors file: {e}", path.display()));
     if let Some(prefix) = map.first_chunk::<8>() {
@@ -119,7 +120,8 @@ pub fn read_safetensors(
     for (name, view) in tensors.iter() {
         let dtype = dtype_name(view.dtype())
             .ok_or_else(|| PyValueError::new_err(format!("tensor {name:?} has unsupported dtype {:?}", view.dtype())))?;
-        out.push((name.to_string(), dtype.to_string(), view.shape().to_vec(), PyBytes::new(py, view.data()).unbind()));
+        let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
+        out.push((name.to_string(), dtype.to_string(), view.shape().to_vec(), start, start + view.data().len()));
     }
     Ok((out, metadata))
 }

@@ -50,6 +50,22 @@ impl PackedStaticLinear {
         self.inner.out_features()
     }
 
+    /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
+    /// layout (the packed form is the only copy kept).
+    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        // Every element is written by `weight_into`.
+        let out = uninit_matrix::<i8>(py, self.inner.out_features(), self.inner.in_features())?;
+        {
+            let mut out_rw = out.readwrite();
+            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+            catch_panic(|| {
+                self.inner.weight_into(out_slice);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
     /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
     /// `(rows, in_features)` with qparams `(x_scale, x_zero_point)`; the output has the qparams
     /// `(y_scale, y_zero_point)`. With `relu` every output is at least `y_zero_point`. Scales are

@@ -1,17 +1,20 @@
 //! One linear map of a recurrent cell (`W_ih`, `W_hh` or the LSTM projection `W_hr`), with int8
 //! weights (dynamic quantization of its input, docs/numerics.md §2.1) or float16 weights (docs/numerics.md §2.3).
 
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::kernels::Kernels;
 use crate::linear::{DynamicLinear, Fp16Linear, LinearScratch, QuantizedActivations};
 
-/// The weights of one linear map inside a recurrent layer; its bias, if any, is fused in.
+/// The weights of one linear map inside a recurrent layer; its bias, if any, is fused in. Shared
+/// (not copied) with the Python objects they were built from.
 #[derive(Clone, Debug)]
 pub enum Projection {
     /// int8 weights: every call quantizes its whole input with one scale and zero point.
-    Int8(DynamicLinear),
+    Int8(Arc<DynamicLinear>),
     /// float16 weights, float32 activations: nothing is quantized.
-    Fp16(Fp16Linear),
+    Fp16(Arc<Fp16Linear>),
 }
 
 /// Buffers a [`Projection`] reuses across calls.

@@ -23,12 +23,12 @@ impl Lcg {
 
 fn fp16(rng: &mut Lcg, n: usize, k: usize, bias: bool) -> Projection {
     let w: Vec<u16> = rng.vec(n * k).iter().map(|&v| half::f16::from_f32(v * 0.5).to_bits()).collect();
-    Projection::Fp16(Fp16Linear::new(&w, n, k, bias.then(|| rng.vec(n))).unwrap())
+    Projection::Fp16(Fp16Linear::new(&w, n, k, bias.then(|| rng.vec(n))).unwrap().into())
 }
 
 fn int8(rng: &mut Lcg, n: usize, k: usize, bias: bool) -> Projection {
     let w: Vec<i8> = rng.vec(n * k).iter().map(|&v| (v * 127.0) as i8).collect();
-    Projection::Int8(DynamicLinear::new(&w, n, k, &[0.004], &[0], bias.then(|| rng.vec(n))).unwrap())
+    Projection::Int8(DynamicLinear::new(&w, n, k, &[0.004], &[0], bias.then(|| rng.vec(n))).unwrap().into())
 }
 
 fn build(shape: RnnShape, seed: u64, quantized: bool) -> Rnn {
@@ -243,7 +243,7 @@ fn mismatched_weights_are_rejected() {
 #[test]
 fn an_overflowing_recurrence_is_a_clear_error() {
     // Huge weights and inputs: the first step's state is infinite, the second cannot quantize it.
-    let big = |n: usize, k: usize| Projection::Int8(DynamicLinear::new(&vec![127; n * k], n, k, &[1e30], &[0], None).unwrap());
+    let big = |n: usize, k: usize| Projection::Int8(DynamicLinear::new(&vec![127; n * k], n, k, &[1e30], &[0], None).unwrap().into());
     let cell = CellWeights { ih: big(4, 3), hh: big(4, 4), hr: None };
     let rnn = Rnn::new(shape(CellKind::RnnRelu, 1, false), vec![cell]).unwrap();
     let x = vec![1e30f32; 3 * 3];

@@ -36,15 +36,15 @@ fn projection(rng: &mut Lcg, weights: Weights, n: usize, k: usize, bias: bool) -
     let w: Vec<i8> = rng.vec(n * k).iter().map(|&v| (v * 127.0) as i8).collect();
     let bias = bias.then(|| rng.vec(n).iter().map(|v| v * 2.0).collect());
     match weights {
-        Weights::Int8 => Projection::Int8(DynamicLinear::new(&w, n, k, &[0.02], &[0], bias).unwrap()),
+        Weights::Int8 => Projection::Int8(DynamicLinear::new(&w, n, k, &[0.02], &[0], bias).unwrap().into()),
         Weights::Asymmetric => {
             let scales: Vec<f32> = (0..n).map(|i| 0.01 + 0.001 * (i % 7) as f32).collect();
             let zero_points: Vec<i32> = (0..n).map(|i| (i % 5) as i32 - 2).collect();
-            Projection::Int8(DynamicLinear::new(&w, n, k, &scales, &zero_points, None).unwrap())
+            Projection::Int8(DynamicLinear::new(&w, n, k, &scales, &zero_points, None).unwrap().into())
         }
         Weights::Fp16 => {
             let bits: Vec<u16> = rng.vec(n * k).iter().map(|&v| half::f16::from_f32(v * 0.7).to_bits()).collect();
-            Projection::Fp16(Fp16Linear::new(&bits, n, k, bias).unwrap())
+            Projection::Fp16(Fp16Linear::new(&bits, n, k, bias).unwrap().into())
         }
     }
 }

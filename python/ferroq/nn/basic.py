@@ -8,7 +8,7 @@ from typing import Any, Iterator, Union, overload
 
 import numpy as np
 
-from .._arrays import as_float32, last_dim
+from .._arrays import as_float32, fresh_float32, last_dim
 from .._state_spec import Config, StateSpec, float32
 from .._tensor import QTensor
 from .module import Module
@@ -16,9 +16,23 @@ from .module import Module
 __all__ = ["Linear", "ReLU", "Identity", "Sequential"]
 
 
+#: Elements drawn at a time by :func:`uniform`.
+_DRAW_CHUNK = 1 << 16
+
+
 def uniform(shape: Any, bound: float) -> np.ndarray:
-    """float32 values drawn from U(-bound, bound) with numpy's global generator (``np.random.seed``)."""
-    return np.random.uniform(-bound, bound, size=shape).astype(np.float32)
+    """float32 values drawn from U(-bound, bound) with numpy's global generator (``np.random.seed``),
+    the same values as ``np.random.uniform(-bound, bound, size=shape).astype(np.float32)``.
+
+    Drawn in chunks into an array of their own pages (:func:`fresh_float32`): no float64
+    temporary of the whole size, and the memory goes back to the system when the model is deleted
+    (a large temporary would leave glibc's allocator holding it after the float model is gone)."""
+    out = fresh_float32(shape)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _DRAW_CHUNK):
+        stop = min(start + _DRAW_CHUNK, flat.size)
+        flat[start:stop] = np.random.uniform(-bound, bound, size=stop - start)
+    return out
 
 
 class Linear(Module):

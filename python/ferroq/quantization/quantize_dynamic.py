@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Iterable, Tuple, Union
 
+from .. import _core
 from .._dtypes import as_dtype, float16, qint8, quint4x2, quint8
 from ..nn.module import Module
 from .propagate import propagate_qconfig_
@@ -117,5 +118,7 @@ def quantize_dynamic(
             else:
                 m.qconfig = qconfig
         raise
+    del model, before
+    _core.release_free_memory()  # the float copy and every temporary are gone: give their pages back
     return converted.eval()
 

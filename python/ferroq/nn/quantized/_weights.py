@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ... import _core
 from ..._arrays import to_numpy
+from ..._file_map import release_pages
 from ..._dtypes import DType, float16, qint8
 from ..._tensor import QTensor, quantize_per_channel, quantize_per_tensor
 from ..basic import Linear as FloatLinear
@@ -91,6 +93,59 @@ def to_fp16(weight: np.ndarray, what: str) -> np.ndarray:
             f"FOUND weight out of range in {what}: values beyond +-65504 are saturated for float16", stacklevel=3
         )
     return np.clip(weight, -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
+#: A qint8 weight's qparams without its integers: ``(scale, zero_point, scales, zero_points, axis)``
+#: as a :class:`~ferroq.QTensor` holds them (per tensor: the first two; per channel: the rest).
+QParams = Tuple[Optional[float], Optional[int], Optional[np.ndarray], Optional[np.ndarray], Optional[int]]
+
+
+def qparams_of(q: QTensor) -> QParams:
+    """The qparams of ``q``, to keep beside its packed integers."""
+    return (q._scale, q._zero_point, q._scales, q._zero_points, q._axis)
+
+
+def qtensor_from(values: np.ndarray, qparams: QParams) -> QTensor:
+    """A qint8 QTensor owning ``values`` (a new C-contiguous int8 array, e.g. unpacked from a packed
+    weight) with ``qparams`` as taken by :func:`qparams_of` (already checked): no copy, no check."""
+    q = object.__new__(QTensor)
+    q._int, q._dtype = values, qint8
+    q._scale, q._zero_point, q._scales, q._zero_points, q._axis = qparams
+    return q
+
+
+def int8_values(q: QTensor) -> np.ndarray:
+    """The integers of a qint8 QTensor, read-only and without a copy, for packing."""
+    return q._int
+
+
+def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
+    """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``
+    quantizing its inputs with ``reduce_range``).
+
+    The integers are handed over a block of rows at a time, each block's pages given back once it
+    is packed when ``q`` was read in place from a loaded file (:func:`release_packed`): packing
+    then holds at most one block of the file resident beside the packed weight."""
+    values = q._int
+    handed: List[np.ndarray] = []
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        for block in handed:
+            release_pages(block)
+        handed[:] = [values[start:stop]]
+        return handed[0]
+
+    packed = _core.PackedLinear.from_rows(
+        values.shape[0], values.shape[1], rows, scales, zero_points, bias, reduce_range=reduce_range
+    )
+    release_pages(values)
+    return packed
+
+
+def release_packed(q: QTensor) -> None:
+    """Says that ``q``'s integers are packed: the pages of a loaded file under them are given
+    back (:func:`ferroq._file_map.release_pages`); nothing happens for a QTensor made otherwise."""
+    release_pages(q._int)
 
 
 def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -9,13 +9,24 @@ import numpy as np
 
 from ... import _core
 from ..._arrays import last_dim, to_numpy
-from ..._dtypes import as_dtype, qint8, quint8
+from ..._dtypes import as_dtype, per_channel_affine, per_tensor_affine, qint8, quint8
 from ..._state_spec import Array, Config, DTypeName, Items, QWeight, StateSpec, float32, optional_bias
 from ..._tensor import QTensor, _check_scale, _integer
 from ...quantization.qconfig import QConfig
 from ..module import Module
 from ._overflow import input_levels, warn_if_accumulator_can_overflow
-from ._weights import LINEAR_STATE_KEYS, float_bias, float_linear_params, quantize_weight, save_linear_state, weight_qparams
+from ._weights import (
+    LINEAR_STATE_KEYS,
+    float_bias,
+    float_linear_params,
+    int8_values,
+    qparams_of,
+    qtensor_from,
+    quantize_weight,
+    release_packed,
+    save_linear_state,
+    weight_qparams,
+)
 
 __all__ = ["Linear"]
 
@@ -106,12 +117,13 @@ class Linear(Module):
         b = float_bias(bias, self.out_features, "bias")
         scales, zero_points = weight_qparams(weight, self.out_features)
         per_channel = weight.qscheme().is_per_channel
-        packed = _core.PackedStaticLinear(weight.int_repr(), scales, zero_points, per_channel, b)
-        self._weight, self._bias, self._packed = weight, b, packed
+        packed = _core.PackedStaticLinear(int8_values(weight), scales, zero_points, per_channel, b)
+        release_packed(weight)
+        self._qparams, self._bias, self._packed = qparams_of(weight), b, packed
 
     def weight(self) -> QTensor:
-        """The int8 weight as a QTensor."""
-        return self._weight
+        """The int8 weight as a QTensor, read back from the packed form (the only copy kept)."""
+        return qtensor_from(self._packed.weight(), self._qparams)
 
     def bias(self) -> Optional[np.ndarray]:
         """A copy of the float32 bias, or None."""
@@ -175,7 +187,11 @@ class Linear(Module):
             raise ValueError(f"Weight observer must have dtype ferroq.qint8, got {weight_observer.dtype!r}")
         scale, zero_point = activation_post_process.calculate_qparams()
         qweight = quantize_weight(weight, weight_observer, observe=not use_precomputed_fake_quant)
-        return cls._build(qweight, bias, scale, zero_point)
+        del weight
+        module = cls._build(qweight, bias, scale, zero_point)
+        del qweight
+        _core.release_free_memory()
+        return module
 
     @classmethod
     def from_reference(cls, ref_qlinear: Any, output_scale: float, output_zero_point: int) -> "Linear":
@@ -224,20 +240,23 @@ class Linear(Module):
             return []
 
         def update() -> None:
-            self._weight, self._bias, self._packed = candidate._weight, candidate._bias, candidate._packed
+            self._qparams, self._bias, self._packed = candidate._qparams, candidate._bias, candidate._packed
             self.scale, self.zero_point = candidate.scale, candidate.zero_point
 
         return [update]
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_packed"]
+        del state["_packed"], state["_qparams"]
+        state["_weight"] = self.weight()
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        weight = state.pop("_weight")
         self.__dict__.update(state)
         self.scale, self.zero_point = state["_scale"], state["_zero_point"]  # checked like any assignment
-        self.set_weight_bias(state["_weight"], state["_bias"])
+        self.set_weight_bias(weight, state["_bias"])
         warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     # -- printing ----------------------------------------------------------------------------
@@ -248,7 +267,7 @@ class Linear(Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}, "
-            f"zero_point={self.zero_point}, qscheme={self._weight.qscheme()!r}"
+            f"zero_point={self.zero_point}, qscheme={per_tensor_affine if self._qparams[4] is None else per_channel_affine!r}"
         )
 
 

@@ -1,9 +1,10 @@
 """What the dynamic quantized recurrent modules share: their weight layout, conversion from float
 parameters, packing into the Rust core, state dicts, pickling and ``get_weight``/``get_bias``.
 
-A module's weights live in two dicts keyed by the float module's parameter names: ``_weights``
-(qint8 :class:`~ferroq.QTensor` or float16 ndarray) and ``_biases`` (float32 ndarray), packed
-together into one ``_core.PackedRNN``.
+A module's weights live in dicts keyed by the float module's parameter names: ``_matrices`` (each
+matrix packed, ``_core.PackedLinear`` or ``_core.PackedLinearFp16``: the only copy of the weights,
+shared with the ``_core.PackedRNN`` that runs them), ``_qparams`` (the qint8 weights' qparams) and
+``_biases`` (float32 ndarray). ``get_weight`` reads the weights back from the packed form.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from ....quantization.qconfig import weight_observer_for
 from ..._recurrent_args import GATES
 from ...module import Module
 from .._overflow import input_levels, warn_if_accumulator_can_overflow
-from .._weights import float_bias, float_weight, observer_dtype, quantize_weight, to_fp16, weight_qparams
+from .._weights import (
+    QParams,
+    float_bias,
+    float_weight,
+    observer_dtype,
+    pack_int8,
+    qparams_of,
+    qtensor_from,
+    quantize_weight,
+    to_fp16,
+    weight_qparams,
+)
 from ._reduce_range import PackedReduceRange
 
 Weight = Union[QTensor, np.ndarray]
@@ -87,8 +99,10 @@ class QuantizedRecurrent(PackedReduceRange, Module):
 
     mode: str
     dtype: DType
-    _weights: Dict[str, Weight]
+    _matrices: Dict[str, Any]
+    _qparams: Dict[str, Optional[QParams]]
     _biases: Dict[str, np.ndarray]
+    _packed: Any
 
     def _layout(self) -> List[CellLayout]:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
@@ -98,16 +112,30 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         raise NotImplementedError
 
     def _init_weights(self, reduce_range: bool) -> None:
-        """Zero weights (scale 1, zero point 0 for qint8) and zero biases, packed with ``reduce_range``."""
-        params: Dict[str, Any] = {}
+        """Zero weights (scale 1, zero point 0 for qint8; costing no memory until replaced) and
+        zero biases, packed with ``reduce_range``."""
+        matrices: Dict[str, Any] = {}
+        qparams: Dict[str, Optional[QParams]] = {}
+        biases: Dict[str, np.ndarray] = {}
+        cells = []
+        unit = qparams_of(QTensor.from_int_repr(np.zeros(0, np.int8), 1.0, 0))
         for cell in self._layout():
+            packed = []
             for m in cell.matrices():
-                zeros = np.zeros(m.shape, dtype=np.int8)
-                params[m.weight] = QTensor.from_int_repr(zeros, 1.0, 0) if self.dtype is qint8 else zeros.astype(np.float32)
-                if m.bias is not None:
-                    params[m.bias] = np.zeros(m.shape[0], dtype=np.float32)
-        self.set_weight_bias(params)
-        self.reduce_range = reduce_range
+                bias = None if m.bias is None else np.zeros(m.shape[0], dtype=np.float32)
+                if m.bias is not None and bias is not None:
+                    biases[m.bias] = bias
+                if check_dtype(self.dtype) is qint8:
+                    matrix: Any = _core.PackedLinear.zeros(m.shape[0], m.shape[1], bias)
+                    qparams[m.weight] = unit
+                else:
+                    matrix = _core.PackedLinearFp16(np.zeros(m.shape, dtype=np.uint16), bias)
+                    qparams[m.weight] = None
+                matrices[m.weight] = matrix
+                packed.append(matrix)
+            cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
+        core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=bool(reduce_range))
+        self._matrices, self._qparams, self._biases, self._packed = matrices, qparams, biases, core
         self._warn_if_accumulator_can_overflow()
 
     def _warn_if_accumulator_can_overflow(self) -> None:
@@ -122,12 +150,13 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         """Replaces every weight and bias from a dict keyed by the float parameter names
         (``weight_ih_l0``, ``bias_hh_l1_reverse``, ... or ``weight_ih``, ... for cells). Weights
         are qint8 QTensors for dtype qint8, float arrays for float16. Checks everything before
-        changing anything; the caller's arrays are never modified."""
-        weights, biases, packed = self._checked(check_dtype(self.dtype), weight_bias_dict)
-        self._weights, self._biases, self._packed = weights, biases, packed
+        changing anything; the caller's arrays are never modified, and only the packed form of each
+        weight is kept."""
+        self._matrices, self._qparams, self._biases, self._packed = self._checked(check_dtype(self.dtype), weight_bias_dict)
 
-    def _checked(self, dtype: DType, params: Dict[str, Any]) -> Tuple[Dict[str, Weight], Dict[str, np.ndarray], Any]:
-        """Validated copies of ``params`` for ``dtype`` and the packed core object."""
+    def _checked(self, dtype: DType, params: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Optional[QParams]], Dict[str, np.ndarray], Any]:
+        """``params`` validated for ``dtype``: the packed matrices, their qparams, copies of the
+        biases, and the packed core object."""
         layout = self._layout()
         names = [n for cell in layout for m in cell.matrices() for n in (m.weight, m.bias) if n is not None]
         missing = [n for n in names if n not in params]
@@ -136,28 +165,36 @@ class QuantizedRecurrent(PackedReduceRange, Module):
             raise ValueError(
                 f"weights must have exactly the keys {names}; missing {missing}, unexpected {unexpected}"
             )
-        weights: Dict[str, Weight] = {}
+        matrices: Dict[str, Any] = {}
+        qparams: Dict[str, Optional[QParams]] = {}
         biases: Dict[str, np.ndarray] = {}
         cells = []
         for cell in layout:
             packed = []
             for m in cell.matrices():
                 weight = _checked_weight(dtype, params[m.weight], m)
-                weights[m.weight] = weight
+                qparams[m.weight] = qparams_of(weight) if isinstance(weight, QTensor) else None
                 bias = None
                 if m.bias is not None:
                     bias = float_bias(params[m.bias], m.shape[0], m.bias)
                     if bias is None:
                         raise ValueError(f"{m.bias} must be an array: this module has bias=True")
                     biases[m.bias] = bias
-                packed.append(_pack_matrix(weight, bias, m.shape[0]))
+                matrices[m.weight] = _pack_matrix(weight, bias, m.shape[0])
+                del weight
+                packed.append(matrices[m.weight])
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
         core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=self._packing_reduce_range())
-        return weights, biases, core
+        return matrices, qparams, biases, core
 
     def get_weight(self) -> Dict[str, Weight]:
-        """The weights keyed by float parameter name: QTensors (qint8) or float16 arrays (copies)."""
-        return {k: (v if isinstance(v, QTensor) else v.copy()) for k, v in self._weights.items()}
+        """The weights keyed by float parameter name: QTensors (qint8) or float16 arrays, read back
+        from the packed form (new arrays each call)."""
+        weights: Dict[str, Weight] = {}
+        for name, matrix in self._matrices.items():
+            qparams = self._qparams[name]
+            weights[name] = matrix.weight_bits().view(np.float16) if qparams is None else qtensor_from(matrix.weight(), qparams)
+        return weights
 
     def get_bias(self) -> Dict[str, np.ndarray]:
         """Copies of the float32 biases keyed by float parameter name (empty without bias)."""
@@ -179,9 +216,12 @@ class QuantizedRecurrent(PackedReduceRange, Module):
                     )
                 observer = weight_observer_for(mod)
                 params[m.weight] = quantize_weight(weight, observer) if self.dtype is qint8 else weight
+                del weight, observer
                 if m.bias is not None:
                     params[m.bias] = to_numpy(_parameter(mod, m.bias))
         self.set_weight_bias(params)
+        del params
+        _core.release_free_memory()
 
     # -- running -----------------------------------------------------------------------------
 
@@ -213,37 +253,41 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         expected: set,
         errors: List[str],
     ) -> List[Callable[[], None]]:
-        names = list(self._weights) + list(self._biases)
+        names = list(self._matrices) + list(self._biases)
         keys = [prefix + n for n in names]
         if not self._claim_keys(state_dict, keys, missing, expected):
             return []
         params = {n: state_dict[prefix + n] for n in names}
         try:
-            dtype = _dtype_of(params[n] for n in self._weights)
+            dtype = _dtype_of(params[n] for n in self._matrices)
             if dtype is not self.dtype:
                 raise TypeError(
                     f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
                     f"build it with dtype={dtype!r} to load them"
                 )
-            weights, biases, packed = self._checked(dtype, params)
+            checked = self._checked(dtype, params)
         except (TypeError, ValueError, NotImplementedError) as e:
             errors.append(f"while loading the weights of {prefix or type(self).__name__}: {e}")
             return []
 
         def update() -> None:
-            self._weights, self._biases, self._packed = weights, biases, packed
+            self._matrices, self._qparams, self._biases, self._packed = checked
 
         return [update]
 
     def __getstate__(self) -> Dict[str, Any]:
-        return self._pickled_state()
+        state = self._pickled_state()
+        del state["_matrices"], state["_qparams"]
+        state["_weights"] = self.get_weight()
+        return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         state = dict(state)
+        weights = state.pop("_weights")
         reduce_range = state.pop("reduce_range", True)
         self.__dict__.update(state)
-        self._weights, self._biases, self._packed = self._checked(
-            check_dtype(self.dtype), {**state["_weights"], **state["_biases"]}
+        self._matrices, self._qparams, self._biases, self._packed = self._checked(
+            check_dtype(self.dtype), {**weights, **state["_biases"]}
         )
         self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
@@ -271,7 +315,7 @@ def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
 def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
     if isinstance(weight, QTensor):
         scales, zero_points = weight_qparams(weight, rows)
-        return _core.PackedLinear(weight.int_repr(), scales, zero_points, bias)
+        return pack_int8(weight, scales, zero_points, bias, True)  # the PackedRNN's reduce_range is the one used
     return _core.PackedLinearFp16(weight.view(np.uint16), bias)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .... import _core
 from ...._arrays import as_float32, last_dim
-from ...._dtypes import DType, as_dtype, float16, qint8
+from ...._dtypes import DType, as_dtype, float16, per_channel_affine, per_tensor_affine, qint8
 from ...._state_spec import Array, Config, DTypeName, Items, StateSpec, float32, optional_bias, quantized_weight
 from ...._tensor import QTensor
 from ....quantization.qconfig import weight_observer_for
@@ -21,6 +21,9 @@ from .._weights import (
     float_linear_params,
     float_weight,
     observer_dtype,
+    pack_int8,
+    qparams_of,
+    qtensor_from,
     quantize_weight,
     save_linear_state,
     to_fp16,
@@ -62,13 +65,16 @@ class Linear(PackedReduceRange, Module):
             raise ValueError(f"in_features and out_features must be >= 0, got {in_features} and {out_features}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        shape = (self.out_features, self.in_features)
-        weight: Weight
+        b = np.zeros(self.out_features, dtype=np.float32) if bias_ else None
         if self.dtype is qint8:
-            weight = QTensor.from_int_repr(np.zeros(shape, dtype=np.int8), 1.0, 0)
+            # Zero weights that cost no memory until replaced (by loading, or set_weight_bias).
+            self._qparams = qparams_of(QTensor.from_int_repr(np.zeros(0, np.int8), 1.0, 0))
+            self._bias = b
+            self._packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = _core.PackedLinear.zeros(
+                self.out_features, self.in_features, b
+            )
         else:
-            weight = np.zeros(shape, dtype=np.float32)
-        self.set_weight_bias(weight, np.zeros(self.out_features, dtype=np.float32) if bias_ else None)
+            self.set_weight_bias(np.zeros((self.out_features, self.in_features), dtype=np.float32), b)
         self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
@@ -80,7 +86,8 @@ class Linear(PackedReduceRange, Module):
 
     def set_weight_bias(self, weight: Any, bias: Optional[Any]) -> None:
         """Replaces the weight (a qint8 QTensor, or a float array for dtype float16) and the bias.
-        Checks everything before changing anything; the caller's arrays are never modified."""
+        Checks everything before changing anything; the caller's arrays are never modified, and
+        only the packed form of the weight is kept (no reference to ``weight``)."""
         _check_dtype(self.dtype)
         shape = (self.out_features, self.in_features)
         b = float_bias(bias, self.out_features, "bias")
@@ -90,21 +97,26 @@ class Linear(PackedReduceRange, Module):
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
             scales, zero_points = weight_qparams(weight, self.out_features)
-            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = _core.PackedLinear(
-                weight.int_repr(), scales, zero_points, b, reduce_range=self._packing_reduce_range()
+            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_int8(
+                weight, scales, zero_points, b, self._packing_reduce_range()
             )
-            stored: Weight = weight
+            qparams: Any = qparams_of(weight)
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {w.shape}")
-            stored = to_fp16(w, "weight")
-            packed = _core.PackedLinearFp16(stored.view(np.uint16), b, reduce_range=self._packing_reduce_range())
-        self._weight, self._bias, self._packed = stored, b, packed
+            packed = _core.PackedLinearFp16(to_fp16(w, "weight").view(np.uint16), b, reduce_range=self._packing_reduce_range())
+            del w
+            qparams = None
+        self._qparams, self._bias, self._packed = qparams, b, packed
 
     def weight(self) -> Weight:
-        """The int8 weight as a QTensor (dtype qint8) or the float16 weight array (dtype float16)."""
-        return self._weight if isinstance(self._weight, QTensor) else self._weight.copy()
+        """The int8 weight as a QTensor (dtype qint8) or the float16 weight array (dtype float16),
+        read back from the packed form (a new array each call)."""
+        packed = self._packed
+        if isinstance(packed, _core.PackedLinear):
+            return qtensor_from(packed.weight(), self._qparams)
+        return packed.weight_bits().view(np.float16)
 
     def bias(self) -> Optional[np.ndarray]:
         """A copy of the float32 bias, or None."""
@@ -136,8 +148,11 @@ class Linear(PackedReduceRange, Module):
         dtype = observer_dtype(observer)
         out_features, in_features = weight.shape
         qweight: Weight = quantize_weight(weight, observer) if dtype is qint8 else weight
+        del weight
         module = cls(in_features, out_features, bias_=bias is not None, dtype=dtype)
         module.set_weight_bias(qweight, bias)
+        del qweight
+        _core.release_free_memory()
         return module
 
     @classmethod
@@ -182,7 +197,7 @@ class Linear(PackedReduceRange, Module):
 
         def update() -> None:
             self.dtype = dtype
-            self._weight, self._bias, self._packed = candidate._weight, candidate._bias, candidate._packed
+            self._qparams, self._bias, self._packed = candidate._qparams, candidate._bias, candidate._packed
             self.reduce_range = reduce_range
 
         return [update]
@@ -211,13 +226,17 @@ class Linear(PackedReduceRange, Module):
         }
 
     def __getstate__(self) -> Dict[str, Any]:
-        return self._pickled_state()
+        state = self._pickled_state()
+        del state["_qparams"]
+        state["_weight"] = self.weight()
+        return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         state = dict(state)
+        weight = state.pop("_weight")
         reduce_range = state.pop("reduce_range", True)
         self.__dict__.update(state)
-        self.set_weight_bias(state["_weight"], state["_bias"])
+        self.set_weight_bias(weight, state["_bias"])
         self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
 
@@ -228,8 +247,9 @@ class Linear(PackedReduceRange, Module):
 
     def extra_repr(self) -> str:
         text = f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.dtype!r}"
-        if isinstance(self._weight, QTensor):
-            text += f", qscheme={self._weight.qscheme()!r}"
+        if self._qparams is not None:
+            qscheme = per_tensor_affine if self._qparams[4] is None else per_channel_affine
+            text += f", qscheme={qscheme!r}"
         if not self.reduce_range:
             text += ", reduce_range=False"
         return text
