@@ -100,6 +100,18 @@ def _shared_repr(module: Any, padding: str = "") -> str:
     return s
 
 
+def _table_state_spec(config: Config) -> StateSpec:
+    """The state of an embedding table (Embedding, EmbeddingBag): ``weight``, after reading the
+    configuration keys both classes share (a subclass reads its own keys first)."""
+    rows, dim = config.integer("num_embeddings"), config.integer("embedding_dim")
+    config.optional_integer("padding_idx", -rows, rows - 1)
+    config.number("norm_type", -math.inf, math.inf)
+    config.flag("scale_grad_by_freq")
+    config.flag("sparse")
+    config.finish()
+    return {"weight": float32(rows, dim)}
+
+
 class Embedding(Module):
     """A lookup table: ``forward(input)`` returns ``weight[input]``, shape ``input.shape +
     (embedding_dim,)`` for integer ``input`` of any shape (a 0-d index gives one row).
@@ -184,13 +196,7 @@ class Embedding(Module):
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
-        rows, dim = config.integer("num_embeddings"), config.integer("embedding_dim")
-        config.optional_integer("padding_idx", -rows, rows - 1)
-        config.number("norm_type", -math.inf, math.inf)
-        config.flag("scale_grad_by_freq")
-        config.flag("sparse")
-        config.finish()
-        return {"weight": float32(rows, dim)}
+        return _table_state_spec(config)
 
 
 _MODES = ("sum", "mean", "max")
@@ -439,12 +445,6 @@ class EmbeddingBag(Module):
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
-        rows, dim = config.integer("num_embeddings"), config.integer("embedding_dim")
-        config.optional_integer("padding_idx", -rows, rows - 1)
-        config.number("norm_type", -math.inf, math.inf)
-        config.flag("scale_grad_by_freq")
-        config.flag("sparse")
         config.choice("mode", _MODES)
         config.flag("include_last_offset")
-        config.finish()
-        return {"weight": float32(rows, dim)}
+        return _table_state_spec(config)
