@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{matrix, vector};
 use super::errors::catch_panic;
-use super::outputs::uninit_matrix;
+use super::outputs::written_matrix;
 use crate::alloc;
 use crate::embedding_bag::EmbeddingTable;
 
@@ -91,7 +91,5 @@ impl PackedEmbeddingTable {
 
 /// A new `(rows, cols)` float32 array of zeros; numpy's own error when it cannot allocate.
 fn zeros(py: Python<'_>, rows: usize, cols: usize) -> PyResult<Bound<'_, PyArray2<f32>>> {
-    let out = uninit_matrix::<f32>(py, rows, cols)?;
-    out.readwrite().as_slice_mut().expect("a new array is contiguous").fill(0.0);
-    Ok(out)
+    written_matrix(py, rows, cols, |out| out.fill(0.0))
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
 use super::errors::catch_panic;
-use super::outputs::uninit_matrix;
+use super::outputs::{uninit_matrix, written_matrix};
 use crate::alloc;
 use crate::dispatch::kernels;
 use crate::column_blocks::ColumnBlocks;
@@ -107,17 +107,7 @@ impl PackedLinear {
     /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
     /// layout (the packed form is the only copy kept).
     fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        // Every element is written by `weight_into`.
-        let out = uninit_matrix::<i8>(py, self.inner.out_features(), self.inner.in_features())?;
-        {
-            let mut out_rw = out.readwrite();
-            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            catch_panic(|| {
-                self.inner.weight_into(out_slice);
-                Ok(())
-            })?;
-        }
-        Ok(out)
+        written_matrix(py, self.inner.out_features(), self.inner.in_features(), |out| self.inner.weight_into(out))
     }
 
     /// Whether each call quantizes its input to levels 0..127 (true) or 0..255 (false).
@@ -187,17 +177,7 @@ impl PackedLinearFp16 {
     /// The float16 weight bits `(out_features, in_features)` uint16 as a new array, read back
     /// from the packed layout (the packed form is the only copy kept).
     fn weight_bits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u16>>> {
-        // Every element is written by `weight_bits_into`.
-        let out = uninit_matrix::<u16>(py, self.inner.out_features(), self.inner.in_features())?;
-        {
-            let mut out_rw = out.readwrite();
-            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            catch_panic(|| {
-                self.inner.weight_bits_into(out_slice);
-                Ok(())
-            })?;
-        }
-        Ok(out)
+        written_matrix(py, self.inner.out_features(), self.inner.in_features(), |out| self.inner.weight_bits_into(out))
     }
 
     /// The owning module's `reduce_range` (no effect on float16 weights).

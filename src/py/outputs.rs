@@ -4,9 +4,11 @@
 use std::ptr;
 
 use numpy::npyffi::{get_type_object, npy_intp, NpyTypes, PY_ARRAY_API};
-use numpy::{Element, PyArray2, PyArrayDescrMethods};
+use numpy::{Element, PyArray2, PyArrayDescrMethods, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use super::errors::catch_panic;
 
 /// A new C-ordered `(rows, cols)` array whose elements are uninitialized: the caller must write
 /// every one before the array reaches Python code (on an error it is simply dropped).
@@ -32,6 +34,21 @@ pub fn uninit_matrix<T: Element>(py: Python<'_>, rows: usize, cols: usize) -> Py
     let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
     // SAFETY: numpy made it a 2-D array of `T`'s dtype.
     Ok(unsafe { array.cast_into_unchecked() })
+}
+
+/// A new C-ordered `(rows, cols)` array filled by `write`, which must set every element; a panic
+/// in `write` becomes a `RuntimeError` (see [`catch_panic`]).
+pub fn written_matrix<T: Element>(py: Python<'_>, rows: usize, cols: usize, write: impl FnOnce(&mut [T])) -> PyResult<Bound<'_, PyArray2<T>>> {
+    let out = uninit_matrix::<T>(py, rows, cols)?;
+    {
+        let mut out_rw = out.readwrite();
+        let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+        catch_panic(|| {
+            write(out_slice);
+            Ok(())
+        })?;
+    }
+    Ok(out)
 }
 
 fn intp(n: usize) -> PyResult<npy_intp> {

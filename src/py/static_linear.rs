@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
 use super::errors::catch_panic;
-use super::outputs::uninit_matrix;
+use super::outputs::{uninit_matrix, written_matrix};
 use crate::alloc;
 use crate::dispatch::kernels;
 use crate::quant::QParams;
@@ -53,17 +53,7 @@ impl PackedStaticLinear {
     /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
     /// layout (the packed form is the only copy kept).
     fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        // Every element is written by `weight_into`.
-        let out = uninit_matrix::<i8>(py, self.inner.out_features(), self.inner.in_features())?;
-        {
-            let mut out_rw = out.readwrite();
-            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            catch_panic(|| {
-                self.inner.weight_into(out_slice);
-                Ok(())
-            })?;
-        }
-        Ok(out)
+        written_matrix(py, self.inner.out_features(), self.inner.in_features(), |out| self.inner.weight_into(out))
     }
 
     /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
