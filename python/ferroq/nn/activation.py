@@ -60,17 +60,11 @@ class Sigmoid(Module):
             return _narrow(1.0 / (1.0 + np.exp(-x)))
 
 
-class SiLU(Module):
-    """``x * sigmoid(x)`` (swish), elementwise."""
+class _InplaceOnly:
+    """The repr, configuration and state spec of an activation whose only argument is ``inplace``
+    (accepted and shown; ferroq never writes into its input)."""
 
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = bool(inplace)
-
-    def forward(self, input: Any) -> np.ndarray:
-        x = _wide(input)
-        with np.errstate(over="ignore"):
-            return _narrow(x / (1.0 + np.exp(-x)))
+    inplace: bool
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -83,6 +77,19 @@ class SiLU(Module):
         config.flag("inplace")
         config.finish()
         return {}
+
+
+class SiLU(_InplaceOnly, Module):
+    """``x * sigmoid(x)`` (swish), elementwise."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = bool(inplace)
+
+    def forward(self, input: Any) -> np.ndarray:
+        x = _wide(input)
+        with np.errstate(over="ignore"):
+            return _narrow(x / (1.0 + np.exp(-x)))
 
 
 class GELU(Module):
@@ -222,23 +229,11 @@ class Hardtanh(Module):
         return {}
 
 
-class ReLU6(Hardtanh):
+class ReLU6(_InplaceOnly, Hardtanh):
     """``min(max(x, 0), 6)``, elementwise."""
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__(0.0, 6.0, inplace)
-
-    def extra_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""
-
-    def _config(self) -> Dict[str, Any]:
-        return {"inplace": self.inplace}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.flag("inplace")
-        config.finish()
-        return {}
 
 
 class LeakyReLU(Module):

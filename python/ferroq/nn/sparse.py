@@ -100,6 +100,14 @@ def _shared_repr(module: Any, padding: str = "") -> str:
     return s
 
 
+def _pretrained(embeddings: Any) -> np.ndarray:
+    """The float32 matrix ``from_pretrained`` wraps; ValueError unless it is 2-D (torch's message)."""
+    weight = as_float32(embeddings, "embeddings")
+    if weight.ndim != 2:
+        raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {tuple(weight.shape)}")
+    return weight
+
+
 def _table_state_spec(config: Config) -> StateSpec:
     """The state of an embedding table (Embedding, EmbeddingBag): ``weight``, after reading the
     configuration keys both classes share (a subclass reads its own keys first)."""
@@ -159,9 +167,7 @@ class Embedding(Module):
     ) -> "Embedding":
         """An Embedding holding a copy of the 2-D float array ``embeddings`` (rows are the
         embeddings); the padding row is kept as given. ``freeze`` has no effect (no gradients)."""
-        weight = as_float32(embeddings, "embeddings")
-        if weight.ndim != 2:
-            raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {tuple(weight.shape)}")
+        weight = _pretrained(embeddings)
         return cls(
             weight.shape[0],
             weight.shape[1],
@@ -341,9 +347,7 @@ class EmbeddingBag(Module):
     ) -> "EmbeddingBag":
         """An EmbeddingBag holding a copy of the 2-D float array ``embeddings``; ``freeze`` has no
         effect (no gradients)."""
-        weight = as_float32(embeddings, "embeddings")
-        if weight.ndim != 2:
-            raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {tuple(weight.shape)}")
+        weight = _pretrained(embeddings)
         return cls(
             weight.shape[0],
             weight.shape[1],
