@@ -19,6 +19,8 @@ pub enum Isa {
     AvxVnni,
     /// x86-64 AVX-512 F/BW/VL + VNNI (`vpdpbusd` on 512-bit registers).
     Avx512Vnni,
+    /// x86-64 AMX-INT8 (`tdpbusd` on tile registers) for the int8 GEMM, AVX-512 VNNI for the rest.
+    Amx,
     /// aarch64 Advanced SIMD.
     Neon,
     /// aarch64 Advanced SIMD with the dot-product extension (`sdot`/`udot`).
@@ -27,7 +29,7 @@ pub enum Isa {
 
 impl Isa {
     /// Every path, in the order of `FERROQ_ISA` names.
-    pub const ALL: [Isa; 6] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Neon, Isa::NeonDotprod];
+    pub const ALL: [Isa; 7] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Amx, Isa::Neon, Isa::NeonDotprod];
 
     /// The name used by `FERROQ_ISA` and `ferroq.backend()`.
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Amx => "amx",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
         }
@@ -53,6 +56,7 @@ impl Isa {
             Isa::Avx2 | Isa::Neon => 1,
             Isa::AvxVnni | Isa::NeonDotprod => 2,
             Isa::Avx512Vnni => 3,
+            Isa::Amx => 4,
         }
     }
 

@@ -12,7 +12,7 @@ import pytest
 import ferroq
 
 GOLDEN = Path(__file__).parent / "golden"
-ALL_BACKENDS = ["scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon-dotprod"]
+ALL_BACKENDS = ["scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neon-dotprod"]
 
 
 def golden_cases(prefix: str) -> List[str]:

@@ -112,6 +112,13 @@ fn tables_exist_exactly_where_the_cpu_has_the_instructions() {
         assert_eq!(kernels_for(Isa::AvxVnni).is_some(), avx2 && has(&["avxvnni"]));
         let avx512 = has(&["avx512f", "avx512bw", "avx512vl", "avx512vnni"]);
         assert_eq!(kernels_for(Isa::Avx512Vnni).is_some(), avx2 && avx512);
+        // AMX also needs the operating system's permission, which a test cannot predict; but
+        // never without the CPU's AMX flags (Linux lists them only when it supports the tiles).
+        if kernels_for(Isa::Amx).is_some() {
+            assert!(avx2 && avx512);
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            assert!(["amx_tile", "amx_int8"].iter().all(|flag| cpuinfo.split_whitespace().any(|w| w == *flag)));
+        }
     }
     for isa in Isa::ALL {
         if let Some(k) = kernels_for(isa) {

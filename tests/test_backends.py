@@ -98,3 +98,60 @@ def test_import_does_not_import_torch():
     code = "import sys, ferroq; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
+
+
+AMX_FORK_SCRIPT = r"""
+import hashlib, os
+import numpy as np
+import ferroq
+from ferroq.nn.quantized import dynamic as nnqd
+assert ferroq.backend() == os.environ["FERROQ_ISA"], ferroq.backend()
+rng = np.random.default_rng(5)
+np.random.seed(5)  # the float Linear's initial weights
+q = nnqd.Linear.from_float(ferroq.nn.Linear(200, 72))
+x = (rng.standard_normal((37, 200)) * 3).astype(np.float32)
+
+def in_child(threads):
+    # Runs the tile kernels in a forked child; returns the child's output bits.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            ferroq.set_num_threads(threads)
+            data = q(x).tobytes()
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(data)
+            os._exit(0)
+        finally:
+            os._exit(2)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    return np.frombuffer(data, dtype=np.float32).reshape(37, 72)
+
+first = in_child(1)  # before the parent ran any tile kernel
+want = q(x)
+for threads in (1, 2):
+    assert np.array_equal(in_child(threads).view(np.uint32), want.view(np.uint32)), threads
+assert np.array_equal(first.view(np.uint32), want.view(np.uint32))
+print(hashlib.sha256(want.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_the_amx_kernels():
+    """The tile permission is the process's and a forked child inherits it: a child forked before
+    and after the parent's first tile product computes the same bits (also on 2 threads), and
+    those equal the scalar path's."""
+    if "amx" not in ferroq.supported_backends():
+        pytest.skip("amx is not supported on this CPU")
+    runs = {}
+    for isa in ("amx", "scalar"):
+        env = {**os.environ, "FERROQ_ISA": isa}
+        result = subprocess.run([sys.executable, "-c", AMX_FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[isa] = result.stdout.strip()
+    assert runs["amx"] == runs["scalar"]

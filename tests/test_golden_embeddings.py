@@ -136,7 +136,7 @@ print(ferroq.backend(), len(g.CASES), bad)
 """
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon-dotprod"])
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neon-dotprod"])
 def test_every_kernel_path_matches_the_golden_cases(isa):
     """The portable fma and the hardware fma give the same bits (each path in its own process)."""
     import subprocess

@@ -60,7 +60,7 @@ __all__ = [
 
 
 def backend() -> str:
-    """The kernel path in use: "avx512vnni", "avxvnni", "avx2", "neon-dotprod", "neon" or "scalar".
+    """The kernel path in use: "amx", "avx512vnni", "avxvnni", "avx2", "neon-dotprod", "neon" or "scalar".
 
     The environment variable ``FERROQ_ISA`` (read once, at import) can lower it, never raise it.
     """

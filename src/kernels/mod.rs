@@ -104,7 +104,7 @@ pub fn table(isa: Isa) -> Option<Kernels> {
     match isa {
         Isa::Scalar => Some(scalar::KERNELS),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => x86_64::table(isa),
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx => x86_64::table(isa),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::NeonDotprod => aarch64::table(isa),
         _ => None,
@@ -114,6 +114,6 @@ pub fn table(isa: Isa) -> Option<Kernels> {
 /// True when both paths belong to the same CPU architecture.
 pub fn same_architecture(a: Isa, b: Isa) -> bool {
     let arm = |isa: Isa| matches!(isa, Isa::Neon | Isa::NeonDotprod);
-    let x86 = |isa: Isa| matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni);
+    let x86 = |isa: Isa| matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx);
     (arm(a) && arm(b)) || (x86(a) && x86(b))
 }

@@ -31,7 +31,7 @@ impl Avx512 {
     ///
     /// # Safety
     /// The CPU must have the instructions [`Avx512::detect`] checks for.
-    unsafe fn assume_supported() -> Self {
+    pub(super) unsafe fn assume_supported() -> Self {
         Avx512(())
     }
 }
@@ -62,7 +62,7 @@ entry_points! {
 /// panels, 24 accumulators + 3 weight vectors + 1 broadcast of the 32 registers, each loaded weight
 /// vector used by 8 rows (measured about 90 % of the `vpdpbusd` peak on Zen 5).
 #[inline(always)]
-fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+pub(super) fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
     match rows {
         1 => gemm_u8i8::gemm::<_, 1, 1>(t, a, lda, rows, b, out, ldo),
         2 => gemm_u8i8::gemm::<_, 2, 4>(t, a, lda, rows, b, out, ldo),
@@ -78,7 +78,7 @@ fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &m
 /// [`gemm`] with the dequantizing store, in the same tiles.
 #[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
 #[inline(always)]
-fn gemm_dequantize(
+pub(super) fn gemm_dequantize(
     t: Avx512,
     a: &[u8],
     lda: usize,

@@ -70,9 +70,26 @@ pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     out: &mut [i32],
     ldo: usize,
 ) {
+    gemm_from_panel::<D, MR, NP>(d, a, lda, rows, b, 0, out, ldo);
+}
+
+/// [`gemm`] over the panels from `first_panel` on only (the columns from `first_panel *
+/// PANEL_WIDTH`); the other columns of `out` are left alone.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments, the token and the first panel
+#[inline(always)]
+pub(super) fn gemm_from_panel<D: Int8Dot, const MR: usize, const NP: usize>(
+    d: D,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    first_panel: usize,
+    out: &mut [i32],
+    ldo: usize,
+) {
     if check_a(a, lda, rows, b) {
         check_out(out.len(), rows, b.n(), ldo, "gemm_u8i8");
-        drive::<D, _, MR, NP>(d, a, lda, rows, b, &mut Raw { out, ldo, n: b.n() });
+        drive::<D, _, MR, NP>(d, a, lda, rows, b, first_panel, &mut Raw { out, ldo, n: b.n() });
     }
 }
 
@@ -95,6 +112,25 @@ pub(super) fn gemm_dequantize<D: Int8Dot, const MR: usize, const NP: usize>(
     out: &mut [f32],
     ldo: usize,
 ) {
+    gemm_dequantize_from_panel::<D, MR, NP>(d, a, lda, rows, b, 0, row_sums, params, out, ldo);
+}
+
+/// [`gemm_dequantize`] over the panels from `first_panel` on only (the columns from `first_panel
+/// * PANEL_WIDTH`); the other columns of `out` are left alone.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments, the token and the first panel
+#[inline(always)]
+pub(super) fn gemm_dequantize_from_panel<D: Int8Dot, const MR: usize, const NP: usize>(
+    d: D,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    first_panel: usize,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
     if check_a(a, lda, rows, b) {
         let n = b.n();
         check_out(out.len(), rows, n, ldo, "gemm_u8i8_dequantize");
@@ -108,12 +144,12 @@ pub(super) fn gemm_dequantize<D: Int8Dot, const MR: usize, const NP: usize>(
         };
         // An OR over all of them (vectorizes, unlike an early-exit search).
         let zero_points = params.w_zero_points.iter().fold(0, |acc, &zp| acc | zp) != 0;
-        drive::<D, _, MR, NP>(d, a, lda, rows, b, &mut Dequantized { out, ldo, row_sums, params, zero_points });
+        drive::<D, _, MR, NP>(d, a, lda, rows, b, first_panel, &mut Dequantized { out, ldo, row_sums, params, zero_points });
     }
 }
 
 /// Checks `a` for `rows` rows; false when there is nothing to compute.
-fn check_a(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
+pub(super) fn check_a(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
     if rows == 0 {
         return false;
     }
@@ -123,12 +159,13 @@ fn check_a(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
 }
 
 /// Checks an output of `len` elements for `rows > 0` rows of `n > 0` columns, stride `ldo`.
-fn check_out(len: usize, rows: usize, n: usize, ldo: usize, what: &str) {
+pub(super) fn check_out(len: usize, rows: usize, n: usize, ldo: usize, what: &str) {
     assert!(rows == 1 || ldo >= n, "{what}: ldo ({ldo}) must be at least n ({n})");
     assert!(len >= (rows - 1) * ldo + n, "{what}: out has {len} elements, too few for {rows} rows");
 }
 
-/// The tile loops over checked operands (`rows > 0`, `n > 0`), each tile handed to `o`.
+/// The tile loops over checked operands (`rows > 0`, `n > 0`) and the panels from `first_panel`
+/// on, each tile handed to `o`.
 #[inline(always)]
 fn drive<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
     d: D,
@@ -136,10 +173,11 @@ fn drive<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
     lda: usize,
     rows: usize,
     b: &PackedWeights,
+    first_panel: usize,
     o: &mut O,
 ) {
     let job = Job { a, lda, rows, b };
-    let mut p0 = 0;
+    let mut p0 = first_panel;
     while p0 < b.n_panels() {
         let width = [NP, 4, 2, 1].into_iter().find(|&w| w <= b.n_panels() - p0).unwrap_or(1);
         let mut r0 = 0;

@@ -1,4 +1,4 @@
-//! The x86-64 paths: AVX2 (+FMA, F16C), AVX-VNNI and AVX-512 VNNI.
+//! The x86-64 paths: AVX2 (+FMA, F16C), AVX-VNNI, AVX-512 VNNI and AMX-INT8.
 //!
 //! Each path has a token type (`Avx2`, `AvxVnni`, `Avx512`): a zero-sized proof that the CPU has
 //! the path's instructions, created by run-time detection only. The kernels are generic bodies
@@ -33,6 +33,8 @@ macro_rules! entry_points {
 }
 
 mod activation;
+mod amx;
+mod amx_detect;
 mod avx2;
 mod avx512vnni;
 mod avxvnni;
@@ -48,6 +50,7 @@ pub fn table(isa: Isa) -> Option<Kernels> {
         Isa::Avx2 => avx2::Avx2::detect().map(avx2::table),
         Isa::AvxVnni => avxvnni::AvxVnni::detect().map(avxvnni::table),
         Isa::Avx512Vnni => avx512vnni::Avx512::detect().map(avx512vnni::table),
+        Isa::Amx => amx::Amx::detect().map(amx::table),
         _ => None,
     }
 }

@@ -23,7 +23,7 @@ use sources::{float_source, for_blocks, gate, int8_source, with_sources, Full, S
 /// The table of `isa` when it is an x86 SIMD path this CPU runs.
 pub(super) fn table(isa: Isa) -> Option<CellKernels> {
     match isa {
-        Isa::Avx512Vnni => Avx512::detect().map(|_| avx512::KERNELS),
+        Isa::Avx512Vnni | Isa::Amx => Avx512::detect().map(|_| avx512::KERNELS),
         Isa::Avx2 | Isa::AvxVnni => Avx2::detect().map(|_| avx2::KERNELS),
         _ => None,
     }
