@@ -127,7 +127,10 @@ class Linear(PackedReduceRange, Module):
     def forward(self, x: Any) -> np.ndarray:
         """``x``: float array of shape ``(..., in_features)``; returns float32 ``(..., out_features)``.
         NaN or infinity in ``x`` raises ValueError for qint8 (it cannot be quantized)."""
-        x = as_float32(x)  # returns a C-ordered aligned float32 ndarray untouched
+        y = self._packed.try_forward(x)  # the lean path: one check in the core that x needs no conversion
+        if y is not None:
+            return y  # type: ignore[no-any-return]
+        x = as_float32(x)
         is_matrix = x.ndim == 2 and x.shape[1] == self.in_features  # the common case, kept cheap
         if not is_matrix:
             last_dim(x, self.in_features)

@@ -178,6 +178,15 @@ class RNNBase(QuantizedRecurrent):
             return y[:, 0, :], tuple(f[:, 0, :] for f in finals)
         return y, finals
 
+    def _hidden_forward(self, input: Any, hx: Optional[Any], lengths: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """The forward of the stacks whose whole state is ``h`` (see :meth:`LSTM.forward`)."""
+        if lengths is None:
+            out = self._packed.try_forward(input, hx, self.batch_first)
+            if out is not None:
+                return out  # type: ignore[no-any-return]
+        y, (h_n,) = self._forward(input, (hx,), lengths)
+        return y, h_n
+
     def _initial_states(self, states: Tuple[Optional[Any], ...], batched: bool, batch: int) -> List[Optional[np.ndarray]]:
         """The initial states as 3-D float32 arrays (None for zeros), shapes checked."""
         if all(s is None for s in states):
@@ -285,6 +294,10 @@ class LSTM(RNNBase):
         unbatched ``(steps, input_size)``; ``hx``: ``(h_0, c_0)``, each ``(layers * directions,
         batch, size)`` (never batch-first), zeros when None; ``lengths``: valid steps per batch
         element, each between 0 and ``steps`` (a scalar for unbatched input). Returns ``output, (h_n, c_n)``."""
+        if lengths is None:  # the lean path: one check in the core that the arguments need no conversion
+            out = self._packed.try_forward(input, hx, self.batch_first)
+            if out is not None:
+                return out
         y, (h_n, c_n) = self._forward(input, lstm_state(hx, "LSTM"), lengths)
         return y, (h_n, c_n)
 
@@ -334,8 +347,7 @@ class GRU(RNNBase):
 
     def forward(self, input: Any, hx: Optional[Any] = None, lengths: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """As :meth:`LSTM.forward` with ``hx = h_0``; returns ``output, h_n``."""
-        y, (h_n,) = self._forward(input, (hx,), lengths)
-        return y, h_n
+        return self._hidden_forward(input, hx, lengths)
 
     @classmethod
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "GRU":
@@ -385,8 +397,7 @@ class RNN(RNNBase):
 
     def forward(self, input: Any, hx: Optional[Any] = None, lengths: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """As :meth:`GRU.forward`."""
-        y, (h_n,) = self._forward(input, (hx,), lengths)
-        return y, h_n
+        return self._hidden_forward(input, hx, lengths)
 
     @classmethod
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "RNN":
