@@ -152,7 +152,7 @@ impl PackedLinear {
         let Some((x, rows, dims)) = ready_rows(x, self.inner.in_features(), self.inner.out_features()) else {
             return Ok(None);
         };
-        let mut out = NewArray::zeros(py, &dims.values[..dims.len])?;
+        let mut out = NewArray::zeros(py, dims.as_slice())?;
         self.run(py, c_order(&x, "input")?, rows, out.as_mut_slice())?;
         Ok(Some(out.into_array()))
     }
@@ -235,7 +235,7 @@ impl PackedLinearFp16 {
         let Some((x, rows, dims)) = ready_rows(x, self.inner.in_features(), self.inner.out_features()) else {
             return Ok(None);
         };
-        let mut out = NewArray::zeros(py, &dims.values[..dims.len])?;
+        let mut out = NewArray::zeros(py, dims.as_slice())?;
         self.run(py, c_order(&x, "input")?, rows, out.as_mut_slice())?;
         Ok(Some(out.into_array()))
     }
@@ -255,6 +255,12 @@ impl PackedLinearFp16 {
 struct OutputDims {
     values: [usize; MAX_DIMS],
     len: usize,
+}
+
+impl OutputDims {
+    fn as_slice(&self) -> &[usize] {
+        &self.values[..self.len]
+    }
 }
 
 /// `x` when it is ready for the core (see [`ready`]) with rank >= 1 and `in_features` in its last
