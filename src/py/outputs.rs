@@ -86,12 +86,16 @@ impl<'py, T: Element + Copy> NewArray<'py, T> {
         Ok(NewArray(unsafe { array.cast_into_unchecked() }))
     }
 
-    /// A new array of shape `dims` holding a copy of `values` (zeros when None), which must have
-    /// as many elements.
+    /// A new array of shape `dims` holding a copy of `values` (zeros when None); ValueError when
+    /// `values` has another number of elements.
     pub fn copy_of(py: Python<'py>, dims: &[usize], values: Option<&[T]>) -> PyResult<Self> {
         let mut array = Self::zeros(py, dims)?;
         if let Some(values) = values {
-            array.as_mut_slice().copy_from_slice(values);
+            let elements = array.as_mut_slice();
+            if values.len() != elements.len() {
+                return Err(PyValueError::new_err(format!("{} values for an array of shape {dims:?}", values.len())));
+            }
+            elements.copy_from_slice(values);
         }
         Ok(array)
     }

@@ -106,7 +106,8 @@ class RNNCellBase(QuantizedRecurrent):
         return out if out is not None else self._checked_step(input, (hx,))[0]
 
     def _checked_step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
-        """:meth:`_step` for any array-likes: normalises them, with PyTorch's error messages."""
+        """The step for any array-likes (the lean path declined them): normalises them, with
+        PyTorch's error messages."""
         x = as_float32(input)
         name = type(self).__name__
         batched = check_cell_input(name, x, self.input_size)
