@@ -10,7 +10,8 @@ the onnxruntime column, matplotlib for the chart).
 The recurrent parts: the LSTM at each ``--threads`` count vs onnxruntime's ``DynamicQuantizeLSTM``,
 with GOPS and, given ``--peak-gmacs`` (one core's ``vpdpbusd`` probe from
 ``cargo bench --no-default-features --bench gemm_u8i8``), the share of the int8 peak over the whole
-LSTM; a GRU and batch-1 cells vs numpy float32; an LSTMCell(128) streamed at batch 1; a GRU encoder
+LSTM; a GRU and batch-1 cells vs numpy float32, and what a batch-1 call costs beyond its
+arithmetic (each module's call against a bare ``_core`` call); an LSTMCell(128) streamed at batch 1; a GRU encoder
 with a greedy GRUCell + Linear decoder (H=256). ``--only lstm,stream`` runs some parts only
 (``linear``, ``lstm``, ``cells``, ``stream``, ``decoder``; ``rnn`` for all recurrent parts).
 
@@ -318,6 +319,31 @@ def measure_gru_and_cells(repeats: int, budget: float) -> None:
         print(f"{name:>22} | {ours * 1e6:10.2f} | {theirs * 1e6:12.2f} {theirs / ours:5.2f}x")
 
 
+def measure_call_floor(repeats: int, budget: float) -> None:
+    """What a batch-1 call costs beyond its arithmetic: the floor is a bare ``_core`` call doing no
+    work; each module's call is timed whole (``module(x, ...)``) and at the ``_core`` level (its
+    packed object's lean entry point), 1 thread."""
+    rng = np.random.default_rng(0)
+    ferroq.set_num_threads(1)
+    floor = median_seconds(ferroq._core.get_num_threads, repeats, budget)
+    print(f"\n{'batch-1 call, 1 thread':>24} | {'module us':>9} | {'_core us':>8} | {'module / floor':>14}")
+    print(f"{'bare _core call (floor)':>24} | {floor * 1e6:9.3f} | {'':>8} | {1.0:13.1f}x")
+    np.random.seed(0)
+    calls: List[Tuple[str, Any, Tuple[Any, ...], str]] = []
+    for k in (4, 128):
+        x = rng.standard_normal((1, k)).astype(np.float32)
+        calls.append((f"Linear 1x{k}x{k}", nnqd.Linear.from_float(ferroq.nn.Linear(k, k)), (x,), "try_forward"))
+    x, h = rng.standard_normal((1, 128)).astype(np.float32), rng.standard_normal((1, 128)).astype(np.float32)
+    for name in ("LSTMCell", "GRUCell", "RNNCell"):
+        module = getattr(nnqd, name).from_float(getattr(ferroq.nn, name)(128, 128))
+        calls.append((f"{name}(128)", module, (x, (h, h) if name == "LSTMCell" else h), "try_cell"))
+    for label, module, args, entry in calls:
+        core = getattr(module._packed, entry)
+        ours = median_seconds(lambda: module(*args), repeats, budget)
+        bare = median_seconds(lambda: core(*args), repeats, budget)
+        print(f"{label:>24} | {ours * 1e6:9.3f} | {bare * 1e6:8.3f} | {ours / floor:13.1f}x")
+
+
 STREAM_STEPS = 100
 
 
@@ -495,6 +521,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             measure_lstm(threads, repeats, budget, args.peak_gmacs)
     if "cells" in parts:
         measure_gru_and_cells(repeats, budget)
+        measure_call_floor(repeats, budget)
     if "stream" in parts:
         measure_stream(repeats, budget)
     if "decoder" in parts:

@@ -5,7 +5,8 @@
 //! which, never read in memory order by mistake.
 
 use numpy::ndarray::Dimension;
-use numpy::{Element, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, PyArray, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -23,6 +24,18 @@ pub fn c_order<'a, T: Element, D: Dimension>(array: &'a PyReadonlyArray<'_, T, D
         return Err(Error::Value(format!("{what} must be aligned to its element size, got an unaligned buffer")));
     }
     array.as_slice().map_err(|e| Error::Value(format!("{what} cannot be read as a slice: {e}")))
+}
+
+/// `obj` borrowed as a `D`-dimensional float32 array when it already is exactly what the core
+/// reads, the one check of the lean call paths: an `ndarray` itself (not a subclass) of native
+/// float32, C-contiguous and aligned (the test of `ferroq._arrays.is_core_float32`). None for
+/// anything else, which the Python layer then normalises and checks with its own messages.
+pub fn ready<'py, D: Dimension>(obj: &Bound<'py, PyAny>) -> Option<PyReadonlyArray<'py, f32, D>> {
+    let array = obj.cast_exact::<PyArray<f32, D>>().ok()?;
+    if !(array.is_c_contiguous() && array.is_aligned()) {
+        return None;
+    }
+    array.try_readonly().ok()
 }
 
 /// The elements of a C-contiguous 2-D array and its `(rows, cols)`.

@@ -4,12 +4,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::ndarray::IxDyn;
+use numpy::{PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{check_in_features, matrix, vector};
+use super::arrays::{c_order, check_in_features, matrix, ready, vector};
 use super::errors::catch_panic;
-use super::outputs::{uninit_matrix, written_matrix};
+use super::gil;
+use super::outputs::{written_matrix, NewArray, MAX_DIMS};
 use crate::alloc;
 use crate::dispatch::kernels;
 use crate::column_blocks::ColumnBlocks;
@@ -133,22 +135,39 @@ impl PackedLinear {
 
     /// `y = dequantize(quantize(x) @ W^T) + bias` for a C-contiguous float32 `(rows, in_features)`
     /// input: the activation range is taken over the whole input (levels 0..127 when `reduce_range`,
-    /// else 0..255). NaN or infinity in `x` raises ValueError. The GIL is released for the GEMM.
-    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let reduce_range = self.get_reduce_range();
+    /// else 0..255). NaN or infinity in `x` raises ValueError. The GIL is released for a large GEMM.
+    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
+        let mut out = NewArray::zeros(py, &[rows, self.inner.out_features()])?;
+        self.run(py, data, rows, out.as_mut_slice())?;
+        Ok(out.into_array())
+    }
+
+    /// The module's forward when `x` needs no conversion (see [`ready`]) and has any rank >= 1
+    /// with `in_features` in its last dimension: `y` of shape `x.shape[:-1] + (out_features,)`
+    /// as [`forward`](Self::forward) computes it; None for any other `x` (the caller then
+    /// normalises it, with its own messages, and calls `forward`).
+    fn try_forward<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
+        let Some((x, rows, dims)) = ready_rows(x, self.inner.in_features(), self.inner.out_features()) else {
+            return Ok(None);
+        };
+        let mut out = NewArray::zeros(py, dims.as_slice())?;
+        self.run(py, c_order(&x, "input")?, rows, out.as_mut_slice())?;
+        Ok(Some(out.into_array()))
+    }
+}
+
+impl PackedLinear {
+    /// `out = forward(x)` for `rows` rows; the GIL is released for the GEMM when it is large (the
+    /// quantized input, taken with the GIL held, is what the GEMM reads).
+    fn run(&self, py: Python<'_>, x: &[f32], rows: usize, out: &mut [f32]) -> PyResult<()> {
+        let reduce_range = self.get_reduce_range();
         let kernels = kernels();
-        let n = self.inner.out_features();
+        let releases = gil::releases(macs(rows, self.inner.in_features(), self.inner.out_features()));
         with_input_buffer(|xq| {
-            catch_panic(|| self.inner.quantize_input_into(kernels, data, rows, reduce_range, xq))?;
-            let out = uninit_matrix::<f32>(py, rows, n)?;
-            {
-                let mut out_rw = out.readwrite();
-                let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-                py.detach(|| catch_panic(|| self.inner.forward_quantized(kernels, xq, out_slice)))?;
-            }
-            Ok(out)
+            catch_panic(|| self.inner.quantize_input_into(kernels, x, rows, reduce_range, xq))?;
+            gil::run(py, releases, || self.inner.forward_quantized(kernels, xq, out))
         })
     }
 }
@@ -203,17 +222,65 @@ impl PackedLinearFp16 {
 
     /// `y = x @ W^T + bias` with float32 accumulation of the float16 weights, in FBGEMM's order
     /// (docs/float16.md).
-    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    fn forward<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (data, rows, k) = matrix(&x, "input")?;
         check_in_features(k, self.inner.in_features())?;
-        let x_owned = alloc::copy_of(data)?;
-        // Every output is written by the layer (f32 has no invalid bit patterns).
-        let out = uninit_matrix::<f32>(py, rows, self.inner.out_features())?;
-        {
-            let mut out_rw = out.readwrite();
-            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, out_slice)))?;
-        }
-        Ok(out)
+        let mut out = NewArray::zeros(py, &[rows, self.inner.out_features()])?;
+        self.run(py, data, rows, out.as_mut_slice())?;
+        Ok(out.into_array())
     }
+
+    /// As [`PackedLinear::try_forward`]: `forward` for an `x` that needs no conversion, else None.
+    fn try_forward<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
+        let Some((x, rows, dims)) = ready_rows(x, self.inner.in_features(), self.inner.out_features()) else {
+            return Ok(None);
+        };
+        let mut out = NewArray::zeros(py, dims.as_slice())?;
+        self.run(py, c_order(&x, "input")?, rows, out.as_mut_slice())?;
+        Ok(Some(out.into_array()))
+    }
+}
+
+impl PackedLinearFp16 {
+    /// `out = forward(x)` for `rows` rows; the GIL is released (for a copy of `x`) when the product
+    /// is large.
+    fn run(&self, py: Python<'_>, x: &[f32], rows: usize, out: &mut [f32]) -> PyResult<()> {
+        let releases = gil::releases(macs(rows, self.inner.in_features(), self.inner.out_features()));
+        let x = gil::snapshot(x, releases)?;
+        gil::run(py, releases, || self.inner.forward(kernels(), &x, rows, out))
+    }
+}
+
+/// The dimensions of an output: the input's, with the last one replaced.
+struct OutputDims {
+    values: [usize; MAX_DIMS],
+    len: usize,
+}
+
+impl OutputDims {
+    fn as_slice(&self) -> &[usize] {
+        &self.values[..self.len]
+    }
+}
+
+/// `x` when it is ready for the core (see [`ready`]) with rank >= 1 and `in_features` in its last
+/// dimension, with its number of rows and the output's dimensions (`out_features` last).
+fn ready_rows<'py>(x: &Bound<'py, PyAny>, in_features: usize, out_features: usize) -> Option<(PyReadonlyArrayDyn<'py, f32>, usize, OutputDims)> {
+    let x = ready::<IxDyn>(x)?;
+    let shape = x.shape();
+    let (&k, leading) = shape.split_last()?;
+    if k != in_features || shape.len() > MAX_DIMS {
+        return None;
+    }
+    let rows = leading.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    let mut dims = OutputDims { values: [0; MAX_DIMS], len: shape.len() };
+    dims.values[..leading.len()].copy_from_slice(leading);
+    dims.values[leading.len()] = out_features;
+    Some((x, rows, dims))
+}
+
+/// The multiply-accumulates of a `rows x k` by `k x n` product (saturating: it only decides
+/// whether to release the GIL).
+fn macs(rows: usize, k: usize, n: usize) -> usize {
+    rows.saturating_mul(k).saturating_mul(n)
 }

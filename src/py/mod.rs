@@ -4,6 +4,7 @@
 mod arrays;
 mod embedding;
 mod errors;
+mod gil;
 mod linear;
 mod memory;
 mod outputs;

@@ -4,18 +4,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use numpy::ndarray::{Array2, Dimension};
-use numpy::{
-    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
-    PyUntypedArrayMethods,
-};
+use numpy::ndarray::{Array3, Dimension, Ix3, IxDyn};
+use numpy::{PyArray, PyArray3, PyArrayDyn, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
-use super::arrays::{c_order, check_finite_state};
+use super::arrays::{c_order, check_finite_state, ready};
 use super::errors::catch_panic;
+use super::gil;
 use super::linear::{PackedLinear, PackedLinearFp16};
-use crate::alloc;
+use super::outputs::NewArray;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
 use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
@@ -32,11 +31,13 @@ use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput
 pub struct PackedRNN {
     inner: Rnn,
     reduce_range: AtomicBool,
+    /// Multiply-accumulates of one time step of one batch row through every layer and direction.
+    macs_per_row_step: usize,
 }
 
 type CellArgs<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
 type Outputs<'py> = (Bound<'py, PyArray3<f32>>, Bound<'py, PyArray3<f32>>, Option<Bound<'py, PyArray3<f32>>>);
-type CellOutputs<'py> = (Bound<'py, PyArray2<f32>>, Option<Bound<'py, PyArray2<f32>>>);
+type CellOutputs<'py> = (Bound<'py, PyArrayDyn<f32>>, Option<Bound<'py, PyArrayDyn<f32>>>);
 
 #[pymethods]
 impl PackedRNN {
@@ -62,7 +63,14 @@ impl PackedRNN {
                 Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(PackedRNN { inner: catch_panic(|| Rnn::new(shape, cells))?, reduce_range: AtomicBool::new(reduce_range) })
+        let inner = catch_panic(|| Rnn::new(shape, cells))?;
+        let macs_per_row_step = inner
+            .cells()
+            .iter()
+            .flat_map(|cell| [Some(&cell.ih), Some(&cell.hh), cell.hr.as_ref()])
+            .flatten()
+            .fold(0usize, |sum, p| sum.saturating_add(p.in_features().saturating_mul(p.out_features())));
+        Ok(PackedRNN { inner, reduce_range: AtomicBool::new(reduce_range), macs_per_row_step })
     }
 
     /// Whether the int8 projections quantize their inputs to levels 0..127 (true) or 0..255 (false).
@@ -81,7 +89,7 @@ impl PackedRNN {
     /// batch, features)` or None (zeros), without NaN or infinity; `lengths` (int64, one per
     /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
     /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
-    /// otherwise). The inputs are copied before the GIL is released for the whole computation.
+    /// otherwise). A large sequence runs with the GIL released, on copies of the inputs.
     #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false))]
     fn forward<'py>(
         &self,
@@ -94,10 +102,10 @@ impl PackedRNN {
     ) -> PyResult<Outputs<'py>> {
         let dims = x.shape();
         let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
-        let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
-        let h0_owned = h0.as_ref().map(|a| finite_state(a, "h0")).transpose()?;
-        let c0_owned = c0.as_ref().map(|a| finite_state(a, "c0")).transpose()?;
-        let lengths_owned = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
+        let x_values = c_order(&x, "input")?;
+        let h0 = h0.as_ref().map(|a| finite_state(a, "h0")).transpose()?;
+        let c0 = c0.as_ref().map(|a| finite_state(a, "c0")).transpose()?;
+        let lengths = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
         let shape = *self.inner.shape();
         if features != shape.input_size {
             return Err(Error::Shape(format!(
@@ -106,30 +114,48 @@ impl PackedRNN {
             ))
             .into());
         }
-        let input = SequenceInput {
-            x: &x_owned,
-            steps,
-            batch,
-            batch_first,
-            h0: h0_owned.as_deref(),
-            c0: c0_owned.as_deref(),
-            lengths: lengths_owned.as_deref(),
-        };
-        let reduce_range = self.get_reduce_range();
-        let out = py.detach(|| catch_panic(|| self.inner.forward(kernels(), &input, reduce_range)))?;
+        self.run_sequence(py, x_values, [steps, batch], batch_first, [h0, c0], lengths.as_deref())
+    }
+
+    /// The module's forward when its arguments need no conversion: `x` a 3-D array ready for the
+    /// core (an `ndarray` itself of native float32, C-contiguous and aligned) with `input_size`
+    /// features and at least one step; `hx` None, or (`(h0, c0)` as a tuple for an LSTM) ready
+    /// arrays of exactly the shapes `forward` takes. Returns what the module returns,
+    /// `(y, (h_n, c_n))` for an LSTM and `(y, h_n)` otherwise; None when any argument differs
+    /// (the caller then normalises and checks them, with its own messages, and calls `forward`).
+    #[pyo3(signature = (x, hx=None, batch_first=false))]
+    fn try_forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        hx: Option<&Bound<'py, PyAny>>,
+        batch_first: bool,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let shape = *self.inner.shape();
+        let Some(x) = ready::<Ix3>(x) else { return Ok(None) };
+        let dims = x.shape();
+        let (steps, batch) = if batch_first { (dims[1], dims[0]) } else { (dims[0], dims[1]) };
+        if dims[2] != shape.input_size || steps == 0 {
+            return Ok(None);
+        }
         let states = shape.num_layers * shape.directions();
-        let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
-        let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
-        let h_n = to_array3(py, out.h_n, [states, batch, shape.output_size()])?;
-        let c_n = out.c_n.map(|c| to_array3(py, c, [states, batch, shape.hidden_size])).transpose()?;
-        Ok((y, h_n, c_n))
+        let Some(initial) = ready_states::<Ix3>(hx, shape.kind, &[states, batch, shape.output_size()], &[states, batch, shape.hidden_size]) else {
+            return Ok(None);
+        };
+        let h0 = initial[0].as_ref().map(|a| finite_state(a, "h0")).transpose()?;
+        let c0 = initial[1].as_ref().map(|a| finite_state(a, "c0")).transpose()?;
+        let (y, h_n, c_n) = self.run_sequence(py, c_order(&x, "input")?, [steps, batch], batch_first, [h0, c0], None)?;
+        let finals = match c_n {
+            Some(c_n) => (h_n, c_n).into_pyobject(py)?.into_any(),
+            None => h_n.into_any(),
+        };
+        Ok(Some((y, finals).into_pyobject(py)?))
     }
 
     /// One step of a one-layer, one-direction stack (the cells): `x` is float32
     /// `(batch, input_size)`, `h` and (LSTM) `c` are `(batch, hidden_size)` or None (zeros),
     /// without NaN or infinity. Every array must be C-contiguous and aligned (ValueError
-    /// otherwise). Returns the new `(h, c or None)` as new arrays; the inputs are copied before
-    /// the GIL is released.
+    /// otherwise). Returns the new `(h, c or None)` as new arrays.
     #[pyo3(signature = (x, h=None, c=None))]
     fn cell<'py>(
         &self,
@@ -152,37 +178,124 @@ impl PackedRNN {
             return Err(Error::Value(if has_c { "h and c must be given together" } else { "c is only used by an LSTM" }.into()).into());
         }
         let dims = [batch, shape.hidden_size];
-        let x_owned = alloc::copy_of(c_order(&x, "input")?)?;
-        let mut h_state = state(h.as_ref(), dims, "h")?;
-        let mut c_state = if has_c { state(c.as_ref(), dims, "c")? } else { Vec::new() };
+        let x = c_order(&x, "input")?;
+        let h = h.as_ref().map(|s| state(s, dims, "h")).transpose()?;
+        let c = c.as_ref().map(|s| state(s, dims, "c")).transpose()?;
+        self.run_cell(py, x, &dims, [h, c])
+    }
+
+    /// The module's step when its arguments need no conversion: `x` an array ready for the core
+    /// (see `try_forward`), `(batch, input_size)` or unbatched `(input_size,)`; `hx` None, or
+    /// (`(h, c)` as a tuple for an LSTMCell) ready arrays of the input's rank and
+    /// `hidden_size` features (and batch). Returns what the module returns, `(h', c')` for an
+    /// LSTMCell and `h'` otherwise; None when any argument differs (the caller then normalises
+    /// and checks them, with its own messages, and calls `cell`).
+    #[pyo3(signature = (x, hx=None))]
+    fn try_cell<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, hx: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let shape = *self.inner.shape();
+        let Some(x) = ready::<IxDyn>(x) else { return Ok(None) };
+        let state_dims = match *x.shape() {
+            [features] if features == shape.input_size => [shape.hidden_size, 0],
+            [batch, features] if features == shape.input_size => [batch, shape.hidden_size],
+            _ => return Ok(None),
+        };
+        let dims = &state_dims[..x.ndim()];
+        let Some(states) = ready_states::<IxDyn>(hx, shape.kind, dims, dims) else { return Ok(None) };
+        let h = states[0].as_ref().map(|s| finite_state(s, "h")).transpose()?;
+        let c = states[1].as_ref().map(|s| finite_state(s, "c")).transpose()?;
+        let (h, c) = self.run_cell(py, c_order(&x, "input")?, dims, [h, c])?;
+        Ok(Some(match c {
+            Some(c) => (h, c).into_pyobject(py)?.into_any(),
+            None => h.into_any(),
+        }))
+    }
+}
+
+impl PackedRNN {
+    /// Runs a checked sequence: `x` has `steps x batch` rows (`[steps, batch]`), `initial` holds
+    /// `(h0, c0)`, each None for zeros. A large one runs with the GIL released, on copies.
+    fn run_sequence<'py>(
+        &self,
+        py: Python<'py>,
+        x: &[f32],
+        [steps, batch]: [usize; 2],
+        batch_first: bool,
+        initial: [Option<&[f32]>; 2],
+        lengths: Option<&[usize]>,
+    ) -> PyResult<Outputs<'py>> {
+        let shape = *self.inner.shape();
+        let releases = gil::releases(self.macs(steps.saturating_mul(batch)));
+        let x = gil::snapshot(x, releases)?;
+        let h0 = initial[0].map(|s| gil::snapshot(s, releases)).transpose()?;
+        let c0 = initial[1].map(|s| gil::snapshot(s, releases)).transpose()?;
+        let input = SequenceInput { x: &x, steps, batch, batch_first, h0: h0.as_deref(), c0: c0.as_deref(), lengths };
         let reduce_range = self.get_reduce_range();
-        py.detach(|| catch_panic(|| self.inner.step(kernels(), &x_owned, batch, &mut h_state, &mut c_state, reduce_range)))?;
-        let h_out = to_array2(py, h_state, dims)?;
-        let c_out = if has_c { Some(to_array2(py, c_state, dims)?) } else { None };
-        Ok((h_out, c_out))
+        let out = gil::run(py, releases, || self.inner.forward(kernels(), &input, reduce_range))?;
+        let states = shape.num_layers * shape.directions();
+        let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
+        let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
+        let h_n = to_array3(py, out.h_n, [states, batch, shape.output_size()])?;
+        let c_n = out.c_n.map(|c| to_array3(py, c, [states, batch, shape.hidden_size])).transpose()?;
+        Ok((y, h_n, c_n))
+    }
+
+    /// One checked step: `x` has `dims` with `input_size` features last (`(batch, input)` or
+    /// `(input,)`), `initial` holds `(h, c)` (each None for zeros), of `dims` with
+    /// `hidden_size` last. The new state arrays start as copies of `initial` and are stepped
+    /// in place; a large step runs with the GIL released, on a copy of `x`.
+    fn run_cell<'py>(&self, py: Python<'py>, x: &[f32], dims: &[usize], initial: [Option<&[f32]>; 2]) -> PyResult<CellOutputs<'py>> {
+        let shape = *self.inner.shape();
+        let batch = if dims.len() == 2 { dims[0] } else { 1 };
+        let releases = gil::releases(self.macs(batch));
+        let x = gil::snapshot(x, releases)?;
+        let reduce_range = self.get_reduce_range();
+        let mut h = NewArray::copy_of(py, dims, initial[0])?;
+        let mut c = if shape.kind.has_cell_state() { Some(NewArray::copy_of(py, dims, initial[1])?) } else { None };
+        let (h_values, c_values) = (h.as_mut_slice(), c.as_mut().map_or(&mut [][..], |c| c.as_mut_slice()));
+        gil::run(py, releases, || self.inner.step(kernels(), &x, batch, h_values, c_values, reduce_range))?;
+        Ok((h.into_array(), c.map(NewArray::into_array)))
+    }
+
+    /// The multiply-accumulates of `row_steps` (time steps x batch rows) through the stack.
+    fn macs(&self, row_steps: usize) -> usize {
+        self.macs_per_row_step.saturating_mul(row_steps)
     }
 }
 
-/// The values of `state`, or zeros, after checking its shape, layout and values.
-fn state(state: Option<&PyReadonlyArray2<'_, f32>>, dims: [usize; 2], what: &str) -> Result<Vec<f32>> {
-    match state {
-        None => alloc::vec_of(alloc::elements(dims[0], dims[1], what)?, 0.0),
-        Some(s) if s.shape() == dims => finite_state(s, what),
-        Some(s) => Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", s.shape()))),
+/// The initial states `hx` when they are ready for the core (see [`ready`]) with exactly the
+/// dimensions `h_dims` (and `c_dims` for the LSTM's `c`): `[h, c]`, each None for zeros. `hx` is
+/// None, `(h, c)` as a tuple for an LSTM, or `h`; None when it is anything else.
+fn ready_states<'py, D: Dimension>(
+    hx: Option<&Bound<'py, PyAny>>,
+    kind: CellKind,
+    h_dims: &[usize],
+    c_dims: &[usize],
+) -> Option<[Option<PyReadonlyArray<'py, f32, D>>; 2]> {
+    let one = |obj: &Bound<'py, PyAny>, dims: &[usize]| ready::<D>(obj).filter(|a| a.shape() == dims);
+    let Some(hx) = hx.filter(|hx| !hx.is_none()) else { return Some([None, None]) };
+    if !kind.has_cell_state() {
+        return Some([Some(one(hx, h_dims)?), None]);
     }
+    let pair = hx.cast_exact::<PyTuple>().ok()?;
+    if pair.len() != 2 {
+        return None;
+    }
+    Some([Some(one(&pair.get_item(0).ok()?, h_dims)?), Some(one(&pair.get_item(1).ok()?, c_dims)?)])
 }
 
-/// A copy of a state the caller gives, refused when it holds NaN or infinity.
-fn finite_state<D: Dimension>(state: &PyReadonlyArray<'_, f32, D>, what: &str) -> Result<Vec<f32>> {
+/// The values of a state the caller gives, after checking its shape, layout and values.
+fn state<'a>(state: &'a PyReadonlyArray2<'_, f32>, dims: [usize; 2], what: &str) -> Result<&'a [f32]> {
+    if state.shape() != dims {
+        return Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", state.shape())));
+    }
+    finite_state(state, what)
+}
+
+/// The values of a state the caller gives, refused when it holds NaN or infinity.
+fn finite_state<'a, D: Dimension>(state: &'a PyReadonlyArray<'_, f32, D>, what: &str) -> Result<&'a [f32]> {
     let values = c_order(state, what)?;
     check_finite_state(values, what)?;
-    alloc::copy_of(values)
-}
-
-/// A `dims` array owning `data` (no copy).
-fn to_array2(py: Python<'_>, data: Vec<f32>, dims: [usize; 2]) -> PyResult<Bound<'_, PyArray2<f32>>> {
-    let array = Array2::from_shape_vec(dims, data).map_err(|e| Error::Shape(e.to_string()))?;
-    Ok(PyArray2::from_owned_array(py, array))
+    Ok(values)
 }
 
 /// The projection inside a `PackedLinear` or `PackedLinearFp16`.
@@ -212,6 +325,8 @@ fn to_lengths(lengths: &PyReadonlyArray1<'_, i64>, steps: usize) -> Result<Vec<u
         .collect()
 }
 
-fn to_array3<'py>(py: Python<'py>, data: Vec<f32>, dims: [usize; 3]) -> PyResult<Bound<'py, PyArray3<f32>>> {
-    PyArray1::from_vec(py, data).reshape(dims)
+/// A `dims` array owning `data` (no copy).
+fn to_array3(py: Python<'_>, data: Vec<f32>, dims: [usize; 3]) -> PyResult<Bound<'_, PyArray3<f32>>> {
+    let array = Array3::from_shape_vec(dims, data).map_err(|e| Error::Shape(e.to_string()))?;
+    Ok(PyArray::from_owned_array(py, array))
 }

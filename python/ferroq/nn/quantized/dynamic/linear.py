@@ -124,10 +124,24 @@ class Linear(PackedReduceRange, Module):
 
     # -- forward -----------------------------------------------------------------------------
 
+    def __call__(self, x: Any) -> Any:
+        """``forward(x)`` and the forward hooks, as :meth:`Module.__call__`, trying the core's lean
+        call first (see :meth:`RNNCellBase.__call__
+        <ferroq.nn.quantized.dynamic.RNNCellBase.__call__>`); a module with hooks, or of a
+        subclass with its own ``forward``, takes the generic call."""
+        if not self._forward_hooks and type(self).forward is Linear.forward:
+            y = self._packed.try_forward(x)
+            if y is not None:
+                return y
+        return Module.__call__(self, x)
+
     def forward(self, x: Any) -> np.ndarray:
         """``x``: float array of shape ``(..., in_features)``; returns float32 ``(..., out_features)``.
         NaN or infinity in ``x`` raises ValueError for qint8 (it cannot be quantized)."""
-        x = as_float32(x)  # returns a C-ordered aligned float32 ndarray untouched
+        y = self._packed.try_forward(x)  # the lean path: one check in the core that x needs no conversion
+        if y is not None:
+            return y
+        x = as_float32(x)
         is_matrix = x.ndim == 2 and x.shape[1] == self.in_features  # the common case, kept cheap
         if not is_matrix:
             last_dim(x, self.in_features)

@@ -47,9 +47,13 @@ from ..._recurrent_args import (
     lstm_state,
     stack_sizes,
 )
+from ...module import Module
 from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
 
 _M = TypeVar("_M", bound="RNNBase")
+
+#: The default of ``hx`` in :meth:`RNNBase.__call__`, so that hooks see the arguments as given.
+_OMITTED: Any = object()
 
 __all__ = ["RNNBase", "LSTM", "GRU", "RNN"]
 
@@ -178,6 +182,27 @@ class RNNBase(QuantizedRecurrent):
             return y[:, 0, :], tuple(f[:, 0, :] for f in finals)
         return y, finals
 
+    def __call__(self, input: Any, hx: Any = _OMITTED, lengths: Any = None) -> Any:
+        """``forward(input, hx, lengths)`` and the forward hooks, as :meth:`Module.__call__`, trying
+        the core's lean call first (see :meth:`RNNCellBase.__call__
+        <ferroq.nn.quantized.dynamic.RNNCellBase.__call__>`); a module with hooks, or of a
+        subclass with its own ``forward``, takes the generic call."""
+        if lengths is None and not self._forward_hooks and type(self).forward in _LEAN_FORWARDS:
+            out = self._packed.try_forward(input, None if hx is _OMITTED else hx, self.batch_first)
+            if out is not None:
+                return out
+        args = (input,) if hx is _OMITTED else (input, hx)
+        return Module.__call__(self, *args) if lengths is None else Module.__call__(self, *args, lengths=lengths)
+
+    def _hidden_forward(self, input: Any, hx: Optional[Any], lengths: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """The forward of the stacks whose whole state is ``h`` (see :meth:`LSTM.forward`)."""
+        if lengths is None:
+            out = self._packed.try_forward(input, hx, self.batch_first)
+            if out is not None:
+                return out
+        y, (h_n,) = self._forward(input, (hx,), lengths)
+        return y, h_n
+
     def _initial_states(self, states: Tuple[Optional[Any], ...], batched: bool, batch: int) -> List[Optional[np.ndarray]]:
         """The initial states as 3-D float32 arrays (None for zeros), shapes checked."""
         if all(s is None for s in states):
@@ -285,6 +310,10 @@ class LSTM(RNNBase):
         unbatched ``(steps, input_size)``; ``hx``: ``(h_0, c_0)``, each ``(layers * directions,
         batch, size)`` (never batch-first), zeros when None; ``lengths``: valid steps per batch
         element, each between 0 and ``steps`` (a scalar for unbatched input). Returns ``output, (h_n, c_n)``."""
+        if lengths is None:  # the lean path: one check in the core that the arguments need no conversion
+            out = self._packed.try_forward(input, hx, self.batch_first)
+            if out is not None:
+                return out
         y, (h_n, c_n) = self._forward(input, lstm_state(hx, "LSTM"), lengths)
         return y, (h_n, c_n)
 
@@ -334,8 +363,7 @@ class GRU(RNNBase):
 
     def forward(self, input: Any, hx: Optional[Any] = None, lengths: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """As :meth:`LSTM.forward` with ``hx = h_0``; returns ``output, h_n``."""
-        y, (h_n,) = self._forward(input, (hx,), lengths)
-        return y, h_n
+        return self._hidden_forward(input, hx, lengths)
 
     @classmethod
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "GRU":
@@ -385,10 +413,13 @@ class RNN(RNNBase):
 
     def forward(self, input: Any, hx: Optional[Any] = None, lengths: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """As :meth:`GRU.forward`."""
-        y, (h_n,) = self._forward(input, (hx,), lengths)
-        return y, h_n
+        return self._hidden_forward(input, hx, lengths)
 
     @classmethod
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "RNN":
         """Quantizes a float RNN (see :meth:`LSTM.from_float`); ``nonlinearity`` is copied."""
         return cls._from_float_module(mod, nonlinearity=str(getattr(mod, "nonlinearity", "tanh")))
+
+
+#: The ``forward`` methods whose modules' calls try the lean path first (not a subclass's own).
+_LEAN_FORWARDS = frozenset((LSTM.forward, GRU.forward, RNN.forward))

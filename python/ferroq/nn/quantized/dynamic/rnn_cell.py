@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
-from ...._arrays import as_float32, is_core_float32
+from ...._arrays import as_float32
 from ...._dtypes import qint8
 from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
 from ..._recurrent_args import (
@@ -27,16 +27,14 @@ from ..._recurrent_args import (
     elman_mode,
     lstm_state,
 )
+from ...module import Module
 from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
 
 _M = TypeVar("_M", bound="RNNCellBase")
 
 
-def _is_matrix(a: Any) -> bool:
-    """True for a 2-D array the core's cell step reads as it is (native float32, C order,
-    aligned); anything else takes the normalising path."""
-    return is_core_float32(a) and a.ndim == 2
-
+#: The default of ``hx`` in :meth:`RNNCellBase.__call__`, so that hooks see the arguments as given.
+_OMITTED: Any = object()
 
 __all__ = ["RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
 
@@ -91,28 +89,25 @@ class RNNCellBase(QuantizedRecurrent):
     def _core_args(self) -> Tuple[int, int, int, int, bool]:
         return self.input_size, self.hidden_size, 0, 1, False
 
-    def _step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
-        """The LSTM cell's forward: ``states`` is ``(h, c)``, both None for zeros."""
-        h, c = states
-        if _is_matrix(input) and input.shape[1] == self.input_size:
-            # Fast path: 2-D float32 arrays of the right shapes go straight to the core.
-            shape = (input.shape[0], self.hidden_size)
-            if (h is None and c is None) or (
-                h is not None and c is not None and _is_matrix(h) and _is_matrix(c) and h.shape == shape and c.shape == shape
-            ):
-                h_new, c_new = self._packed.cell(input, h, c)
-                return h_new, c_new
-        return self._checked_step(input, states)
+    def __call__(self, input: Any, hx: Any = _OMITTED) -> Any:
+        """``forward(input, hx)`` and the forward hooks, as :meth:`Module.__call__`. The core's lean
+        step is tried first here: the generic call's argument passing costs about a tenth of a
+        streamed batch-1 step. A module with hooks, or of a subclass with its own ``forward``,
+        takes the generic call."""
+        if not self._forward_hooks and type(self).forward in _LEAN_FORWARDS:
+            out = self._packed.try_cell(input, None if hx is _OMITTED else hx)
+            if out is not None:
+                return out
+        return Module.__call__(self, input) if hx is _OMITTED else Module.__call__(self, input, hx)
 
     def _hidden_step(self, input: Any, hx: Optional[Any]) -> np.ndarray:
-        """:meth:`_step` for the cells whose whole state is ``h`` (the shortest path per call)."""
-        if _is_matrix(input) and input.shape[1] == self.input_size:
-            if hx is None or (_is_matrix(hx) and hx.shape == (input.shape[0], self.hidden_size)):
-                return self._packed.cell(input, hx, None)[0]
-        return self._checked_step(input, (hx,))[0]
+        """The forward of the cells whose whole state is ``h`` (see :meth:`LSTMCell.forward`)."""
+        out = self._packed.try_cell(input, hx)
+        return out if out is not None else self._checked_step(input, (hx,))[0]
 
     def _checked_step(self, input: Any, states: Tuple[Optional[Any], ...]) -> Tuple[np.ndarray, ...]:
-        """:meth:`_step` for any array-likes: normalises them, with PyTorch's error messages."""
+        """The step for any array-likes (the lean path declined them): normalises them, with
+        PyTorch's error messages."""
         x = as_float32(input)
         name = type(self).__name__
         batched = check_cell_input(name, x, self.input_size)
@@ -178,7 +173,11 @@ class LSTMCell(RNNCellBase):
     def forward(self, input: Any, hx: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``input``: ``(batch, input_size)`` or unbatched ``(input_size,)``; ``h``, ``c`` alike
         with ``hidden_size``."""
-        h, c = self._step(input, lstm_state(hx, "LSTMCell"))
+        # The lean path: one check in the core that the arguments need no conversion.
+        out = self._packed.try_cell(input, hx)
+        if out is not None:
+            return out
+        h, c = self._checked_step(input, lstm_state(hx, "LSTMCell"))
         return h, c
 
     @classmethod
@@ -247,3 +246,7 @@ class RNNCell(RNNCellBase):
     def from_float(cls, mod: Any, use_precomputed_fake_quant: bool = False) -> "RNNCell":
         """Quantizes a float RNNCell (see :meth:`LSTMCell.from_float`); ``nonlinearity`` is copied."""
         return cls._from_float_module(mod, nonlinearity=str(getattr(mod, "nonlinearity", "tanh")))
+
+
+#: The ``forward`` methods whose modules' calls try the lean step first (not a subclass's own).
+_LEAN_FORWARDS = frozenset((LSTMCell.forward, GRUCell.forward, RNNCell.forward))
