@@ -1,6 +1,7 @@
 //! The portable reference kernels: the specification the SIMD paths must equal bit for bit, and the
 //! fallback on CPUs without a faster path.
 
+use std::cell::RefCell;
 use std::ops::Range as Indices;
 
 use super::{f16_sum_start, Dequantize, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
@@ -95,11 +96,20 @@ pub fn gemm_u8i8_dequantize(
 ) {
     let n = b.n();
     assert!(rows <= 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
-    let mut acc = vec![0i32; n];
-    for r in 0..rows {
-        gemm_u8i8(&a[r * lda..], lda, 1, b, &mut acc, n);
-        dequantize(&acc, &row_sums[r..r + 1], params, &mut out[r * ldo..r * ldo + n]);
-    }
+    ROW_ACC.with_borrow_mut(|acc| {
+        // The GEMM writes every accumulator, so stale values need no clearing.
+        acc.resize(n, 0);
+        for r in 0..rows {
+            gemm_u8i8(&a[r * lda..], lda, 1, b, acc, n);
+            dequantize(acc, &row_sums[r..r + 1], params, &mut out[r * ldo..r * ldo + n]);
+        }
+    });
+}
+
+thread_local! {
+    /// Each thread's accumulators of one row for [`gemm_u8i8_dequantize`], kept between calls so
+    /// that a stream of products allocates nothing.
+    static ROW_ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// See [`Kernels::gemm_f32_f16`].
