@@ -15,7 +15,6 @@ pub const KERNELS: Kernels = Kernels {
     range,
     quantize_u8,
     gemm_u8i8,
-    dequantize,
     gemm_u8i8_dequantize,
     gemm_f32_f16,
 };
@@ -63,7 +62,10 @@ pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut
     }
 }
 
-/// See [`Kernels::dequantize`].
+/// The dequantizing epilogue over `rows` rows of `n` accumulators (`n` the columns of `params`):
+/// `acc[r*n + j]` -> `out[r*n + j]`, with `row_sums[r] = Σ_k a[r, k]`, for as many rows as the
+/// shortest of `acc`, `out` and `row_sums` hold. The second half of
+/// [`Kernels::gemm_u8i8_dequantize`].
 pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
     let n = params.multipliers.len();
     if n == 0 {
