@@ -68,8 +68,9 @@ pub struct Kernels {
     /// intermediate saturation, int32 wrap-around only where the true sum overflows.
     pub gemm_u8i8: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize),
     /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Dequantize`], specified by
-    /// [`scalar::dequantize`]), fused so the accumulators never go through memory: `out[r*ldo + j]`
-    /// for `r < rows`, `j < b.n()`, with `row_sums[r] = Σ_k a[r, k]` (any value when every weight
+    /// [`scalar::dequantize`]), fused where the path can (the x86 paths dequantize from the
+    /// registers; the others through a small reused buffer): `out[r*ldo + j]` for `r < rows`,
+    /// `j < b.n()`, with `row_sums[r] = Σ_k a[r, k]` (any value when every weight
     /// zero point is zero, as `row_sum * 0` vanishes). Equal bit for bit to the two in sequence; the
     /// other elements of `out` are left alone.
     #[allow(clippy::type_complexity)] // the GEMM's and the epilogue's parameters, named
