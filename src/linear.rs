@@ -35,38 +35,11 @@ pub struct QuantizedActivations {
     pub qparams: QParams,
 }
 
-/// Quantizes `x` (`rows x k`, row-major) dynamically: range over the whole tensor, qparams by
-/// PyTorch's rule for quint8 (`reduce_range` halves the levels), then docs/numerics.md §1.1 per element.
-/// `stride` is the padded row length (`>= k`). NaN or infinite input is an error.
-pub fn quantize_activations(
-    kernels: &Kernels,
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    stride: usize,
-    reduce_range: bool,
-) -> Result<QuantizedActivations> {
-    let mut out = QuantizedActivations::empty();
-    quantize_activations_into(kernels, x, rows, k, stride, reduce_range, &mut out)?;
-    Ok(out)
-}
-
-/// [`quantize_activations`] into `out`, reusing its buffers (a recurrent layer quantizes its
-/// hidden state once per time step). On error `out` is left unchanged.
-pub fn quantize_activations_into(
-    kernels: &Kernels,
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    stride: usize,
-    reduce_range: bool,
-    out: &mut QuantizedActivations,
-) -> Result<()> {
-    quantize_rows(kernels, x, rows, k, stride, reduce_range, true, out)
-}
-
-/// [`quantize_activations_into`], computing the row sums only when `row_sums` is true (else
-/// leaving them empty).
+/// Quantizes `x` (`rows x k`, row-major) dynamically into `out`, reusing its buffers: range over
+/// the whole tensor, qparams by PyTorch's rule for quint8 (`reduce_range` halves the levels), then
+/// docs/numerics.md §1.1 per element. `stride` is the padded row length (`>= k`); the row sums are
+/// computed only when `row_sums` is true (else left empty). NaN or infinite input is an error, and
+/// on error `out` is left unchanged.
 #[allow(clippy::too_many_arguments)] // the quantizer's arguments and the choice
 fn quantize_rows(
     kernels: &Kernels,
@@ -112,7 +85,7 @@ fn quantize_rows(
 }
 
 impl QuantizedActivations {
-    /// No rows: a buffer for [`quantize_activations_into`] to fill.
+    /// No rows: a buffer for [`DynamicLinear::quantize_input_into`] to fill.
     pub fn empty() -> Self {
         QuantizedActivations {
             data: Vec::new(),

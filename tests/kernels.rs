@@ -279,6 +279,11 @@ impl GemmCase {
                 );
             }
         }
+        self.check_dequantized(paths, what);
+    }
+
+    /// `gemm_u8i8_dequantize` on scalar and every path in `paths` against its specification.
+    fn check_dequantized(&self, paths: &[Kernels], what: &str) {
         let want = self.dequantized_by_spec();
         let scalar_path: (&str, GemmDequantize) = ("scalar", scalar::gemm_u8i8_dequantize);
         let others = paths.iter().map(|k| (k.isa.name(), k.gemm_u8i8_dequantize));
@@ -514,6 +519,9 @@ impl Epilogue {
     }
 }
 
+/// The dequantizing epilogue of `gemm_u8i8_dequantize` over every column count, with extreme
+/// parameters: multipliers from tiny to huge (subnormal and overflowing products), wrapping
+/// corrections, biases of any size.
 #[test]
 fn dequantize_matches_scalar() {
     let paths = simd_paths();
@@ -521,6 +529,8 @@ fn dequantize_matches_scalar() {
     for (case, &n) in NS.iter().cycle().take(4 * NS.len()).enumerate() {
         let rows = case % 6;
         let extreme = case % 4 == 3;
+        let values = if extreme { Values::Extremes } else { Values::Random };
+        let mut gemm = GemmCase::new(&mut rng, rows, [1, 7, 64, 300][case % 4], n, values, case % 3, case % 2);
         let int = |rng: &mut Rng, small: i32| {
             if extreme {
                 rng.next() as i32
@@ -528,27 +538,28 @@ fn dequantize_matches_scalar() {
                 rng.below(2 * small as usize) as i32 - small
             }
         };
-        let acc: Vec<i32> = (0..rows * n).map(|_| int(&mut rng, 1 << 20)).collect();
-        let row_sums: Vec<i32> = (0..rows).map(|_| int(&mut rng, 1 << 15).abs()).collect();
-        let multipliers: Vec<f32> = (0..n)
-            .map(|_| match case % 3 {
-                0 => rng.uniform(1e-6, 1e-3),
-                1 => rng.finite_bits().abs(),
-                _ => rng.pick(&[1.0, 1.0 + f32::EPSILON, 1e-40, 3e38, 0.1]),
-            })
-            .collect();
-        let epilogue = Epilogue {
+        let with_zero_points = case % 2 == 1;
+        if with_zero_points {
+            gemm.row_sums = (0..rows).map(|_| int(&mut rng, 1 << 15).abs()).collect();
+        }
+        gemm.epilogue = Epilogue {
             x_zero_point: if extreme { rng.next() as i32 } else { rng.below(256) as i32 },
             col_offsets: (0..n).map(|_| int(&mut rng, 1 << 16)).collect(),
-            w_zero_points: (0..n).map(|_| if case % 2 == 0 { 0 } else { int(&mut rng, 128) }).collect(),
+            w_zero_points: (0..n).map(|_| if with_zero_points { int(&mut rng, 128) } else { 0 }).collect(),
+            multipliers: (0..n)
+                .map(|_| match case % 3 {
+                    0 => rng.uniform(1e-6, 1e-3),
+                    1 => rng.finite_bits().abs(),
+                    _ => rng.pick(&[1.0, 1.0 + f32::EPSILON, 1e-40, 3e38, 0.1]),
+                })
+                .collect(),
             bias: match case % 3 {
                 0 => None,
                 1 => Some((0..n).map(|_| rng.uniform(-5.0, 5.0)).collect()),
                 _ => Some((0..n).map(|_| rng.finite_bits()).collect()),
             },
-            multipliers,
         };
-        check_dequantize(&paths, &acc, &row_sums, &epilogue);
+        gemm.check_dequantized(&paths, &format!("with extreme epilogue parameters (case {case})"));
     }
 }
 
@@ -559,29 +570,18 @@ fn dequantize_rounds_once_near_cancellation() {
     let paths = simd_paths();
     let mut rng = Rng(9);
     for n in [1, 15, 16, 17, 33, 64] {
-        let acc: Vec<i32> = (0..2 * n).map(|_| rng.below(1 << 20) as i32 + 1).collect();
+        let mut gemm = GemmCase::new(&mut rng, 2, 64, n, Values::Random, 0, 0);
+        let acc = gemm.run(scalar::gemm_u8i8);
         let multipliers: Vec<f32> = (0..n).map(|_| rng.uniform(1e-4, 1e-2)).collect();
         let bias = (0..n).map(|j| -(acc[j] as f32 * multipliers[j])).collect();
-        let epilogue = Epilogue {
+        gemm.epilogue = Epilogue {
             x_zero_point: 0,
             col_offsets: vec![0; n],
             w_zero_points: vec![0; n],
             multipliers,
             bias: Some(bias),
         };
-        check_dequantize(&paths, &acc, &[0, 0], &epilogue);
-    }
-}
-
-fn check_dequantize(paths: &[Kernels], acc: &[i32], row_sums: &[i32], epilogue: &Epilogue) {
-    let params = epilogue.params();
-    let mut want = vec![-1.5f32; acc.len()];
-    scalar::dequantize(acc, row_sums, &params, &mut want);
-    for kernels in paths {
-        let mut got = vec![-1.5f32; acc.len()];
-        (kernels.dequantize)(acc, row_sums, &params, &mut got);
-        let what = format!("{}: dequantize rows={} n={}", kernels.isa.name(), row_sums.len(), params.multipliers.len());
-        assert_same_floats(&got, &want, &what);
+        gemm.check_dequantized(&paths, "near cancellation");
     }
 }
 

@@ -40,25 +40,6 @@ fn gemm_case() -> impl Strategy<Value = GemmCase> {
     })
 }
 
-/// `(rows, acc, row_sums, x_zero_point, col_offsets, w_zero_points, multipliers, bias)`.
-type DequantizeCase = (usize, Vec<i32>, Vec<i32>, i32, Vec<i32>, Vec<i32>, Vec<f32>, Option<Vec<f32>>);
-
-fn dequantize_case() -> impl Strategy<Value = DequantizeCase> {
-    (0usize..6, 0usize..70).prop_flat_map(|(rows, n)| {
-        let small = -100_000i32..100_000;
-        (
-            Just(rows),
-            vec(prop_oneof![any::<i32>(), small.clone()], rows * n),
-            vec(prop_oneof![any::<i32>(), 0i32..20_000], rows),
-            prop_oneof![any::<i32>(), 0i32..256],
-            vec(prop_oneof![any::<i32>(), small], n),
-            vec(prop_oneof![Just(0i32), any::<i32>(), -128i32..128], n),
-            vec(prop_oneof![any::<f32>(), 1e-7f32..1e-2], n),
-            option::of(vec(prop_oneof![any::<f32>(), -10f32..10.0], n)),
-        )
-    })
-}
-
 /// The epilogue of a product `m x n`: `(row_sums, x_zero_point, col_offsets, w_zero_points,
 /// multipliers, bias)`.
 type EpilogueCase = (Vec<i32>, i32, Vec<i32>, Vec<i32>, Vec<f32>, Option<Vec<f32>>);
@@ -134,29 +115,6 @@ proptest! {
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 let isa = kernels.isa.name();
                 prop_assert!(same_float(g, w), "{}: m={} k={} n={} element {}: {:e} vs scalar {:e}", isa, m, k, n, i, g, w);
-            }
-        }
-    }
-
-    #[test]
-    fn dequantize_equals_scalar(
-        (rows, acc, row_sums, x_zero_point, col_offsets, w_zero_points, multipliers, bias) in dequantize_case()
-    ) {
-        let params = Dequantize {
-            x_zero_point,
-            col_offsets: &col_offsets,
-            w_zero_points: &w_zero_points,
-            multipliers: &multipliers,
-            bias: bias.as_deref(),
-        };
-        let mut want = vec![0.5f32; acc.len()];
-        scalar::dequantize(&acc, &row_sums, &params, &mut want);
-        for kernels in simd_paths() {
-            let mut got = vec![0.5f32; acc.len()];
-            (kernels.dequantize)(&acc, &row_sums, &params, &mut got);
-            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                let isa = kernels.isa.name();
-                prop_assert!(same_float(g, w), "{}: rows={} element {}: {:e} vs scalar {:e}", isa, rows, i, g, w);
             }
         }
     }

@@ -67,14 +67,13 @@ pub struct Kernels {
     /// `lda >= b.k_padded()` and `a` must hold zeros in each row's padding `k..k_padded`. Exact: no
     /// intermediate saturation, int32 wrap-around only where the true sum overflows.
     pub gemm_u8i8: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize),
-    /// The dequantizing epilogue over `rows` rows of `n` accumulators: `acc[r*n + j]` -> `out[r*n + j]`,
-    /// with `row_sums[r] = Σ_k a[r, k]`.
-    pub dequantize: fn(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]),
-    /// [`Kernels::gemm_u8i8`] followed by [`Kernels::dequantize`], fused so the accumulators never
-    /// go through memory: `out[r*ldo + j]` for `r < rows`, `j < b.n()`, with `row_sums[r] = Σ_k
-    /// a[r, k]` (any value when every weight zero point is zero, as `row_sum * 0` vanishes). Equal bit
-    /// for bit to the two kernels in sequence; the other elements of `out` are left alone.
-    #[allow(clippy::type_complexity)] // the two kernels' parameters, named
+    /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Dequantize`], specified by
+    /// [`scalar::dequantize`]), fused where the path can (the x86 paths dequantize from the
+    /// registers; the others through a small reused buffer): `out[r*ldo + j]` for `r < rows`,
+    /// `j < b.n()`, with `row_sums[r] = Σ_k a[r, k]` (any value when every weight
+    /// zero point is zero, as `row_sum * 0` vanishes). Equal bit for bit to the two in sequence; the
+    /// other elements of `out` are left alone.
+    #[allow(clippy::type_complexity)] // the GEMM's and the epilogue's parameters, named
     pub gemm_u8i8_dequantize: fn(
         a: &[u8],
         lda: usize,

@@ -1,6 +1,7 @@
 //! The portable reference kernels: the specification the SIMD paths must equal bit for bit, and the
 //! fallback on CPUs without a faster path.
 
+use std::cell::RefCell;
 use std::ops::Range as Indices;
 
 use super::{f16_sum_start, Dequantize, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
@@ -14,7 +15,6 @@ pub const KERNELS: Kernels = Kernels {
     range,
     quantize_u8,
     gemm_u8i8,
-    dequantize,
     gemm_u8i8_dequantize,
     gemm_f32_f16,
 };
@@ -62,7 +62,10 @@ pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut
     }
 }
 
-/// See [`Kernels::dequantize`].
+/// The dequantizing epilogue over `rows` rows of `n` accumulators (`n` the columns of `params`):
+/// `acc[r*n + j]` -> `out[r*n + j]`, with `row_sums[r] = Σ_k a[r, k]`, for as many rows as the
+/// shortest of `acc`, `out` and `row_sums` hold. The second half of
+/// [`Kernels::gemm_u8i8_dequantize`].
 pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
     let n = params.multipliers.len();
     if n == 0 {
@@ -95,11 +98,20 @@ pub fn gemm_u8i8_dequantize(
 ) {
     let n = b.n();
     assert!(rows <= 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
-    let mut acc = vec![0i32; n];
-    for r in 0..rows {
-        gemm_u8i8(&a[r * lda..], lda, 1, b, &mut acc, n);
-        dequantize(&acc, &row_sums[r..r + 1], params, &mut out[r * ldo..r * ldo + n]);
-    }
+    ROW_ACC.with_borrow_mut(|acc| {
+        // The GEMM writes every accumulator, so stale values need no clearing.
+        acc.resize(n, 0);
+        for r in 0..rows {
+            gemm_u8i8(&a[r * lda..], lda, 1, b, acc, n);
+            dequantize(acc, &row_sums[r..r + 1], params, &mut out[r * ldo..r * ldo + n]);
+        }
+    });
+}
+
+thread_local! {
+    /// Each thread's accumulators of one row for [`gemm_u8i8_dequantize`], kept between calls so
+    /// that a stream of products allocates nothing.
+    static ROW_ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// See [`Kernels::gemm_f32_f16`].

@@ -1,6 +1,9 @@
 //! The buffers of the recurrent layers' time loops, kept per thread between calls so that a
-//! stream of single steps (the cells, or short sequences) allocates nothing; whatever a large
-//! call grew beyond [`KEEP_ELEMENTS`] is freed when it ends.
+//! stream of single steps (the cells) allocates nothing once warmed up, on every path, and a
+//! sequence allocates its outputs but nothing per step; whatever a large call grew beyond
+//! [`KEEP_ELEMENTS`] is freed when it ends. (A step large enough to be split between threads
+//! still allocates its list of row shares: a few small vectors against millions of
+//! multiply-accumulates.) `tests/rnn_allocations.rs` counts the allocations.
 
 use std::cell::RefCell;
 
@@ -8,7 +11,7 @@ use super::projection::ProjectionScratch;
 use crate::linear::QuantizedActivations;
 
 thread_local! {
-    /// Each thread's buffers, kept between calls (a stream of single steps allocates nothing).
+    /// Each thread's buffers, kept between calls.
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 

@@ -6,6 +6,8 @@
 //! Inputs are row-major over the active batch rows: `hg` is the hidden projection `W_hh h + b_hh`
 //! and `ig` the input projection `W_ih x + b_ih` of the step, `gates * hidden` values per row.
 
+use std::cell::RefCell;
+
 use super::gates::Gates;
 use crate::activations::{relu, sigmoid_row, tanh, tanh_row};
 use crate::dispatch::Isa;
@@ -39,36 +41,45 @@ pub fn cell_kernels(isa: Isa) -> CellKernels {
     }
 }
 
-/// Row `r` of `hg` and of `ig` (`columns` values each) as floats.
-fn float_rows(hg: &Gates<'_>, ig: &Gates<'_>, r: usize, columns: usize) -> (Vec<f32>, Vec<f32>) {
-    let (mut hg_row, mut ig_row) = (vec![0.0; columns], vec![0.0; columns]);
-    hg.row_into(r, &mut hg_row);
-    ig.row_into(r, &mut ig_row);
-    (hg_row, ig_row)
+thread_local! {
+    /// Each thread's rows of `hg` and `ig` as floats for [`with_float_rows`], kept between steps so
+    /// that the scalar step allocates nothing once they are large enough.
+    static FLOAT_ROWS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f(r, hg_row, ig_row)` for each of the `rows` rows of `hg` and `ig` (`columns` values
+/// each), read as floats into this thread's reused buffers.
+fn with_float_rows(hg: &Gates<'_>, ig: &Gates<'_>, rows: usize, columns: usize, mut f: impl FnMut(usize, &mut [f32], &[f32])) {
+    FLOAT_ROWS.with_borrow_mut(|(hg_row, ig_row)| {
+        hg_row.resize(columns, 0.0);
+        ig_row.resize(columns, 0.0);
+        for r in 0..rows {
+            hg.row_into(r, hg_row);
+            ig.row_into(r, ig_row);
+            f(r, hg_row, ig_row);
+        }
+    })
 }
 
 /// [`lstm`] row by row from [`Gates`].
 fn lstm_rows(hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
-    for (r, (c, h_out)) in c.chunks_exact_mut(hidden).zip(h_out.chunks_exact_mut(hidden)).enumerate() {
-        let (mut hg_row, ig_row) = float_rows(hg, ig, r, 4 * hidden);
-        lstm(&mut hg_row, &ig_row, c, h_out, hidden);
-    }
+    let rows = c.len() / hidden;
+    with_float_rows(hg, ig, rows, 4 * hidden, |r, hg_row, ig_row| {
+        let state = r * hidden..(r + 1) * hidden;
+        lstm(hg_row, ig_row, &mut c[state.clone()], &mut h_out[state], hidden);
+    });
 }
 
 /// [`gru`] row by row from [`Gates`].
 fn gru_rows(hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize) {
-    for (r, h) in h.chunks_exact_mut(hidden).enumerate() {
-        let (mut hg_row, ig_row) = float_rows(hg, ig, r, 3 * hidden);
-        gru(&mut hg_row, &ig_row, h, hidden);
-    }
+    let rows = h.len() / hidden;
+    with_float_rows(hg, ig, rows, 3 * hidden, |r, hg_row, ig_row| gru(hg_row, ig_row, &mut h[r * hidden..(r + 1) * hidden], hidden));
 }
 
 /// [`simple`] row by row from [`Gates`].
 fn simple_rows(kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize) {
-    for (r, h_out) in h_out.chunks_exact_mut(hidden).enumerate() {
-        let (hg_row, ig_row) = float_rows(hg, ig, r, hidden);
-        simple(kind, &hg_row, &ig_row, h_out);
-    }
+    let rows = h_out.len() / hidden;
+    with_float_rows(hg, ig, rows, hidden, |r, hg_row, ig_row| simple(kind, hg_row, ig_row, &mut h_out[r * hidden..(r + 1) * hidden]));
 }
 
 /// The recurrence of a layer.

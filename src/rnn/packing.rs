@@ -11,6 +11,15 @@ use crate::error::{Error, Result};
 pub struct Packing {
     steps: usize,
     batch: usize,
+    /// The order and step sizes of a batch with lengths; `None` when every element runs every
+    /// step (the identity order, the whole batch at each step), which needs no memory, so that a
+    /// stream of single steps allocates nothing.
+    sorted: Option<Sorted>,
+}
+
+/// The packed layout of a batch whose elements have their own lengths.
+#[derive(Clone, Debug)]
+struct Sorted {
     /// Sorted position -> batch index, by decreasing length (stable).
     order: Vec<usize>,
     /// Per step: how many (sorted) elements are still running.
@@ -23,29 +32,25 @@ impl Packing {
     /// `lengths` (one per batch element, each `<= steps`; 0 is an empty sequence) or every
     /// sequence running all `steps`.
     pub fn new(steps: usize, batch: usize, lengths: Option<&[usize]>) -> Result<Self> {
-        let lengths = match lengths {
-            Some(l) => {
-                if l.len() != batch {
-                    return Err(Error::Shape(format!(
-                        "lengths has {} entries, expected one per batch element ({batch})",
-                        l.len()
-                    )));
-                }
-                if let Some(&bad) = l.iter().find(|&&n| n > steps) {
-                    return Err(Error::Value(format!(
-                        "lengths must be between 0 and the sequence length {steps}, got {bad}"
-                    )));
-                }
-                alloc::copy_of(l)?
-            }
-            None => alloc::vec_of(batch, steps)?,
+        let Some(lengths) = lengths else {
+            alloc::elements(steps, batch, "the sequence's rows (steps x batch)")?;
+            return Ok(Packing { steps, batch, sorted: None });
         };
+        if lengths.len() != batch {
+            return Err(Error::Shape(format!(
+                "lengths has {} entries, expected one per batch element ({batch})",
+                lengths.len()
+            )));
+        }
+        if let Some(&bad) = lengths.iter().find(|&&n| n > steps) {
+            return Err(Error::Value(format!("lengths must be between 0 and the sequence length {steps}, got {bad}")));
+        }
         let mut order: Vec<usize> = alloc::collect(batch, 0..batch)?;
         order.sort_by_key(|&b| std::cmp::Reverse(lengths[b]));
         // Elements running at step t: the batch less those whose length is at most t (O(steps +
         // batch), as `steps` is not bounded by the input's size when it has no features).
         let mut batch_sizes: Vec<usize> = alloc::vec_of(steps, 0)?;
-        for &n in &lengths {
+        for &n in lengths {
             if let Some(ending) = batch_sizes.get_mut(n) {
                 *ending += 1;
             }
@@ -63,7 +68,7 @@ impl Packing {
                 Some(first)
             }),
         )?;
-        Ok(Packing { steps, batch, order, batch_sizes, offsets })
+        Ok(Packing { steps, batch, sorted: Some(Sorted { order, batch_sizes, offsets }) })
     }
 
     /// Time steps, valid or not.
@@ -73,12 +78,26 @@ impl Packing {
 
     /// Valid rows in total.
     pub fn rows(&self) -> usize {
-        self.batch_sizes.iter().sum()
+        match &self.sorted {
+            Some(sorted) => sorted.batch_sizes.iter().sum(),
+            None => self.steps * self.batch,
+        }
     }
 
     /// `(first packed row, running elements)` of step `t`.
     pub fn step(&self, t: usize) -> (usize, usize) {
-        (self.offsets[t], self.batch_sizes[t])
+        match &self.sorted {
+            Some(sorted) => (sorted.offsets[t], sorted.batch_sizes[t]),
+            None => (t * self.batch, self.batch),
+        }
+    }
+
+    /// The batch index of sorted position `p`.
+    fn element(&self, p: usize) -> usize {
+        match &self.sorted {
+            Some(sorted) => sorted.order[p],
+            None => p,
+        }
     }
 
     /// Row of `(t, b)` in a padded `(steps, batch)` or `(batch, steps)` tensor.
@@ -95,7 +114,7 @@ impl Packing {
         let mut packed = alloc::vec_of(alloc::elements(self.rows(), features, "the packed input")?, 0.0)?;
         for t in 0..self.steps {
             let (offset, size) = self.step(t);
-            for (p, &b) in self.order[..size].iter().enumerate() {
+            for (p, b) in (0..size).map(|p| (p, self.element(p))) {
                 let src = self.padded_row(t, b, batch_first) * features;
                 let dst = (offset + p) * features;
                 packed[dst..dst + features].copy_from_slice(&padded[src..src + features]);
@@ -110,7 +129,7 @@ impl Packing {
         let mut padded = alloc::vec_of(alloc::elements(padded_rows, features, "the output")?, 0.0)?;
         for t in 0..self.steps {
             let (offset, size) = self.step(t);
-            for (p, &b) in self.order[..size].iter().enumerate() {
+            for (p, b) in (0..size).map(|p| (p, self.element(p))) {
                 let src = (offset + p) * features;
                 let dst = self.padded_row(t, b, batch_first) * features;
                 padded[dst..dst + features].copy_from_slice(&packed[src..src + features]);
@@ -122,7 +141,8 @@ impl Packing {
     /// A per-element state (`batch` rows of `features`) reordered to sorted positions.
     pub fn sort_rows(&self, state: &[f32], features: usize) -> Result<Vec<f32>> {
         let mut sorted = alloc::vec_of(alloc::elements(self.batch, features, "the state")?, 0.0)?;
-        for (dst, &b) in sorted.chunks_exact_mut(features.max(1)).zip(&self.order) {
+        for (p, dst) in sorted.chunks_exact_mut(features.max(1)).enumerate() {
+            let b = self.element(p);
             dst.copy_from_slice(&state[b * features..(b + 1) * features]);
         }
         Ok(sorted)
@@ -130,7 +150,8 @@ impl Packing {
 
     /// The inverse of [`Packing::sort_rows`], written into `state`.
     pub fn unsort_rows_into(&self, sorted: &[f32], features: usize, state: &mut [f32]) {
-        for (src, &b) in sorted.chunks_exact(features.max(1)).zip(&self.order) {
+        for (p, src) in sorted.chunks_exact(features.max(1)).enumerate() {
+            let b = self.element(p);
             state[b * features..(b + 1) * features].copy_from_slice(src);
         }
     }
@@ -156,8 +177,8 @@ mod tests {
     fn lengths_sort_the_batch_and_drop_padding() {
         // Element 0 runs 1 step, element 1 runs 3, element 2 runs 2.
         let p = Packing::new(3, 3, Some(&[1, 3, 2])).unwrap();
-        assert_eq!(p.order, [1, 2, 0]);
-        assert_eq!(p.batch_sizes, [3, 2, 1]);
+        assert_eq!((0..3).map(|i| p.element(i)).collect::<Vec<_>>(), [1, 2, 0]);
+        assert_eq!((0..3).map(|t| p.step(t).1).collect::<Vec<_>>(), [3, 2, 1]);
         assert_eq!(p.rows(), 6);
         // Padded time-major x[t][b] = 10*t + b, two features each (second one negated).
         let x: Vec<f32> = (0..3).flat_map(|t| (0..3).flat_map(move |b| [(10 * t + b) as f32, -((10 * t + b) as f32)])).collect();
@@ -184,7 +205,7 @@ mod tests {
         p.unsort_rows_into(&sorted, 2, &mut back);
         assert_eq!(back, state);
         // An empty sequence is never active.
-        assert_eq!(p.batch_sizes, [2, 2, 1, 1]);
+        assert_eq!((0..4).map(|t| p.step(t).1).collect::<Vec<_>>(), [2, 2, 1, 1]);
     }
 
     #[test]

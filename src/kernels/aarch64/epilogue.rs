@@ -6,7 +6,8 @@ use super::neon::Neon;
 use crate::kernels::Dequantize;
 use crate::quant::dequantize_accumulator;
 
-/// See [`Kernels::dequantize`](crate::kernels::Kernels::dequantize).
+/// See [`scalar::dequantize`](crate::kernels::scalar::dequantize) (the epilogue of this path's
+/// [`Kernels::gemm_u8i8_dequantize`](crate::kernels::Kernels::gemm_u8i8_dequantize)).
 ///
 /// Lane for lane the scalar operations: wrapping int32 correction (`mul`/`sub` keep the low 32
 /// bits), conversion rounding to nearest even (`scvtf`, as `as f32`), then one fused multiply-add

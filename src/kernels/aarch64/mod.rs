@@ -4,7 +4,7 @@
 //!
 //! Each path has a token type (`neon::Neon`, `dotprod::Dotprod`): a zero-sized proof that the CPU
 //! has the path's instructions, created by run-time detection only. The two tables share the
-//! element-wise kernels (`activation`, `epilogue`) and the float16 product (`gemm_f16`); their
+//! element-wise kernels (`quantize_input`, `epilogue`) and the float16 product (`gemm_f16`); their
 //! int8 GEMMs share one tile driver (`gemm_u8i8`) and differ in the dot-product step: widening
 //! multiplies (`smull` + `sadalp`) on NEON, `sdot` with the extension. Kernel bodies take the token
 //! first and are entered through `#[target_feature]` functions, like the x86-64 paths.
@@ -38,12 +38,12 @@ macro_rules! entry_points {
     )+};
 }
 
-mod activation;
 mod dotprod;
 mod epilogue;
 mod gemm_f16;
 mod gemm_u8i8;
 mod neon;
+mod quantize_input;
 #[cfg(test)]
 mod tests;
 

@@ -11,7 +11,7 @@
 use std::arch::aarch64::*;
 
 use super::gemm_u8i8::{self, Int8Dot};
-use super::{activation, epilogue, gemm_f16};
+use super::{epilogue, gemm_f16, quantize_input};
 use crate::dispatch::Isa;
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP};
@@ -64,7 +64,7 @@ impl Neon {
 
 /// The NEON table.
 pub(super) fn table(_: Neon) -> Kernels {
-    Kernels { isa: Isa::Neon, range, quantize_u8, gemm_u8i8, dequantize, gemm_u8i8_dequantize, gemm_f32_f16 }
+    Kernels { isa: Isa::Neon, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, gemm_f32_f16 }
 }
 
 /// See [`Kernels::gemm_u8i8_dequantize`]: this path's GEMM, then its epilogue.
@@ -84,8 +84,8 @@ fn gemm_u8i8_dequantize(
 
 entry_points! {
     Neon, "neon";
-    fn range(x: &[f32]) -> Range = activation::range;
-    fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = activation::quantize_u8;
+    fn range(x: &[f32]) -> Range = quantize_input::range;
+    fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])

@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::gemm_u8i8::Int8Dot;
 use super::simd::Simd;
-use super::{activation, epilogue, gemm_f16, gemm_u8i8};
+use super::{gemm_f16, gemm_u8i8, quantize_input};
 use crate::dispatch::Isa;
 use crate::kernels::{Dequantize, Kernels, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
@@ -38,15 +38,14 @@ impl Avx512 {
 
 /// The AVX-512 VNNI table.
 pub(super) fn table(_: Avx512) -> Kernels {
-    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, dequantize, gemm_u8i8_dequantize, gemm_f32_f16 }
+    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, gemm_f32_f16 }
 }
 
 entry_points! {
     Avx512, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c";
-    fn range(x: &[f32]) -> Range = activation::range;
-    fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = activation::quantize_u8;
+    fn range(x: &[f32]) -> Range = quantize_input::range;
+    fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
     fn gemm_u8i8_dequantize(
         a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
         ldo: usize

@@ -38,7 +38,6 @@ pub(super) fn table(_: AvxVnni) -> Kernels {
         range: avx2::range,
         quantize_u8: avx2::quantize_u8,
         gemm_u8i8,
-        dequantize: avx2::dequantize,
         gemm_u8i8_dequantize,
         gemm_f32_f16: avx2::gemm_f32_f16,
     }

@@ -5,22 +5,6 @@ use super::simd::Simd;
 use crate::kernels::Dequantize;
 use crate::quant::dequantize_accumulator;
 
-/// See [`Kernels::dequantize`](crate::kernels::Kernels::dequantize).
-///
-/// Lane for lane the scalar operations: wrapping int32 correction, conversion rounding to nearest
-/// even, then one fused multiply-add with the bias or a plain product without. Columns past the
-/// last full vector go through [`dequantize_accumulator`] itself.
-#[inline(always)]
-pub(super) fn dequantize<S: Simd>(s: S, acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
-    let n = params.multipliers.len();
-    if n == 0 || acc.len() < n || out.len() < n || row_sums.is_empty() {
-        return;
-    }
-    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
-        dequantize_span(s, acc_row, row_sum, params, 0, out_row);
-    }
-}
-
 /// The epilogue of one row's columns `n0..n0 + acc.len()`: `acc` -> `out` (as long), with the
 /// column parameters of those columns.
 ///

@@ -2,7 +2,7 @@
 //!
 //! Each path has a token type (`Avx2`, `AvxVnni`, `Avx512`): a zero-sized proof that the CPU has
 //! the path's instructions, created by run-time detection only. The kernels are generic bodies
-//! (`activation`, `epilogue`, `gemm_f16`, `gemm_u8i8`) over the operations a token provides
+//! (`quantize_input`, `epilogue`, `gemm_f16`, `gemm_u8i8`) over the operations a token provides
 //! (`simd::Simd`, `gemm_u8i8::Int8Dot`), entered through `#[target_feature]` functions so that
 //! one build runs on every x86-64 CPU and each path still compiles to its own instructions.
 
@@ -32,7 +32,6 @@ macro_rules! entry_points {
     )+};
 }
 
-mod activation;
 mod amx;
 mod amx_detect;
 mod avx2;
@@ -41,6 +40,7 @@ mod avxvnni;
 mod epilogue;
 mod gemm_f16;
 mod gemm_u8i8;
+mod quantize_input;
 mod simd;
 
 /// The table of an x86 path, or `None` when this CPU lacks its instructions (or `isa` is not an

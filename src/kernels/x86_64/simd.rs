@@ -1,4 +1,4 @@
-//! The vector operations the width-generic kernels ([`super::activation`], [`super::epilogue`],
+//! The vector operations the width-generic kernels ([`super::quantize_input`], [`super::epilogue`],
 //! [`super::gemm_f16`]) are written in, implemented once per register width.
 //!
 //! Implementors are CPU-feature tokens: zero-sized values that exist only once the CPU is known to

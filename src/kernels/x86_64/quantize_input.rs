@@ -1,5 +1,5 @@
-//! The activation side of a dynamic layer, generic over the register width: the range of the
-//! input and its quantization to uint8.
+//! The quantization of a dynamic layer's input, generic over the register width: the range of
+//! the input and its quantization to uint8.
 
 use super::simd::Simd;
 use crate::kernels::Range;

@@ -1,5 +1,5 @@
-//! The activation side of a dynamic layer on NEON: the range of the input and its quantization to
-//! uint8, 16 floats per step.
+//! The quantization of a dynamic layer's input on NEON: the range of the input and its
+//! quantization to uint8, 16 floats per step.
 
 use std::arch::aarch64::*;
 
