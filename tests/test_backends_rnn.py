@@ -2,7 +2,8 @@
 each path this CPU supports (the SIMD sigmoid, tanh and fused epilogues equal the scalar
 reference), over shapes that exercise full and partial vector blocks, the sigmoid's SLEEF/glibc
 split, int8 (per tensor and per channel, with and without bias), float16, and more than one
-thread (a batch of 64 makes the hidden GEMM split between two), and NaN and infinity through float16 weights."""
+thread (a batch of 64 makes the hidden GEMM split between two), batches around the AMX tile
+heights (16, 17, 33), and NaN and infinity through float16 weights."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ qconfigs = {"tensor": None, "channel": per_channel_dynamic_qconfig, "fp16": floa
 cases = [
     ("LSTM", {}, 5, 3), ("LSTM", {"bidirectional": True, "num_layers": 2}, 40, 2), ("LSTM", {"proj_size": 7}, 33, 4),
     ("LSTM", {}, 64, 1), ("GRU", {}, 47, 3), ("GRU", {"bias": False}, 96, 2), ("RNN", {"nonlinearity": "relu"}, 17, 3),
-    ("RNN", {}, 130, 2), ("LSTM", {}, 256, 64),
+    ("RNN", {}, 130, 2), ("LSTM", {}, 256, 64), ("LSTM", {}, 40, 16), ("GRU", {}, 44, 17), ("RNN", {}, 48, 33),
 ]
 digest = lambda arrays: hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
 for (mode, kwargs, hidden, batch) in cases:

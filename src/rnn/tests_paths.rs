@@ -98,6 +98,38 @@ fn sequences_are_bit_identical_on_every_path() {
     }
 }
 
+/// Batches around the tile heights of the AMX GEMM (at least 3 rows, strips of 16 and 32 rows)
+/// and of the other paths' row tiles, on every path against scalar: full and shrinking batches (the
+/// lengths make the running rows pass through the neighbouring counts), `K` not a multiple of the
+/// tile depth, `N` with and without a partial last panel of 16 columns.
+#[test]
+fn tile_sized_batches_are_bit_identical_on_every_path() {
+    let scalar = kernels_for(Isa::Scalar).unwrap();
+    let kinds = [(CellKind::Lstm, 40), (CellKind::Gru, 44), (CellKind::RnnTanh, 48), (CellKind::Lstm, 70)];
+    for (i, &(kind, hidden)) in kinds.iter().enumerate() {
+        let weights = if i % 2 == 0 { Weights::Int8 } else { Weights::Asymmetric };
+        let shape = RnnShape { kind, input_size: 70, hidden_size: hidden, proj_size: 0, num_layers: 1, bidirectional: i == 1 };
+        let rnn = build(shape, weights, 400 + i as u64);
+        for batch in [3usize, 16, 17, 33, 64] {
+            let steps = 4;
+            let x: Vec<f32> = Lcg(500 + batch as u64).vec(steps * batch * 70).iter().map(|v| v * 3.0).collect();
+            let lengths: Vec<usize> = (0..batch).map(|b| if b % 3 == 0 { 1 + b % 4 } else { steps }).collect();
+            for lengths in [None, Some(&lengths[..])] {
+                let input = SequenceInput { x: &x, steps, batch, batch_first: false, h0: None, c0: None, lengths };
+                let reference = rnn.forward(&scalar, &input, true).unwrap();
+                for (isa, kernels) in simd_paths() {
+                    let out = rnn.forward(&kernels, &input, true).unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    let what = format!("{isa:?} {kind:?} hidden {hidden} batch {batch} lengths {}", lengths.is_some());
+                    assert_eq!(bits(&out.y), bits(&reference.y), "{what}: y");
+                    assert_eq!(bits(&out.h_n), bits(&reference.h_n), "{what}: h_n");
+                    assert_eq!(out.c_n.map(|c| bits(&c)), reference.c_n.as_deref().map(bits), "{what}: c_n");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_step_equals_a_one_step_sequence_on_every_path() {
     let scalar = kernels_for(Isa::Scalar).unwrap();
