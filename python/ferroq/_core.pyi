@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension ``ferroq._core`` (hand-written; checked by mypy.stubtest)."""
 
-from typing import Callable, Optional, Sequence, Tuple, Union, final
+from typing import Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,7 @@ __version__: str
 MAX_THREADS: int
 __all__ = [
     "MAX_THREADS",
+    "ModelFile",
     "PackedEmbeddingTable",
     "PackedLinear",
     "PackedLinearFp16",
@@ -50,10 +51,11 @@ class PackedLinear:
     reduce_range: bool
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
     @staticmethod
-    def from_rows(
+    def from_file(
+        file: "ModelFile",
+        start: int,
         out_features: int,
         in_features: int,
-        rows: Callable[[int, int], npt.NDArray[np.int8]],
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         bias: Optional[npt.NDArray[np.float32]] = None,
@@ -90,6 +92,11 @@ def write_safetensors(
 def read_safetensors(
     path: str, max_header_bytes: int
 ) -> tuple[list[tuple[str, str, list[int], int, int]], dict[str, str]]: ...
+@final
+class ModelFile:
+    def __new__(cls, path: str) -> "ModelFile": ...
+    def header(self, max_header_bytes: int) -> tuple[list[tuple[str, str, list[int], int, int]], dict[str, str]]: ...
+    def read_into(self, start: int, out: npt.NDArray[np.uint8]) -> None: ...
 
 @final
 class PackedRNN:
@@ -132,6 +139,17 @@ class PackedStaticLinear:
     def __new__(
         cls,
         weight: npt.NDArray[np.int8],
+        scales: npt.NDArray[np.float32],
+        zero_points: npt.NDArray[np.int32],
+        per_channel: bool,
+        bias: Optional[npt.NDArray[np.float32]] = None,
+    ) -> "PackedStaticLinear": ...
+    @staticmethod
+    def from_file(
+        file: ModelFile,
+        start: int,
+        out_features: int,
+        in_features: int,
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         per_channel: bool,

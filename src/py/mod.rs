@@ -6,6 +6,7 @@ mod embedding;
 mod errors;
 mod linear;
 mod memory;
+mod model_file;
 mod outputs;
 mod rnn;
 mod safetensors_io;
@@ -78,6 +79,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory::release_free_memory, m)?)?;
     m.add_function(wrap_pyfunction!(safetensors_io::write_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(safetensors_io::read_safetensors, m)?)?;
+    m.add_class::<model_file::ModelFile>()?;
     m.add_class::<linear::PackedLinear>()?;
     m.add_class::<linear::PackedLinearFp16>()?;
     m.add_class::<rnn::PackedRNN>()?;
