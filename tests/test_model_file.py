@@ -124,3 +124,17 @@ def test_integers_left_in_the_file_are_read_on_demand_and_before_load_returns(tm
     assert made == [] and type(kept) is ferroq.QTensor and np.array_equal(kept.int_repr(), w)
     with pytest.raises(ValueError, match="zero_point"):
         FileQTensor.of(source, 0.5, 300)
+
+
+@linux_only
+def test_load_starts_the_threads_the_first_call_would_start(tmp_path) -> None:
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(np.random.default_rng(4)), path)
+    before = ferroq.get_num_threads()
+    try:
+        ferroq.set_num_threads(2)  # stops the running pool, if any
+        ferroq.load(path)
+        names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+        assert "ferroq-1" in names
+    finally:
+        ferroq.set_num_threads(before)

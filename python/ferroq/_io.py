@@ -338,4 +338,5 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
     del raw, tensors, state
     read_the_rest(made)  # nothing is read from the file once this returns
     _core.release_free_memory()  # the temporaries are dropped: give their pages back
+    _core.start_threads()  # now, not in the model's first call
     return module.eval()
