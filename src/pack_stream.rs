@@ -14,12 +14,18 @@ const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Packs the row-major `n x k` int8 matrix whose rows `read(rows, buffer)` writes into `buffer`
 /// (`rows.len() * k` bytes). `read` is called for consecutive row ranges, in order, each a whole
-/// number of panels (the last one excepted); its error is returned as it is.
-pub fn pack_from(n: usize, k: usize, mut read: impl FnMut(Range<usize>, &mut [i8]) -> Result<()>) -> Result<PackedWeights> {
+/// number of panels (the last one excepted); its error is returned as it is. The rows pass
+/// through `buffer`, grown as needed (a caller packing several matrices hands the same one).
+pub fn pack_from(
+    n: usize,
+    k: usize,
+    buffer: &mut Vec<i8>,
+    mut read: impl FnMut(Range<usize>, &mut [i8]) -> Result<()>,
+) -> Result<PackedWeights> {
     let mut packed = PackedWeights::allocate(n, k, true)?;
     let panel_bytes = alloc::elements(PANEL_WIDTH, k, "a panel of the weight")?;
     let chunk_rows = (CHUNK_BYTES / panel_bytes.max(1)).max(1) * PANEL_WIDTH;
-    let mut buffer = alloc::vec_of(alloc::elements(chunk_rows.min(n), k, "the read buffer")?, 0i8)?;
+    alloc::resize(buffer, alloc::elements(chunk_rows.min(n), k, "the read buffer")?, 0)?;
     for first in (0..n).step_by(chunk_rows) {
         let rows = first..(first + chunk_rows).min(n);
         let bytes = &mut buffer[..rows.len() * k];
@@ -77,7 +83,7 @@ mod tests {
         for (n, k) in [(1, 1), (15, 3), (16, 4), (17, 5), (33, 63), (48, 8192), (100, 1000), (0, 7), (5, 0), (40, 4 * 1024 + 2)] {
             let w = ramp(n, k);
             let mut calls = Vec::new();
-            let streamed = pack_from(n, k, |rows, buffer| {
+            let streamed = pack_from(n, k, &mut Vec::new(), |rows, buffer| {
                 buffer.copy_from_slice(&w[rows.start * k..rows.end * k]);
                 calls.push(rows);
                 Ok(())
@@ -92,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_failed_read_is_the_error() {
-        let failed = pack_from(40, 3, |_, _| Err(Error::Value("the file ended".into())));
+        let failed = pack_from(40, 3, &mut Vec::new(), |_, _| Err(Error::Value("the file ended".into())));
         assert_eq!(failed.unwrap_err(), Error::Value("the file ended".into()));
     }
 }

@@ -75,8 +75,11 @@ impl PackedLinear {
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         in_features_i32(in_features)?;
         let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
+            let mut buffer = Vec::new();
             ColumnBlocks::from_blocks(out_features, in_features, |columns| {
-                pack_from(columns.len(), in_features, |rows, buffer| read((columns.start + rows.start) * in_features, buffer))
+                pack_from(columns.len(), in_features, &mut buffer, |rows, rows_read| {
+                    read((columns.start + rows.start) * in_features, rows_read)
+                })
             })
         })?;
         let inner = catch_panic(|| DynamicLinear::with_weights(weights, scales, zero_points, bias))?;

@@ -65,7 +65,7 @@ impl PackedStaticLinear {
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         in_features_i32(in_features)?;
         let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
-            pack_from(out_features, in_features, |rows, buffer| read(rows.start * in_features, buffer))
+            pack_from(out_features, in_features, &mut Vec::new(), |rows, buffer| read(rows.start * in_features, buffer))
         })?;
         let inner = catch_panic(|| StaticLinear::with_weights(weights, scales, zero_points, per_channel, bias))?;
         Ok(PackedStaticLinear { inner })
