@@ -15,7 +15,9 @@ classmethod ``_state_spec(config)`` (see ``_state_spec.py``); ``save`` refuses i
 
 ``load`` checks the file's whole description against its tensors before it builds anything
 (``_io_validate.py``): only ``ValueError`` comes out for a bad file, and nothing is allocated
-beyond what the file stores. Limits: a safetensors header of at most ``MAX_HEADER_BYTES``
+beyond what the file stores. The file is read, never mapped (``_file_tensors.py``): int8 weights
+go from it straight into their packed layout, and a file cut short while it loads is a
+ValueError too. Limits: a safetensors header of at most ``MAX_HEADER_BYTES``
 (16 MiB), a description of at most ``MAX_JSON_CONTAINERS`` JSON objects and arrays, a module tree
 at most ``MAX_DEPTH`` (64) deep, sizes at most 2**31 - 1.
 """
