@@ -35,14 +35,10 @@ impl BlockBuffer {
         let storage = if bytes < MAP_THRESHOLD {
             Storage::Heap(alloc::vec_of(len, Block([0; size_of::<Block>()]))?)
         } else {
-            let mut options = MmapOptions::new();
-            options.len(bytes);
-            if populate {
-                options.populate();
-            }
-            let map = options.map_anon().map_err(|e| {
+            let map = MmapOptions::new().len(bytes).map_anon().map_err(|e| {
                 Error::Memory(format!("cannot allocate {bytes} bytes ({:.1} GiB) of packed weights: {e}", bytes as f64 / (1u64 << 30) as f64))
             })?;
+            advise(&map, populate);
             Storage::Mapped(map)
         };
         Ok(BlockBuffer { storage, len })
@@ -66,6 +62,23 @@ impl BlockBuffer {
         }
     }
 }
+
+/// Asks for huge pages (2 MiB on x86-64) under a mapping: a packed weight is written whole once
+/// and read whole by every call, so they cost no memory beyond its own and save most page faults
+/// (when it is written) and TLB misses (when it is read). With `populate`, the pages are made
+/// resident at once. Both are hints: where the system declines them (no transparent huge pages,
+/// a kernel older than 5.14), the pages are 4 KiB ones, faulted in when first written.
+#[cfg(target_os = "linux")]
+fn advise(map: &MmapMut, populate: bool) {
+    use memmap2::Advice;
+    let _ = map.advise(Advice::HugePage);
+    if populate {
+        let _ = map.advise(Advice::PopulateWrite);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise(_: &MmapMut, _: bool) {}
 
 impl Clone for BlockBuffer {
     fn clone(&self) -> Self {

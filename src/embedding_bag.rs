@@ -26,7 +26,7 @@ pub struct EmbeddingTable {
     bits: u32,
     rows: usize,
     dim: usize,
-    /// One byte per value (4-bit rows are unpacked once, here, so both widths share one loop).
+    /// One byte per value, or (4-bit rows) two values per byte, low nibble first, as stored.
     values: Vec<u8>,
     scales: Vec<f32>,
     biases: Vec<f32>,
@@ -67,16 +67,8 @@ impl EmbeddingTable {
                 biases.len()
             )));
         }
-        let values = if bits == 4 {
-            let mut values = alloc::vec_of(rows * dim, 0u8)?;
-            for (pair, &byte) in values.chunks_exact_mut(2).zip(data) {
-                pair.copy_from_slice(&[byte & 0x0f, byte >> 4]);
-            }
-            values
-        } else {
-            alloc::copy_of(data)?
-        };
-        Ok(EmbeddingTable { bits, rows, dim, values, scales: alloc::copy_of(scales)?, biases: alloc::copy_of(biases)? })
+        // 4-bit rows stay packed, as stored: the bags read their nibbles.
+        Ok(EmbeddingTable { bits, rows, dim, values: alloc::copy_of(data)?, scales: alloc::copy_of(scales)?, biases: alloc::copy_of(biases)? })
     }
 
     /// Number of rows (`num_embeddings`).
@@ -214,6 +206,15 @@ impl EmbeddingTable {
     fn accumulate(&self, row: &mut [f32], index: usize, weight: f32) {
         let scale = weight * self.scales[index];
         let bias = weight * self.biases[index];
+        if self.bits == 4 {
+            // Two values per byte, low nibble first; the same step per value as 8-bit rows.
+            let half = self.dim / 2;
+            for (pair, &byte) in row.chunks_exact_mut(2).zip(&self.values[index * half..(index + 1) * half]) {
+                pair[0] = scale.mul_add(f32::from(byte & 0x0f), pair[0] + bias);
+                pair[1] = scale.mul_add(f32::from(byte >> 4), pair[1] + bias);
+            }
+            return;
+        }
         let q = &self.values[index * self.dim..(index + 1) * self.dim];
         for (out, &v) in row.iter_mut().zip(q) {
             *out = scale.mul_add(f32::from(v), *out + bias);

@@ -13,6 +13,7 @@ pub mod error;
 pub mod kernels;
 pub mod linear;
 pub mod pack;
+pub mod pack_stream;
 pub mod quant;
 pub mod requantize;
 pub mod rnn;

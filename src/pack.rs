@@ -49,7 +49,9 @@ impl PackedWeights {
         let whole_groups = k / K_GROUP;
         let blocks = packed.blocks.as_mut_slice();
         // One panel at a time, its blocks written in order (a sequential stream of stores).
-        for (rows, panel) in weight.chunks(PANEL_WIDTH * k.max(1)).take(n.div_ceil(PANEL_WIDTH)).zip(blocks.chunks_exact_mut(k_groups.max(1))) {
+        for (rows, panel) in
+            weight.chunks(PANEL_WIDTH * k.max(1)).take(n.div_ceil(PANEL_WIDTH)).zip(blocks.chunks_exact_mut(k_groups.max(1)))
+        {
             for (lane, row) in rows.chunks_exact(k.max(1)).enumerate() {
                 let (groups, rest) = row.as_chunks::<K_GROUP>();
                 let at = lane * K_GROUP;
@@ -77,7 +79,7 @@ impl PackedWeights {
 
     /// Zeros, with the pages made resident up front when `to_write` (cheaper than faulting
     /// them in one by one while packing).
-    fn allocate(n: usize, k: usize, to_write: bool) -> Result<Self> {
+    pub(crate) fn allocate(n: usize, k: usize, to_write: bool) -> Result<Self> {
         alloc::elements(n, k, "the packed weight")?;
         let k_groups = k.div_ceil(K_GROUP);
         let len = alloc::elements(n.div_ceil(PANEL_WIDTH), k_groups, "the packed weight")?;
@@ -117,6 +119,18 @@ impl PackedWeights {
     /// `Σ_k W[n, k]` per column: the zero-point compensation term.
     pub fn col_sums(&self) -> &[i32] {
         &self.col_sums
+    }
+
+    /// The bytes of panel `p` and its stride in columns, for a packer that fills them
+    /// (`pack_stream`): column `j`'s k-group `g` is the [`K_GROUP`] bytes from
+    /// `(g * stride + j) * K_GROUP`; and the column sums, for it to write too.
+    pub(crate) fn panel_bytes_mut(&mut self, p: usize) -> (&mut [i8], usize, &mut [i32]) {
+        let blocks = &mut self.blocks.as_mut_slice()[p * self.k_groups..(p + 1) * self.k_groups];
+        // SAFETY: a `Block` is a `repr(C)` wrapper of `[i8; 64]` without padding, so the blocks are
+        // `size_of_val(blocks)` initialised bytes, borrowed mutably as long as `self`; any bytes
+        // are a valid `Block`.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<i8>(), size_of_val(blocks)) };
+        (bytes, PANEL_WIDTH, &mut self.col_sums)
     }
 
     /// One weight, read back from the packed layout.

@@ -43,8 +43,20 @@ impl StaticLinear {
         per_channel: bool,
         bias: Option<Vec<f32>>,
     ) -> Result<Self> {
+        in_features_i32(k)?;
+        Self::with_weights(PackedWeights::pack(weight, n, k)?, scales, zero_points, per_channel, bias)
+    }
+
+    /// Weights already packed; the rest as for [`new`](Self::new).
+    pub fn with_weights(
+        weights: PackedWeights,
+        scales: &[f32],
+        zero_points: &[i32],
+        per_channel: bool,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
+        let (n, k) = (weights.n(), weights.k());
         let k_i32 = in_features_i32(k)?;
-        let weights = PackedWeights::pack(weight, n, k)?;
         let expected = if per_channel { n } else { 1 };
         let scheme = if per_channel { "per-channel (one per output feature)" } else { "per-tensor" };
         for (what, len) in [("scales", scales.len()), ("zero points", zero_points.len())] {

@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension ``ferroq._core`` (hand-written; checked by mypy.stubtest)."""
 
-from typing import Any, Callable, Optional, Sequence, Tuple, Union, final
+from typing import Any, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,7 @@ __version__: str
 MAX_THREADS: int
 __all__ = [
     "MAX_THREADS",
+    "ModelFile",
     "PackedEmbeddingTable",
     "PackedLinear",
     "PackedLinearFp16",
@@ -20,6 +21,7 @@ __all__ = [
     "choose_qparams",
     "get_num_threads",
     "set_num_threads",
+    "start_threads",
     "read_safetensors",
     "release_free_memory",
     "supported_backends",
@@ -31,6 +33,7 @@ def supported_backends() -> list[str]: ...
 def backend_note() -> Optional[str]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
+def start_threads() -> None: ...
 def choose_qparams(min_val: float, max_val: float, qmin: int, qmax: int, reduce_range: bool) -> Tuple[float, int]: ...
 @final
 class PackedLinear:
@@ -51,10 +54,11 @@ class PackedLinear:
     def forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
     def try_forward(self, x: Any) -> Optional[npt.NDArray[np.float32]]: ...
     @staticmethod
-    def from_rows(
+    def from_file(
+        file: "ModelFile",
+        start: int,
         out_features: int,
         in_features: int,
-        rows: Callable[[int, int], npt.NDArray[np.int8]],
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         bias: Optional[npt.NDArray[np.float32]] = None,
@@ -92,6 +96,11 @@ def write_safetensors(
 def read_safetensors(
     path: str, max_header_bytes: int
 ) -> tuple[list[tuple[str, str, list[int], int, int]], dict[str, str]]: ...
+@final
+class ModelFile:
+    def __new__(cls, path: str) -> "ModelFile": ...
+    def header(self, max_header_bytes: int) -> tuple[list[tuple[str, str, list[int], int, int]], dict[str, str]]: ...
+    def read_into(self, start: int, out: npt.NDArray[np.uint8]) -> None: ...
 
 @final
 class PackedRNN:
@@ -136,6 +145,17 @@ class PackedStaticLinear:
     def __new__(
         cls,
         weight: npt.NDArray[np.int8],
+        scales: npt.NDArray[np.float32],
+        zero_points: npt.NDArray[np.int32],
+        per_channel: bool,
+        bias: Optional[npt.NDArray[np.float32]] = None,
+    ) -> "PackedStaticLinear": ...
+    @staticmethod
+    def from_file(
+        file: ModelFile,
+        start: int,
+        out_features: int,
+        in_features: int,
         scales: npt.NDArray[np.float32],
         zero_points: npt.NDArray[np.int32],
         per_channel: bool,

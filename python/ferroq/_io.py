@@ -15,7 +15,9 @@ classmethod ``_state_spec(config)`` (see ``_state_spec.py``); ``save`` refuses i
 
 ``load`` checks the file's whole description against its tensors before it builds anything
 (``_io_validate.py``): only ``ValueError`` comes out for a bad file, and nothing is allocated
-beyond what the file stores. Limits: a safetensors header of at most ``MAX_HEADER_BYTES``
+beyond what the file stores. The file is read, never mapped (``_file_tensors.py``): int8 weights
+go from it straight into their packed layout, and a file cut short while it loads is a
+ValueError too. Limits: a safetensors header of at most ``MAX_HEADER_BYTES``
 (16 MiB), a description of at most ``MAX_JSON_CONTAINERS`` JSON objects and arrays, a module tree
 at most ``MAX_DEPTH`` (64) deep, sizes at most 2**31 - 1.
 """
@@ -31,7 +33,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2
-from ._file_map import map_file, release_pages, tensor_view
+from ._file_tensors import FileInts, FileQTensor, read_array, read_the_rest
 from ._io_validate import MAX_DEPTH, MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
 from ._tensor import QTensor, unpack_nibbles
 from .nn.module import Module
@@ -225,27 +227,32 @@ def _resolver(registry: Dict[str, type], custom_modules: Dict[str, type]) -> Cal
     return resolve
 
 
-def _decode(key: str, entry: Dict[str, Any], tensors: Dict[str, np.ndarray]) -> Any:
-    """The state value of a checked entry, from the file's arrays."""
+def _decode(key: str, entry: Dict[str, Any], tensors: Dict[str, Any], made: List[FileQTensor]) -> Any:
+    """The state value of a checked entry, from the file's tensors (arrays read from the file,
+    or :class:`~ferroq._file_tensors.FileInts` for int8 tensors, still in the file); every
+    :class:`~ferroq._file_tensors.FileQTensor` made is added to ``made``."""
     kind = entry["kind"]
     if kind == "array":
-        array = np.array(tensors[key])  # writable, as every array a module is handed
-        release_pages(tensors[key])
-        return array
+        array = tensors[key]
+        return array.read() if isinstance(array, FileInts) else array
     if kind == "qtensor":
         values = tensors[key + ".int"]
-        # Copies: a module may keep qparams (and an embedding its whole QTensor) as long as it lives.
-        scale, zero_point = np.array(tensors[key + ".scale"]), np.array(tensors[key + ".zero_point"])
+        scale, zero_point = tensors[key + ".scale"], tensors[key + ".zero_point"]
+        if isinstance(values, FileInts):  # qint8: packed straight from the file
+            axis = None if entry["axis"] is None else int(entry["axis"])
+            q = FileQTensor.of(values, float(scale) if axis is None else scale, int(zero_point) if axis is None else zero_point, axis)
+            made.append(q)
+            return q
         if entry.get("qscheme") == per_channel_affine_float_qparams.name:
             dtype, shape = as_dtype(entry["dtype"]), tuple(entry["shape"])
             if dtype is quint4x2:
                 values = unpack_nibbles(values, int(np.prod(shape)))
-            return QTensor.from_int_repr(values.reshape(shape), scale, zero_point, axis=entry["axis"], dtype=dtype)
+            return QTensor._adopt(values.reshape(shape), scale, zero_point, axis=entry["axis"], dtype=dtype)
         if entry["axis"] is None:
             return QTensor._adopt(values, float(scale), int(zero_point))
         return QTensor._adopt(values, scale, zero_point, axis=int(entry["axis"]))
     if kind == "tuple":
-        return tuple(_decode(f"{key}.{i}", item, tensors) for i, item in enumerate(entry["items"]))
+        return tuple(_decode(f"{key}.{i}", item, tensors, made) for i, item in enumerate(entry["items"]))
     if kind == "dtype":
         return as_dtype(entry["name"])
     return None
@@ -268,23 +275,19 @@ def _build(node: Node, path: str) -> Module:
     return module
 
 
-def _arrays(raw: List[RawTensor], path: str) -> Dict[str, np.ndarray]:
-    """The file's tensors as native-endian arrays (their dtypes and shapes are already checked):
-    read-only views of the mapped file, copied only on a big-endian machine or when misaligned.
-    The int8 weights are packed straight from them (:meth:`QTensor._adopt`, no copy), and the
-    modules give their pages back once packed (:func:`~ferroq._file_map.release_pages`)."""
-    file_map = map_file(path)
-    arrays = {}
-    for name, dtype, shape, start, end in raw:
-        view = tensor_view(file_map, _NUMPY_DTYPES[dtype].newbyteorder("<"), tuple(shape), start, end, f"{path}: tensor {name!r}")
-        native = view.dtype.isnative and view.flags.aligned
-        arrays[name] = view if native else view.astype(_NUMPY_DTYPES[dtype])
-    return arrays
+def _tensors(raw: List[RawTensor], file: _core.ModelFile) -> Dict[str, Any]:
+    """The file's tensors (dtypes and shapes already checked): int8 ones as
+    :class:`~ferroq._file_tensors.FileInts` (read only by what packs them), the others read into
+    new native-endian arrays."""
+    return {
+        name: FileInts(file, start, tuple(shape)) if dtype == "I8" else read_array(file, start, _NUMPY_DTYPES[dtype], tuple(shape))
+        for name, dtype, shape, start, _ in raw
+    }
 
 
-def _read(path: str) -> Tuple[List[RawTensor], Dict[str, str]]:
+def _read(file: _core.ModelFile, path: str) -> Tuple[List[RawTensor], Dict[str, str]]:
     """The raw tensors and the metadata of a ferroq file whose format version this ferroq reads."""
-    raw, metadata = _core.read_safetensors(path, MAX_HEADER_BYTES)
+    raw, metadata = file.header(MAX_HEADER_BYTES)
     if metadata.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a ferroq model file (its metadata has no format={_FORMAT!r})")
     text = metadata.get("format_version", "")
@@ -312,7 +315,8 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
     raises FileNotFoundError, PermissionError or IsADirectoryError. ``custom_modules`` maps the
     names of your own module classes in the file (bare or qualified) to the classes."""
     path = os.fspath(path)
-    raw, metadata = _read(path)
+    file = _core.ModelFile(path)
+    raw, metadata = _read(file, path)
     header = parse_json(metadata["model"], f"{path}: the model description in the metadata")
     info = {name: (dtype, tuple(shape)) for name, dtype, shape, _, _ in raw}
     try:
@@ -320,11 +324,12 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     module = _build(description.tree, path)
-    tensors = _arrays(raw, path)
+    tensors = _tensors(raw, file)
     state: "OrderedDict[str, Any]" = OrderedDict()
+    made: List[FileQTensor] = []
     try:
         for key, entry in description.state.items():
-            state[key] = _decode(key, entry, tensors)
+            state[key] = _decode(key, entry, tensors, made)
     except (TypeError, ValueError, NotImplementedError) as e:
         raise ValueError(f"{path}: a stored tensor holds values that are not allowed: {e}") from None
     state._metadata = OrderedDict(description.versions)  # type: ignore[attr-defined]
@@ -333,5 +338,7 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
         raise ValueError(f"{path}: the stored weights do not fit the stored modules: {e}") from None
     del raw, tensors, state
+    read_the_rest(made)  # nothing is read from the file once this returns
     _core.release_free_memory()  # the temporaries are dropped: give their pages back
+    _core.start_threads()  # now, not in the model's first call
     return module.eval()

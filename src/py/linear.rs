@@ -11,13 +11,13 @@ use pyo3::prelude::*;
 use super::arrays::{c_order, check_in_features, matrix, ready, vector};
 use super::errors::catch_panic;
 use super::gil;
+use super::model_file::{read_packed, ModelFile};
 use super::outputs::{written_matrix, NewArray, MAX_DIMS};
 use crate::alloc;
-use crate::dispatch::kernels;
 use crate::column_blocks::ColumnBlocks;
-use crate::error::Error;
+use crate::dispatch::kernels;
 use crate::linear::{in_features_i32, with_input_buffer, DynamicLinear, Fp16Linear};
-use crate::pack::PackedWeights;
+use crate::pack_stream::pack_from;
 
 /// Int8 weights packed for the dynamic-quantization GEMM, with their qparams and float bias.
 ///
@@ -55,16 +55,19 @@ impl PackedLinear {
         Ok(PackedLinear::with(inner, reduce_range))
     }
 
-    /// The same layer from a weight handed over in blocks of rows: `rows(start, stop)` returns
-    /// rows `start..stop` of the `(out_features, in_features)` int8 weight, called once per block
-    /// in order, and no block is read after the next call (so the caller may free each one then,
-    /// or once this returns).
+    /// The same layer from a weight stored in `file`: the row-major `(out_features,
+    /// in_features)` int8 bytes from `start`, read a few rows at a time straight into the packed
+    /// layout (only the packed weight and a small buffer are ever held). A file that ends first
+    /// raises ValueError. The GIL is released while the weight is read.
     #[staticmethod]
-    #[pyo3(signature = (out_features, in_features, rows, scales, zero_points, bias=None, *, reduce_range=true))]
-    fn from_rows(
+    #[pyo3(signature = (file, start, out_features, in_features, scales, zero_points, bias=None, *, reduce_range=true))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
+    fn from_file(
+        py: Python<'_>,
+        file: &Bound<'_, ModelFile>,
+        start: u64,
         out_features: usize,
         in_features: usize,
-        rows: Bound<'_, PyAny>,
         scales: PyReadonlyArray1<'_, f32>,
         zero_points: PyReadonlyArray1<'_, i32>,
         bias: Option<PyReadonlyArray1<'_, f32>>,
@@ -73,25 +76,14 @@ impl PackedLinear {
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         in_features_i32(in_features)?;
-        let mut failure: Option<PyErr> = None;
-        let weights = catch_panic(|| {
+        let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
+            let mut buffer = Vec::new();
             ColumnBlocks::from_blocks(out_features, in_features, |columns| {
-                let block = || -> PyResult<PackedWeights> {
-                    let array = rows.call1((columns.start, columns.end))?;
-                    let array = array.extract::<PyReadonlyArray2<'_, i8>>()?;
-                    let (w, n, k) = matrix(&array, "weight")?;
-                    Ok(PackedWeights::pack(w, n, k)?)
-                };
-                block().map_err(|e| {
-                    failure = Some(e);
-                    Error::Value("the weight's rows could not be read".into())
+                pack_from(columns.len(), in_features, &mut buffer, |rows, rows_read| {
+                    read((columns.start + rows.start) * in_features, rows_read)
                 })
             })
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let weights = weights?;
+        })?;
         let inner = catch_panic(|| DynamicLinear::with_weights(weights, scales, zero_points, bias))?;
         Ok(PackedLinear::with(inner, reduce_range))
     }

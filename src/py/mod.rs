@@ -7,6 +7,7 @@ mod errors;
 mod gil;
 mod linear;
 mod memory;
+mod model_file;
 mod outputs;
 mod rnn;
 mod safetensors_io;
@@ -49,6 +50,13 @@ fn get_num_threads() -> usize {
     threads::num_threads()
 }
 
+/// Starts the threads operations use now rather than in the first operation that needs them
+/// (`ferroq.load` calls it, so that a loaded model's first call does no work the others skip).
+#[pyfunction]
+fn start_threads(py: Python<'_>) {
+    py.detach(threads::start);
+}
+
 /// PyTorch's ChooseQuantizationParams: `(scale, zero_point)` for the range `[min_val, max_val]`
 /// and the levels `qmin..=qmax` (halved when `reduce_range`). The scale is a double.
 #[pyfunction]
@@ -75,10 +83,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backend_note, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(start_threads, m)?)?;
     m.add_function(wrap_pyfunction!(choose_qparams, m)?)?;
     m.add_function(wrap_pyfunction!(memory::release_free_memory, m)?)?;
     m.add_function(wrap_pyfunction!(safetensors_io::write_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(safetensors_io::read_safetensors, m)?)?;
+    m.add_class::<model_file::ModelFile>()?;
     m.add_class::<linear::PackedLinear>()?;
     m.add_class::<linear::PackedLinearFp16>()?;
     m.add_class::<rnn::PackedRNN>()?;

@@ -3,14 +3,15 @@
 //! the Python layer turns them into arrays and owns the meaning of names and metadata.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError, PyValueError};
+
+use super::model_file::{ModelFile, TensorEntry};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 
 /// One tensor as Python hands it over: name, dtype name, shape, raw little-endian bytes.
 type RawTensor<'py> = (String, String, Vec<usize>, Bound<'py, PyBytes>);
@@ -34,13 +35,13 @@ fn dtype_from_name(name: &str) -> PyResult<Dtype> {
         .ok_or_else(|| PyValueError::new_err(format!("unsupported safetensors dtype {name:?}")))
 }
 
-fn dtype_name(dtype: Dtype) -> Option<&'static str> {
+pub(super) fn dtype_name(dtype: Dtype) -> Option<&'static str> {
     DTYPES.iter().find(|(_, d)| *d == dtype).map(|(n, _)| *n)
 }
 
 /// The OSError for a failed file operation, of the matching subclass (FileNotFoundError,
 /// PermissionError, IsADirectoryError, ...): Python picks it from the errno when there is one.
-fn os_error(what: &str, path: &Path, err: std::io::Error) -> PyErr {
+pub(super) fn os_error(what: &str, path: &Path, err: std::io::Error) -> PyErr {
     let message = format!("cannot {what} {}: {err}", path.display());
     match (err.raw_os_error(), err.kind()) {
         (Some(code), _) => PyOSError::new_err((code, message)),
@@ -73,8 +74,8 @@ pub fn write_safetensors<'py>(
                 data.as_bytes().len()
             )));
         }
-        let view = TensorView::new(dtype, shape.clone(), data.as_bytes())
-            .map_err(|e| PyValueError::new_err(format!("tensor {name:?}: {e}")))?;
+        let view =
+            TensorView::new(dtype, shape.clone(), data.as_bytes()).map_err(|e| PyValueError::new_err(format!("tensor {name:?}: {e}")))?;
         views.push((name.clone(), view));
     }
     py.detach(|| safetensors::serialize_to_file(views, Some(metadata), &path)).map_err(|e| match e {
@@ -83,45 +84,12 @@ pub fn write_safetensors<'py>(
     })
 }
 
-/// Reads the header of a safetensors file (memory-mapped, checked whole): every tensor as
-/// `(name, dtype, shape, start, end)`, its little-endian bytes lying at `start..end` of the file,
-/// and the header's string metadata. No tensor data is copied: the caller maps the file and reads
-/// the tensors in place. A truncated or malformed file, or one whose JSON header is longer than
-/// `max_header_bytes` (checked before it is parsed), raises ValueError; a path that cannot be
-/// read raises the matching OSError subclass.
+/// Reads the header of a safetensors file (read, not mapped; see [`ModelFile::header`]): every
+/// tensor as `(name, dtype, shape, start, end)`, its little-endian bytes lying at `start..end` of
+/// the file, and the header's string metadata. A truncated or malformed file, or one whose JSON
+/// header is longer than `max_header_bytes` (checked before it is read), raises ValueError; a
+/// path that cannot be read raises the matching OSError subclass.
 #[pyfunction]
-#[allow(clippy::type_complexity)]
-pub fn read_safetensors(
-    path: PathBuf,
-    max_header_bytes: u64,
-) -> PyResult<(Vec<(String, String, Vec<usize>, usize, usize)>, HashMap<String, String>)> {
-    let file = File::open(&path).map_err(|e| os_error("open", &path, e))?;
-    if file.metadata().map_err(|e| os_error("read", &path, e))?.is_dir() {
-        return Err(PyIsADirectoryError::new_err(format!("cannot read {}: it is a directory", path.display())));
-    }
-    // SAFETY: the map is read-only and lives only inside this call; a file changed by another
-    // process while we read it can give wrong bytes but not undefined behaviour in safe code that
-    // only parses the header and takes the tensors' offsets, which is all that happens below.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| os_error("map", &path, e))?;
-    let invalid = |e: safetensors::SafeTensorError| PyValueError::new_err(format!("{} is not a valid .safetensors file: {e}", path.display()));
-    if let Some(prefix) = map.first_chunk::<8>() {
-        let header_bytes = u64::from_le_bytes(*prefix);
-        if header_bytes > max_header_bytes {
-            return Err(PyValueError::new_err(format!(
-                "{}: its header of {header_bytes} bytes is longer than the {max_header_bytes} bytes ferroq reads",
-                path.display()
-            )));
-        }
-    }
-    let (_, header) = SafeTensors::read_metadata(&map).map_err(invalid)?;
-    let metadata = header.metadata().clone().unwrap_or_default();
-    let tensors = SafeTensors::deserialize(&map).map_err(invalid)?;
-    let mut out = Vec::with_capacity(tensors.len());
-    for (name, view) in tensors.iter() {
-        let dtype = dtype_name(view.dtype())
-            .ok_or_else(|| PyValueError::new_err(format!("tensor {name:?} has unsupported dtype {:?}", view.dtype())))?;
-        let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
-        out.push((name.to_string(), dtype.to_string(), view.shape().to_vec(), start, start + view.data().len()));
-    }
-    Ok((out, metadata))
+pub fn read_safetensors(path: PathBuf, max_header_bytes: u64) -> PyResult<(Vec<TensorEntry>, HashMap<String, String>)> {
+    ModelFile::open(path)?.header(max_header_bytes)
 }

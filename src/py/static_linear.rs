@@ -6,9 +6,12 @@ use pyo3::prelude::*;
 
 use super::arrays::{check_in_features, matrix, vector};
 use super::errors::catch_panic;
+use super::model_file::{read_packed, ModelFile};
 use super::outputs::{uninit_matrix, written_matrix};
 use crate::alloc;
 use crate::dispatch::kernels;
+use crate::linear::in_features_i32;
+use crate::pack_stream::pack_from;
 use crate::quant::QParams;
 use crate::static_linear::StaticLinear;
 
@@ -37,6 +40,34 @@ impl PackedStaticLinear {
         let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
         let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
         let inner = catch_panic(|| StaticLinear::new(w, n, k, scales, zero_points, per_channel, bias))?;
+        Ok(PackedStaticLinear { inner })
+    }
+
+    /// The same layer from a weight stored in `file`: the row-major `(out_features,
+    /// in_features)` int8 bytes from `start`, read a few rows at a time straight into the packed
+    /// layout (only the packed weight and a small buffer are ever held). A file that ends first
+    /// raises ValueError. The GIL is released while the weight is read.
+    #[staticmethod]
+    #[pyo3(signature = (file, start, out_features, in_features, scales, zero_points, per_channel, bias=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
+    fn from_file(
+        py: Python<'_>,
+        file: &Bound<'_, ModelFile>,
+        start: u64,
+        out_features: usize,
+        in_features: usize,
+        scales: PyReadonlyArray1<'_, f32>,
+        zero_points: PyReadonlyArray1<'_, i32>,
+        per_channel: bool,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<Self> {
+        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
+        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
+        in_features_i32(in_features)?;
+        let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
+            pack_from(out_features, in_features, &mut Vec::new(), |rows, buffer| read(rows.start * in_features, buffer))
+        })?;
+        let inner = catch_panic(|| StaticLinear::with_weights(weights, scales, zero_points, per_channel, bias))?;
         Ok(PackedStaticLinear { inner })
     }
 

@@ -84,6 +84,12 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
     Ok(())
 }
 
+/// Starts the pool threads now, if they are not running (a model just loaded: its first call
+/// then starts none).
+pub fn start() {
+    current();
+}
+
 /// The number of threads one operation may use.
 pub fn num_threads() -> usize {
     read_settings().count()

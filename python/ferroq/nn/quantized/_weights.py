@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from ... import _core
 from ..._arrays import to_numpy
-from ..._file_map import release_pages
+from ..._file_tensors import FileQTensor
 from ..._dtypes import DType, float16, qint8
 from ..._tensor import QTensor, quantize_per_channel, quantize_per_tensor
 from ..basic import Linear as FloatLinear
@@ -114,38 +114,23 @@ def qtensor_from(values: np.ndarray, qparams: QParams) -> QTensor:
     return q
 
 
-def int8_values(q: QTensor) -> np.ndarray:
-    """The integers of a qint8 QTensor, read-only and without a copy, for packing."""
-    return q._int
-
-
 def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
     """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``
-    quantizing its inputs with ``reduce_range``).
-
-    The integers are handed over a block of rows at a time, each block's pages given back once it
-    is packed when ``q`` was read in place from a loaded file (:func:`release_packed`): packing
-    then holds at most one block of the file resident beside the packed weight."""
-    values = q._int
-    handed: List[np.ndarray] = []
-
-    def rows(start: int, stop: int) -> np.ndarray:
-        for block in handed:
-            release_pages(block)
-        handed[:] = [values[start:stop]]
-        return handed[0]
-
-    packed = _core.PackedLinear.from_rows(
-        values.shape[0], values.shape[1], rows, scales, zero_points, bias, reduce_range=reduce_range
-    )
-    release_pages(values)
-    return packed
+    quantizing its inputs with ``reduce_range``). The integers of a QTensor still in a model file
+    (:class:`~ferroq._file_tensors.FileQTensor`) are read straight into the packed layout."""
+    if isinstance(q, FileQTensor):
+        file, start, (n, k) = q.source()
+        return _core.PackedLinear.from_file(file, start, n, k, scales, zero_points, bias, reduce_range=reduce_range)
+    return _core.PackedLinear(q._int, scales, zero_points, bias, reduce_range=reduce_range)
 
 
-def release_packed(q: QTensor) -> None:
-    """Says that ``q``'s integers are packed: the pages of a loaded file under them are given
-    back (:func:`ferroq._file_map.release_pages`); nothing happens for a QTensor made otherwise."""
-    release_pages(q._int)
+def pack_static(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, per_channel: bool, bias: Optional[np.ndarray]) -> Any:
+    """The static kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedStaticLinear``),
+    read straight from the model file as :func:`pack_int8` does."""
+    if isinstance(q, FileQTensor):
+        file, start, (n, k) = q.source()
+        return _core.PackedStaticLinear.from_file(file, start, n, k, scales, zero_points, per_channel, bias)
+    return _core.PackedStaticLinear(q._int, scales, zero_points, per_channel, bias)
 
 
 def weight_qparams(q: QTensor, out_features: int) -> Tuple[np.ndarray, np.ndarray]:

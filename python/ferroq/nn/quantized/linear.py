@@ -19,11 +19,10 @@ from ._weights import (
     LINEAR_STATE_KEYS,
     float_bias,
     float_linear_params,
-    int8_values,
+    pack_static,
     qparams_of,
     qtensor_from,
     quantize_weight,
-    release_packed,
     save_linear_state,
     weight_qparams,
 )
@@ -117,8 +116,7 @@ class Linear(Module):
         b = float_bias(bias, self.out_features, "bias")
         scales, zero_points = weight_qparams(weight, self.out_features)
         per_channel = weight.qscheme().is_per_channel
-        packed = _core.PackedStaticLinear(int8_values(weight), scales, zero_points, per_channel, b)
-        release_packed(weight)
+        packed = pack_static(weight, scales, zero_points, per_channel, b)
         self._qparams, self._bias, self._packed = qparams_of(weight), b, packed
 
     def weight(self) -> QTensor:
