@@ -263,8 +263,12 @@ impl DynamicLinear {
     /// [`PackedWeights::nbytes`](crate::pack::PackedWeights::nbytes)), and its per-column scales,
     /// zero points, column offsets and bias.
     pub fn nbytes(&self) -> usize {
-        let columns = [&self.scales[..], self.bias.as_deref().unwrap_or_default()].map(size_of_val);
-        self.weights.nbytes() + columns.iter().sum::<usize>() + size_of_val(&self.zero_points[..]) + size_of_val(&self.col_offsets[..])
+        let bias: &[f32] = self.bias.as_deref().unwrap_or_default();
+        self.weights.nbytes()
+            + size_of_val(&self.scales[..])
+            + size_of_val(&self.zero_points[..])
+            + size_of_val(&self.col_offsets[..])
+            + size_of_val(bias)
     }
 
     /// Whether the epilogue uses the input's row sums: some weight zero point is non-zero.

@@ -7,7 +7,9 @@
 //! result is `Σ_k a_k * w_k` modulo 2^32, exactly the scalar kernel's wrapping sum.
 //!
 //! Loop order: groups of `NP` panels outside, strips of `MR` rows inside, the whole `K` innermost
-//! in one register tile of `MR x NP` panel accumulators.
+//! in one register tile of `MR x NP` panel accumulators. The narrow last panel (the last `n % 16`
+//! columns, stored only as wide as they are) is widened a chunk of k-groups at a time into full
+//! blocks on the stack ([`PackedWeights::narrow_chunks`]) and goes through the same steps.
 
 use std::arch::aarch64::*;
 

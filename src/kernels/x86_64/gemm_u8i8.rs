@@ -13,6 +13,11 @@
 //! L2): 2.8 us against 3.5 us for a 1 x 4-panel tile, whose four streams the prefetchers serve
 //! less well.
 //!
+//! The narrow last panel (the last `n % 16` columns, stored only as wide as they are) is widened
+//! a chunk of k-groups at a time into full blocks on the stack
+//! ([`PackedWeights::narrow_chunks`]) and goes through the same steps; full panels never take
+//! that path.
+//!
 //! A finished tile goes to an [`Output`]: stored as raw int32 ([`gemm`]), or dequantized straight
 //! from the registers ([`gemm_dequantize`]), so the accumulators never round-trip through memory.
 
