@@ -9,7 +9,7 @@
 //! The last `n % 16` columns, when there are any, form a *narrow* panel laid out the same way but
 //! only as wide as its columns (k-groups of `4 * (n % 16)` bytes, after the full panels): a matrix
 //! of few output features costs its own bytes, not 16 columns' worth. The kernels read it a chunk
-//! of k-groups at a time through [`PackedWeights::narrow_chunks`], which widens each k-group into
+//! of k-groups at a time through [`PackedWeights::widen_narrow`], which widens each k-group into
 //! a zero-padded [`Block`], so they run the same dot-product steps on it as on a full panel. The
 //! padding of `K` remains: at most 3 bytes per output column (4 bytes for a column of 1 input).
 
@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 pub const PANEL_WIDTH: usize = 16;
 /// Consecutive `k` values per column in one block (the 4-way dot product of `vpdpbusd`/`sdot`).
 pub const K_GROUP: usize = 4;
-/// k-groups of the narrow panel widened at a time by [`PackedWeights::narrow_chunks`] (1 KiB).
-const NARROW_CHUNK: usize = 16;
+/// k-groups of the narrow panel widened at a time by [`PackedWeights::widen_narrow`] (1 KiB).
+pub const NARROW_CHUNK: usize = 16;
 
 /// One k-group of one panel: `PANEL_WIDTH` columns x `K_GROUP` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,28 +161,24 @@ impl PackedWeights {
         (start..start + width * self.k_padded(), width)
     }
 
-    /// Calls `f(g0, blocks)` for the narrow panel's k-groups in order, a chunk at a time:
-    /// `blocks[i]` is k-group `g0 + i` as a full-panel block (the missing columns zero weights,
-    /// which add nothing to a dot product). Nothing is called without a narrow panel.
+    /// The narrow panel's k-groups from `g0` on, as many as `chunk` holds (fewer at the end), each
+    /// widened into a full-panel block: `out[i]` is k-group `g0 + i`, its missing columns zero
+    /// weights, which add nothing to a dot product. `chunk` must hold only zeros past the narrow
+    /// panel's columns: a chunk of [`Block::ZERO`]s, then reused for each `g0` of one matrix.
+    /// Kernels walk `g0` over `(0..k_groups()).step_by(NARROW_CHUNK)`.
     #[inline(always)]
-    pub fn narrow_chunks(&self, mut f: impl FnMut(usize, &[Block])) {
-        let width = self.narrow_width();
-        if width == 0 {
-            return;
-        }
-        let (bytes, _) = self.panel_bytes(self.full_panels());
-        let mut chunk = [Block::ZERO; NARROW_CHUNK];
-        for (c, groups) in bytes.chunks(NARROW_CHUNK * width * K_GROUP).enumerate() {
-            let groups = groups.chunks_exact(width * K_GROUP);
-            let blocks = &mut chunk[..groups.len()];
-            for (block, group) in blocks.iter_mut().zip(groups) {
-                // Cell by cell: a few 4-byte moves, no call to memcpy.
-                for (to, from) in block.0.as_chunks_mut::<K_GROUP>().0.iter_mut().zip(group.as_chunks::<K_GROUP>().0) {
-                    *to = *from;
-                }
+    pub fn widen_narrow<'c>(&self, g0: usize, chunk: &'c mut [Block; NARROW_CHUNK]) -> &'c [Block] {
+        let (bytes, width) = self.panel_bytes(self.full_panels());
+        let group = width * K_GROUP;
+        let groups = bytes[g0 * group..].chunks_exact(group.max(1)).take(NARROW_CHUNK);
+        let count = groups.len();
+        for (block, group) in chunk.iter_mut().zip(groups) {
+            // Cell by cell: a few 4-byte moves, no call to memcpy.
+            for (to, from) in block.0.as_chunks_mut::<K_GROUP>().0.iter_mut().zip(group.as_chunks::<K_GROUP>().0) {
+                *to = *from;
             }
-            f(c * NARROW_CHUNK, blocks);
         }
+        &chunk[..count]
     }
 
     /// `Σ_k W[n, k]` per column: the zero-point compensation term.
@@ -264,15 +260,15 @@ mod tests {
     }
 
     #[test]
-    fn narrow_chunks_widen_the_narrow_panel_to_blocks() {
-        for (n, k) in [(1, 1), (3, 7), (17, 4 * NARROW_CHUNK), (15, 4 * NARROW_CHUNK + 5), (31, 200), (32, 9), (0, 3)] {
+    fn the_narrow_panel_widens_to_blocks() {
+        for (n, k) in [(1, 1), (3, 7), (17, 4 * NARROW_CHUNK), (15, 4 * NARROW_CHUNK + 5), (31, 200), (0, 3)] {
             let w = ramp(n, k);
             let p = PackedWeights::pack(&w, n, k).unwrap();
             let first = p.full_panels() * PANEL_WIDTH;
-            let mut next = 0;
-            p.narrow_chunks(|g0, blocks| {
-                assert_eq!(g0, next);
-                assert!(!blocks.is_empty() && blocks.len() <= NARROW_CHUNK);
+            let mut chunk = [Block::ZERO; NARROW_CHUNK];
+            for g0 in (0..p.k_groups()).step_by(NARROW_CHUNK) {
+                let blocks = p.widen_narrow(g0, &mut chunk);
+                assert_eq!(blocks.len(), NARROW_CHUNK.min(p.k_groups() - g0));
                 for (g, block) in (g0..).zip(blocks) {
                     for (lane, cell) in block.0.chunks_exact(K_GROUP).enumerate() {
                         for (i, &v) in cell.iter().enumerate() {
@@ -282,9 +278,7 @@ mod tests {
                         }
                     }
                 }
-                next = g0 + blocks.len();
-            });
-            assert_eq!(next, if n % PANEL_WIDTH == 0 { 0 } else { p.k_groups() }, "n={n} k={k}");
+            }
         }
     }
 

@@ -9,12 +9,12 @@
 //! Loop order: groups of `NP` panels outside, strips of `MR` rows inside, the whole `K` innermost
 //! in one register tile of `MR x NP` panel accumulators. The narrow last panel (the last `n % 16`
 //! columns, stored only as wide as they are) is widened a chunk of k-groups at a time into full
-//! blocks on the stack ([`PackedWeights::narrow_chunks`]) and goes through the same steps.
+//! blocks on the stack ([`PackedWeights::widen_narrow`]) and goes through the same steps.
 
 use std::arch::aarch64::*;
 
 use super::neon::Neon;
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: for the 16 columns `j` of one panel k-group,
 /// `acc[j] += Σ_{i<4} a[i] * w[j, i]` over signed bytes, exact, with int32 wrap-around only.
@@ -104,7 +104,7 @@ fn strip<D: Int8Dot, const MR: usize, const NP: usize>(
 
 /// The `MR x NP` accumulators of rows `r0..r0 + MR` and panels `p0..p0 + NP` over the whole `K`:
 /// full panels, or (with `NP = 1`) the narrow panel, its k-groups widened a chunk at a time
-/// ([`PackedWeights::narrow_chunks`]).
+/// ([`PackedWeights::widen_narrow`]).
 #[inline(always)]
 fn tile<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, r0: usize, p0: usize) -> [[D::Acc; NP]; MR] {
     let k_groups = job.b.k_groups();
@@ -113,7 +113,11 @@ fn tile<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, r0: u
     let mut acc = [[d.zero(); NP]; MR];
     if p0 == job.b.full_panels() {
         // The narrow panel comes alone (`NP = 1`; see `gemm`).
-        job.b.narrow_chunks(|g0, w| accumulate(d, &a.map(|row| &row[g0..g0 + w.len()]), [w; NP], &mut acc));
+        let mut chunk = [Block::ZERO; NARROW_CHUNK];
+        for g0 in (0..k_groups).step_by(NARROW_CHUNK) {
+            let w = job.b.widen_narrow(g0, &mut chunk);
+            accumulate(d, &a.map(|row| &row[g0..g0 + w.len()]), [w; NP], &mut acc);
+        }
     } else {
         accumulate(d, &a, std::array::from_fn(|p| job.b.panel(p0 + p)), &mut acc);
     }

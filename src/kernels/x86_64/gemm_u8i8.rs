@@ -15,7 +15,7 @@
 //!
 //! The narrow last panel (the last `n % 16` columns, stored only as wide as they are) is widened
 //! a chunk of k-groups at a time into full blocks on the stack
-//! ([`PackedWeights::narrow_chunks`]) and goes through the same steps; full panels never take
+//! ([`PackedWeights::widen_narrow`]) and goes through the same steps; full panels never take
 //! that path.
 //!
 //! A finished tile goes to an [`Output`]: stored as raw int32 ([`gemm`]), or dequantized straight
@@ -24,7 +24,7 @@
 use super::epilogue;
 use super::simd::Simd;
 use crate::kernels::Dequantize;
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: `acc[j] += Σ_{i<4} a[i] * w[j, i]` (u8 x s8, exact, int32
 /// wrap-around only) for the 16 columns `j` of one panel k-group.
@@ -214,25 +214,31 @@ fn panel_group<const NP: usize>(b: &PackedWeights, p0: usize) -> [&[Block]; NP] 
 }
 
 /// The accumulators of rows `a` and the narrow panel, its k-groups widened a chunk at a time
-/// ([`PackedWeights::narrow_chunks`]) and each chunk's sums added (wrapping addition is
+/// ([`PackedWeights::widen_narrow`]) and each chunk's sums added (wrapping addition is
 /// associative: the sum is the one a single pass would hold).
 #[inline(always)]
 fn narrow_tile<D: Int8Dot, const MR: usize>(d: D, a: &[&[[u8; K_GROUP]]; MR], b: &PackedWeights) -> [[D::Acc; 1]; MR] {
     let mut acc = [[d.zero()]; MR];
-    b.narrow_chunks(|g0, w| {
+    let mut chunk = [Block::ZERO; NARROW_CHUNK];
+    for g0 in (0..b.k_groups()).step_by(NARROW_CHUNK) {
+        let w = b.widen_narrow(g0, &mut chunk);
         let a: [&[[u8; K_GROUP]]; MR] = a.map(|row| &row[g0..g0 + w.len()]);
         let part = if MR == 1 { std::array::from_fn(|_| [row_panel(d, a[0], w)]) } else { tile::<D, MR, 1>(d, &a, [w]) };
         for (acc, part) in acc.iter_mut().zip(part) {
             acc[0] = d.add(acc[0], part[0]);
         }
-    });
+    }
     acc
 }
 
 /// The `MR x NP` accumulators of rows `a` and the panels `w` (all of one length, at most that of
 /// the rows), over the panels' k-groups.
 #[inline(always)]
-fn tile<D: Int8Dot, const MR: usize, const NP: usize>(d: D, a: &[&[[u8; K_GROUP]]; MR], w: [&[Block]; NP]) -> [[D::Acc; NP]; MR] {
+fn tile<D: Int8Dot, const MR: usize, const NP: usize>(
+    d: D,
+    a: &[&[[u8; K_GROUP]]; MR],
+    w: [&[Block]; NP],
+) -> [[D::Acc; NP]; MR] {
     let k_groups = w[0].len();
     let a: [&[[u8; K_GROUP]]; MR] = a.map(|row| &row[..k_groups]);
     let w: [&[Block]; NP] = w.map(|panel| &panel[..k_groups]);
