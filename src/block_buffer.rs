@@ -61,6 +61,27 @@ impl BlockBuffer {
             Storage::Mapped(m) => unsafe { std::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<Block>(), self.len) },
         }
     }
+
+    /// The blocks as one run of bytes.
+    pub fn as_bytes(&self) -> &[i8] {
+        let blocks = self.as_slice();
+        // SAFETY: a `Block` is a `repr(C)` wrapper of `[i8; 64]` of size 64 (no padding), so the
+        // blocks are `size_of_val(blocks)` initialised bytes, borrowed as long as `self`.
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<i8>(), size_of_val(blocks)) }
+    }
+
+    /// The blocks as one run of writable bytes.
+    pub fn as_mut_bytes(&mut self) -> &mut [i8] {
+        let blocks = self.as_mut_slice();
+        // SAFETY: as in `as_bytes`; the bytes come from the only (mutable) borrow of the blocks,
+        // and any bytes are a valid `Block`.
+        unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<i8>(), size_of_val(blocks)) }
+    }
+
+    /// Bytes held.
+    pub fn nbytes(&self) -> usize {
+        self.len * size_of::<Block>()
+    }
 }
 
 /// Asks for huge pages (2 MiB on x86-64) under a mapping: a packed weight is written whole once

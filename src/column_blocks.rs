@@ -22,7 +22,6 @@ pub struct ColumnBlocks {
     n: usize,
     k: usize,
     blocks: Vec<PackedWeights>,
-    col_sums: Vec<i32>,
 }
 
 impl ColumnBlocks {
@@ -57,8 +56,7 @@ impl ColumnBlocks {
             }
             blocks.push(packed);
         }
-        let col_sums = alloc::collect(n, blocks.iter().flat_map(|b| b.col_sums().iter().copied()))?;
-        Ok(ColumnBlocks { n, k, blocks, col_sums })
+        Ok(ColumnBlocks { n, k, blocks })
     }
 
     /// Writes the row-major `n x k` matrix this was packed from into `out` (`n * k` elements).
@@ -87,9 +85,14 @@ impl ColumnBlocks {
         self.k.div_ceil(K_GROUP) * K_GROUP
     }
 
-    /// `Σ_k W[n, k]` per output column.
-    pub fn col_sums(&self) -> &[i32] {
-        &self.col_sums
+    /// `Σ_k W[n, k]` per output column, in order (the blocks' own, not a second copy).
+    pub fn col_sums(&self) -> impl Iterator<Item = i32> + '_ {
+        self.blocks.iter().flat_map(|b| b.col_sums().iter().copied())
+    }
+
+    /// Bytes the blocks hold (see [`PackedWeights::nbytes`]).
+    pub fn nbytes(&self) -> usize {
+        self.blocks.iter().map(PackedWeights::nbytes).sum()
     }
 
     /// The blocks, each with the output columns it holds.
@@ -115,7 +118,9 @@ mod tests {
             let w: Vec<i8> = (0..n * k).map(|i| (i % 253) as i8).collect();
             let blocks = ColumnBlocks::pack(&w, n, k).unwrap();
             let whole = PackedWeights::pack(&w, n, k).unwrap();
-            assert_eq!(blocks.col_sums(), whole.col_sums());
+            assert_eq!(blocks.col_sums().collect::<Vec<_>>(), whole.col_sums());
+            // The weights' padded bytes (only the narrow panel's last block is partial) and the column sums.
+            assert_eq!(blocks.nbytes(), (n * blocks.k_padded()).div_ceil(64) * 64 + 4 * n);
             assert_eq!(blocks.k_padded(), whole.k_padded());
             let mut unpacked = Vec::new();
             let mut next = 0;
@@ -131,7 +136,7 @@ mod tests {
             assert_eq!(again, w);
             let zeros = ColumnBlocks::zeros(n, k).unwrap();
             zeros.unpack_into(&mut again);
-            assert!(again.iter().all(|&v| v == 0) && zeros.col_sums().iter().all(|&s| s == 0));
+            assert!(again.iter().all(|&v| v == 0) && zeros.col_sums().all(|s| s == 0));
         }
     }
 }

@@ -215,7 +215,7 @@ impl DynamicLinear {
         let scales = expand(scales)?;
         let zero_points = if zero_points.len() == n { alloc::copy_of(zero_points)? } else { alloc::vec_of(n, zero_points[0])? };
         let col_offsets =
-            alloc::collect(n, weights.col_sums().iter().zip(&zero_points).map(|(&sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32))))?;
+            alloc::collect(n, weights.col_sums().zip(&zero_points).map(|(sum, &zp)| sum.wrapping_sub(zp.wrapping_mul(k_i32))))?;
         let uses_row_sums = zero_points.iter().any(|&zp| zp != 0);
         Ok(DynamicLinear { weights, scales, zero_points, col_offsets, bias, uses_row_sums })
     }
@@ -230,6 +230,18 @@ impl DynamicLinear {
     /// When `out` has another length.
     pub fn weight_into(&self, out: &mut [i8]) {
         self.weights.unpack_into(out);
+    }
+
+    /// Bytes the layer holds: the packed weights with their column sums (see
+    /// [`PackedWeights::nbytes`](crate::pack::PackedWeights::nbytes)), and its per-column scales,
+    /// zero points, column offsets and bias.
+    pub fn nbytes(&self) -> usize {
+        let bias: &[f32] = self.bias.as_deref().unwrap_or_default();
+        self.weights.nbytes()
+            + size_of_val(&self.scales[..])
+            + size_of_val(&self.zero_points[..])
+            + size_of_val(&self.col_offsets[..])
+            + size_of_val(bias)
     }
 
     /// Whether the epilogue uses the input's row sums: some weight zero point is non-zero.

@@ -342,6 +342,34 @@ fn gemm_u8i8_matches_scalar_on_every_value_pattern() {
     }
 }
 
+/// Every width of the narrow last panel (`n % 16` columns, stored only as wide as its columns),
+/// alone and after full panels, with `k` below one k-group, ragged, and over several of the chunks
+/// the kernels widen it in.
+#[test]
+fn gemm_u8i8_matches_scalar_on_narrow_panels() {
+    let paths = simd_paths();
+    let mut rng = Rng(6);
+    let ns = (1..=17).chain([31, 33, 47, 50]);
+    for (i, n) in ns.enumerate() {
+        for (j, k) in [1, 2, 3, 4, 5, 7, 64, 65, 200, 257].into_iter().enumerate() {
+            for (l, m) in [1, 2, 3, 4, 5, 7, 8, 13].into_iter().enumerate() {
+                let values = PATTERNS[(i + j + l) % PATTERNS.len()];
+                let case = GemmCase::new(&mut rng, m, k, n, values, [0, 4, 9][(i + j) % 3], [0, 1, 3][(j + l) % 3]);
+                // Scalar itself against the plain sum over the unpacked weights.
+                let (w, got) = (case.b.unpack(), case.run(scalar::gemm_u8i8));
+                for r in 0..m {
+                    for (col, w_row) in w.chunks_exact(k).enumerate() {
+                        let a_row = &case.a[r * case.lda..r * case.lda + k];
+                        let want = a_row.iter().zip(w_row).fold(0i32, |s, (&x, &w)| s.wrapping_add(x as i32 * w as i32));
+                        assert_eq!(got[r * case.ldo + col], want, "scalar: m={m} k={k} n={n} row {r} column {col}");
+                    }
+                }
+                case.check(&paths, &format!("narrow panel, {values:?}"));
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_u8i8_mixes_seven_and_eight_bit_rows() {
     let paths = simd_paths();

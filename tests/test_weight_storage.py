@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ferroq
+from reference import dynamic_linear
 from ferroq.nn import quantized as nnq
 from ferroq.nn.quantized import dynamic as nnqd
 
@@ -135,3 +136,31 @@ def test_zero_initialised_modules_read_back_zeros() -> None:
     assert w.int_repr().shape == (70, 3000) and not w.int_repr().any() and w.q_scale() == 1.0 and w.q_zero_point() == 0
     lstm = nnqd.LSTM(300, 200)
     assert all(not w.int_repr().any() for w in lstm.get_weight().values())
+
+
+@pytest.mark.filterwarnings("ignore:.*int32 accumulator:RuntimeWarning")
+@pytest.mark.parametrize(
+    "in_features, out_features",
+    [(2**20, 1), (2**18, 4), (2**16, 15), (1, 2**16), (3, 5000), (5, 17), (768, 768), (4096, 1000), (1030, 40)],
+)
+def test_packed_weights_cost_their_own_bytes(in_features: int, out_features: int, tmp_path: Any) -> None:
+    """Narrow layers are not padded to 16 output columns: the packed weights take ``out x in``
+    bytes, ``in`` rounded up to a multiple of 4, the whole rounded up to 64 bytes; each column adds
+    its sum and offset, scale, zero point and bias (4 bytes each)."""
+    n, k = out_features, in_features
+    m = nnqd.Linear(k, n)
+    weight = ferroq.QTensor.from_int_repr(int8((n, k)), 0.01, 0)
+    m.set_weight_bias(weight, RNG.standard_normal(n).astype(np.float32))
+    padded_k = -(-k // 4) * 4
+    assert m._packed.nbytes == -(-n * padded_k // 64) * 64 + 5 * 4 * n
+    assert m._packed.nbytes <= n * k + 3 * n + 64 + 20 * n
+    x = RNG.standard_normal((2, k)).astype(np.float32)
+    y = m(x)
+    scales, zero_points = np.full(n, 0.01), np.zeros(n, np.int64)
+    assert y.tobytes() == dynamic_linear(x, weight.int_repr(), scales, zero_points, m.bias()).tobytes()
+    # The same layer from the saved file (packed from the file 1024 rows at a time) and read back.
+    ferroq.save(m, tmp_path / "m.safetensors")
+    loaded = ferroq.load(tmp_path / "m.safetensors")
+    assert same(loaded.weight(), weight) and same(m.weight(), weight)
+    assert loaded._packed.nbytes == m._packed.nbytes
+    assert loaded(x).tobytes() == y.tobytes()

@@ -48,16 +48,17 @@ pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut
         let a_row = &a[r * lda..r * lda + b.k_padded()];
         for p in 0..b.n_panels() {
             let mut acc = [0i32; PANEL_WIDTH];
-            for (block, a_group) in b.panel(p).iter().zip(a_row.chunks_exact(K_GROUP)) {
-                for (lane, w) in acc.iter_mut().zip(block.0.chunks_exact(K_GROUP)) {
+            let (bytes, width) = b.panel_bytes(p);
+            let acc = &mut acc[..width];
+            for (group, a_group) in bytes.chunks_exact(width * K_GROUP).zip(a_row.chunks_exact(K_GROUP)) {
+                for (lane, w) in acc.iter_mut().zip(group.chunks_exact(K_GROUP)) {
                     for (&x, &w) in a_group.iter().zip(w) {
                         *lane = lane.wrapping_add(x as i32 * w as i32);
                     }
                 }
             }
             let n0 = p * PANEL_WIDTH;
-            let width = PANEL_WIDTH.min(b.n() - n0);
-            out[r * ldo + n0..r * ldo + n0 + width].copy_from_slice(&acc[..width]);
+            out[r * ldo + n0..r * ldo + n0 + width].copy_from_slice(acc);
         }
     }
 }

@@ -125,6 +125,14 @@ impl PackedLinear {
         self.inner.out_features()
     }
 
+    /// Bytes the layer holds: the packed int8 weights (`in_features` padded to a multiple of 4;
+    /// the last `out_features % 16` columns stored only as wide as they are) and the per-column
+    /// data (column sums and offsets, scales, zero points, bias: 4 bytes each).
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
     /// `y = dequantize(quantize(x) @ W^T) + bias` for a C-contiguous float32 `(rows, in_features)`
     /// input: the activation range is taken over the whole input (levels 0..127 when `reduce_range`,
     /// else 0..255). NaN or infinity in `x` raises ValueError. The GIL is released for a large GEMM.

@@ -7,12 +7,14 @@
 //! result is `Σ_k a_k * w_k` modulo 2^32, exactly the scalar kernel's wrapping sum.
 //!
 //! Loop order: groups of `NP` panels outside, strips of `MR` rows inside, the whole `K` innermost
-//! in one register tile of `MR x NP` panel accumulators.
+//! in one register tile of `MR x NP` panel accumulators. The narrow last panel (the last `n % 16`
+//! columns, stored only as wide as they are) is widened a chunk of k-groups at a time into full
+//! blocks on the stack ([`PackedWeights::widen_narrow`]) and goes through the same steps.
 
 use std::arch::aarch64::*;
 
 use super::neon::Neon;
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: for the 16 columns `j` of one panel k-group,
 /// `acc[j] += Σ_{i<4} a[i] * w[j, i]` over signed bytes, exact, with int32 wrap-around only.
@@ -32,7 +34,7 @@ pub(super) trait Int8Dot: Copy {
 }
 
 /// See [`Kernels::gemm_u8i8`](crate::kernels::Kernels::gemm_u8i8), in tiles of `MR` rows x `NP`
-/// panels; leftover rows go one at a time, leftover panels one at a time.
+/// panels; leftover rows go one at a time, leftover panels (the narrow one last) one at a time.
 ///
 /// # Panics
 /// When `a` or `out` is too short for `rows` rows (as the scalar kernel does), or when `ldo < n`
@@ -65,11 +67,11 @@ pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     );
     let job = Job { a, lda, b };
     let n_panels = b.n_panels();
-    let full_panels = n_panels - n_panels % NP;
-    for p0 in (0..full_panels).step_by(NP) {
+    let grouped = b.full_panels() - b.full_panels() % NP;
+    for p0 in (0..grouped).step_by(NP) {
         strip::<D, MR, NP>(d, &job, rows, p0, out, ldo);
     }
-    for p0 in full_panels..n_panels {
+    for p0 in grouped..n_panels {
         strip::<D, MR, 1>(d, &job, rows, p0, out, ldo);
     }
 }
@@ -100,14 +102,40 @@ fn strip<D: Int8Dot, const MR: usize, const NP: usize>(
     }
 }
 
-/// The `MR x NP` accumulators of rows `r0..r0 + MR` and panels `p0..p0 + NP` over the whole `K`.
+/// The `MR x NP` accumulators of rows `r0..r0 + MR` and panels `p0..p0 + NP` over the whole `K`:
+/// full panels, or (with `NP = 1`) the narrow panel, its k-groups widened a chunk at a time
+/// ([`PackedWeights::widen_narrow`]).
 #[inline(always)]
 fn tile<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, r0: usize, p0: usize) -> [[D::Acc; NP]; MR] {
-    let (neon, k_groups) = (d.neon(), job.b.k_groups());
+    let k_groups = job.b.k_groups();
     let a: [&[[u8; K_GROUP]]; MR] =
         std::array::from_fn(|i| job.a[(r0 + i) * job.lda..][..k_groups * K_GROUP].as_chunks().0);
-    let w: [&[Block]; NP] = std::array::from_fn(|p| &job.b.panel(p0 + p)[..k_groups]);
     let mut acc = [[d.zero(); NP]; MR];
+    if p0 == job.b.full_panels() {
+        // The narrow panel comes alone (`NP = 1`; see `gemm`).
+        let mut chunk = [Block::ZERO; NARROW_CHUNK];
+        for g0 in (0..k_groups).step_by(NARROW_CHUNK) {
+            let w = job.b.widen_narrow(g0, &mut chunk);
+            accumulate(d, &a.map(|row| &row[g0..g0 + w.len()]), [w; NP], &mut acc);
+        }
+    } else {
+        accumulate(d, &a, std::array::from_fn(|p| job.b.panel(p0 + p)), &mut acc);
+    }
+    acc
+}
+
+/// Adds to `acc` the products of rows `a` and panels `w` (all of one length, at most that of the
+/// rows) over the panels' k-groups.
+#[inline(always)]
+fn accumulate<D: Int8Dot, const MR: usize, const NP: usize>(
+    d: D,
+    a: &[&[[u8; K_GROUP]]; MR],
+    w: [&[Block]; NP],
+    acc: &mut [[D::Acc; NP]; MR],
+) {
+    let (neon, k_groups) = (d.neon(), w[0].len());
+    let a: [&[[u8; K_GROUP]]; MR] = a.map(|row| &row[..k_groups]);
+    let w: [&[Block]; NP] = w.map(|panel| &panel[..k_groups]);
     for g in 0..k_groups {
         let wv: [[int8x16_t; 4]; NP] = std::array::from_fn(|p| neon.load_block(&w[p][g]));
         for (acc_row, a_row) in acc.iter_mut().zip(&a) {
@@ -117,7 +145,6 @@ fn tile<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, r0: u
             }
         }
     }
-    acc
 }
 
 /// Writes a tile's rows to output rows `r0..` (stride `ldo`), panels from `p0`, each cut at column

@@ -13,13 +13,18 @@
 //! L2): 2.8 us against 3.5 us for a 1 x 4-panel tile, whose four streams the prefetchers serve
 //! less well.
 //!
+//! The narrow last panel (the last `n % 16` columns, stored only as wide as they are) is widened
+//! a chunk of k-groups at a time into full blocks on the stack
+//! ([`PackedWeights::widen_narrow`]) and goes through the same steps; full panels never take
+//! that path.
+//!
 //! A finished tile goes to an [`Output`]: stored as raw int32 ([`gemm`]), or dequantized straight
 //! from the registers ([`gemm_dequantize`]), so the accumulators never round-trip through memory.
 
 use super::epilogue;
 use super::simd::Simd;
 use crate::kernels::Dequantize;
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: `acc[j] += Σ_{i<4} a[i] * w[j, i]` (u8 x s8, exact, int32
 /// wrap-around only) for the 16 columns `j` of one panel k-group.
@@ -179,7 +184,8 @@ fn drive<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
     let job = Job { a, lda, rows, b };
     let mut p0 = first_panel;
     while p0 < b.n_panels() {
-        let width = [NP, 4, 2, 1].into_iter().find(|&w| w <= b.n_panels() - p0).unwrap_or(1);
+        // Full panels in groups; the narrow last panel, if any, alone.
+        let width = [NP, 4, 2, 1].into_iter().find(|&w| w <= b.full_panels() - p0).unwrap_or(1);
         let mut r0 = 0;
         while r0 < rows {
             let left = rows - r0;
@@ -206,7 +212,8 @@ struct Job<'a> {
     b: &'a PackedWeights,
 }
 
-/// One tile `MR` rows high and `width` (`NP`, 4, 2 or 1) panels wide, computed and stored.
+/// One tile `MR` rows high and `width` (`NP`, 4, 2 or 1) panels wide, computed and stored (the
+/// narrow panel: one panel wide, by [`narrow_tile`]).
 #[inline(always)]
 fn panels<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
     d: D,
@@ -221,31 +228,58 @@ fn panels<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
         job.a[r * job.lda..r * job.lda + k_padded].as_chunks::<K_GROUP>().0
     });
     let (b, p0) = (job.b, dst.p0);
+    if p0 == b.full_panels() {
+        return o.store::<MR, 1>(d, dst, &narrow_tile::<D, MR>(d, &strip, b));
+    }
     if MR == 1 {
         for p in p0..p0 + width {
-            o.store::<1, 1>(d, Tile { p0: p, ..dst }, &[[row_panel(d, strip[0], b, p)]]);
+            o.store::<1, 1>(d, Tile { p0: p, ..dst }, &[[row_panel(d, strip[0], b.panel(p))]]);
         }
         return;
     }
     match width {
-        w if w == NP => o.store(d, dst, &tile::<D, MR, NP>(d, &strip, b, p0)),
-        4 => o.store(d, dst, &tile::<D, MR, 4>(d, &strip, b, p0)),
-        2 => o.store(d, dst, &tile::<D, MR, 2>(d, &strip, b, p0)),
-        _ => o.store(d, dst, &tile::<D, MR, 1>(d, &strip, b, p0)),
+        w if w == NP => o.store(d, dst, &tile::<D, MR, NP>(d, &strip, panel_group(b, p0))),
+        4 => o.store(d, dst, &tile::<D, MR, 4>(d, &strip, panel_group(b, p0))),
+        2 => o.store(d, dst, &tile::<D, MR, 2>(d, &strip, panel_group(b, p0))),
+        _ => o.store(d, dst, &tile::<D, MR, 1>(d, &strip, panel_group(b, p0))),
     }
 }
 
-/// The `MR x NP` accumulators of rows `a` and panels `p0..p0 + NP` over the whole `K`.
+/// The full panels `p0..p0 + NP`.
+#[inline(always)]
+fn panel_group<const NP: usize>(b: &PackedWeights, p0: usize) -> [&[Block]; NP] {
+    std::array::from_fn(|p| b.panel(p0 + p))
+}
+
+/// The accumulators of rows `a` and the narrow panel, its k-groups widened a chunk at a time
+/// ([`PackedWeights::widen_narrow`]) and each chunk's sums added (wrapping addition is
+/// associative: the sum is the one a single pass would hold).
+#[inline(always)]
+fn narrow_tile<D: Int8Dot, const MR: usize>(d: D, a: &[&[[u8; K_GROUP]]; MR], b: &PackedWeights) -> [[D::Acc; 1]; MR] {
+    let mut acc = [[d.zero()]; MR];
+    let mut chunk = [Block::ZERO; NARROW_CHUNK];
+    for g0 in (0..b.k_groups()).step_by(NARROW_CHUNK) {
+        let w = b.widen_narrow(g0, &mut chunk);
+        let a: [&[[u8; K_GROUP]]; MR] = a.map(|row| &row[g0..g0 + w.len()]);
+        let part = if MR == 1 { std::array::from_fn(|_| [row_panel(d, a[0], w)]) } else { tile::<D, MR, 1>(d, &a, [w]) };
+        for (acc, part) in acc.iter_mut().zip(part) {
+            acc[0] = d.add(acc[0], part[0]);
+        }
+    }
+    acc
+}
+
+/// The `MR x NP` accumulators of rows `a` and the panels `w` (all of one length, at most that of
+/// the rows), over the panels' k-groups.
 #[inline(always)]
 fn tile<D: Int8Dot, const MR: usize, const NP: usize>(
     d: D,
     a: &[&[[u8; K_GROUP]]; MR],
-    b: &PackedWeights,
-    p0: usize,
+    w: [&[Block]; NP],
 ) -> [[D::Acc; NP]; MR] {
-    let k_groups = b.k_groups();
+    let k_groups = w[0].len();
     let a: [&[[u8; K_GROUP]]; MR] = a.map(|row| &row[..k_groups]);
-    let w: [&[Block]; NP] = std::array::from_fn(|p| &b.panel(p0 + p)[..k_groups]);
+    let w: [&[Block]; NP] = w.map(|panel| &panel[..k_groups]);
     let mut acc = [[d.zero(); NP]; MR];
     for g in 0..k_groups {
         let wv: [D::W; NP] = std::array::from_fn(|p| d.load(&w[p][g]));
@@ -259,14 +293,12 @@ fn tile<D: Int8Dot, const MR: usize, const NP: usize>(
     acc
 }
 
-/// One row times panel `p` over the whole `K`: k-group `g` goes to accumulator `g % 4` (the last
-/// `k_groups % 4` to the first), and the four are added at the end (wrapping addition is
-/// associative, so the sum is the one a single accumulator would hold).
+/// One row times the panel `w` over its k-groups (at most as many as the row's): k-group `g` goes
+/// to accumulator `g % 4` (the last `k_groups % 4` to the first), and the four are added at the
+/// end (wrapping addition is associative, so the sum is the one a single accumulator would hold).
 #[inline(always)]
-fn row_panel<D: Int8Dot>(d: D, a: &[[u8; K_GROUP]], b: &PackedWeights, p: usize) -> D::Acc {
-    let k_groups = b.k_groups();
-    let a = &a[..k_groups];
-    let w = &b.panel(p)[..k_groups];
+fn row_panel<D: Int8Dot>(d: D, a: &[[u8; K_GROUP]], w: &[Block]) -> D::Acc {
+    let a = &a[..w.len()];
     let mut acc = [d.zero(); 4];
     let (w4, w_rest) = w.as_chunks::<4>();
     let (a4, a_rest) = a.as_chunks::<4>();
