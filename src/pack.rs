@@ -6,12 +6,18 @@
 //! k-group of a full panel is one 64-byte block, exactly one 512-bit register, aligned to 64
 //! bytes. `K` is padded with zeros to a multiple of 4 (padding adds nothing to any dot product).
 //!
-//! The last `n % 16` columns, when there are any, form a *narrow* panel laid out the same way but
-//! only as wide as its columns (k-groups of `4 * (n % 16)` bytes, after the full panels): a matrix
-//! of few output features costs its own bytes, not 16 columns' worth. The kernels read it a chunk
-//! of k-groups at a time through [`PackedWeights::widen_narrow`], which widens each k-group into
-//! a zero-padded [`Block`], so they run the same dot-product steps on it as on a full panel. The
-//! padding of `K` remains: at most 3 bytes per output column (4 bytes for a column of 1 input).
+//! The last `n % 16` columns, when there are any, are stored one of two ways ([`pads_last_panel`]):
+//! - as a full panel padded with zero columns, when that adds at most 1/8 to the weight bytes
+//!   (`n >= 8 * (16 - n % 16)`, e.g. 1000 output features): the kernels read it with their
+//!   full-panel code and drop the padding columns when they store;
+//! - else as a *narrow* panel laid out the same way but only as wide as its columns (k-groups of
+//!   `4 * (n % 16)` bytes, after the full panels): a matrix of few output features costs its own
+//!   bytes, not 16 columns' worth. The kernels read it a chunk of k-groups at a time through
+//!   [`PackedWeights::widen_narrow`], which widens each k-group into a zero-padded [`Block`], so
+//!   they run the same dot-product steps on it as on a full panel (slower than a full panel).
+//!
+//! Either way the packed weights hold at most 1/8 more than `n * k_padded` bytes. The padding of
+//! `K` remains: at most 3 bytes per output column (4 bytes for a column of 1 input).
 
 use crate::alloc;
 use crate::block_buffer::BlockBuffer;
@@ -31,6 +37,24 @@ pub struct Block(pub [i8; PANEL_WIDTH * K_GROUP]);
 
 impl Block {
     pub const ZERO: Block = Block([0; PANEL_WIDTH * K_GROUP]);
+}
+
+/// Whether the columns of an `n`-column matrix past its last whole panel are stored as a full panel
+/// padded with zero columns (true) or as a narrow panel (false; see the module documentation):
+/// padded when the padding adds at most 1/8 to the weight bytes.
+pub fn pads_last_panel(n: usize) -> bool {
+    let missing = (PANEL_WIDTH - n % PANEL_WIDTH) % PANEL_WIDTH;
+    missing > 0 && missing * 8 <= n
+}
+
+/// Columns stored for an `n`-column matrix: `n`, or `n` rounded up to a whole panel when
+/// [`pads_last_panel`].
+fn stored_columns(n: usize) -> usize {
+    if pads_last_panel(n) {
+        n.next_multiple_of(PANEL_WIDTH)
+    } else {
+        n
+    }
 }
 
 /// Checks that a row-major `n x k` weight matrix has `len` elements.
@@ -63,7 +87,7 @@ impl PackedWeights {
         for p in 0..packed.n_panels() {
             let (bytes, width, _) = packed.panel_bytes_mut(p);
             let (cells, _) = bytes.as_chunks_mut::<K_GROUP>();
-            let rows = &weight[p * PANEL_WIDTH * k..(p * PANEL_WIDTH + width) * k];
+            let rows = &weight[p * PANEL_WIDTH * k..(p * PANEL_WIDTH + width).min(n) * k];
             for (lane, row) in rows.chunks_exact(k.max(1)).enumerate() {
                 let (groups, rest) = row.as_chunks::<K_GROUP>();
                 let mut column = cells[lane..].iter_mut().step_by(width);
@@ -95,7 +119,7 @@ impl PackedWeights {
         alloc::elements(n, k, "the packed weight")?;
         let k_groups = k.div_ceil(K_GROUP);
         // The full panels fill whole blocks, so only the narrow panel's last block is partial.
-        let len = alloc::elements(n, k_groups * K_GROUP, "the packed weight")?.div_ceil(size_of::<Block>());
+        let len = alloc::elements(stored_columns(n), k_groups * K_GROUP, "the packed weight")?.div_ceil(size_of::<Block>());
         Ok(PackedWeights { n, k, k_groups, blocks: BlockBuffer::zeroed(len, to_write)?, col_sums: alloc::vec_of(n, 0)? })
     }
 
@@ -124,14 +148,15 @@ impl PackedWeights {
         self.n.div_ceil(PANEL_WIDTH)
     }
 
-    /// Number of full panels of [`PANEL_WIDTH`] columns: panels `0..full_panels()`.
+    /// Number of full panels of [`PANEL_WIDTH`] columns: panels `0..full_panels()`. When
+    /// [`pads_last_panel`], the last of them holds zero columns past `n`.
     pub fn full_panels(&self) -> usize {
-        self.n / PANEL_WIDTH
+        stored_columns(self.n) / PANEL_WIDTH
     }
 
     /// Columns of the narrow last panel (panel `full_panels()`), 0 when there is none.
     pub fn narrow_width(&self) -> usize {
-        self.n % PANEL_WIDTH
+        stored_columns(self.n) % PANEL_WIDTH
     }
 
     /// The `k_groups()` blocks of full panel `p`.
@@ -158,7 +183,7 @@ impl PackedWeights {
     }
 
     fn panel_range(&self, p: usize) -> (std::ops::Range<usize>, usize) {
-        let width = PANEL_WIDTH.min(self.n - p * PANEL_WIDTH);
+        let width = if p < self.full_panels() { PANEL_WIDTH } else { self.narrow_width() };
         let start = p * PANEL_WIDTH * self.k_padded();
         (start..start + width * self.k_padded(), width)
     }
@@ -255,15 +280,32 @@ mod tests {
     #[test]
     fn a_narrow_panel_costs_only_its_columns() {
         // (n, k, blocks): 16 x 4 bytes per k-group of a full panel, 4 per narrow column.
-        for (n, k, blocks) in [(1, 4 * 64, 4), (1, 1, 1), (4, 64, 4), (16, 8, 2), (17, 64, 16 + 1), (33, 3, 3), (0, 5, 0)] {
+        // 15 columns: padded to a full panel (1 missing column adds less than 1/8).
+        for (n, k, blocks) in [(1, 4 * 64, 4), (1, 1, 1), (4, 64, 4), (16, 8, 2), (17, 64, 16 + 1), (33, 3, 3), (0, 5, 0), (15, 8, 2)] {
             let p = PackedWeights::zeros(n, k).unwrap();
             assert_eq!(p.nbytes(), blocks * size_of::<Block>() + 4 * n, "n={n} k={k}");
         }
     }
 
     #[test]
+    fn the_last_panel_is_padded_where_that_adds_at_most_an_eighth() {
+        // (n, padded): 16 - n % 16 missing columns against n / 8.
+        for (n, padded) in [(0, false), (1, false), (15, true), (16, false), (17, false), (40, false), (50, false), (120, true), (1000, true)] {
+            assert_eq!(pads_last_panel(n), padded, "n={n}");
+            let p = PackedWeights::pack(&ramp(n, 9), n, 9).unwrap();
+            let stored = if padded { n.next_multiple_of(PANEL_WIDTH) } else { n };
+            assert_eq!((p.full_panels(), p.narrow_width()), (stored / PANEL_WIDTH, stored % PANEL_WIDTH), "n={n}");
+            assert_eq!(p.unpack(), ramp(n, 9), "n={n}");
+            for (j, &sum) in p.col_sums().iter().enumerate() {
+                assert_eq!(sum, ramp(n, 9)[j * 9..(j + 1) * 9].iter().map(|&w| i32::from(w)).sum::<i32>());
+            }
+        }
+    }
+
+    #[test]
     fn the_narrow_panel_widens_to_blocks() {
-        for (n, k) in [(1, 1), (3, 7), (17, 4 * NARROW_CHUNK), (15, 4 * NARROW_CHUNK + 5), (31, 200)] {
+        for (n, k) in [(1, 1), (3, 7), (17, 4 * NARROW_CHUNK), (7, 4 * NARROW_CHUNK + 5), (33, 200)] {
+            assert!(!pads_last_panel(n));
             let w = ramp(n, k);
             let p = PackedWeights::pack(&w, n, k).unwrap();
             let first = p.full_panels() * PANEL_WIDTH;

@@ -58,7 +58,9 @@ pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut
                 }
             }
             let n0 = p * PANEL_WIDTH;
-            out[r * ldo + n0..r * ldo + n0 + width].copy_from_slice(acc);
+            // A padded last panel (`pads_last_panel`) has columns past `n`: dropped.
+            let columns = width.min(b.n() - n0);
+            out[r * ldo + n0..r * ldo + n0 + columns].copy_from_slice(&acc[..columns]);
         }
     }
 }
