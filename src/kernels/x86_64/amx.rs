@@ -98,7 +98,8 @@ const B1: u8 = 7;
 fn gemm(t: Amx, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
     let full_panels = b.n() / PANEL_WIDTH;
     if rows < MIN_ROWS || full_panels == 0 {
-        return avx512vnni::gemm(t.0, a, lda, rows, b, out, ldo);
+        // Through the AVX-512 table's entry point, not inlined: one copy of its tiles, not two.
+        return (avx512vnni::table(t.0).gemm_u8i8)(a, lda, rows, b, out, ldo);
     }
     if !gemm_u8i8::check_a(a, lda, rows, b) {
         return;
@@ -127,7 +128,8 @@ fn gemm_dequantize(
 ) {
     let full_panels = b.n() / PANEL_WIDTH;
     if rows < MIN_ROWS || full_panels == 0 {
-        return avx512vnni::gemm_dequantize(t.0, a, lda, rows, b, row_sums, params, out, ldo);
+        // Through the AVX-512 table's entry point, not inlined: one copy of its tiles, not two.
+        return (avx512vnni::table(t.0).gemm_u8i8_dequantize)(a, lda, rows, b, row_sums, params, out, ldo);
     }
     if !gemm_u8i8::check_a(a, lda, rows, b) {
         return;
