@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -127,14 +128,28 @@ def test_integers_left_in_the_file_are_read_on_demand_and_before_load_returns(tm
 
 
 @linux_only
+def settled_thread_count() -> int:
+    """The threads of this process once the count stops changing: under an emulator (qemu-user)
+    a thread already joined can stay listed in /proc/self/task for a moment."""
+    count = len(os.listdir("/proc/self/task"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = len(os.listdir("/proc/self/task"))
+        if now == count:
+            break
+        count = now
+    return count
+
+
 def test_load_starts_the_threads_the_first_call_would_start(tmp_path) -> None:
     path = tmp_path / "m.safetensors"
     ferroq.save(model(np.random.default_rng(4)), path)
     before = ferroq.get_num_threads()
     try:
         ferroq.set_num_threads(2)  # stops the running pool (one helper thread), if any
-        threads = len(os.listdir("/proc/self/task"))
+        threads = settled_thread_count()
         ferroq.load(path)
-        assert len(os.listdir("/proc/self/task")) == threads + 1
+        assert settled_thread_count() == threads + 1
     finally:
         ferroq.set_num_threads(before)
