@@ -244,36 +244,22 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         for name, bias in self.get_bias().items():
             destination[prefix + name] = bias
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        names = list(self._matrices) + list(self._biases)
-        keys = [prefix + n for n in names]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return []
-        params = {n: state_dict[prefix + n] for n in names}
-        try:
-            dtype = _dtype_of(params[n] for n in self._matrices)
-            if dtype is not self.dtype:
-                raise TypeError(
-                    f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
-                    f"build it with dtype={dtype!r} to load them"
-                )
-            checked = self._checked(dtype, params)
-        except (TypeError, ValueError, NotImplementedError) as e:
-            errors.append(f"while loading the weights of {prefix or type(self).__name__}: {e}")
-            return []
+    def _state_keys(self) -> List[str]:
+        return list(self._matrices) + list(self._biases)
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        dtype = _dtype_of(values[n] for n in self._matrices)
+        if dtype is not self.dtype:
+            raise TypeError(
+                f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
+                f"build it with dtype={dtype!r} to load them"
+            )
+        checked = self._checked(dtype, values)
 
         def update() -> None:
             self._matrices, self._qparams, self._biases, self._packed = checked
 
-        return [update]
+        return update
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self._pickled_state()
