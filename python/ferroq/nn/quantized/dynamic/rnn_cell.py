@@ -19,7 +19,6 @@ from ...._dtypes import qint8
 from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
 from ..._recurrent_args import (
     GATES,
-    NONLINEARITY_MODES,
     cell_sizes,
     check_cell_input,
     check_cell_state,
@@ -27,6 +26,7 @@ from ..._recurrent_args import (
     elman_mode,
     lstm_state,
 )
+from ..._recurrent_config import cell_config, cell_matrices, cell_repr
 from ...module import Module
 from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
 
@@ -54,27 +54,14 @@ class RNNCellBase(QuantizedRecurrent):
         self._init_weights(bool(reduce_range))
 
     def _config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "bias": self.bias,
-            "dtype": self.dtype.name,
-            "reduce_range": self.reduce_range,
-        }
-        if self.mode in ("RNN_TANH", "RNN_RELU"):
-            config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
-        return config
+        return {**cell_config(self), "dtype": self.dtype.name, "reduce_range": self.reduce_range}
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
-        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size", 1), config.flag("bias", True)
+        matrices = cell_matrices(config, cls._modes, min_hidden_size=1)
         dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
         config.flag("reduce_range", True)
-        if len(cls._float_modes) == 2:
-            config.choice("nonlinearity", tuple(NONLINEARITY_MODES), "tanh")
-        rows = GATES[cls._float_modes[0]] * hidden_size
-        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
-        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: quantized_weight(dtype, shape))
+        return matrices_spec(matrices, lambda shape: quantized_weight(dtype, shape))
 
     def _layout(self) -> List[CellLayout]:
         rows = GATES[self.mode] * self.hidden_size
@@ -126,13 +113,13 @@ class RNNCellBase(QuantizedRecurrent):
         finals = (h_new,) if c_new is None else (h_new, c_new)
         return finals if batched else tuple(f[0] for f in finals)
 
-    #: The float modules' ``mode`` values a subclass converts (the first one gives the gates).
-    _float_modes: Tuple[str, ...] = ()
+    #: The modes of a subclass's instances, also the float modules' it converts (see ``_recurrent_config``).
+    _modes: Tuple[str, ...] = ()
 
     @classmethod
     def _from_float_module(cls: Type[_M], mod: Any, **config: Any) -> _M:
         """Builds ``cls(**config)`` with ``mod``'s sizes, then quantizes its weights."""
-        dtype = float_module_dtype(mod, cls.__name__, "weight_ih", cls._float_modes)
+        dtype = float_module_dtype(mod, cls.__name__, "weight_ih", cls._modes)
         module = cls(
             input_size=int(mod.input_size),
             hidden_size=int(mod.hidden_size),
@@ -147,11 +134,7 @@ class RNNCellBase(QuantizedRecurrent):
         return "DynamicQuantized" + type(self).__name__
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.mode == "RNN_RELU":
-            s += ", nonlinearity=relu"
+        s = cell_repr(self)
         if self.dtype is not qint8:
             s += f", dtype={self.dtype!r}"
         return s + self._reduce_range_repr()
@@ -161,7 +144,7 @@ class LSTMCell(RNNCellBase):
     """``LSTMCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
     ``forward(input, hx=None) -> (h', c')`` with ``hx = (h, c)``, zeros when None."""
 
-    _float_modes = ("LSTM",)
+    _modes = ("LSTM",)
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
@@ -192,7 +175,7 @@ class GRUCell(RNNCellBase):
     """``GRUCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
     ``forward(input, hx=None) -> h'``."""
 
-    _float_modes = ("GRU",)
+    _modes = ("GRU",)
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
@@ -216,7 +199,7 @@ class RNNCell(RNNCellBase):
     reduce_range=True)``: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``forward(input, hx=None)
     -> h'``."""
 
-    _float_modes = ("RNN_TANH", "RNN_RELU")
+    _modes = ("RNN_TANH", "RNN_RELU")
 
     def __init__(
         self,
