@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -27,6 +30,30 @@ def load_case(name: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     with np.load(GOLDEN / entry["file"]) as data:
         arrays = {key: data[key] for key in data.files}
     return entry, arrays
+
+
+#: The start of a probe script on the dynamic quantized modules (see :func:`run_probe`): the thread
+#: count from ``argv[1]``, ``out`` (to print as JSON) holding the kernel path, ``qconfigs`` by name and
+#: ``digest``, a hash of arrays' bytes.
+QUANTIZED_PROBE_HEADER = r"""
+import hashlib, json, sys
+import numpy as np
+import ferroq
+from ferroq.nn.quantized import dynamic as nnqd
+from ferroq.quantization import per_channel_dynamic_qconfig, float16_dynamic_qconfig
+ferroq.set_num_threads(int(sys.argv[1]))
+out = {"backend": ferroq.backend()}
+qconfigs = {"tensor": None, "channel": per_channel_dynamic_qconfig, "fp16": float16_dynamic_qconfig}
+digest = lambda arrays: hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
+"""
+
+
+def run_probe(script: str, isa: str, threads: int = 1) -> Dict[str, Any]:
+    """The JSON that the Python ``script`` prints, run in a fresh process with ``FERROQ_ISA=isa``
+    and ``threads`` as its first argument (the kernel path is chosen once per process)."""
+    env = {**os.environ, "FERROQ_ISA": isa}
+    result = subprocess.run([sys.executable, "-c", script, str(threads)], env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(result.stdout))
 
 
 def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:

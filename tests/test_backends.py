@@ -3,18 +3,16 @@ the choice, and the public surface matches the type stubs."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import ferroq
 
-from conftest import ALL_BACKENDS
+from conftest import ALL_BACKENDS, run_probe
 
 PROBE = r"""
 import json, sys
@@ -37,20 +35,14 @@ json.dump(out, sys.stdout)
 """
 
 
-def run_probe(isa: str) -> dict:
-    env = {**os.environ, "FERROQ_ISA": isa}
-    result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
 def test_every_supported_path_gives_identical_bits():
     supported = ferroq.supported_backends()
     skipped = [b for b in ALL_BACKENDS if b not in supported]
     print(f"\nkernel paths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
-    reference = run_probe("scalar")
+    reference = run_probe(PROBE, "scalar")
     assert reference.pop("backend") == "scalar"
     for isa in supported[1:]:
-        outputs = run_probe(isa)
+        outputs = run_probe(PROBE, isa)
         assert outputs.pop("backend") == isa
         for key, bits in reference.items():
             assert outputs[key] == bits, f"{isa} differs from scalar on {key}"
