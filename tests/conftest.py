@@ -70,6 +70,19 @@ def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
         )
 
 
+def assert_qweight_equals_golden(w: Any, arrays: Dict[str, np.ndarray]) -> None:
+    """A quantized weight equals a golden case's ``qweight.*`` arrays: its integers and its qparams,
+    per channel (the case has ``qweight.axis``) or per tensor."""
+    np.testing.assert_array_equal(w.int_repr(), arrays["qweight.int"])
+    if "qweight.axis" in arrays:
+        assert w.q_per_channel_axis() == int(arrays["qweight.axis"])
+        np.testing.assert_array_equal(w.q_per_channel_scales(), arrays["qweight.scale"])
+        np.testing.assert_array_equal(w.q_per_channel_zero_points(), arrays["qweight.zero_point"])
+    else:
+        assert w.q_scale() == float(arrays["qweight.scale"])
+        assert w.q_zero_point() == int(arrays["qweight.zero_point"])
+
+
 def pytest_report_header(config: Any) -> List[str]:
     supported = ferroq.supported_backends()
     skipped = [b for b in ALL_BACKENDS if b not in supported]
