@@ -56,6 +56,25 @@ def run_probe(script: str, isa: str, threads: int = 1) -> Dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
+def assert_every_path_gives_scalar_bits(script: str, threads: Tuple[int, ...] = (1,)) -> Dict[str, Any]:
+    """Runs the probe ``script`` (see :func:`run_probe`) on the scalar path with one thread, then on
+    every path this CPU supports with each count of ``threads``, and asserts that every output
+    equals the scalar one. Prints the paths tested and skipped; returns the scalar outputs."""
+    supported = ferroq.supported_backends()
+    skipped = [b for b in ALL_BACKENDS if b not in supported]
+    print(f"\npaths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
+    reference = run_probe(script, "scalar")
+    assert reference.pop("backend") == "scalar"
+    for isa in supported:
+        for count in threads:
+            outputs = run_probe(script, isa, count)
+            assert outputs.pop("backend") == isa
+            assert outputs.keys() == reference.keys()
+            for key, bits in reference.items():
+                assert outputs[key] == bits, f"{isa} ({count} threads) differs from scalar on {key}"
+    return reference
+
+
 def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
     """Exact equality of float32 arrays, bit for bit (so -0.0 != 0.0 and NaN == same NaN)."""
     assert actual.dtype == np.float32 and expected.dtype == np.float32, (actual.dtype, expected.dtype)

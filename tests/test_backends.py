@@ -12,7 +12,7 @@ import pytest
 
 import ferroq
 
-from conftest import ALL_BACKENDS, run_probe
+from conftest import assert_every_path_gives_scalar_bits
 
 PROBE = r"""
 import json, sys
@@ -36,16 +36,7 @@ json.dump(out, sys.stdout)
 
 
 def test_every_supported_path_gives_identical_bits():
-    supported = ferroq.supported_backends()
-    skipped = [b for b in ALL_BACKENDS if b not in supported]
-    print(f"\nkernel paths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
-    reference = run_probe(PROBE, "scalar")
-    assert reference.pop("backend") == "scalar"
-    for isa in supported[1:]:
-        outputs = run_probe(PROBE, isa)
-        assert outputs.pop("backend") == isa
-        for key, bits in reference.items():
-            assert outputs[key] == bits, f"{isa} differs from scalar on {key}"
+    assert_every_path_gives_scalar_bits(PROBE)
 
 
 def test_scalar_override_is_reported_by_backend():

@@ -7,9 +7,7 @@ heights (16, 17, 33), and NaN and infinity through float16 weights."""
 
 from __future__ import annotations
 
-import ferroq
-
-from conftest import ALL_BACKENDS, QUANTIZED_PROBE_HEADER, run_probe
+from conftest import QUANTIZED_PROBE_HEADER, assert_every_path_gives_scalar_bits
 
 PROBE = QUANTIZED_PROBE_HEADER + r"""
 rng = np.random.default_rng(11)
@@ -57,15 +55,4 @@ json.dump(out, sys.stdout)
 
 
 def test_every_supported_path_gives_identical_recurrent_outputs():
-    supported = ferroq.supported_backends()
-    skipped = [b for b in ALL_BACKENDS if b not in supported]
-    print(f"\nrecurrent paths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
-    reference = run_probe(PROBE, "scalar")
-    assert reference.pop("backend") == "scalar"
-    for isa in supported:
-        for threads in [1, 2]:
-            outputs = run_probe(PROBE, isa, threads)
-            assert outputs.pop("backend") == isa
-            assert outputs.keys() == reference.keys()
-            for key, bits in reference.items():
-                assert outputs[key] == bits, f"{isa} ({threads} threads) differs from scalar on {key}"
+    assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))

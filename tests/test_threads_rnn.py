@@ -6,9 +6,7 @@ tanh/relu, per-channel and float16 weights."""
 
 from __future__ import annotations
 
-import ferroq
-
-from conftest import QUANTIZED_PROBE_HEADER, run_probe
+from conftest import QUANTIZED_PROBE_HEADER, assert_every_path_gives_scalar_bits
 
 PROBE = QUANTIZED_PROBE_HEADER + r"""
 rng = np.random.default_rng(17)
@@ -39,11 +37,4 @@ json.dump(out, sys.stdout)
 
 
 def test_split_steps_give_the_bits_of_one_thread_on_every_path():
-    reference = run_probe(PROBE, "scalar")
-    assert reference.pop("backend") == "scalar"
-    assert len(reference) == 14
-    for isa in ferroq.supported_backends():
-        for threads in [1, 2]:
-            outputs = run_probe(PROBE, isa, threads)
-            assert outputs.pop("backend") == isa
-            assert outputs == reference, f"{isa} on {threads} threads differs from scalar on 1 thread"
+    assert len(assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))) == 14
