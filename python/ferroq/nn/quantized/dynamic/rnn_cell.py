@@ -10,28 +10,24 @@ float16) and, when ``bias``, ``bias_ih``, ``bias_hh`` (float32).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ...._arrays import as_float32
 from ...._dtypes import qint8
-from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
+from ...._state_spec import Config
 from ..._recurrent_args import (
     GATES,
     cell_sizes,
     check_cell_input,
     check_cell_state,
-    check_mode,
     elman_mode,
     lstm_state,
 )
-from ..._recurrent_config import cell_config, cell_matrices, cell_repr
+from ..._recurrent_config import MatrixSpec, cell_config, cell_matrices, cell_repr
 from ...module import Module
-from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
-
-_M = TypeVar("_M", bound="RNNCellBase")
-
+from ._recurrent import CellLayout, Matrix, QuantizedRecurrent
 
 #: The default of ``hx`` in :meth:`RNNCellBase.__call__`, so that hooks see the arguments as given.
 _OMITTED: Any = object()
@@ -46,22 +42,18 @@ class RNNCellBase(QuantizedRecurrent):
 
     def __init__(self, *, mode: str, input_size: int, hidden_size: int, bias: bool, dtype: Any, reduce_range: bool) -> None:
         super().__init__()
-        self.mode = check_mode(mode)
         self.input_size, self.hidden_size = cell_sizes(input_size, hidden_size, min_hidden_size=1)
-        self.bias = bool(bias)
-        self.dtype = check_dtype(dtype)
-        self.training = False
-        self._init_weights(bool(reduce_range))
+        self._init_quantized(mode, bias, dtype, reduce_range)
 
-    def _config(self) -> Dict[str, Any]:
-        return {**cell_config(self), "dtype": self.dtype.name, "reduce_range": self.reduce_range}
+    def _float_config(self) -> Dict[str, Any]:
+        return cell_config(self)
+
+    def _float_repr(self) -> str:
+        return cell_repr(self)
 
     @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        matrices = cell_matrices(config, cls._modes, min_hidden_size=1)
-        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
-        config.flag("reduce_range", True)
-        return matrices_spec(matrices, lambda shape: quantized_weight(dtype, shape))
+    def _float_matrices(cls, config: Config) -> List[MatrixSpec]:
+        return cell_matrices(config, cls._modes, min_hidden_size=1)
 
     def _layout(self) -> List[CellLayout]:
         rows = GATES[self.mode] * self.hidden_size
@@ -112,32 +104,6 @@ class RNNCellBase(QuantizedRecurrent):
         h_new, c_new = self._packed.cell(x2, arrays[0], arrays[1] if len(arrays) == 2 else None)
         finals = (h_new,) if c_new is None else (h_new, c_new)
         return finals if batched else tuple(f[0] for f in finals)
-
-    #: The modes of a subclass's instances, also the float modules' it converts (see ``_recurrent_config``).
-    _modes: Tuple[str, ...] = ()
-
-    @classmethod
-    def _from_float_module(cls: Type[_M], mod: Any, **config: Any) -> _M:
-        """Builds ``cls(**config)`` with ``mod``'s sizes, then quantizes its weights."""
-        dtype = float_module_dtype(mod, cls.__name__, "weight_ih", cls._modes)
-        module = cls(
-            input_size=int(mod.input_size),
-            hidden_size=int(mod.hidden_size),
-            bias=bool(getattr(mod, "bias", True)),
-            dtype=dtype,
-            **config,
-        )
-        module._set_from_float(mod)
-        return module
-
-    def _get_name(self) -> str:
-        return "DynamicQuantized" + type(self).__name__
-
-    def extra_repr(self) -> str:
-        s = cell_repr(self)
-        if self.dtype is not qint8:
-            s += f", dtype={self.dtype!r}"
-        return s + self._reduce_range_repr()
 
 
 class LSTMCell(RNNCellBase):
