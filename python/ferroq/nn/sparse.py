@@ -25,7 +25,7 @@ import numpy as np
 
 from .._arrays import as_float32, to_numpy
 from ._args import check_factory_kwargs
-from .._state_spec import MAX_SIZE, Config, StateSpec, float32
+from .._state_spec import Config, StateSpec, float32
 from .module import Module
 
 __all__ = ["Embedding", "EmbeddingBag"]
@@ -120,7 +120,50 @@ def _table_state_spec(config: Config) -> StateSpec:
     return {"weight": float32(rows, dim)}
 
 
-class Embedding(Module):
+class _Table(Module):
+    """What Embedding and EmbeddingBag share: the ``weight`` table and torch's arguments about it
+    (``max_norm`` is refused; ``norm_type``, ``scale_grad_by_freq`` and ``sparse`` are kept for
+    the repr and the configuration, having no effect without gradients)."""
+
+    def _init_table(
+        self,
+        *,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: Optional[int],
+        max_norm: Optional[float],
+        norm_type: float,
+        scale_grad_by_freq: bool,
+        sparse: bool,
+        weight: Any,
+        device: Any,
+        dtype: Any,
+    ) -> None:
+        """Checks the table's arguments and registers ``weight`` (a copy of the given one, or a
+        new N(0, 1) table with the padding row zeroed)."""
+        check_factory_kwargs(device, dtype)
+        _check_unsupported(max_norm)
+        self.num_embeddings = _size("num_embeddings", num_embeddings)
+        self.embedding_dim = _size("embedding_dim", embedding_dim)
+        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
+        self.max_norm = None
+        self.norm_type = float(norm_type)
+        self.scale_grad_by_freq = bool(scale_grad_by_freq)
+        self.sparse = bool(sparse)
+        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, weight))
+
+    def _config(self) -> Dict[str, Any]:
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "padding_idx": self.padding_idx,
+            "norm_type": self.norm_type,
+            "scale_grad_by_freq": self.scale_grad_by_freq,
+            "sparse": self.sparse,
+        }
+
+
+class Embedding(_Table):
     """A lookup table: ``forward(input)`` returns ``weight[input]``, shape ``input.shape +
     (embedding_dim,)`` for integer ``input`` of any shape (a 0-d index gives one row).
 
@@ -143,16 +186,18 @@ class Embedding(Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        check_factory_kwargs(device, dtype)
-        _check_unsupported(max_norm)
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
-        self.sparse = bool(sparse)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
+        self._init_table(
+            num_embeddings=num_embeddings,
+            embedding_dim=embedding_dim,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+            weight=_weight,
+            device=device,
+            dtype=dtype,
+        )
 
     @classmethod
     def from_pretrained(
@@ -189,16 +234,6 @@ class Embedding(Module):
         if self.sparse is not False:
             s += ", sparse=True"
         return s
-
-    def _config(self) -> Dict[str, Any]:
-        return {
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "padding_idx": self.padding_idx,
-            "norm_type": self.norm_type,
-            "scale_grad_by_freq": self.scale_grad_by_freq,
-            "sparse": self.sparse,
-        }
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
@@ -291,7 +326,7 @@ def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where(inexact_even, np.nextafter(total, toward), total).astype(np.float32)
 
 
-class EmbeddingBag(Module):
+class EmbeddingBag(_Table):
     """Sums, means or maxima of bags of embeddings, without materialising the rows.
 
     ``forward(input, offsets=None, per_sample_weights=None)``: ``input`` is either 2-D ``(B, N)``
@@ -317,20 +352,22 @@ class EmbeddingBag(Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        check_factory_kwargs(device, dtype)
-        _check_unsupported(max_norm)
         if mode not in _MODES:
             raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
+        self._init_table(
+            num_embeddings=num_embeddings,
+            embedding_dim=embedding_dim,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+            weight=_weight,
+            device=device,
+            dtype=dtype,
+        )
         self.mode = mode
-        self.sparse = bool(sparse)
         self.include_last_offset = bool(include_last_offset)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
 
     @classmethod
     def from_pretrained(
@@ -436,16 +473,7 @@ class EmbeddingBag(Module):
         return s
 
     def _config(self) -> Dict[str, Any]:
-        return {
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "norm_type": self.norm_type,
-            "scale_grad_by_freq": self.scale_grad_by_freq,
-            "mode": self.mode,
-            "sparse": self.sparse,
-            "include_last_offset": self.include_last_offset,
-            "padding_idx": self.padding_idx,
-        }
+        return {**super()._config(), "mode": self.mode, "include_last_offset": self.include_last_offset}
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
