@@ -108,6 +108,18 @@ def _pretrained(embeddings: Any) -> np.ndarray:
     return weight
 
 
+def _table_config(module: Any) -> Dict[str, Any]:
+    """The configuration of an embedding table (Embedding, EmbeddingBag) both classes share."""
+    return {
+        "num_embeddings": module.num_embeddings,
+        "embedding_dim": module.embedding_dim,
+        "padding_idx": module.padding_idx,
+        "norm_type": module.norm_type,
+        "scale_grad_by_freq": module.scale_grad_by_freq,
+        "sparse": module.sparse,
+    }
+
+
 def _table_state_spec(config: Config) -> StateSpec:
     """The state of an embedding table (Embedding, EmbeddingBag): ``weight``, after reading the
     configuration keys both classes share (a subclass reads its own keys first)."""
@@ -120,50 +132,7 @@ def _table_state_spec(config: Config) -> StateSpec:
     return {"weight": float32(rows, dim)}
 
 
-class _Table(Module):
-    """What Embedding and EmbeddingBag share: the ``weight`` table and torch's arguments about it
-    (``max_norm`` is refused; ``norm_type``, ``scale_grad_by_freq`` and ``sparse`` are kept for
-    the repr and the configuration, having no effect without gradients)."""
-
-    def _init_table(
-        self,
-        *,
-        num_embeddings: int,
-        embedding_dim: int,
-        padding_idx: Optional[int],
-        max_norm: Optional[float],
-        norm_type: float,
-        scale_grad_by_freq: bool,
-        sparse: bool,
-        weight: Any,
-        device: Any,
-        dtype: Any,
-    ) -> None:
-        """Checks the table's arguments and registers ``weight`` (a copy of the given one, or a
-        new N(0, 1) table with the padding row zeroed)."""
-        check_factory_kwargs(device, dtype)
-        _check_unsupported(max_norm)
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
-        self.sparse = bool(sparse)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, weight))
-
-    def _config(self) -> Dict[str, Any]:
-        return {
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "padding_idx": self.padding_idx,
-            "norm_type": self.norm_type,
-            "scale_grad_by_freq": self.scale_grad_by_freq,
-            "sparse": self.sparse,
-        }
-
-
-class Embedding(_Table):
+class Embedding(Module):
     """A lookup table: ``forward(input)`` returns ``weight[input]``, shape ``input.shape +
     (embedding_dim,)`` for integer ``input`` of any shape (a 0-d index gives one row).
 
@@ -186,18 +155,16 @@ class Embedding(_Table):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        self._init_table(
-            num_embeddings=num_embeddings,
-            embedding_dim=embedding_dim,
-            padding_idx=padding_idx,
-            max_norm=max_norm,
-            norm_type=norm_type,
-            scale_grad_by_freq=scale_grad_by_freq,
-            sparse=sparse,
-            weight=_weight,
-            device=device,
-            dtype=dtype,
-        )
+        check_factory_kwargs(device, dtype)
+        _check_unsupported(max_norm)
+        self.num_embeddings = _size("num_embeddings", num_embeddings)
+        self.embedding_dim = _size("embedding_dim", embedding_dim)
+        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
+        self.max_norm = None
+        self.norm_type = float(norm_type)
+        self.scale_grad_by_freq = bool(scale_grad_by_freq)
+        self.sparse = bool(sparse)
+        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
 
     @classmethod
     def from_pretrained(
@@ -234,6 +201,9 @@ class Embedding(_Table):
         if self.sparse is not False:
             s += ", sparse=True"
         return s
+
+    def _config(self) -> Dict[str, Any]:
+        return _table_config(self)
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
@@ -326,7 +296,7 @@ def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where(inexact_even, np.nextafter(total, toward), total).astype(np.float32)
 
 
-class EmbeddingBag(_Table):
+class EmbeddingBag(Module):
     """Sums, means or maxima of bags of embeddings, without materialising the rows.
 
     ``forward(input, offsets=None, per_sample_weights=None)``: ``input`` is either 2-D ``(B, N)``
@@ -352,22 +322,20 @@ class EmbeddingBag(_Table):
         dtype: Any = None,
     ) -> None:
         super().__init__()
+        check_factory_kwargs(device, dtype)
+        _check_unsupported(max_norm)
         if mode not in _MODES:
             raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
-        self._init_table(
-            num_embeddings=num_embeddings,
-            embedding_dim=embedding_dim,
-            padding_idx=padding_idx,
-            max_norm=max_norm,
-            norm_type=norm_type,
-            scale_grad_by_freq=scale_grad_by_freq,
-            sparse=sparse,
-            weight=_weight,
-            device=device,
-            dtype=dtype,
-        )
+        self.num_embeddings = _size("num_embeddings", num_embeddings)
+        self.embedding_dim = _size("embedding_dim", embedding_dim)
+        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
+        self.max_norm = None
+        self.norm_type = float(norm_type)
+        self.scale_grad_by_freq = bool(scale_grad_by_freq)
         self.mode = mode
+        self.sparse = bool(sparse)
         self.include_last_offset = bool(include_last_offset)
+        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
 
     @classmethod
     def from_pretrained(
@@ -473,7 +441,7 @@ class EmbeddingBag(_Table):
         return s
 
     def _config(self) -> Dict[str, Any]:
-        return {**super()._config(), "mode": self.mode, "include_last_offset": self.include_last_offset}
+        return {**_table_config(self), "mode": self.mode, "include_last_offset": self.include_last_offset}
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
