@@ -239,12 +239,7 @@ def measure_lstm(threads: int, repeats: int, budget: float, peak_gmacs: Optional
             ort_time: Optional[float] = time_call(lambda: ort_lstm(x), repeats, budget)
         except ImportError:
             ort_time = None
-        torch_time = None
-        if torch is not None:
-            tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTM(i, h)), {torch.nn.LSTM}, dtype=torch.qint8)
-            tx = torch.from_numpy(x)
-            with torch.no_grad():
-                torch_time = time_call(lambda: tq(tx), repeats, budget)
+        torch_time = torch_dynamic_seconds(torch, "LSTM", h, x, repeats, budget)
         gmacs = lstm_macs(t, b, i, h) / ours / 1e9
         share = "-" if peak_gmacs is None else f"{gmacs / (peak_gmacs * threads):5.0%}"
         ms = lambda v: "-" if v is None else f"{v * 1e3:10.3f}"  # noqa: E731
@@ -253,6 +248,18 @@ def measure_lstm(threads: int, repeats: int, budget: float, peak_gmacs: Optional
             f"{ms(torch_time):>9} {ratio(torch_time, ours):>6} | {ours / t * 1e6:.1f}",
             flush=True,
         )
+
+
+def torch_dynamic_seconds(torch: Any, name: str, hidden_size: int, x: np.ndarray, repeats: int, budget: float) -> Optional[float]:
+    """Seconds per call on ``x`` of torch's dynamic quantized one-layer ``torch.nn.<name>`` with
+    ``hidden_size`` (and ``x``'s features as input size); None without torch."""
+    if torch is None:
+        return None
+    cls = getattr(torch.nn, name)
+    tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(cls(x.shape[-1], hidden_size)), {cls}, dtype=torch.qint8)
+    tx = torch.from_numpy(x)
+    with torch.no_grad():
+        return time_call(lambda: tq(tx), repeats, budget)
 
 
 def measure_gru_and_cells(repeats: int, budget: float) -> None:
@@ -274,12 +281,7 @@ def measure_gru_and_cells(repeats: int, budget: float) -> None:
             hidden = numpy_gru_step(x[step], hidden, w_ih, w_hh, b_ih, b_hh)
 
     numpy_time = time_call(numpy_gru, repeats, budget)
-    torch_time = None
-    if torch is not None:
-        tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.GRU(i, h)), {torch.nn.GRU}, dtype=torch.qint8)
-        tx = torch.from_numpy(x)
-        with torch.no_grad():
-            torch_time = time_call(lambda: tq(tx), repeats, budget)
+    torch_time = torch_dynamic_seconds(torch, "GRU", h, x, repeats, budget)
     print(f"\nGRU (50,16,512,512): ferroq {ours * 1e3:.2f} ms; numpy float loop {numpy_time * 1e3:.2f} ms "
           f"({numpy_time / ours:.2f}x); torch dynamic {'-' if torch_time is None else f'{torch_time * 1e3:.2f} ms ({torch_time / ours:.2f}x)'}")
 
