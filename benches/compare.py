@@ -28,31 +28,15 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 import ferroq
+from ferroq._demo import time_call
 from ferroq.nn.quantized import dynamic as nnqd
 
 DEFAULT_SHAPES = [(1, 768, 768), (1, 1024, 4096), (16, 768, 768), (32, 768, 3072), (128, 1024, 1024), (512, 1024, 1024)]
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int, budget: float) -> float:
-    """Median over ``repeats`` samples of the mean time of a loop lasting about ``budget`` seconds."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    inner = max(1, int(budget / once))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner)
-    return float(np.median(samples))
 
 
 class OnnxLinear:
@@ -123,15 +107,15 @@ def measure(shapes: List[Tuple[int, int, int]], threads: int, repeats: int, budg
         lin.weight, lin.bias = weight, bias
         q = nnqd.Linear.from_float(lin)
         row: Dict[str, Any] = {"shape": f"{m}x{k}x{n}", "threads": threads, "macs": m * k * n}
-        row["ferroq"] = median_seconds(lambda: q(x), repeats, budget)
-        row["numpy_f32"] = median_seconds(lambda: x @ weight.T + bias, repeats, budget)
+        row["ferroq"] = time_call(lambda: q(x), repeats, budget)
+        row["numpy_f32"] = time_call(lambda: x @ weight.T + bias, repeats, budget)
         try:
             onnx_lin = OnnxLinear(weight, bias, threads)
-            row["onnxruntime"] = median_seconds(lambda: onnx_lin(x), repeats, budget)
+            row["onnxruntime"] = time_call(lambda: onnx_lin(x), repeats, budget)
         except ImportError:
             row["onnxruntime"] = None
         torch_run = torch_linear(weight, bias)
-        row["torch"] = median_seconds(lambda: torch_run(x), repeats, budget) if torch_run else None
+        row["torch"] = time_call(lambda: torch_run(x), repeats, budget) if torch_run else None
         rows.append(row)
         print_row(row)
     return rows
@@ -249,18 +233,13 @@ def measure_lstm(threads: int, repeats: int, budget: float, peak_gmacs: Optional
         np.random.seed(0)
         q = nnqd.LSTM.from_float(ferroq.nn.LSTM(i, h))
         x = rng.standard_normal((t, b, i)).astype(np.float32)
-        ours = median_seconds(lambda: q(x), repeats, budget)
+        ours = time_call(lambda: q(x), repeats, budget)
         try:
             ort_lstm = OnnxLSTM(i, h, threads, rng)
-            ort_time: Optional[float] = median_seconds(lambda: ort_lstm(x), repeats, budget)
+            ort_time: Optional[float] = time_call(lambda: ort_lstm(x), repeats, budget)
         except ImportError:
             ort_time = None
-        torch_time = None
-        if torch is not None:
-            tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTM(i, h)), {torch.nn.LSTM}, dtype=torch.qint8)
-            tx = torch.from_numpy(x)
-            with torch.no_grad():
-                torch_time = median_seconds(lambda: tq(tx), repeats, budget)
+        torch_time = torch_dynamic_seconds(torch, "LSTM", h, x, repeats, budget)
         gmacs = lstm_macs(t, b, i, h) / ours / 1e9
         share = "-" if peak_gmacs is None else f"{gmacs / (peak_gmacs * threads):5.0%}"
         ms = lambda v: "-" if v is None else f"{v * 1e3:10.3f}"  # noqa: E731
@@ -269,6 +248,18 @@ def measure_lstm(threads: int, repeats: int, budget: float, peak_gmacs: Optional
             f"{ms(torch_time):>9} {ratio(torch_time, ours):>6} | {ours / t * 1e6:.1f}",
             flush=True,
         )
+
+
+def torch_dynamic_seconds(torch: Any, name: str, hidden_size: int, x: np.ndarray, repeats: int, budget: float) -> Optional[float]:
+    """Seconds per call on ``x`` of torch's dynamic quantized one-layer ``torch.nn.<name>`` with
+    ``hidden_size`` (and ``x``'s features as input size); None without torch."""
+    if torch is None:
+        return None
+    cls = getattr(torch.nn, name)
+    tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(cls(x.shape[-1], hidden_size)), {cls}, dtype=torch.qint8)
+    tx = torch.from_numpy(x)
+    with torch.no_grad():
+        return time_call(lambda: tq(tx), repeats, budget)
 
 
 def measure_gru_and_cells(repeats: int, budget: float) -> None:
@@ -281,7 +272,7 @@ def measure_gru_and_cells(repeats: int, budget: float) -> None:
     float_gru = ferroq.nn.GRU(i, h)
     q = nnqd.GRU.from_float(float_gru)
     x = rng.standard_normal((t, b, i)).astype(np.float32)
-    ours = median_seconds(lambda: q(x), repeats, budget)
+    ours = time_call(lambda: q(x), repeats, budget)
     w_ih, w_hh, b_ih, b_hh = float_gru.weight_ih_l0, float_gru.weight_hh_l0, float_gru.bias_ih_l0, float_gru.bias_hh_l0
 
     def numpy_gru() -> None:
@@ -289,13 +280,8 @@ def measure_gru_and_cells(repeats: int, budget: float) -> None:
         for step in range(t):
             hidden = numpy_gru_step(x[step], hidden, w_ih, w_hh, b_ih, b_hh)
 
-    numpy_time = median_seconds(numpy_gru, repeats, budget)
-    torch_time = None
-    if torch is not None:
-        tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.GRU(i, h)), {torch.nn.GRU}, dtype=torch.qint8)
-        tx = torch.from_numpy(x)
-        with torch.no_grad():
-            torch_time = median_seconds(lambda: tq(tx), repeats, budget)
+    numpy_time = time_call(numpy_gru, repeats, budget)
+    torch_time = torch_dynamic_seconds(torch, "GRU", h, x, repeats, budget)
     print(f"\nGRU (50,16,512,512): ferroq {ours * 1e3:.2f} ms; numpy float loop {numpy_time * 1e3:.2f} ms "
           f"({numpy_time / ours:.2f}x); torch dynamic {'-' if torch_time is None else f'{torch_time * 1e3:.2f} ms ({torch_time / ours:.2f}x)'}")
 
@@ -308,14 +294,14 @@ def measure_gru_and_cells(repeats: int, budget: float) -> None:
         w_ih, w_hh, b_ih, b_hh = float_cell.weight_ih, float_cell.weight_hh, float_cell.bias_ih, float_cell.bias_hh
         if name == "LSTMCell":
             state = (h1, h1.copy())
-            ours = median_seconds(lambda: qcell(x1, state), repeats, budget)
-            theirs = median_seconds(lambda: numpy_lstm_step(x1, h1, h1, w_ih, w_hh, b_ih + b_hh), repeats, budget)
+            ours = time_call(lambda: qcell(x1, state), repeats, budget)
+            theirs = time_call(lambda: numpy_lstm_step(x1, h1, h1, w_ih, w_hh, b_ih + b_hh), repeats, budget)
         elif name == "GRUCell":
-            ours = median_seconds(lambda: qcell(x1, h1), repeats, budget)
-            theirs = median_seconds(lambda: numpy_gru_step(x1, h1, w_ih, w_hh, b_ih, b_hh), repeats, budget)
+            ours = time_call(lambda: qcell(x1, h1), repeats, budget)
+            theirs = time_call(lambda: numpy_gru_step(x1, h1, w_ih, w_hh, b_ih, b_hh), repeats, budget)
         else:
-            ours = median_seconds(lambda: qcell(x1, h1), repeats, budget)
-            theirs = median_seconds(lambda: np.tanh(x1 @ w_ih.T + b_ih + h1 @ w_hh.T + b_hh), repeats, budget)
+            ours = time_call(lambda: qcell(x1, h1), repeats, budget)
+            theirs = time_call(lambda: np.tanh(x1 @ w_ih.T + b_ih + h1 @ w_hh.T + b_hh), repeats, budget)
         print(f"{name:>22} | {ours * 1e6:10.2f} | {theirs * 1e6:12.2f} {theirs / ours:5.2f}x")
 
 
@@ -325,7 +311,7 @@ def measure_call_floor(repeats: int, budget: float) -> None:
     packed object's lean entry point), 1 thread."""
     rng = np.random.default_rng(0)
     ferroq.set_num_threads(1)
-    floor = median_seconds(ferroq._core.get_num_threads, repeats, budget)
+    floor = time_call(ferroq._core.get_num_threads, repeats, budget)
     print(f"\n{'batch-1 call, 1 thread':>24} | {'module us':>9} | {'_core us':>8} | {'module / floor':>14}")
     print(f"{'bare _core call (floor)':>24} | {floor * 1e6:9.3f} | {'':>8} | {1.0:13.1f}x")
     np.random.seed(0)
@@ -339,8 +325,8 @@ def measure_call_floor(repeats: int, budget: float) -> None:
         calls.append((f"{name}(128)", module, (x, (h, h) if name == "LSTMCell" else h), "try_cell"))
     for label, module, args, entry in calls:
         core = getattr(module._packed, entry)
-        ours = median_seconds(lambda: module(*args), repeats, budget)
-        bare = median_seconds(lambda: core(*args), repeats, budget)
+        ours = time_call(lambda: module(*args), repeats, budget)
+        bare = time_call(lambda: core(*args), repeats, budget)
         print(f"{label:>24} | {ours * 1e6:9.3f} | {bare * 1e6:8.3f} | {ours / floor:13.1f}x")
 
 
@@ -370,8 +356,8 @@ def measure_stream(repeats: int, budget: float) -> None:
         for x in xs:
             h, c = numpy_lstm_step(x, h, c, w_ih, w_hh, bias)
 
-    ours_s = median_seconds(ours, repeats, budget) / STREAM_STEPS
-    numpy_s = median_seconds(numpy_cell, repeats, budget) / STREAM_STEPS
+    ours_s = time_call(ours, repeats, budget) / STREAM_STEPS
+    numpy_s = time_call(numpy_cell, repeats, budget) / STREAM_STEPS
     torch_s = None
     if torch is not None:
         tcell = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTMCell(128, 128)), {torch.nn.LSTMCell}, dtype=torch.qint8)[0]
@@ -383,7 +369,7 @@ def measure_stream(repeats: int, budget: float) -> None:
                 state = tcell(x, state)
 
         with torch.no_grad():
-            torch_s = median_seconds(torch_cell, repeats, budget) / STREAM_STEPS
+            torch_s = time_call(torch_cell, repeats, budget) / STREAM_STEPS
     print(
         f"\nLSTMCell(128) streamed, batch 1, per step: ferroq {ours_s * 1e6:.2f} us; numpy float32 {numpy_s * 1e6:.2f} us "
         f"({numpy_s / ours_s:.2f}x); torch dynamic {'-' if torch_s is None else f'{torch_s * 1e6:.2f} us ({torch_s / ours_s:.2f}x)'}",
@@ -430,8 +416,8 @@ def measure_decoder(repeats: int, budget: float) -> None:
             h = numpy_gru_step(embedding[token : token + 1], h, *dec)
             token = int(np.argmax(h @ w_out.T + b_out))
 
-    ours_s = median_seconds(ours, repeats, budget) / TARGET_WORDS
-    numpy_s = median_seconds(numpy_model, repeats, budget) / TARGET_WORDS
+    ours_s = time_call(ours, repeats, budget) / TARGET_WORDS
+    numpy_s = time_call(numpy_model, repeats, budget) / TARGET_WORDS
     torch_s = None
     if torch is not None:
         modules = torch.nn.ModuleList([torch.nn.GRU(hidden, hidden), torch.nn.GRUCell(hidden, hidden), torch.nn.Linear(hidden, vocab)])
@@ -446,7 +432,7 @@ def measure_decoder(repeats: int, budget: float) -> None:
                 token = int(torch.argmax(t_out(h)))
 
         with torch.no_grad():
-            torch_s = median_seconds(torch_model, repeats, budget) / TARGET_WORDS
+            torch_s = time_call(torch_model, repeats, budget) / TARGET_WORDS
     print(
         f"\nGRU encoder + greedy GRUCell/Linear decoder (H={hidden}, vocabulary {vocab}), batch 1, per word: ferroq {ours_s * 1e6:.1f} us; "
         f"numpy float32 {numpy_s * 1e6:.1f} us ({numpy_s / ours_s:.2f}x); "

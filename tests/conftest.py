@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -29,6 +32,49 @@ def load_case(name: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     return entry, arrays
 
 
+#: The start of a probe script on the dynamic quantized modules (see :func:`run_probe`): the thread
+#: count from ``argv[1]``, ``out`` (to print as JSON) holding the kernel path, ``qconfigs`` by name and
+#: ``digest``, a hash of arrays' bytes.
+QUANTIZED_PROBE_HEADER = r"""
+import hashlib, json, sys
+import numpy as np
+import ferroq
+from ferroq.nn.quantized import dynamic as nnqd
+from ferroq.quantization import per_channel_dynamic_qconfig, float16_dynamic_qconfig
+ferroq.set_num_threads(int(sys.argv[1]))
+out = {"backend": ferroq.backend()}
+qconfigs = {"tensor": None, "channel": per_channel_dynamic_qconfig, "fp16": float16_dynamic_qconfig}
+digest = lambda arrays: hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
+"""
+
+
+def run_probe(script: str, isa: str, threads: int = 1) -> Dict[str, Any]:
+    """The JSON that the Python ``script`` prints, run in a fresh process with ``FERROQ_ISA=isa``
+    and ``threads`` as its first argument (the kernel path is chosen once per process)."""
+    env = {**os.environ, "FERROQ_ISA": isa}
+    result = subprocess.run([sys.executable, "-c", script, str(threads)], env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(result.stdout))
+
+
+def assert_every_path_gives_scalar_bits(script: str, threads: Tuple[int, ...] = (1,)) -> Dict[str, Any]:
+    """Runs the probe ``script`` (see :func:`run_probe`) on the scalar path with one thread, then on
+    every path this CPU supports with each count of ``threads``, and asserts that every output
+    equals the scalar one. Prints the paths tested and skipped; returns the scalar outputs."""
+    supported = ferroq.supported_backends()
+    skipped = [b for b in ALL_BACKENDS if b not in supported]
+    print(f"\npaths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
+    reference = run_probe(script, "scalar")
+    assert reference.pop("backend") == "scalar"
+    for isa in supported:
+        for count in threads:
+            outputs = run_probe(script, isa, count)
+            assert outputs.pop("backend") == isa
+            assert outputs.keys() == reference.keys()
+            for key, bits in reference.items():
+                assert outputs[key] == bits, f"{isa} ({count} threads) differs from scalar on {key}"
+    return reference
+
+
 def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
     """Exact equality of float32 arrays, bit for bit (so -0.0 != 0.0 and NaN == same NaN)."""
     assert actual.dtype == np.float32 and expected.dtype == np.float32, (actual.dtype, expected.dtype)
@@ -41,6 +87,19 @@ def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
             f"{mismatched} of {a.size} values differ; first at {tuple(where)}: "
             f"{actual[tuple(where)]!r} != {expected[tuple(where)]!r}"
         )
+
+
+def assert_qweight_equals_golden(w: Any, arrays: Dict[str, np.ndarray]) -> None:
+    """A quantized weight equals a golden case's ``qweight.*`` arrays: its integers and its qparams,
+    per channel (the case has ``qweight.axis``) or per tensor."""
+    np.testing.assert_array_equal(w.int_repr(), arrays["qweight.int"])
+    if "qweight.axis" in arrays:
+        assert w.q_per_channel_axis() == int(arrays["qweight.axis"])
+        np.testing.assert_array_equal(w.q_per_channel_scales(), arrays["qweight.scale"])
+        np.testing.assert_array_equal(w.q_per_channel_zero_points(), arrays["qweight.zero_point"])
+    else:
+        assert w.q_scale() == float(arrays["qweight.scale"])
+        assert w.q_zero_point() == int(arrays["qweight.zero_point"])
 
 
 def pytest_report_header(config: Any) -> List[str]:

@@ -3,18 +3,16 @@ the choice, and the public surface matches the type stubs."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import ferroq
 
-from conftest import ALL_BACKENDS
+from conftest import assert_every_path_gives_scalar_bits
 
 PROBE = r"""
 import json, sys
@@ -37,23 +35,8 @@ json.dump(out, sys.stdout)
 """
 
 
-def run_probe(isa: str) -> dict:
-    env = {**os.environ, "FERROQ_ISA": isa}
-    result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
 def test_every_supported_path_gives_identical_bits():
-    supported = ferroq.supported_backends()
-    skipped = [b for b in ALL_BACKENDS if b not in supported]
-    print(f"\nkernel paths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
-    reference = run_probe("scalar")
-    assert reference.pop("backend") == "scalar"
-    for isa in supported[1:]:
-        outputs = run_probe(isa)
-        assert outputs.pop("backend") == isa
-        for key, bits in reference.items():
-            assert outputs[key] == bits, f"{isa} differs from scalar on {key}"
+    assert_every_path_gives_scalar_bits(PROBE)
 
 
 def test_scalar_override_is_reported_by_backend():

@@ -7,31 +7,15 @@ heights (16, 17, 33), and NaN and infinity through float16 weights."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from conftest import QUANTIZED_PROBE_HEADER, assert_every_path_gives_scalar_bits
 
-import ferroq
-
-from conftest import ALL_BACKENDS
-
-PROBE = r"""
-import hashlib, json, sys
-import numpy as np
-import ferroq
-from ferroq.nn.quantized import dynamic as nnqd
-from ferroq.quantization import per_channel_dynamic_qconfig, float16_dynamic_qconfig
-ferroq.set_num_threads(int(sys.argv[1]))
+PROBE = QUANTIZED_PROBE_HEADER + r"""
 rng = np.random.default_rng(11)
-out = {"backend": ferroq.backend()}
-qconfigs = {"tensor": None, "channel": per_channel_dynamic_qconfig, "fp16": float16_dynamic_qconfig}
 cases = [
     ("LSTM", {}, 5, 3), ("LSTM", {"bidirectional": True, "num_layers": 2}, 40, 2), ("LSTM", {"proj_size": 7}, 33, 4),
     ("LSTM", {}, 64, 1), ("GRU", {}, 47, 3), ("GRU", {"bias": False}, 96, 2), ("RNN", {"nonlinearity": "relu"}, 17, 3),
     ("RNN", {}, 130, 2), ("LSTM", {}, 256, 64), ("LSTM", {}, 40, 16), ("GRU", {}, 44, 17), ("RNN", {}, 48, 33),
 ]
-digest = lambda arrays: hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
 for (mode, kwargs, hidden, batch) in cases:
     for qname, qconfig in qconfigs.items():
         if batch == 64 and qname != "tensor":
@@ -70,22 +54,5 @@ json.dump(out, sys.stdout)
 """
 
 
-def run_probe(isa: str, threads: int) -> dict:
-    env = {**os.environ, "FERROQ_ISA": isa}
-    result = subprocess.run([sys.executable, "-c", PROBE, str(threads)], env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
 def test_every_supported_path_gives_identical_recurrent_outputs():
-    supported = ferroq.supported_backends()
-    skipped = [b for b in ALL_BACKENDS if b not in supported]
-    print(f"\nrecurrent paths tested: {supported}; SKIPPED (not on this CPU): {skipped}")
-    reference = run_probe("scalar", 1)
-    assert reference.pop("backend") == "scalar"
-    for isa in supported:
-        for threads in [1, 2]:
-            outputs = run_probe(isa, threads)
-            assert outputs.pop("backend") == isa
-            assert outputs.keys() == reference.keys()
-            for key, bits in reference.items():
-                assert outputs[key] == bits, f"{isa} ({threads} threads) differs from scalar on {key}"
+    assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))

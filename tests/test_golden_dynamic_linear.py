@@ -10,7 +10,7 @@ import ferroq
 from ferroq.nn.quantized import dynamic as nnqd
 from ferroq.quantization import default_dynamic_qconfig, float16_dynamic_qconfig, per_channel_dynamic_qconfig
 
-from conftest import assert_same_bits, golden_cases, load_case
+from conftest import assert_qweight_equals_golden, assert_same_bits, golden_cases, load_case
 
 QCONFIGS = {
     "per_tensor": default_dynamic_qconfig,
@@ -35,15 +35,8 @@ def test_weights_and_qparams_equal_torch(case: str) -> None:
         assert q.dtype is ferroq.float16
         np.testing.assert_array_equal(q.weight(), arrays["params.weight"].astype(np.float16))
         return
-    w = q.weight()
-    np.testing.assert_array_equal(w.int_repr(), arrays["qweight.int"])
-    if entry["qconfig"] == "per_channel":
-        assert w.q_per_channel_axis() == int(arrays["qweight.axis"])
-        np.testing.assert_array_equal(w.q_per_channel_scales(), arrays["qweight.scale"])
-        np.testing.assert_array_equal(w.q_per_channel_zero_points(), arrays["qweight.zero_point"])
-    else:
-        assert w.q_scale() == float(arrays["qweight.scale"])
-        assert w.q_zero_point() == int(arrays["qweight.zero_point"])
+    assert ("qweight.axis" in arrays) == (entry["qconfig"] == "per_channel")
+    assert_qweight_equals_golden(q.weight(), arrays)
 
 
 @pytest.mark.parametrize("case", golden_cases("dynamic_linear_"))

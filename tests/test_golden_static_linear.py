@@ -22,7 +22,7 @@ from ferroq.quantization import (
     prepare,
 )
 
-from conftest import golden_cases, load_case
+from conftest import assert_qweight_equals_golden, golden_cases, load_case
 
 CASES = golden_cases("static_linear_per_")
 
@@ -82,15 +82,7 @@ def test_output_observer_sees_the_float_linears_output(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_weights_equal_torchs(case: str) -> None:
     model, entry, arrays = converted_model(case)
-    w = model[1].weight()
-    np.testing.assert_array_equal(w.int_repr(), arrays["qweight.int"])
-    if "qweight.axis" in arrays:
-        assert w.q_per_channel_axis() == int(arrays["qweight.axis"])
-        np.testing.assert_array_equal(w.q_per_channel_scales(), arrays["qweight.scale"])
-        np.testing.assert_array_equal(w.q_per_channel_zero_points(), arrays["qweight.zero_point"])
-    else:
-        assert w.q_scale() == float(arrays["qweight.scale"])
-        assert w.q_zero_point() == int(arrays["qweight.zero_point"])
+    assert_qweight_equals_golden(model[1].weight(), arrays)
     if entry["kwargs"]["bias"]:
         np.testing.assert_array_equal(model[1].bias(), arrays["params.bias"])
     else:

@@ -6,23 +6,10 @@ tanh/relu, per-channel and float16 weights."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from conftest import QUANTIZED_PROBE_HEADER, assert_every_path_gives_scalar_bits
 
-import ferroq
-
-PROBE = r"""
-import hashlib, json, sys
-import numpy as np
-import ferroq
-from ferroq.nn.quantized import dynamic as nnqd
-from ferroq.quantization import per_channel_dynamic_qconfig, float16_dynamic_qconfig
-ferroq.set_num_threads(int(sys.argv[1]))
+PROBE = QUANTIZED_PROBE_HEADER + r"""
 rng = np.random.default_rng(17)
-out = {"backend": ferroq.backend()}
-qconfigs = {"tensor": None, "channel": per_channel_dynamic_qconfig, "fp16": float16_dynamic_qconfig}
 # (mode, kwargs, hidden, qconfig): each hidden projection has >= 2**22 multiply-accumulates at 17 rows.
 cases = [
     ("LSTM", {"num_layers": 2, "bidirectional": True}, 256, "tensor"),
@@ -44,23 +31,10 @@ for mode, kwargs, hidden, qname in cases:
     for name, run_lengths in [("lengths", lengths), ("full", None)]:
         y, state = q(x, None, run_lengths)
         states = state if isinstance(state, tuple) else (state,)
-        out[f"{mode}-{kwargs}-{hidden}-{qname}-{name}"] = hashlib.sha256(b"".join(a.tobytes() for a in (y, *states))).hexdigest()
+        out[f"{mode}-{kwargs}-{hidden}-{qname}-{name}"] = digest((y, *states))
 json.dump(out, sys.stdout)
 """
 
 
-def run_probe(isa: str, threads: int) -> dict:
-    env = {**os.environ, "FERROQ_ISA": isa}
-    result = subprocess.run([sys.executable, "-c", PROBE, str(threads)], env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
 def test_split_steps_give_the_bits_of_one_thread_on_every_path():
-    reference = run_probe("scalar", 1)
-    assert reference.pop("backend") == "scalar"
-    assert len(reference) == 14
-    for isa in ferroq.supported_backends():
-        for threads in [1, 2]:
-            outputs = run_probe(isa, threads)
-            assert outputs.pop("backend") == isa
-            assert outputs == reference, f"{isa} on {threads} threads differs from scalar on 1 thread"
+    assert len(assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))) == 14

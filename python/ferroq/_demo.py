@@ -48,13 +48,14 @@ def convert(model: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*[nnqd.Linear.from_float(m) if isinstance(m, nn.Linear) else m for m in model])
 
 
-def time_call(fn: Callable[[], Any], repeats: int = 7) -> float:
-    """Median seconds per call, each sample long enough to be measurable."""
+def time_call(fn: Callable[[], Any], repeats: int = 7, budget: float = 0.02) -> float:
+    """Median seconds per call over ``repeats`` samples, each a loop of calls lasting about
+    ``budget`` seconds (so that it is measurable); ``benches/compare.py`` times with it too."""
     fn()
     start = time.perf_counter()
     fn()
     once = time.perf_counter() - start
-    inner = max(1, int(0.02 / max(once, 1e-7)))
+    inner = max(1, int(budget / max(once, 1e-7)))
     samples: List[float] = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -6,7 +6,7 @@ PyTorch's dtype objects (``torch.qint8``), without importing torch.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Type, TypeVar, Union
 
 import numpy as np
 
@@ -111,21 +111,25 @@ def _plain_name(value: Any) -> Optional[str]:
     return text
 
 
-def as_dtype(value: Union[DType, str, Any]) -> DType:
-    """The :class:`DType` for a ferroq dtype, its name, or a torch dtype. TypeError otherwise."""
-    if isinstance(value, DType):
+_T = TypeVar("_T")
+
+
+def _lookup(value: Any, kind: Type[_T], table: Dict[str, _T], what: str, examples: str) -> _T:
+    """``value`` if it is a ``kind``, else the entry of ``table`` its plain name selects; otherwise
+    TypeError saying that a ``what`` (such as ``examples``) was expected."""
+    if isinstance(value, kind):
         return value
     name = _plain_name(value)
-    if name is not None and name in _DTYPES:
-        return _DTYPES[name]
-    raise TypeError(f"expected a dtype (ferroq.qint8, ferroq.quint8, ferroq.float16 or its name), got {value!r}")
+    if name is not None and name in table:
+        return table[name]
+    raise TypeError(f"expected a {what} ({examples} or its name), got {value!r}")
+
+
+def as_dtype(value: Union[DType, str, Any]) -> DType:
+    """The :class:`DType` for a ferroq dtype, its name, or a torch dtype. TypeError otherwise."""
+    return _lookup(value, DType, _DTYPES, "dtype", "ferroq.qint8, ferroq.quint8, ferroq.float16")
 
 
 def as_qscheme(value: Union[QScheme, str, Any]) -> QScheme:
     """The :class:`QScheme` for a ferroq qscheme, its name, or a torch qscheme. TypeError otherwise."""
-    if isinstance(value, QScheme):
-        return value
-    name = _plain_name(value)
-    if name is not None and name in _QSCHEMES:
-        return _QSCHEMES[name]
-    raise TypeError(f"expected a qscheme (ferroq.per_tensor_affine, ... or its name), got {value!r}")
+    return _lookup(value, QScheme, _QSCHEMES, "qscheme", "ferroq.per_tensor_affine, ...")

@@ -168,20 +168,8 @@ class QTensor:
             self._zero_point = _check_zero_point(zero_point, dtype)
             self._scales = self._zero_points = self._axis = None
         else:
-            if values.ndim == 0:
-                raise ValueError("a per-channel QTensor needs at least 1 dimension")
-            axis = int(axis)
-            if not -values.ndim <= axis < values.ndim:
-                raise ValueError(f"axis {axis} is out of range for a tensor with {values.ndim} dimensions")
-            axis %= values.ndim
             scales, zero_points = _per_channel_qparams(scale, zero_point, dtype)
-            channels = values.shape[axis]
-            if scales.shape != (channels,) or zero_points.shape != (channels,):
-                raise ValueError(
-                    f"expected {channels} scales and zero points along axis {axis}, "
-                    f"got {scales.size} scales and {zero_points.size} zero points"
-                )
-            _check_per_channel_qparams(scales, zero_points, dtype)
+            axis = _channel_axis(axis, values, scales, zero_points, dtype, "a per-channel QTensor")
             self._scales, self._zero_points, self._axis = scales, zero_points, axis
             self._scale = self._zero_point = None
         return self
@@ -360,6 +348,26 @@ def _per_channel_qparams(scale: Any, zero_point: Any, dtype: DType) -> Tuple[np.
     return np.asarray(to_numpy(scale), dtype=np.float64).reshape(-1), _integer_array(zero_point, "zero_points")
 
 
+def _channel_axis(axis: Any, values: np.ndarray, scales: np.ndarray, zero_points: np.ndarray, dtype: DType, owner: str) -> int:
+    """``axis`` in ``0..values.ndim-1`` for the per-channel ``scales`` and ``zero_points`` of
+    ``values`` (one of each per index along it, checked by :func:`_check_per_channel_qparams`);
+    ValueError, its message starting with ``owner`` for a 0-D ``values``, otherwise."""
+    if values.ndim == 0:
+        raise ValueError(f"{owner} needs at least 1 dimension")
+    axis = int(axis)
+    if not -values.ndim <= axis < values.ndim:
+        raise ValueError(f"axis {axis} is out of range for {values.ndim} dimensions")
+    axis %= values.ndim
+    channels = values.shape[axis]
+    if scales.shape != (channels,) or zero_points.shape != (channels,):
+        raise ValueError(
+            f"expected {channels} scales and zero points along axis {axis} of shape {values.shape}, "
+            f"got {scales.size} scales and {zero_points.size} zero points"
+        )
+    _check_per_channel_qparams(scales, zero_points, dtype)
+    return axis
+
+
 def _check_per_channel_qparams(scales: np.ndarray, zero_points: np.ndarray, dtype: DType) -> None:
     """Integer zero points: :func:`_check_channel_qparams`; float zero points: valid scales and
     finite zero points."""
@@ -391,19 +399,8 @@ def quantize_per_channel(x: Any, scales: Any, zero_points: Any, axis: int, dtype
     values = as_float32(x)
     check_finite(values)
     scales, zero_points = _per_channel_qparams(scales, zero_points, dt)
-    if values.ndim == 0:
-        raise ValueError("quantize_per_channel needs an input with at least 1 dimension")
-    axis = int(axis)
-    if not -values.ndim <= axis < values.ndim:
-        raise ValueError(f"axis {axis} is out of range for an input with {values.ndim} dimensions")
-    axis %= values.ndim
+    axis = _channel_axis(axis, values, scales, zero_points, dt, "quantize_per_channel's input")
     channels = values.shape[axis]
-    if scales.shape != (channels,) or zero_points.shape != (channels,):
-        raise ValueError(
-            f"expected {channels} scales and zero points along axis {axis} of shape {values.shape}, "
-            f"got {scales.size} scales and {zero_points.size} zero points"
-        )
-    _check_per_channel_qparams(scales, zero_points, dt)
     shape = [1] * values.ndim
     shape[axis] = channels
     inv_scale = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)

@@ -27,7 +27,7 @@ store)::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -132,36 +132,22 @@ def _static_linear(m: Any) -> Module:
     return q
 
 
+#: The constructor arguments ``Embedding`` and ``EmbeddingBag`` share besides the table's shape.
+_EMBEDDING_ARGS = ("padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse")
+
+
 def _embedding(m: Any) -> Module:
-    return _params(
-        m,
-        nn.Embedding(
-            m.num_embeddings,
-            m.embedding_dim,
-            padding_idx=m.padding_idx,
-            max_norm=m.max_norm,
-            norm_type=m.norm_type,
-            scale_grad_by_freq=m.scale_grad_by_freq,
-            sparse=m.sparse,
-        ),
-    )
+    return _params(m, nn.Embedding(m.num_embeddings, m.embedding_dim, **_attributes(m, _EMBEDDING_ARGS)))
 
 
 def _embedding_bag(m: Any) -> Module:
-    return _params(
-        m,
-        nn.EmbeddingBag(
-            m.num_embeddings,
-            m.embedding_dim,
-            max_norm=m.max_norm,
-            norm_type=m.norm_type,
-            scale_grad_by_freq=m.scale_grad_by_freq,
-            mode=m.mode,
-            sparse=m.sparse,
-            include_last_offset=m.include_last_offset,
-            padding_idx=m.padding_idx,
-        ),
-    )
+    names = _EMBEDDING_ARGS + ("mode", "include_last_offset")
+    return _params(m, nn.EmbeddingBag(m.num_embeddings, m.embedding_dim, **_attributes(m, names)))
+
+
+def _attributes(m: Any, names: Tuple[str, ...]) -> Dict[str, Any]:
+    """``m``'s attributes ``names`` by name (constructor arguments to copy)."""
+    return {name: getattr(m, name) for name in names}
 
 
 def _layer_norm(m: Any) -> Module:

@@ -140,6 +140,9 @@ def _softmax_dim(name: str, dim: Optional[int], ndim: int) -> int:
 
 
 class _SoftmaxBase(Module):
+    """What Softmax and LogSoftmax share: ``dim``, the float64 shift by the maximum and the sum of
+    exponentials; a subclass combines the two in :meth:`_combine`."""
+
     _name = ""
 
     def __init__(self, dim: Optional[int] = None) -> None:
@@ -160,6 +163,17 @@ class _SoftmaxBase(Module):
             total = np.sum(np.exp(shifted), axis=dim, keepdims=True)
         return shifted, total
 
+    def forward(self, input: Any) -> np.ndarray:
+        shape = np.shape(as_float32(input))
+        shifted, total = self._shifted(input)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _narrow(self._combine(shifted, total)).reshape(shape)
+
+    @staticmethod
+    def _combine(shifted: np.ndarray, total: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        """The result from :meth:`_shifted`'s two arrays (float64)."""
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
@@ -178,11 +192,9 @@ class Softmax(_SoftmaxBase):
 
     _name = "softmax"
 
-    def forward(self, input: Any) -> np.ndarray:
-        shape = np.shape(as_float32(input))
-        shifted, total = self._shifted(input)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return _narrow(np.exp(shifted) / total).reshape(shape)
+    @staticmethod
+    def _combine(shifted: np.ndarray, total: np.ndarray) -> np.ndarray:
+        return np.exp(shifted) / total
 
 
 class LogSoftmax(_SoftmaxBase):
@@ -190,11 +202,9 @@ class LogSoftmax(_SoftmaxBase):
 
     _name = "log_softmax"
 
-    def forward(self, input: Any) -> np.ndarray:
-        shape = np.shape(as_float32(input))
-        shifted, total = self._shifted(input)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return _narrow(shifted - np.log(total)).reshape(shape)
+    @staticmethod
+    def _combine(shifted: np.ndarray, total: np.ndarray) -> np.ndarray:
+        return shifted - np.log(total)
 
 
 class Hardtanh(Module):

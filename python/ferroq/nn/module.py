@@ -229,8 +229,8 @@ class Module:
         updates: List[Callable[[], None]] = []
         for module_name, module in self.named_modules():
             prefix = module_name + "." if module_name else ""
-            local_metadata = metadata.get(module_name, {})
-            updates.extend(module._load_from_state_dict(state_dict, prefix, local_metadata, missing, expected, errors))
+            version = metadata.get(module_name, {}).get("version")
+            updates.extend(module._load_from_state_dict(state_dict, prefix, version, missing, expected, errors))
         unexpected = [key for key in state_dict if key not in expected]
         if strict:
             if unexpected:
@@ -244,16 +244,12 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
+        self, state_dict: Dict[str, Any], prefix: str, version: Optional[int], missing: List[str], expected: set, errors: List[str]
     ) -> List[Callable[[], None]]:
-        """Checks this module's own keys (not its children's) and returns the assignments to make
-        once the whole tree has checked out. Records keys it owns in ``expected``."""
+        """Checks this module's own keys (not its children's): its parameters, then the entries
+        :meth:`_state_keys` names, read by :meth:`_load_state`. Returns the assignments to make once
+        the whole tree has checked out; records the keys it owns in ``expected``, the absent ones in
+        ``missing`` and every problem in ``errors``."""
         updates: List[Callable[[], None]] = []
         for name, current in self._parameters.items():
             key = prefix + name
@@ -276,16 +272,30 @@ class Module:
                 )
                 continue
             updates.append(functools.partial(self._parameters.__setitem__, name, value))
+        names = self._state_keys()
+        if names:
+            keys = [prefix + n for n in names]
+            expected.update(keys)
+            absent = [k for k in keys if k not in state_dict]
+            missing.extend(absent)
+            if not absent:
+                try:
+                    updates.append(self._load_state({n: state_dict[k] for n, k in zip(names, keys)}, version))
+                except (TypeError, ValueError, NotImplementedError) as e:
+                    errors.append(f"while loading the state of {prefix[:-1] or type(self).__name__}: {e}")
         return updates
 
-    @staticmethod
-    def _claim_keys(state_dict: Dict[str, Any], keys: List[str], missing: List[str], expected: set) -> bool:
-        """For ``_load_from_state_dict`` overrides: marks ``keys`` as this module's, records the
-        absent ones as missing, and says whether all are present."""
-        expected.update(keys)
-        absent = [k for k in keys if k not in state_dict]
-        missing.extend(absent)
-        return not absent
+    def _state_keys(self) -> List[str]:
+        """The state-dict entries, besides parameters, that this module stores (names without the
+        prefix; :meth:`_save_to_state_dict` writes them, :meth:`_load_state` reads them)."""
+        return []
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        """For a module with :meth:`_state_keys`: checks ``values`` (those entries by name, from a
+        state dict of module ``version``, None if unrecorded) without changing anything, and returns
+        the assignment that installs them. Raises TypeError, ValueError or NotImplementedError,
+        which ``load_state_dict`` reports."""
+        raise NotImplementedError(f"{type(self).__name__} stores no state besides its parameters")
 
     # -- configuration (what ferroq.save stores besides the state dict) ---------------------
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 
 from .._arrays import as_float32
-from .._state_spec import Config, StateSpec, float32, matrices_spec, rnn_parameter_shapes
+from .._state_spec import Config, StateSpec, float32, matrices_spec
 from .basic import uniform
 from .dropout import dropout as _dropout
 from ._recurrent_args import (
@@ -34,6 +34,7 @@ from ._recurrent_args import (
     lstm_state,
     stack_sizes,
 )
+from ._recurrent_config import cell_config, cell_matrices, cell_repr, stack_config, stack_matrices, stack_repr
 from .module import Module
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -178,6 +179,8 @@ class _RNNBase(Module):
 
     #: How torch's message for an input that is neither 2-D nor 3-D ends.
     _rank_suffix = " instead"
+    #: The modes of this class's instances (see ``_recurrent_config``).
+    _modes: Tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -313,56 +316,14 @@ class _RNNBase(Module):
         return layer_input, tuple(np.stack(component) for component in zip(*finals))
 
     def extra_repr(self) -> str:
-        """torch's: sizes, then only the arguments that differ from their defaults."""
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size != 0:
-            s += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if self.bias is not True:
-            s += f", bias={self.bias}"
-        if self.batch_first is not False:
-            s += f", batch_first={self.batch_first}"
-        if self.dropout != 0:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional is not False:
-            s += f", bidirectional={self.bidirectional}"
-        return s
+        return stack_repr(self, nonlinearity=False)
 
     def _config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bias": self.bias,
-            "batch_first": self.batch_first,
-            "dropout": self.dropout,
-            "bidirectional": self.bidirectional,
-        }
-        if isinstance(self, LSTM):
-            config["proj_size"] = self.proj_size
-        if isinstance(self, RNN):
-            config["nonlinearity"] = self.nonlinearity
-        return config
+        return stack_config(self)
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
-        gates = 4 if issubclass(cls, LSTM) else 3 if issubclass(cls, GRU) else 1
-        hidden_size = config.integer("hidden_size", 1)
-        shapes = rnn_parameter_shapes(
-            gates,
-            config.integer("input_size", 1),
-            hidden_size,
-            config.count("num_layers", 1),
-            config.flag("bidirectional", False),
-            config.integer("proj_size", 0, hidden_size - 1, 0) if issubclass(cls, LSTM) else 0,
-            config.flag("bias", True),
-        )
-        config.flag("batch_first", False)
-        config.number("dropout", 0.0, 1.0, 0.0)
-        if issubclass(cls, RNN):
-            config.choice("nonlinearity", ("tanh", "relu"), "tanh")
-        return matrices_spec(shapes, lambda shape: float32(*shape))
+        return matrices_spec(stack_matrices(config, cls._modes, min_input_size=1), lambda shape: float32(*shape))
 
 
 class LSTM(_RNNBase):
@@ -379,6 +340,8 @@ class LSTM(_RNNBase):
     are initialised from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) with numpy's global generator.
     Like torch, a new module is in training mode (dropout active); call ``eval()`` for inference.
     """
+
+    _modes = ("LSTM",)
 
     def __init__(
         self,
@@ -438,6 +401,8 @@ class GRU(_RNNBase):
     U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)). New modules are in training mode.
     """
 
+    _modes = ("GRU",)
+
     def __init__(
         self,
         input_size: int,
@@ -479,6 +444,8 @@ class RNN(_RNNBase):
     ones when bidirectional; initialised from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)). New
     modules are in training mode.
     """
+
+    _modes = ("RNN_TANH", "RNN_RELU")
 
     _rank_suffix = " tensor instead"
 
@@ -522,6 +489,8 @@ class _RNNCellBase(Module):
     input_size: int
     hidden_size: int
     bias: bool
+    #: The modes of this class's instances (see ``_recurrent_config``).
+    _modes: Tuple[str, ...] = ()
 
     def __init__(self, *, input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> None:
         super().__init__()
@@ -559,30 +528,14 @@ class _RNNCellBase(Module):
         return tuple(np.ascontiguousarray(s, dtype=np.float32) for s in new_states)
 
     def extra_repr(self) -> str:
-        """torch's: sizes, then ``bias``/``nonlinearity`` when not the default."""
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.bias is not True:
-            s += f", bias={self.bias}"
-        nonlinearity = getattr(self, "nonlinearity", "tanh")
-        if nonlinearity != "tanh":
-            s += f", nonlinearity={nonlinearity}"
-        return s
+        return cell_repr(self)
 
     def _config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias}
-        if hasattr(self, "nonlinearity"):
-            config["nonlinearity"] = self.nonlinearity
-        return config
+        return cell_config(self)
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
-        gates = 4 if issubclass(cls, LSTMCell) else 3 if issubclass(cls, GRUCell) else 1
-        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size"), config.flag("bias", True)
-        if issubclass(cls, RNNCell):
-            config.choice("nonlinearity", ("tanh", "relu"), "tanh")
-        rows = gates * hidden_size
-        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
-        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: float32(*shape))
+        return matrices_spec(cell_matrices(config, cls._modes, min_hidden_size=0), lambda shape: float32(*shape))
 
 
 class LSTMCell(_RNNCellBase):
@@ -591,6 +544,8 @@ class LSTMCell(_RNNCellBase):
     Parameters ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh`` (4H,), gate
     rows i, f, g, o; initialised from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
     """
+
+    _modes = ("LSTM",)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=4)
@@ -609,6 +564,8 @@ class GRUCell(_RNNCellBase):
     rows r, z, n; initialised from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
     """
 
+    _modes = ("GRU",)
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=3)
 
@@ -626,6 +583,8 @@ class RNNCell(_RNNCellBase):
     initialised from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)). Unlike torch, which fails only
     at the first call, an unknown ``nonlinearity`` is a ValueError here already.
     """
+
+    _modes = ("RNN_TANH", "RNN_RELU")
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh") -> None:
         elman_mode(nonlinearity)

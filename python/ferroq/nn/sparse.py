@@ -25,7 +25,7 @@ import numpy as np
 
 from .._arrays import as_float32, to_numpy
 from ._args import check_factory_kwargs
-from .._state_spec import MAX_SIZE, Config, StateSpec, float32
+from .._state_spec import Config, StateSpec, float32
 from .module import Module
 
 __all__ = ["Embedding", "EmbeddingBag"]
@@ -106,6 +106,18 @@ def _pretrained(embeddings: Any) -> np.ndarray:
     if weight.ndim != 2:
         raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {tuple(weight.shape)}")
     return weight
+
+
+def _table_config(module: Any) -> Dict[str, Any]:
+    """The configuration of an embedding table (Embedding, EmbeddingBag) both classes share."""
+    return {
+        "num_embeddings": module.num_embeddings,
+        "embedding_dim": module.embedding_dim,
+        "padding_idx": module.padding_idx,
+        "norm_type": module.norm_type,
+        "scale_grad_by_freq": module.scale_grad_by_freq,
+        "sparse": module.sparse,
+    }
 
 
 def _table_state_spec(config: Config) -> StateSpec:
@@ -191,14 +203,7 @@ class Embedding(Module):
         return s
 
     def _config(self) -> Dict[str, Any]:
-        return {
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "padding_idx": self.padding_idx,
-            "norm_type": self.norm_type,
-            "scale_grad_by_freq": self.scale_grad_by_freq,
-            "sparse": self.sparse,
-        }
+        return _table_config(self)
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:
@@ -436,16 +441,7 @@ class EmbeddingBag(Module):
         return s
 
     def _config(self) -> Dict[str, Any]:
-        return {
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "norm_type": self.norm_type,
-            "scale_grad_by_freq": self.scale_grad_by_freq,
-            "mode": self.mode,
-            "sparse": self.sparse,
-            "include_last_offset": self.include_last_offset,
-            "padding_idx": self.padding_idx,
-        }
+        return {**_table_config(self), "mode": self.mode, "include_last_offset": self.include_last_offset}
 
     @classmethod
     def _state_spec(cls, config: Config) -> StateSpec:

@@ -130,7 +130,7 @@ class HistogramObserver(_UniformObserver):
         for name, value in (("bins", bins), ("upsample_rate", upsample_rate)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"HistogramObserver {name} must be a positive int, got {value!r}")
-        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps)
+        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range, quant_min=quant_min, quant_max=quant_max, eps=eps)
         self.bins = int(bins)
         self.upsample_rate = int(upsample_rate)
         #: Levels of the 8-bit target type (not halved by reduce_range, as in torch).

@@ -244,7 +244,9 @@ class PerChannelMinMaxObserver(_UniformObserver):
         eps: float = FLOAT32_EPS,
         is_dynamic: bool = False,
     ) -> None:
-        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        super().__init__(
+            dtype=dtype, qscheme=qscheme, reduce_range=reduce_range, quant_min=quant_min, quant_max=quant_max, eps=eps, is_dynamic=is_dynamic
+        )
         _refuse_reduced_symmetric_quint8(self)
         self.ch_axis = int(ch_axis)
         self.min_val = np.zeros(0, dtype=np.float32)

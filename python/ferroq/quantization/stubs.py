@@ -13,27 +13,23 @@ from ..nn.module import Module
 __all__ = ["QuantStub", "DeQuantStub"]
 
 
-class QuantStub(Module):
+class _Stub(Module):
+    """An identity marking a boundary of the quantized region; ``qconfig``, if given, is set on it."""
+
+    def __init__(self, qconfig: Any = None) -> None:
+        super().__init__()
+        if qconfig:
+            self.qconfig = qconfig
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+class QuantStub(_Stub):
     """Marks where float activations become quantized. Identity until ``convert`` replaces it by a
     ``Quantize`` with the qparams its observer chose. ``qconfig``, if given, is set on the stub."""
 
-    def __init__(self, qconfig: Any = None) -> None:
-        super().__init__()
-        if qconfig:
-            self.qconfig = qconfig
 
-    def forward(self, x: Any) -> Any:
-        return x
-
-
-class DeQuantStub(Module):
+class DeQuantStub(_Stub):
     """Marks where quantized activations become float again. Identity until ``convert`` replaces
     it by a ``DeQuantize``. ``qconfig``, if given, is set on the stub."""
-
-    def __init__(self, qconfig: Any = None) -> None:
-        super().__init__()
-        if qconfig:
-            self.qconfig = qconfig
-
-    def forward(self, x: Any) -> Any:
-        return x

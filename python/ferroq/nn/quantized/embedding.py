@@ -149,31 +149,19 @@ class Embedding(Module):
         destination[prefix + "_packed_params.dtype"] = self.dtype
         destination[prefix + "_packed_params._packed_weight"] = self._weight
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        keys = [prefix + k for k in EMBEDDING_STATE_KEYS]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return []
-        try:
-            if as_dtype(state_dict[keys[0]]) is not self.dtype:
-                raise TypeError(f"the state holds dtype {as_dtype(state_dict[keys[0]])!r}, this module has {self.dtype!r}")
-            weight = state_dict[keys[1]]
-            table = self._table_for(weight)
-        except (TypeError, ValueError, NotImplementedError) as e:
-            errors.append(f"while loading {prefix}_packed_params: {e}")
-            return []
+    def _state_keys(self) -> List[str]:
+        return list(EMBEDDING_STATE_KEYS)
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        dtype, weight = (values[k] for k in EMBEDDING_STATE_KEYS)
+        if as_dtype(dtype) is not self.dtype:
+            raise TypeError(f"the state holds dtype {as_dtype(dtype)!r}, this module has {self.dtype!r}")
+        table = self._table_for(weight)
 
         def update() -> None:
             self._weight, self._table = weight, table
 
-        return [update]
+        return update
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()

@@ -211,37 +211,25 @@ class Linear(Module):
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
         save_linear_state(destination, prefix, self._scale, self._zero_point, self.dtype, self.weight(), self.bias())
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        keys = [prefix + k for k in LINEAR_STATE_KEYS]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return []
-        try:
-            if as_dtype(state_dict[prefix + "_packed_params.dtype"]) is not qint8:
-                raise NotImplementedError("the static quantized Linear supports dtype ferroq.qint8 only")
-            weight, bias = state_dict[prefix + "_packed_params._packed_params"]
-            candidate = type(self).__new__(type(self))
-            Module.__init__(candidate)
-            candidate.in_features, candidate.out_features, candidate.dtype = self.in_features, self.out_features, qint8
-            candidate.scale = float(np.asarray(to_numpy(state_dict[prefix + "scale"])).reshape(()))
-            candidate.zero_point = state_dict[prefix + "zero_point"]
-            candidate.set_weight_bias(weight, bias)
-        except (TypeError, ValueError, NotImplementedError) as e:
-            errors.append(f"while loading {prefix}(scale, zero_point, _packed_params): {e}")
-            return []
+    def _state_keys(self) -> List[str]:
+        return list(LINEAR_STATE_KEYS)
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        if as_dtype(values["_packed_params.dtype"]) is not qint8:
+            raise NotImplementedError("the static quantized Linear supports dtype ferroq.qint8 only")
+        weight, bias = values["_packed_params._packed_params"]
+        candidate = type(self).__new__(type(self))
+        Module.__init__(candidate)
+        candidate.in_features, candidate.out_features, candidate.dtype = self.in_features, self.out_features, qint8
+        candidate.scale = float(np.asarray(to_numpy(values["scale"])).reshape(()))
+        candidate.zero_point = values["zero_point"]
+        candidate.set_weight_bias(weight, bias)
 
         def update() -> None:
             self._qparams, self._bias, self._packed = candidate._qparams, candidate._bias, candidate._packed
             self.scale, self.zero_point = candidate.scale, candidate.zero_point
 
-        return [update]
+        return update
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()

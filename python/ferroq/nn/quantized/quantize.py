@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -65,31 +65,19 @@ class Quantize(Module):
         destination[prefix + "scale"] = np.array([self.scale], dtype=np.float32)
         destination[prefix + "zero_point"] = np.array([self.zero_point], dtype=np.int64)
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        keys = [prefix + "scale", prefix + "zero_point"]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return []
-        try:
-            scale_array, zero_point_array = (np.asarray(to_numpy(state_dict[k])) for k in keys)
-            if scale_array.size != 1 or zero_point_array.size != 1:
-                raise ValueError(f"expected one scale and one zero point, got shapes {scale_array.shape} and {zero_point_array.shape}")
-            candidate = Quantize(float(scale_array.reshape(())), _integer(zero_point_array, "zero_point"), self.dtype)
-        except (TypeError, ValueError) as e:
-            errors.append(f"while loading {prefix}scale/zero_point: {e}")
-            return []
+    def _state_keys(self) -> List[str]:
+        return ["scale", "zero_point"]
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        scale_array, zero_point_array = (np.asarray(to_numpy(v)) for v in values.values())
+        if scale_array.size != 1 or zero_point_array.size != 1:
+            raise ValueError(f"expected one scale and one zero point, got shapes {scale_array.shape} and {zero_point_array.shape}")
+        candidate = Quantize(float(scale_array.reshape(())), _integer(zero_point_array, "zero_point"), self.dtype)
 
         def update() -> None:
             self.scale, self.zero_point = candidate.scale, candidate.zero_point
 
-        return [update]
+        return update
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickling checks the qparams as the constructor does."""

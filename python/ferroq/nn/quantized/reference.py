@@ -122,31 +122,18 @@ class Linear(FloatLinear):
         destination[prefix + "weight_zero_point"] = self.weight_zero_point.copy()
         destination[prefix + "weight_axis"] = np.asarray(self.weight_axis, dtype=np.int64)
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        updates = super()._load_from_state_dict(state_dict, prefix, local_metadata, missing, expected, errors)
-        keys = [prefix + k for k in ("weight_scale", "weight_zero_point", "weight_axis")]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return updates
+    def _state_keys(self) -> List[str]:
+        return ["weight_scale", "weight_zero_point", "weight_axis"]
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
         candidate = {"qscheme": self.weight_qscheme, "dtype": self.weight_dtype}
-        candidate.update(zip(("scale", "zero_point", "axis"), (state_dict[k] for k in keys)))
-        try:
-            _, _, scale, zero_point, axis = _parse_weight_qparams(candidate)
-        except (TypeError, ValueError, NotImplementedError) as e:
-            errors.append(f"while loading {prefix}weight qparams: {e}")
-            return updates
+        candidate.update(zip(("scale", "zero_point", "axis"), values.values()))
+        _, _, scale, zero_point, axis = _parse_weight_qparams(candidate)
 
         def update() -> None:
             self.weight_scale, self.weight_zero_point, self.weight_axis = scale, zero_point, axis
 
-        return updates + [update]
+        return update
 
     def _get_name(self) -> str:
         return "QuantizedLinear(Reference)"

@@ -9,7 +9,7 @@ shared with the ``_core.PackedRNN`` that runs them), ``_qparams`` (the qint8 wei
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
 
@@ -17,8 +17,10 @@ from .... import _core
 from ...._arrays import to_numpy
 from ...._dtypes import DType, as_dtype, float16, qint8
 from ...._tensor import QTensor
+from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
 from ....quantization.qconfig import weight_observer_for
-from ..._recurrent_args import GATES
+from ..._recurrent_args import GATES, check_mode
+from ..._recurrent_config import MatrixSpec
 from ...module import Module
 from .._overflow import input_levels, warn_if_accumulator_can_overflow
 from .._weights import (
@@ -36,6 +38,7 @@ from .._weights import (
 from ._reduce_range import PackedReduceRange
 
 Weight = Union[QTensor, np.ndarray]
+_Q = TypeVar("_Q", bound="QuantizedRecurrent")
 
 
 class Matrix(NamedTuple):
@@ -93,8 +96,9 @@ def float_module_dtype(mod: Any, cls_name: str, weight_name: str, modes: Tuple[s
 class QuantizedRecurrent(PackedReduceRange, Module):
     """Base of the dynamic quantized LSTM/GRU/RNN and their cells (not used directly).
 
-    Subclasses set ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") and the size attributes, and
-    define :meth:`_layout` and :meth:`_core_args`.
+    Subclasses check and set their size attributes, then call :meth:`_init_quantized`; they
+    define :meth:`_layout`, :meth:`_core_args` and the hyperparameters they share with the float
+    modules (:meth:`_float_config`, :meth:`_float_repr`, :meth:`_float_matrices`).
     """
 
     mode: str
@@ -103,6 +107,61 @@ class QuantizedRecurrent(PackedReduceRange, Module):
     _qparams: Dict[str, Optional[QParams]]
     _biases: Dict[str, np.ndarray]
     _packed: Any
+    #: The modes of a subclass's instances, also the float modules' it converts (see ``_recurrent_config``).
+    _modes: Tuple[str, ...] = ()
+    #: The float module's first weight, whose rows ``from_float`` checks.
+    _first_weight = "weight_ih"
+
+    def _init_quantized(self, mode: str, bias: bool, dtype: Any, reduce_range: bool) -> None:
+        """The end of a constructor: the mode, bias and dtype checked and set, zero weights packed."""
+        self.mode = check_mode(mode)
+        self.bias = bool(bias)
+        self.dtype = check_dtype(dtype)
+        self.training = False
+        self._init_weights(bool(reduce_range))
+
+    def _float_config(self) -> Dict[str, Any]:  # pragma: no cover - every subclass overrides it
+        """The constructor arguments the float module of the same kind has."""
+        raise NotImplementedError
+
+    def _float_repr(self) -> str:  # pragma: no cover
+        """The float module's ``extra_repr``."""
+        raise NotImplementedError
+
+    @classmethod
+    def _float_matrices(cls, config: Config) -> List[MatrixSpec]:  # pragma: no cover
+        """The weight matrices of a module built from ``config``, its float entries checked."""
+        raise NotImplementedError
+
+    def _config(self) -> Dict[str, Any]:
+        return {**self._float_config(), "dtype": self.dtype.name, "reduce_range": self.reduce_range}
+
+    @classmethod
+    def _state_spec(cls, config: Config) -> StateSpec:
+        matrices = cls._float_matrices(config)
+        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
+        config.flag("reduce_range", True)
+        return matrices_spec(matrices, lambda shape: quantized_weight(dtype, shape))
+
+    def _get_name(self) -> str:
+        return "DynamicQuantized" + type(self).__name__
+
+    def extra_repr(self) -> str:
+        s = self._float_repr()
+        if self.dtype is not qint8:
+            s += f", dtype={self.dtype!r}"
+        return s if self.reduce_range else s + ", reduce_range=False"
+
+    @classmethod
+    def _from_float_module(cls: Type[_Q], mod: Any, **config: Any) -> _Q:
+        """Builds ``cls(**config)`` with ``mod``'s sizes, bias and weight dtype, then quantizes its weights."""
+        dtype = float_module_dtype(mod, cls.__name__, cls._first_weight, cls._modes)
+        build: Callable[..., _Q] = cls  # every subclass's constructor takes these keywords
+        module = build(
+            input_size=int(mod.input_size), hidden_size=int(mod.hidden_size), bias=bool(getattr(mod, "bias", True)), dtype=dtype, **config
+        )
+        module._set_from_float(mod)
+        return module
 
     def _layout(self) -> List[CellLayout]:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
@@ -244,36 +303,22 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         for name, bias in self.get_bias().items():
             destination[prefix + name] = bias
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        names = list(self._matrices) + list(self._biases)
-        keys = [prefix + n for n in names]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return []
-        params = {n: state_dict[prefix + n] for n in names}
-        try:
-            dtype = _dtype_of(params[n] for n in self._matrices)
-            if dtype is not self.dtype:
-                raise TypeError(
-                    f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
-                    f"build it with dtype={dtype!r} to load them"
-                )
-            checked = self._checked(dtype, params)
-        except (TypeError, ValueError, NotImplementedError) as e:
-            errors.append(f"while loading the weights of {prefix or type(self).__name__}: {e}")
-            return []
+    def _state_keys(self) -> List[str]:
+        return list(self._matrices) + list(self._biases)
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        dtype = _dtype_of(values[n] for n in self._matrices)
+        if dtype is not self.dtype:
+            raise TypeError(
+                f"the state dict holds {dtype!r} weights but this module has dtype {self.dtype!r}; "
+                f"build it with dtype={dtype!r} to load them"
+            )
+        checked = self._checked(dtype, values)
 
         def update() -> None:
             self._matrices, self._qparams, self._biases, self._packed = checked
 
-        return [update]
+        return update
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self._pickled_state()
@@ -291,9 +336,6 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         )
         self.reduce_range = reduce_range
         self._warn_if_accumulator_can_overflow()
-
-    def _reduce_range_repr(self) -> str:
-        return "" if self.reduce_range else ", reduce_range=False"
 
 
 def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:

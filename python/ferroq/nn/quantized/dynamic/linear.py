@@ -183,29 +183,16 @@ class Linear(PackedReduceRange, Module):
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
         save_linear_state(destination, prefix, 1.0, 0, self.dtype, self.weight(), self.bias())
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Any],
-        prefix: str,
-        local_metadata: Dict[str, Any],
-        missing: List[str],
-        expected: set,
-        errors: List[str],
-    ) -> List[Callable[[], None]]:
-        keys = [prefix + k for k in LINEAR_STATE_KEYS]
-        if not self._claim_keys(state_dict, keys, missing, expected):
-            return []
-        try:
-            dtype = _check_dtype(state_dict[prefix + "_packed_params.dtype"])
-            weight, bias = state_dict[prefix + "_packed_params._packed_params"]
-            candidate = type(self).__new__(type(self))
-            Module.__init__(candidate)
-            candidate.dtype, candidate.in_features, candidate.out_features = dtype, self.in_features, self.out_features
-            candidate.set_weight_bias(weight, bias)
-        except (TypeError, ValueError, NotImplementedError) as e:
-            errors.append(f"while loading {prefix}_packed_params: {e}")
-            return []
-        version = local_metadata.get("version")
+    def _state_keys(self) -> List[str]:
+        return list(LINEAR_STATE_KEYS)
+
+    def _load_state(self, values: Dict[str, Any], version: Optional[int]) -> Callable[[], None]:
+        dtype = _check_dtype(values["_packed_params.dtype"])
+        weight, bias = values["_packed_params._packed_params"]
+        candidate = type(self).__new__(type(self))
+        Module.__init__(candidate)
+        candidate.dtype, candidate.in_features, candidate.out_features = dtype, self.in_features, self.out_features
+        candidate.set_weight_bias(weight, bias)
         # PyTorch: a Linear saved before version 4 ran with reduce_range=False.
         reduce_range = self.reduce_range if version is None or version >= 4 else False
 
@@ -214,7 +201,7 @@ class Linear(PackedReduceRange, Module):
             self._qparams, self._bias, self._packed = candidate._qparams, candidate._bias, candidate._packed
             self.reduce_range = reduce_range
 
-        return [update]
+        return update
 
     def _config(self) -> Dict[str, Any]:
         return {

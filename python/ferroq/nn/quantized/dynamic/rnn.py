@@ -33,22 +33,21 @@ import numpy as np
 
 from ...._arrays import as_float32
 from ...._dtypes import qint8
-from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight, rnn_parameter_shapes
+from ...._state_spec import Config
 from ..._recurrent_args import (
     GATES,
-    NONLINEARITY_MODES,
     check_dropout,
     check_input_rank,
     check_lengths,
-    check_mode,
     check_stack_state_ranks,
     check_stack_state_shapes,
     elman_mode,
     lstm_state,
     stack_sizes,
 )
+from ..._recurrent_config import MatrixSpec, stack_config, stack_matrices, stack_repr
 from ...module import Module
-from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
+from ._recurrent import CellLayout, Matrix, QuantizedRecurrent
 
 _M = TypeVar("_M", bound="RNNBase")
 
@@ -83,55 +82,23 @@ class RNNBase(QuantizedRecurrent):
         reduce_range: bool,
     ) -> None:
         super().__init__()
-        self.mode = check_mode(mode)
         self.dropout = check_dropout(dropout, num_layers)
         self.input_size, self.hidden_size, self.num_layers, self.proj_size = stack_sizes(
             mode, input_size, hidden_size, num_layers, proj_size, min_input_size=0
         )
-        self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
-        self.dtype = check_dtype(dtype)
-        self.training = False
-        self._init_weights(bool(reduce_range))
+        self._init_quantized(mode, bias, dtype, reduce_range)
 
-    def _config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bias": self.bias,
-            "batch_first": self.batch_first,
-            "dropout": self.dropout,
-            "bidirectional": self.bidirectional,
-            "dtype": self.dtype.name,
-            "reduce_range": self.reduce_range,
-        }
-        if self.mode == "LSTM":
-            config["proj_size"] = self.proj_size
-        elif self.mode in ("RNN_TANH", "RNN_RELU"):
-            config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
-        return config
+    def _float_config(self) -> Dict[str, Any]:
+        return stack_config(self)
+
+    def _float_repr(self) -> str:
+        return stack_repr(self, nonlinearity=True)
 
     @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        hidden_size = config.integer("hidden_size", 1)
-        shapes = rnn_parameter_shapes(
-            GATES[cls._float_modes[0]],
-            config.integer("input_size"),
-            hidden_size,
-            config.count("num_layers", 1),
-            config.flag("bidirectional", False),
-            config.integer("proj_size", 0, hidden_size - 1, 0) if cls._float_modes == ("LSTM",) else 0,
-            config.flag("bias", True),
-        )
-        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
-        config.flag("batch_first", False)
-        config.number("dropout", 0.0, 1.0, 0.0)
-        config.flag("reduce_range", True)
-        if len(cls._float_modes) == 2:
-            config.choice("nonlinearity", tuple(NONLINEARITY_MODES), "tanh")
-        return matrices_spec(shapes, lambda shape: quantized_weight(dtype, shape))
+    def _float_matrices(cls, config: Config) -> List[MatrixSpec]:
+        return stack_matrices(config, cls._modes, min_input_size=0)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -218,51 +185,19 @@ class RNNBase(QuantizedRecurrent):
 
     # -- conversion --------------------------------------------------------------------------
 
-    #: The float modules' ``mode`` values a subclass converts.
-    _float_modes: Tuple[str, ...] = ()
+    _first_weight = "weight_ih_l0"
 
     @classmethod
     def _from_float_module(cls: Type[_M], mod: Any, **config: Any) -> _M:
         """Builds ``cls(**config)`` with ``mod``'s sizes and flags, then quantizes its weights."""
-        dtype = float_module_dtype(mod, cls.__name__, "weight_ih_l0", cls._float_modes)
-        module = cls(
-            input_size=int(mod.input_size),
-            hidden_size=int(mod.hidden_size),
+        return super()._from_float_module(
+            mod,
             num_layers=int(getattr(mod, "num_layers", 1)),
-            bias=bool(getattr(mod, "bias", True)),
             batch_first=bool(getattr(mod, "batch_first", False)),
             dropout=float(getattr(mod, "dropout", 0.0)),
             bidirectional=bool(getattr(mod, "bidirectional", False)),
-            dtype=dtype,
             **config,
         )
-        module._set_from_float(mod)
-        return module
-
-    # -- printing ----------------------------------------------------------------------------
-
-    def _get_name(self) -> str:
-        return "DynamicQuantized" + type(self).__name__
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size:
-            s += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if self.mode == "RNN_RELU":
-            s += ", nonlinearity=relu"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout != 0:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        if self.dtype is not qint8:
-            s += f", dtype={self.dtype!r}"
-        return s + self._reduce_range_repr()
 
 
 class LSTM(RNNBase):
@@ -273,7 +208,7 @@ class LSTM(RNNBase):
     ``forward(input, hx=None, lengths=None) -> (output, (h_n, c_n))``, shapes as ``torch.nn.LSTM``.
     """
 
-    _float_modes = ("LSTM",)
+    _modes = ("LSTM",)
 
     def __init__(
         self,
@@ -332,7 +267,7 @@ class GRU(RNNBase):
     ``forward(input, hx=None, lengths=None) -> (output, h_n)``, shapes as ``torch.nn.GRU``.
     """
 
-    _float_modes = ("GRU",)
+    _modes = ("GRU",)
 
     def __init__(
         self,
@@ -380,7 +315,7 @@ class RNN(RNNBase):
     ``forward(input, hx=None, lengths=None) -> (output, h_n)``, shapes as ``torch.nn.RNN``.
     """
 
-    _float_modes = ("RNN_TANH", "RNN_RELU")
+    _modes = ("RNN_TANH", "RNN_RELU")
 
     def __init__(
         self,

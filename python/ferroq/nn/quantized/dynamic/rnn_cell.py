@@ -10,28 +10,24 @@ float16) and, when ``bias``, ``bias_ih``, ``bias_hh`` (float32).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ...._arrays import as_float32
 from ...._dtypes import qint8
-from ...._state_spec import Config, StateSpec, matrices_spec, quantized_weight
+from ...._state_spec import Config
 from ..._recurrent_args import (
     GATES,
-    NONLINEARITY_MODES,
     cell_sizes,
     check_cell_input,
     check_cell_state,
-    check_mode,
     elman_mode,
     lstm_state,
 )
+from ..._recurrent_config import MatrixSpec, cell_config, cell_matrices, cell_repr
 from ...module import Module
-from ._recurrent import CellLayout, Matrix, QuantizedRecurrent, check_dtype, float_module_dtype
-
-_M = TypeVar("_M", bound="RNNCellBase")
-
+from ._recurrent import CellLayout, Matrix, QuantizedRecurrent
 
 #: The default of ``hx`` in :meth:`RNNCellBase.__call__`, so that hooks see the arguments as given.
 _OMITTED: Any = object()
@@ -46,35 +42,18 @@ class RNNCellBase(QuantizedRecurrent):
 
     def __init__(self, *, mode: str, input_size: int, hidden_size: int, bias: bool, dtype: Any, reduce_range: bool) -> None:
         super().__init__()
-        self.mode = check_mode(mode)
         self.input_size, self.hidden_size = cell_sizes(input_size, hidden_size, min_hidden_size=1)
-        self.bias = bool(bias)
-        self.dtype = check_dtype(dtype)
-        self.training = False
-        self._init_weights(bool(reduce_range))
+        self._init_quantized(mode, bias, dtype, reduce_range)
 
-    def _config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "bias": self.bias,
-            "dtype": self.dtype.name,
-            "reduce_range": self.reduce_range,
-        }
-        if self.mode in ("RNN_TANH", "RNN_RELU"):
-            config["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
-        return config
+    def _float_config(self) -> Dict[str, Any]:
+        return cell_config(self)
+
+    def _float_repr(self) -> str:
+        return cell_repr(self)
 
     @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        input_size, hidden_size, bias = config.integer("input_size"), config.integer("hidden_size", 1), config.flag("bias", True)
-        dtype = config.choice("dtype", ("qint8", "float16"), "qint8")
-        config.flag("reduce_range", True)
-        if len(cls._float_modes) == 2:
-            config.choice("nonlinearity", tuple(NONLINEARITY_MODES), "tanh")
-        rows = GATES[cls._float_modes[0]] * hidden_size
-        matrices = [("weight_ih", (rows, input_size), "bias_ih"), ("weight_hh", (rows, hidden_size), "bias_hh")]
-        return matrices_spec([(w, s, b if bias else None) for w, s, b in matrices], lambda shape: quantized_weight(dtype, shape))
+    def _float_matrices(cls, config: Config) -> List[MatrixSpec]:
+        return cell_matrices(config, cls._modes, min_hidden_size=1)
 
     def _layout(self) -> List[CellLayout]:
         rows = GATES[self.mode] * self.hidden_size
@@ -126,42 +105,12 @@ class RNNCellBase(QuantizedRecurrent):
         finals = (h_new,) if c_new is None else (h_new, c_new)
         return finals if batched else tuple(f[0] for f in finals)
 
-    #: The float modules' ``mode`` values a subclass converts (the first one gives the gates).
-    _float_modes: Tuple[str, ...] = ()
-
-    @classmethod
-    def _from_float_module(cls: Type[_M], mod: Any, **config: Any) -> _M:
-        """Builds ``cls(**config)`` with ``mod``'s sizes, then quantizes its weights."""
-        dtype = float_module_dtype(mod, cls.__name__, "weight_ih", cls._float_modes)
-        module = cls(
-            input_size=int(mod.input_size),
-            hidden_size=int(mod.hidden_size),
-            bias=bool(getattr(mod, "bias", True)),
-            dtype=dtype,
-            **config,
-        )
-        module._set_from_float(mod)
-        return module
-
-    def _get_name(self) -> str:
-        return "DynamicQuantized" + type(self).__name__
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.mode == "RNN_RELU":
-            s += ", nonlinearity=relu"
-        if self.dtype is not qint8:
-            s += f", dtype={self.dtype!r}"
-        return s + self._reduce_range_repr()
-
 
 class LSTMCell(RNNCellBase):
     """``LSTMCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
     ``forward(input, hx=None) -> (h', c')`` with ``hx = (h, c)``, zeros when None."""
 
-    _float_modes = ("LSTM",)
+    _modes = ("LSTM",)
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
@@ -192,7 +141,7 @@ class GRUCell(RNNCellBase):
     """``GRUCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
     ``forward(input, hx=None) -> h'``."""
 
-    _float_modes = ("GRU",)
+    _modes = ("GRU",)
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
@@ -216,7 +165,7 @@ class RNNCell(RNNCellBase):
     reduce_range=True)``: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``forward(input, hx=None)
     -> h'``."""
 
-    _float_modes = ("RNN_TANH", "RNN_RELU")
+    _modes = ("RNN_TANH", "RNN_RELU")
 
     def __init__(
         self,
