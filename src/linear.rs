@@ -274,6 +274,18 @@ impl DynamicLinear {
         quantize_rows(kernels, x, rows, k, stride, reduce_range, row_sums, out)
     }
 
+    /// ValueError unless `xq` was quantized for this layer (its `in_features`, its padded stride).
+    fn check_quantized_input(&self, xq: &QuantizedActivations) -> Result<()> {
+        if xq.k != self.in_features() || xq.stride != self.weights.k_padded() {
+            return Err(Error::Shape(format!(
+                "quantized input has {} features, expected in_features = {}",
+                xq.k,
+                self.in_features()
+            )));
+        }
+        Ok(())
+    }
+
     /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, docs/numerics.md §2.1 steps 4-5.
     pub fn forward_quantized(&self, kernels: &Kernels, xq: &QuantizedActivations, out: &mut [f32]) -> Result<()> {
         self.forward_quantized_with(kernels, xq, out, &mut LinearScratch::default())
@@ -289,13 +301,7 @@ impl DynamicLinear {
         scratch: &mut LinearScratch,
     ) -> Result<()> {
         let n = self.out_features();
-        if xq.k != self.in_features() || xq.stride != self.weights.k_padded() {
-            return Err(Error::Shape(format!(
-                "quantized input has {} features, expected in_features = {}",
-                xq.k,
-                self.in_features()
-            )));
-        }
+        self.check_quantized_input(xq)?;
         check_len(out.len(), xq.rows, n, "output")?;
         let s_x = xq.qparams.scale_f32();
         let LinearScratch { multipliers, row_sums } = scratch;
@@ -362,13 +368,7 @@ impl DynamicLinear {
     /// (see [`EpilogueTerms`]). Large products are split between threads by rows.
     pub fn accumulate(&self, kernels: &Kernels, xq: &QuantizedActivations, first_row: usize, acc: &mut [i32]) -> Result<()> {
         let n = self.out_features();
-        if xq.k != self.in_features() || xq.stride != self.weights.k_padded() {
-            return Err(Error::Shape(format!(
-                "quantized input has {} features, expected in_features = {}",
-                xq.k,
-                self.in_features()
-            )));
-        }
+        self.check_quantized_input(xq)?;
         let rows = acc.len().checked_div(n).unwrap_or(0);
         if rows * n != acc.len() || first_row + rows > xq.rows {
             return Err(Error::Shape(format!(

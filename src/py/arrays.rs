@@ -8,6 +8,7 @@ use numpy::ndarray::Dimension;
 use numpy::{Element, PyArray, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// The elements of `array` in C order, borrowed: it must be C-contiguous and aligned (any
@@ -49,14 +50,39 @@ pub fn vector<'a, T: Element>(array: &'a PyReadonlyArray1<'_, T>, what: &str) ->
     c_order(array, what)
 }
 
-/// ValueError unless an input's last dimension `k` is the layer's `in_features`.
-pub fn check_in_features(k: usize, in_features: usize) -> Result<()> {
-    if k != in_features {
-        return Err(Error::Shape(format!(
-            "input has {k} features in its last dimension, expected in_features = {in_features}"
-        )));
+/// The elements of a C-contiguous `(rows, in_features)` input and its number of rows; ValueError
+/// when its last dimension is not `in_features`.
+pub fn input_rows<'a, T: Element>(x: &'a PyReadonlyArray2<'_, T>, in_features: usize) -> Result<(&'a [T], usize)> {
+    let (data, rows, k) = matrix(x, "input")?;
+    check_features(k, in_features, |k, n| format!("input has {k} features in its last dimension, expected in_features = {n}"))?;
+    Ok((data, rows))
+}
+
+/// ValueError with `message(got, expected)` unless an input's number of features `got` is the
+/// layer's `expected`.
+pub fn check_features(got: usize, expected: usize, message: fn(usize, usize) -> String) -> Result<()> {
+    if got != expected {
+        return Err(Error::Shape(message(got, expected)));
     }
     Ok(())
+}
+
+/// A copy of an optional float32 `bias` vector, for the layer to keep.
+pub fn owned_bias(bias: Option<&PyReadonlyArray1<'_, f32>>) -> Result<Option<Vec<f32>>> {
+    bias.map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()
+}
+
+/// An int8 layer's weight qparams `(scales, zero_points)`, borrowed, and a copy of its bias.
+pub type QParamsAndBias<'a> = (&'a [f32], &'a [i32], Option<Vec<f32>>);
+
+/// The [`QParamsAndBias`] of the caller's arrays.
+pub fn qparams_and_bias<'a>(
+    scales: &'a PyReadonlyArray1<'_, f32>,
+    zero_points: &'a PyReadonlyArray1<'_, i32>,
+    bias: Option<&PyReadonlyArray1<'_, f32>>,
+) -> Result<QParamsAndBias<'a>> {
+    let bias = owned_bias(bias)?;
+    Ok((vector(scales, "scales")?, vector(zero_points, "zero_points")?, bias))
 }
 
 /// ValueError when a state the caller gives (`h0`, `c0`, `h`, `c`) holds NaN or infinity: it

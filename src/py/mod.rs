@@ -11,6 +11,7 @@ mod model_file;
 mod outputs;
 mod rnn;
 mod safetensors_io;
+mod shared_methods;
 mod static_linear;
 
 use pyo3::exceptions::PyValueError;

@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::catch_panic;
+use crate::error::Result;
 
 /// A new C-ordered `(rows, cols)` array whose elements are uninitialized: the caller must write
 /// every one before the array reaches Python code (on an error it is simply dropped).
@@ -48,6 +49,21 @@ pub fn written_matrix<T: Element>(py: Python<'_>, rows: usize, cols: usize, writ
             write(out_slice);
             Ok(())
         })?;
+    }
+    Ok(out)
+}
+
+/// The new array `out` after `compute` wrote its elements (in C order) with the GIL released; a
+/// panic in `compute` becomes a `RuntimeError` (see [`catch_panic`]).
+pub fn computed_matrix<'py, T: Element + Send>(
+    py: Python<'py>,
+    out: Bound<'py, PyArray2<T>>,
+    compute: impl FnOnce(&mut [T]) -> Result<()> + Send,
+) -> PyResult<Bound<'py, PyArray2<T>>> {
+    {
+        let mut out_rw = out.readwrite();
+        let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
+        py.detach(|| catch_panic(|| compute(out_slice)))?;
     }
     Ok(out)
 }

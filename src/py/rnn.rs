@@ -10,11 +10,12 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arrays::{c_order, check_finite_state, ready};
+use super::arrays::{c_order, check_features, check_finite_state, ready};
 use super::errors::catch_panic;
 use super::gil;
 use super::linear::{PackedLinear, PackedLinearFp16};
 use super::outputs::NewArray;
+use super::shared_methods::packed_pymethods;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
 use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
@@ -39,175 +40,156 @@ type CellArgs<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, Py
 type Outputs<'py> = (Bound<'py, PyArray3<f32>>, Bound<'py, PyArray3<f32>>, Option<Bound<'py, PyArray3<f32>>>);
 type CellOutputs<'py> = (Bound<'py, PyArrayDyn<f32>>, Option<Bound<'py, PyArrayDyn<f32>>>);
 
-#[pymethods]
-impl PackedRNN {
-    #[new]
-    #[pyo3(signature = (mode, input_size, hidden_size, proj_size, num_layers, bidirectional, cells, *, reduce_range=true))]
-    #[allow(clippy::too_many_arguments)] // the Python signature
-    fn new(
-        mode: &str,
-        input_size: usize,
-        hidden_size: usize,
-        proj_size: usize,
-        num_layers: usize,
-        bidirectional: bool,
-        cells: Vec<CellArgs<'_>>,
-        reduce_range: bool,
-    ) -> PyResult<Self> {
-        let kind = CellKind::from_name(mode)
-            .ok_or_else(|| Error::Value(format!("mode must be LSTM, GRU, RNN_TANH or RNN_RELU, got {mode:?}")))?;
-        let shape = RnnShape { kind, input_size, hidden_size, proj_size, num_layers, bidirectional };
-        let cells = cells
-            .iter()
-            .map(|(ih, hh, hr)| {
-                Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let inner = catch_panic(|| Rnn::new(shape, cells))?;
-        let macs_per_row_step = inner
-            .cells()
-            .iter()
-            .flat_map(|cell| [Some(&cell.ih), Some(&cell.hh), cell.hr.as_ref()])
-            .flatten()
-            .fold(0usize, |sum, p| sum.saturating_add(p.in_features().saturating_mul(p.out_features())));
-        Ok(PackedRNN { inner, reduce_range: AtomicBool::new(reduce_range), macs_per_row_step })
-    }
-
-    /// Whether the int8 projections quantize their inputs to levels 0..127 (true) or 0..255 (false).
-    #[getter]
-    fn get_reduce_range(&self) -> bool {
-        self.reduce_range.load(Ordering::Relaxed)
-    }
-
-    #[setter]
-    fn set_reduce_range(&self, reduce_range: bool) {
-        self.reduce_range.store(reduce_range, Ordering::Relaxed);
-    }
-
-    /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
-    /// `(batch, steps, input_size)` when `batch_first`; `h0`/`c0` are `(layers * directions,
-    /// batch, features)` or None (zeros), without NaN or infinity; `lengths` (int64, one per
-    /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
-    /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
-    /// otherwise). A large sequence runs with the GIL released, on copies of the inputs.
-    #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false))]
-    fn forward<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray3<'py, f32>,
-        h0: Option<PyReadonlyArray3<'py, f32>>,
-        c0: Option<PyReadonlyArray3<'py, f32>>,
-        lengths: Option<PyReadonlyArray1<'py, i64>>,
-        batch_first: bool,
-    ) -> PyResult<Outputs<'py>> {
-        let dims = x.shape();
-        let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
-        let x_values = c_order(&x, "input")?;
-        let h0 = h0.as_ref().map(|a| finite_state(a, "h0")).transpose()?;
-        let c0 = c0.as_ref().map(|a| finite_state(a, "c0")).transpose()?;
-        let lengths = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
-        let shape = *self.inner.shape();
-        if features != shape.input_size {
-            return Err(Error::Shape(format!(
-                "input.size(-1) must be equal to input_size. Expected {}, got {features}",
-                shape.input_size
-            ))
-            .into());
+packed_pymethods! {
+    impl PackedRNN with [reduce_range] {
+        #[new]
+        #[pyo3(signature = (mode, input_size, hidden_size, proj_size, num_layers, bidirectional, cells, *, reduce_range=true))]
+        #[allow(clippy::too_many_arguments)] // the Python signature
+        fn new(
+            mode: &str,
+            input_size: usize,
+            hidden_size: usize,
+            proj_size: usize,
+            num_layers: usize,
+            bidirectional: bool,
+            cells: Vec<CellArgs<'_>>,
+            reduce_range: bool,
+        ) -> PyResult<Self> {
+            let kind = CellKind::from_name(mode)
+                .ok_or_else(|| Error::Value(format!("mode must be LSTM, GRU, RNN_TANH or RNN_RELU, got {mode:?}")))?;
+            let shape = RnnShape { kind, input_size, hidden_size, proj_size, num_layers, bidirectional };
+            let cells = cells
+                .iter()
+                .map(|(ih, hh, hr)| {
+                    Ok(CellWeights { ih: projection(ih)?, hh: projection(hh)?, hr: hr.as_ref().map(projection).transpose()? })
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            let inner = catch_panic(|| Rnn::new(shape, cells))?;
+            let macs_per_row_step = inner
+                .cells()
+                .iter()
+                .flat_map(|cell| [Some(&cell.ih), Some(&cell.hh), cell.hr.as_ref()])
+                .flatten()
+                .fold(0usize, |sum, p| sum.saturating_add(p.in_features().saturating_mul(p.out_features())));
+            Ok(PackedRNN { inner, reduce_range: AtomicBool::new(reduce_range), macs_per_row_step })
         }
-        self.run_sequence(py, x_values, [steps, batch], batch_first, [h0, c0], lengths.as_deref())
-    }
 
-    /// The module's forward when its arguments need no conversion: `x` a 3-D array ready for the
-    /// core (an `ndarray` itself of native float32, C-contiguous and aligned) with `input_size`
-    /// features and at least one step; `hx` None, or (`(h0, c0)` as a tuple for an LSTM) ready
-    /// arrays of exactly the shapes `forward` takes. Returns what the module returns,
-    /// `(y, (h_n, c_n))` for an LSTM and `(y, h_n)` otherwise; None when any argument differs
-    /// (the caller then normalises and checks them, with its own messages, and calls `forward`).
-    #[pyo3(signature = (x, hx=None, batch_first=false))]
-    fn try_forward<'py>(
-        &self,
-        py: Python<'py>,
-        x: &Bound<'py, PyAny>,
-        hx: Option<&Bound<'py, PyAny>>,
-        batch_first: bool,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let shape = *self.inner.shape();
-        let Some(x) = ready::<Ix3>(x) else { return Ok(None) };
-        let dims = x.shape();
-        let (steps, batch) = if batch_first { (dims[1], dims[0]) } else { (dims[0], dims[1]) };
-        if dims[2] != shape.input_size || steps == 0 {
-            return Ok(None);
+        /// Runs a sequence: `x` is C-contiguous float32 `(steps, batch, input_size)`, or
+        /// `(batch, steps, input_size)` when `batch_first`; `h0`/`c0` are `(layers * directions,
+        /// batch, features)` or None (zeros), without NaN or infinity; `lengths` (int64, one per
+        /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
+        /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
+        /// otherwise). A large sequence runs with the GIL released, on copies of the inputs.
+        #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false))]
+        fn forward<'py>(
+            &self,
+            py: Python<'py>,
+            x: PyReadonlyArray3<'py, f32>,
+            h0: Option<PyReadonlyArray3<'py, f32>>,
+            c0: Option<PyReadonlyArray3<'py, f32>>,
+            lengths: Option<PyReadonlyArray1<'py, i64>>,
+            batch_first: bool,
+        ) -> PyResult<Outputs<'py>> {
+            let dims = x.shape();
+            let (steps, batch, features) = if batch_first { (dims[1], dims[0], dims[2]) } else { (dims[0], dims[1], dims[2]) };
+            let x_values = c_order(&x, "input")?;
+            let h0 = h0.as_ref().map(|a| finite_state(a, "h0")).transpose()?;
+            let c0 = c0.as_ref().map(|a| finite_state(a, "c0")).transpose()?;
+            let lengths = lengths.as_ref().map(|l| to_lengths(l, steps)).transpose()?;
+            check_features(features, self.inner.shape().input_size, |got, expected| {
+                format!("input.size(-1) must be equal to input_size. Expected {expected}, got {got}")
+            })?;
+            self.run_sequence(py, x_values, [steps, batch], batch_first, [h0, c0], lengths.as_deref())
         }
-        let states = shape.num_layers * shape.directions();
-        let Some(initial) = ready_states::<Ix3>(hx, shape.kind, &[states, batch, shape.output_size()], &[states, batch, shape.hidden_size]) else {
-            return Ok(None);
-        };
-        let h0 = initial[0].as_ref().map(|a| finite_state(a, "h0")).transpose()?;
-        let c0 = initial[1].as_ref().map(|a| finite_state(a, "c0")).transpose()?;
-        let (y, h_n, c_n) = self.run_sequence(py, c_order(&x, "input")?, [steps, batch], batch_first, [h0, c0], None)?;
-        let finals = match c_n {
-            Some(c_n) => (h_n, c_n).into_pyobject(py)?.into_any(),
-            None => h_n.into_any(),
-        };
-        Ok(Some((y, finals).into_pyobject(py)?))
-    }
 
-    /// One step of a one-layer, one-direction stack (the cells): `x` is float32
-    /// `(batch, input_size)`, `h` and (LSTM) `c` are `(batch, hidden_size)` or None (zeros),
-    /// without NaN or infinity. Every array must be C-contiguous and aligned (ValueError
-    /// otherwise). Returns the new `(h, c or None)` as new arrays.
-    #[pyo3(signature = (x, h=None, c=None))]
-    fn cell<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, f32>,
-        h: Option<PyReadonlyArray2<'py, f32>>,
-        c: Option<PyReadonlyArray2<'py, f32>>,
-    ) -> PyResult<CellOutputs<'py>> {
-        let shape = *self.inner.shape();
-        let [batch, features] = [x.shape()[0], x.shape()[1]];
-        if features != shape.input_size {
-            return Err(Error::Shape(format!(
-                "input has inconsistent input_size: got {features}, expected {}",
-                shape.input_size
-            ))
-            .into());
+        /// The module's forward when its arguments need no conversion: `x` a 3-D array ready for the
+        /// core (an `ndarray` itself of native float32, C-contiguous and aligned) with `input_size`
+        /// features and at least one step; `hx` None, or (`(h0, c0)` as a tuple for an LSTM) ready
+        /// arrays of exactly the shapes `forward` takes. Returns what the module returns,
+        /// `(y, (h_n, c_n))` for an LSTM and `(y, h_n)` otherwise; None when any argument differs
+        /// (the caller then normalises and checks them, with its own messages, and calls `forward`).
+        #[pyo3(signature = (x, hx=None, batch_first=false))]
+        fn try_forward<'py>(
+            &self,
+            py: Python<'py>,
+            x: &Bound<'py, PyAny>,
+            hx: Option<&Bound<'py, PyAny>>,
+            batch_first: bool,
+        ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+            let shape = *self.inner.shape();
+            let Some(x) = ready::<Ix3>(x) else { return Ok(None) };
+            let dims = x.shape();
+            let (steps, batch) = if batch_first { (dims[1], dims[0]) } else { (dims[0], dims[1]) };
+            if dims[2] != shape.input_size || steps == 0 {
+                return Ok(None);
+            }
+            let states = shape.num_layers * shape.directions();
+            let Some(initial) = ready_states::<Ix3>(hx, shape.kind, &[states, batch, shape.output_size()], &[states, batch, shape.hidden_size]) else {
+                return Ok(None);
+            };
+            let h0 = initial[0].as_ref().map(|a| finite_state(a, "h0")).transpose()?;
+            let c0 = initial[1].as_ref().map(|a| finite_state(a, "c0")).transpose()?;
+            let (y, h_n, c_n) = self.run_sequence(py, c_order(&x, "input")?, [steps, batch], batch_first, [h0, c0], None)?;
+            let finals = match c_n {
+                Some(c_n) => (h_n, c_n).into_pyobject(py)?.into_any(),
+                None => h_n.into_any(),
+            };
+            Ok(Some((y, finals).into_pyobject(py)?))
         }
-        let has_c = shape.kind.has_cell_state();
-        if c.is_some() != (has_c && h.is_some()) {
-            return Err(Error::Value(if has_c { "h and c must be given together" } else { "c is only used by an LSTM" }.into()).into());
-        }
-        let dims = [batch, shape.hidden_size];
-        let x = c_order(&x, "input")?;
-        let h = h.as_ref().map(|s| state(s, dims, "h")).transpose()?;
-        let c = c.as_ref().map(|s| state(s, dims, "c")).transpose()?;
-        self.run_cell(py, x, &dims, [h, c])
-    }
 
-    /// The module's step when its arguments need no conversion: `x` an array ready for the core
-    /// (see `try_forward`), `(batch, input_size)` or unbatched `(input_size,)`; `hx` None, or
-    /// (`(h, c)` as a tuple for an LSTMCell) ready arrays of the input's rank and
-    /// `hidden_size` features (and batch). Returns what the module returns, `(h', c')` for an
-    /// LSTMCell and `h'` otherwise; None when any argument differs (the caller then normalises
-    /// and checks them, with its own messages, and calls `cell`).
-    #[pyo3(signature = (x, hx=None))]
-    fn try_cell<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, hx: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let shape = *self.inner.shape();
-        let Some(x) = ready::<IxDyn>(x) else { return Ok(None) };
-        let state_dims = match *x.shape() {
-            [features] if features == shape.input_size => [shape.hidden_size, 0],
-            [batch, features] if features == shape.input_size => [batch, shape.hidden_size],
-            _ => return Ok(None),
-        };
-        let dims = &state_dims[..x.ndim()];
-        let Some(states) = ready_states::<IxDyn>(hx, shape.kind, dims, dims) else { return Ok(None) };
-        let h = states[0].as_ref().map(|s| finite_state(s, "h")).transpose()?;
-        let c = states[1].as_ref().map(|s| finite_state(s, "c")).transpose()?;
-        let (h, c) = self.run_cell(py, c_order(&x, "input")?, dims, [h, c])?;
-        Ok(Some(match c {
-            Some(c) => (h, c).into_pyobject(py)?.into_any(),
-            None => h.into_any(),
-        }))
+        /// One step of a one-layer, one-direction stack (the cells): `x` is float32
+        /// `(batch, input_size)`, `h` and (LSTM) `c` are `(batch, hidden_size)` or None (zeros),
+        /// without NaN or infinity. Every array must be C-contiguous and aligned (ValueError
+        /// otherwise). Returns the new `(h, c or None)` as new arrays.
+        #[pyo3(signature = (x, h=None, c=None))]
+        fn cell<'py>(
+            &self,
+            py: Python<'py>,
+            x: PyReadonlyArray2<'py, f32>,
+            h: Option<PyReadonlyArray2<'py, f32>>,
+            c: Option<PyReadonlyArray2<'py, f32>>,
+        ) -> PyResult<CellOutputs<'py>> {
+            let shape = *self.inner.shape();
+            let [batch, features] = [x.shape()[0], x.shape()[1]];
+            check_features(features, shape.input_size, |got, expected| {
+                format!("input has inconsistent input_size: got {got}, expected {expected}")
+            })?;
+            let has_c = shape.kind.has_cell_state();
+            if c.is_some() != (has_c && h.is_some()) {
+                return Err(Error::Value(if has_c { "h and c must be given together" } else { "c is only used by an LSTM" }.into()).into());
+            }
+            let dims = [batch, shape.hidden_size];
+            let x = c_order(&x, "input")?;
+            let h = h.as_ref().map(|s| state(s, dims, "h")).transpose()?;
+            let c = c.as_ref().map(|s| state(s, dims, "c")).transpose()?;
+            self.run_cell(py, x, &dims, [h, c])
+        }
+
+        /// The module's step when its arguments need no conversion: `x` an array ready for the core
+        /// (see `try_forward`), `(batch, input_size)` or unbatched `(input_size,)`; `hx` None, or
+        /// (`(h, c)` as a tuple for an LSTMCell) ready arrays of the input's rank and
+        /// `hidden_size` features (and batch). Returns what the module returns, `(h', c')` for an
+        /// LSTMCell and `h'` otherwise; None when any argument differs (the caller then normalises
+        /// and checks them, with its own messages, and calls `cell`).
+        #[pyo3(signature = (x, hx=None))]
+        fn try_cell<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, hx: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyAny>>> {
+            let shape = *self.inner.shape();
+            let Some(x) = ready::<IxDyn>(x) else { return Ok(None) };
+            let state_dims = match *x.shape() {
+                [features] if features == shape.input_size => [shape.hidden_size, 0],
+                [batch, features] if features == shape.input_size => [batch, shape.hidden_size],
+                _ => return Ok(None),
+            };
+            let dims = &state_dims[..x.ndim()];
+            let Some(states) = ready_states::<IxDyn>(hx, shape.kind, dims, dims) else { return Ok(None) };
+            let h = states[0].as_ref().map(|s| finite_state(s, "h")).transpose()?;
+            let c = states[1].as_ref().map(|s| finite_state(s, "c")).transpose()?;
+            let (h, c) = self.run_cell(py, c_order(&x, "input")?, dims, [h, c])?;
+            Ok(Some(match c {
+                Some(c) => (h, c).into_pyobject(py)?.into_any(),
+                None => h.into_any(),
+            }))
+        }
     }
 }
 
@@ -229,7 +211,7 @@ impl PackedRNN {
         let h0 = initial[0].map(|s| gil::snapshot(s, releases)).transpose()?;
         let c0 = initial[1].map(|s| gil::snapshot(s, releases)).transpose()?;
         let input = SequenceInput { x: &x, steps, batch, batch_first, h0: h0.as_deref(), c0: c0.as_deref(), lengths };
-        let reduce_range = self.get_reduce_range();
+        let reduce_range = self.reduce_range.load(Ordering::Relaxed);
         let out = gil::run(py, releases, || self.inner.forward(kernels(), &input, reduce_range))?;
         let states = shape.num_layers * shape.directions();
         let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
@@ -248,7 +230,7 @@ impl PackedRNN {
         let batch = if dims.len() == 2 { dims[0] } else { 1 };
         let releases = gil::releases(self.macs(batch));
         let x = gil::snapshot(x, releases)?;
-        let reduce_range = self.get_reduce_range();
+        let reduce_range = self.reduce_range.load(Ordering::Relaxed);
         let mut h = NewArray::copy_of(py, dims, initial[0])?;
         let mut c = if shape.kind.has_cell_state() { Some(NewArray::copy_of(py, dims, initial[1])?) } else { None };
         let (h_values, c_values) = (h.as_mut_slice(), c.as_mut().map_or(&mut [][..], |c| c.as_mut_slice()));

@@ -1,13 +1,14 @@
 //! The Python class owning the packed weights of a static quantized Linear. Validation of user
 //! input happens in the Python layer first; this class checks again and never panics.
 
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::arrays::{check_in_features, matrix, vector};
+use super::arrays::{input_rows, matrix, qparams_and_bias};
 use super::errors::catch_panic;
 use super::model_file::{read_packed, ModelFile};
-use super::outputs::{uninit_matrix, written_matrix};
+use super::outputs::{computed_matrix, uninit_matrix};
+use super::shared_methods::packed_pymethods;
 use crate::alloc;
 use crate::dispatch::kernels;
 use crate::linear::in_features_i32;
@@ -25,96 +26,73 @@ pub struct PackedStaticLinear {
     inner: StaticLinear,
 }
 
-#[pymethods]
-impl PackedStaticLinear {
-    #[new]
-    #[pyo3(signature = (weight, scales, zero_points, per_channel, bias=None))]
-    fn new(
-        weight: PyReadonlyArray2<'_, i8>,
-        scales: PyReadonlyArray1<'_, f32>,
-        zero_points: PyReadonlyArray1<'_, i32>,
-        per_channel: bool,
-        bias: Option<PyReadonlyArray1<'_, f32>>,
-    ) -> PyResult<Self> {
-        let (w, n, k) = matrix(&weight, "weight")?;
-        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
-        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
-        let inner = catch_panic(|| StaticLinear::new(w, n, k, scales, zero_points, per_channel, bias))?;
-        Ok(PackedStaticLinear { inner })
-    }
-
-    /// The same layer from a weight stored in `file`: the row-major `(out_features,
-    /// in_features)` int8 bytes from `start`, read a few rows at a time straight into the packed
-    /// layout (only the packed weight and a small buffer are ever held). A file that ends first
-    /// raises ValueError. The GIL is released while the weight is read.
-    #[staticmethod]
-    #[pyo3(signature = (file, start, out_features, in_features, scales, zero_points, per_channel, bias=None))]
-    #[allow(clippy::too_many_arguments)] // the Python signature
-    fn from_file(
-        py: Python<'_>,
-        file: &Bound<'_, ModelFile>,
-        start: u64,
-        out_features: usize,
-        in_features: usize,
-        scales: PyReadonlyArray1<'_, f32>,
-        zero_points: PyReadonlyArray1<'_, i32>,
-        per_channel: bool,
-        bias: Option<PyReadonlyArray1<'_, f32>>,
-    ) -> PyResult<Self> {
-        let bias = bias.as_ref().map(|b| alloc::copy_of(vector(b, "bias")?)).transpose()?;
-        let (scales, zero_points) = (vector(&scales, "scales")?, vector(&zero_points, "zero_points")?);
-        in_features_i32(in_features)?;
-        let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
-            pack_from(out_features, in_features, &mut Vec::new(), |rows, buffer| read(rows.start * in_features, buffer))
-        })?;
-        let inner = catch_panic(|| StaticLinear::with_weights(weights, scales, zero_points, per_channel, bias))?;
-        Ok(PackedStaticLinear { inner })
-    }
-
-    #[getter]
-    fn in_features(&self) -> usize {
-        self.inner.in_features()
-    }
-
-    #[getter]
-    fn out_features(&self) -> usize {
-        self.inner.out_features()
-    }
-
-    /// The int8 weight `(out_features, in_features)` as a new array, read back from the packed
-    /// layout (the packed form is the only copy kept).
-    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        written_matrix(py, self.inner.out_features(), self.inner.in_features(), |out| self.inner.weight_into(out))
-    }
-
-    /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
-    /// `(rows, in_features)` with qparams `(x_scale, x_zero_point)`; the output has the qparams
-    /// `(y_scale, y_zero_point)`. With `relu` every output is at least `y_zero_point`. Scales are
-    /// used as float32. The GIL is released for the GEMM.
-    #[pyo3(signature = (x, x_scale, x_zero_point, y_scale, y_zero_point, relu=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn forward<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, u8>,
-        x_scale: f64,
-        x_zero_point: i32,
-        y_scale: f64,
-        y_zero_point: i32,
-        relu: bool,
-    ) -> PyResult<Bound<'py, PyArray2<u8>>> {
-        let (data, rows, k) = matrix(&x, "input")?;
-        check_in_features(k, self.inner.in_features())?;
-        let x_owned = alloc::copy_of(data)?;
-        let input = QParams { scale: x_scale, zero_point: x_zero_point };
-        let output = QParams { scale: y_scale, zero_point: y_zero_point };
-        // Every output is written by the layer (u8 has no invalid bit patterns).
-        let out = uninit_matrix::<u8>(py, rows, self.inner.out_features())?;
-        {
-            let mut out_rw = out.readwrite();
-            let out_slice = out_rw.as_slice_mut().expect("a new array is contiguous");
-            py.detach(|| catch_panic(|| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out_slice)))?;
+packed_pymethods! {
+    impl PackedStaticLinear with [sizes, int8_weight] {
+        #[new]
+        #[pyo3(signature = (weight, scales, zero_points, per_channel, bias=None))]
+        fn new(
+            weight: PyReadonlyArray2<'_, i8>,
+            scales: PyReadonlyArray1<'_, f32>,
+            zero_points: PyReadonlyArray1<'_, i32>,
+            per_channel: bool,
+            bias: Option<PyReadonlyArray1<'_, f32>>,
+        ) -> PyResult<Self> {
+            let (w, n, k) = matrix(&weight, "weight")?;
+            let (scales, zero_points, bias) = qparams_and_bias(&scales, &zero_points, bias.as_ref())?;
+            let inner = catch_panic(|| StaticLinear::new(w, n, k, scales, zero_points, per_channel, bias))?;
+            Ok(PackedStaticLinear { inner })
         }
-        Ok(out)
+
+        /// The same layer from a weight stored in `file`: the row-major `(out_features,
+        /// in_features)` int8 bytes from `start`, read a few rows at a time straight into the
+        /// packed layout (only the packed weight and a small buffer are ever held). A file that
+        /// ends first raises ValueError. The GIL is released while the weight is read.
+        #[staticmethod]
+        #[pyo3(signature = (file, start, out_features, in_features, scales, zero_points, per_channel, bias=None))]
+        #[allow(clippy::too_many_arguments)] // the Python signature
+        fn from_file(
+            py: Python<'_>,
+            file: &Bound<'_, ModelFile>,
+            start: u64,
+            out_features: usize,
+            in_features: usize,
+            scales: PyReadonlyArray1<'_, f32>,
+            zero_points: PyReadonlyArray1<'_, i32>,
+            per_channel: bool,
+            bias: Option<PyReadonlyArray1<'_, f32>>,
+        ) -> PyResult<Self> {
+            let (scales, zero_points, bias) = qparams_and_bias(&scales, &zero_points, bias.as_ref())?;
+            in_features_i32(in_features)?;
+            let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
+                pack_from(out_features, in_features, &mut Vec::new(), |rows, buffer| read(rows.start * in_features, buffer))
+            })?;
+            let inner = catch_panic(|| StaticLinear::with_weights(weights, scales, zero_points, per_channel, bias))?;
+            Ok(PackedStaticLinear { inner })
+        }
+
+        /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
+        /// `(rows, in_features)` with qparams `(x_scale, x_zero_point)`; the output has the qparams
+        /// `(y_scale, y_zero_point)`. With `relu` every output is at least `y_zero_point`. Scales
+        /// are used as float32. The GIL is released for the GEMM.
+        #[pyo3(signature = (x, x_scale, x_zero_point, y_scale, y_zero_point, relu=false))]
+        #[allow(clippy::too_many_arguments)]
+        fn forward<'py>(
+            &self,
+            py: Python<'py>,
+            x: PyReadonlyArray2<'py, u8>,
+            x_scale: f64,
+            x_zero_point: i32,
+            y_scale: f64,
+            y_zero_point: i32,
+            relu: bool,
+        ) -> PyResult<Bound<'py, PyArray2<u8>>> {
+            let (data, rows) = input_rows(&x, self.inner.in_features())?;
+            let x_owned = alloc::copy_of(data)?;
+            let input = QParams { scale: x_scale, zero_point: x_zero_point };
+            let output = QParams { scale: y_scale, zero_point: y_zero_point };
+            // Every output is written by the layer (u8 has no invalid bit patterns).
+            let out = uninit_matrix::<u8>(py, rows, self.inner.out_features())?;
+            computed_matrix(py, out, |out| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out))
+        }
     }
 }
