@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .._arrays import as_float32, to_numpy
+from .._arrays import as_float32, as_row_indices, to_numpy
 from ._args import check_factory_kwargs
 from .._state_spec import Config, StateSpec, float32
 from .module import Module
@@ -77,18 +77,14 @@ def _check_unsupported(max_norm: Any) -> None:
 def indices(value: Any, num_embeddings: int, what: str = "input") -> np.ndarray:
     """``value`` as an int64 array of valid row numbers: TypeError unless its dtype is an integer
     type, IndexError naming the first index outside ``[0, num_embeddings)``."""
-    array = to_numpy(value)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be an array of integer indices (int32 or int64), got dtype {array.dtype}")
-    if array.size:
-        bad = (array < 0) | (array >= num_embeddings)
-        if bad.any():
-            position = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise IndexError(
-                f"{what} holds index {array[position]} at position {position}, out of range for "
-                f"{num_embeddings} embeddings (valid indices are 0 to {num_embeddings - 1})"
-            )
-    return array.astype(np.int64)
+    return as_row_indices(
+        value,
+        num_embeddings,
+        what,
+        "{what} must be an array of integer indices (int32 or int64), got dtype {dtype}",
+        "{what} holds index {index} at position {position}, out of range for {rows} embeddings "
+        "(valid indices are 0 to {last})",
+    )
 
 
 def _shared_repr(module: Any, padding: str = "") -> str:
