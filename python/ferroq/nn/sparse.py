@@ -104,6 +104,28 @@ def _pretrained(embeddings: Any) -> np.ndarray:
     return weight
 
 
+def _init_table(
+    module: Module,
+    num_embeddings: int,
+    embedding_dim: int,
+    padding_idx: Optional[int],
+    norm_type: float,
+    scale_grad_by_freq: bool,
+    sparse: bool,
+    weight: Any,
+) -> None:
+    """Sets the checked attributes and the ``weight`` of an embedding table (Embedding,
+    EmbeddingBag) that both classes share."""
+    module.num_embeddings = _size("num_embeddings", num_embeddings)
+    module.embedding_dim = _size("embedding_dim", embedding_dim)
+    module.padding_idx = _padding_idx(padding_idx, module.num_embeddings)
+    module.max_norm = None
+    module.norm_type = float(norm_type)
+    module.scale_grad_by_freq = bool(scale_grad_by_freq)
+    module.sparse = bool(sparse)
+    module.register_parameter("weight", _initial_weight(module.num_embeddings, module.embedding_dim, module.padding_idx, weight))
+
+
 def _table_config(module: Any) -> Dict[str, Any]:
     """The configuration of an embedding table (Embedding, EmbeddingBag) both classes share."""
     return {
@@ -153,14 +175,7 @@ class Embedding(Module):
         super().__init__()
         check_factory_kwargs(device, dtype)
         _check_unsupported(max_norm)
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
-        self.sparse = bool(sparse)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
+        _init_table(self, num_embeddings, embedding_dim, padding_idx, norm_type, scale_grad_by_freq, sparse, _weight)
 
     @classmethod
     def from_pretrained(
@@ -322,16 +337,9 @@ class EmbeddingBag(Module):
         _check_unsupported(max_norm)
         if mode not in _MODES:
             raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
         self.mode = mode
-        self.sparse = bool(sparse)
         self.include_last_offset = bool(include_last_offset)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
+        _init_table(self, num_embeddings, embedding_dim, padding_idx, norm_type, scale_grad_by_freq, sparse, _weight)
 
     @classmethod
     def from_pretrained(
