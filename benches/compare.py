@@ -380,6 +380,21 @@ def measure_stream(repeats: int, budget: float) -> None:
 DECODER_HIDDEN, DECODER_VOCAB, SOURCE_WORDS, TARGET_WORDS = 256, 1000, 20, 20
 
 
+def greedy_decoder(encoder: Any, cell: Any, out: Any, embedding: Any, source: Any, argmax: Any) -> Callable[[], None]:
+    """:func:`measure_decoder`'s timed model over one library's modules and arrays: the encoder
+    over ``source``, then per word the embedding row of the last ``argmax``, a cell step, the
+    output layer and the ``argmax``."""
+
+    def run() -> None:
+        _, h_n = encoder(source)
+        h, token = h_n[0], 0
+        for _ in range(TARGET_WORDS):
+            h = cell(embedding[token : token + 1], h)
+            token = int(argmax(out(h)))
+
+    return run
+
+
 def measure_decoder(repeats: int, budget: float) -> None:
     """A GRU encoder (H=256) over a 20-word source and a greedy GRUCell + Linear decoder of 20 words
     (per word: the embedding row of the last argmax, a GRUCell step, a Linear to 1000 words, the
@@ -396,13 +411,7 @@ def measure_decoder(repeats: int, budget: float) -> None:
     embedding = rng.standard_normal((vocab, hidden)).astype(np.float32)
     source = embedding[rng.integers(0, vocab, SOURCE_WORDS)][:, None, :]
 
-    def ours() -> None:
-        _, h_n = encoder(source)
-        h, token = h_n[0], 0
-        for _ in range(TARGET_WORDS):
-            h = cell(embedding[token : token + 1], h)
-            token = int(np.argmax(out(h)))
-
+    ours = greedy_decoder(encoder, cell, out, embedding, source, np.argmax)
     enc = (float_encoder.weight_ih_l0, float_encoder.weight_hh_l0, float_encoder.bias_ih_l0, float_encoder.bias_hh_l0)
     dec = (float_cell.weight_ih, float_cell.weight_hh, float_cell.bias_ih, float_cell.bias_hh)
     w_out, b_out = float_out.weight, float_out.bias
@@ -423,14 +432,7 @@ def measure_decoder(repeats: int, budget: float) -> None:
         modules = torch.nn.ModuleList([torch.nn.GRU(hidden, hidden), torch.nn.GRUCell(hidden, hidden), torch.nn.Linear(hidden, vocab)])
         t_encoder, t_cell, t_out = torch.ao.quantization.quantize_dynamic(modules, {torch.nn.GRU, torch.nn.GRUCell, torch.nn.Linear}, dtype=torch.qint8)
         t_embedding, t_source = torch.from_numpy(embedding), torch.from_numpy(source)
-
-        def torch_model() -> None:
-            _, h_n = t_encoder(t_source)
-            h, token = h_n[0], 0
-            for _ in range(TARGET_WORDS):
-                h = t_cell(t_embedding[token : token + 1], h)
-                token = int(torch.argmax(t_out(h)))
-
+        torch_model = greedy_decoder(t_encoder, t_cell, t_out, t_embedding, t_source, torch.argmax)
         with torch.no_grad():
             torch_s = time_call(torch_model, repeats, budget) / TARGET_WORDS
     print(

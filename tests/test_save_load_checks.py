@@ -133,6 +133,36 @@ def test_recurrent_config_values_are_checked_against_the_tensors(lstm_file, key,
         ferroq.load(lstm_file)
 
 
+@pytest.mark.parametrize(
+    "module, key, value, message",
+    [
+        (nn.Dropout(0.3), "p", 1.5, r"p must lie in \[0.0, 1.0\], got 1.5"),
+        (nn.Dropout(0.3), "inplace", 0, r"inplace must be true or false, got int 0"),
+        (nn.Flatten(0, 1), "end_dim", 1.0, r"end_dim must be an integer, got float"),
+        (nn.GELU(), "approximate", "erf", r"approximate must be one of \['none', 'tanh'\], got 'erf'"),
+        (nn.Softmax(1), "dim", "1", r"dim must be an integer, got str"),
+        (nn.LogSoftmax(), "dim", 2.5, r"dim must be an integer, got float"),
+        (nn.Hardtanh(), "max_val", float("inf"), r"max_val must be a finite number"),
+        (nn.ReLU6(), "min_val", 0.0, r"its configuration has unknown key\(s\) \['min_val'\]"),
+        (nn.SiLU(), "inplace", "yes", r"inplace must be true or false, got str"),
+        (nn.LeakyReLU(), "negative_slope", True, r"negative_slope must be a finite number, got bool"),
+    ],
+)
+def test_stored_constructor_options_are_checked(module, key, value, message):
+    """The options-only modules: their own configuration is accepted (no state); a hand-edited
+    value of the wrong type or range, an unknown key or a missing required one is refused, named."""
+    config = module._config()
+    assert type(module)._state_spec(Config(dict(config), "m", 1)) == {}
+    with pytest.raises(ValueError, match="m: " + message):
+        type(module)._state_spec(Config({**config, key: value}, "m", 1))
+    missing = {k: v for k, v in config.items() if k != key}
+    if key == "dim":  # optional: an absent dim is None
+        assert type(module)._state_spec(Config(missing, "m", 1)) == {}
+    elif key in config:
+        with pytest.raises(ValueError, match=f"m: its configuration has no '{key}'"):
+            type(module)._state_spec(Config(missing, "m", 1))
+
+
 def test_tree_structure_is_checked(linear_file):
     original = linear_file.read_bytes()
     cases = [
@@ -349,6 +379,16 @@ STATELESS = {
     "nn.Tanh",
     "nn.Sigmoid",
     "nn.quantized.DeQuantize",
+    # constructor options only, described by ``_options``
+    "nn.Dropout",
+    "nn.Flatten",
+    "nn.SiLU",
+    "nn.GELU",
+    "nn.Softmax",
+    "nn.LogSoftmax",
+    "nn.Hardtanh",
+    "nn.ReLU6",
+    "nn.LeakyReLU",
 }
 
 

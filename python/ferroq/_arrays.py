@@ -89,3 +89,20 @@ def fresh_float32(shape: Any) -> np.ndarray:
     if nbytes < _OWN_PAGES_BYTES:
         return np.zeros(shape, dtype=np.float32)
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(shape)
+
+
+def as_row_indices(value: Any, rows: int, what: str, dtype_error: str, range_error: str) -> np.ndarray:
+    """``value`` as a C-contiguous int64 copy of row numbers, each in ``[0, rows)``: TypeError
+    unless its dtype is an integer type, IndexError for the first index (in C order) outside (no
+    wrap-around). The messages are format strings of ``what``, ``dtype`` (the TypeError), and
+    ``what``, ``index``, ``position`` (a tuple), ``rows`` and ``last`` (the IndexError)."""
+    array = to_numpy(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(dtype_error.format(what=what, dtype=array.dtype))
+    if array.size:
+        bad = (array < 0) | (array >= rows)
+        if bad.any():
+            position = tuple(int(i) for i in np.argwhere(bad)[0])
+            index = int(array[position])
+            raise IndexError(range_error.format(what=what, index=index, position=position, rows=rows, last=rows - 1))
+    return np.array(array, dtype=np.int64, order="C")

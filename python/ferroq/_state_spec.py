@@ -5,7 +5,9 @@ single module (see ``_io.py``); ``ferroq.save`` runs the same check on what it i
 Both need, for every module class, the state entries its configuration implies: each class answers
 through the classmethod ``Module._state_spec(config)``, which reads the configuration through a
 :class:`Config` (strict types and ranges, ValueError otherwise) and returns the module's own state
-entries (not its children's) as ``{local key: spec}``.
+entries (not its children's) as ``{local key: spec}``. A class without state whose constructor
+arguments are kept as attributes of the same name only lists them, with their :class:`Config`
+readers, in ``Module._options``.
 
 A spec is one of:
 

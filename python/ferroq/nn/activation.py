@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from .._arrays import as_float32
 from ._args import wrap_dim
-from .._state_spec import MAX_SIZE, Config, StateSpec
+from .._state_spec import MAX_SIZE, Config
 from .module import Module
 
 __all__ = ["Tanh", "Sigmoid", "SiLU", "GELU", "Softmax", "LogSoftmax", "Hardtanh", "ReLU6", "LeakyReLU"]
@@ -61,22 +61,14 @@ class Sigmoid(Module):
 
 
 class _InplaceOnly:
-    """The repr, configuration and state spec of an activation whose only argument is ``inplace``
-    (accepted and shown; ferroq never writes into its input)."""
+    """The repr and options of an activation whose only argument is ``inplace`` (accepted and
+    shown; ferroq never writes into its input)."""
 
     inplace: bool
+    _options: Dict[str, Tuple[Any, ...]] = {"inplace": (Config.flag,)}
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
-
-    def _config(self) -> Dict[str, Any]:
-        return {"inplace": self.inplace}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.flag("inplace")
-        config.finish()
-        return {}
 
 
 class SiLU(_InplaceOnly, Module):
@@ -97,6 +89,8 @@ class GELU(Module):
     CDF, through ``erf``), or the tanh approximation
     ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))`` with ``approximate="tanh"``."""
 
+    _options = {"approximate": (Config.choice, ("none", "tanh"))}
+
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
@@ -115,15 +109,6 @@ class GELU(Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
-
-    def _config(self) -> Dict[str, Any]:
-        return {"approximate": self.approximate}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.choice("approximate", ("none", "tanh"))
-        config.finish()
-        return {}
 
 
 def _softmax_dim(name: str, dim: Optional[int], ndim: int) -> int:
@@ -144,6 +129,7 @@ class _SoftmaxBase(Module):
     exponentials; a subclass combines the two in :meth:`_combine`."""
 
     _name = ""
+    _options = {"dim": (Config.optional_integer, -MAX_SIZE, MAX_SIZE)}
 
     def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
@@ -177,15 +163,6 @@ class _SoftmaxBase(Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
-    def _config(self) -> Dict[str, Any]:
-        return {"dim": self.dim}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.optional_integer("dim", -MAX_SIZE, MAX_SIZE)
-        config.finish()
-        return {}
-
 
 class Softmax(_SoftmaxBase):
     """``exp(x) / sum(exp(x))`` along ``dim`` (shifted by the maximum first, as torch does)."""
@@ -210,6 +187,12 @@ class LogSoftmax(_SoftmaxBase):
 class Hardtanh(Module):
     """``min(max(x, min_val), max_val)``, elementwise; NaN stays NaN."""
 
+    _options = {
+        "min_val": (Config.number, -math.inf, math.inf),
+        "max_val": (Config.number, -math.inf, math.inf),
+        "inplace": (Config.flag,),
+    }
+
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         if not max_val > min_val:
@@ -227,17 +210,6 @@ class Hardtanh(Module):
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, max_val={self.max_val}{_inplace_suffix(self.inplace)}"
 
-    def _config(self) -> Dict[str, Any]:
-        return {"min_val": self.min_val, "max_val": self.max_val, "inplace": self.inplace}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.number("min_val", -math.inf, math.inf)
-        config.number("max_val", -math.inf, math.inf)
-        config.flag("inplace")
-        config.finish()
-        return {}
-
 
 class ReLU6(_InplaceOnly, Hardtanh):
     """``min(max(x, 0), 6)``, elementwise."""
@@ -248,6 +220,8 @@ class ReLU6(_InplaceOnly, Hardtanh):
 
 class LeakyReLU(Module):
     """``x if x > 0 else x * negative_slope``, elementwise (the slope rounded to float32 first)."""
+
+    _options = {"negative_slope": (Config.number, -math.inf, math.inf), "inplace": (Config.flag,)}
 
     def __init__(self, negative_slope: float = 1e-2, inplace: bool = False) -> None:
         super().__init__()
@@ -260,13 +234,3 @@ class LeakyReLU(Module):
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}{_inplace_suffix(self.inplace)}"
-
-    def _config(self) -> Dict[str, Any]:
-        return {"negative_slope": self.negative_slope, "inplace": self.inplace}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.number("negative_slope", -math.inf, math.inf)
-        config.flag("inplace")
-        config.finish()
-        return {}

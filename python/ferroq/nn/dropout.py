@@ -10,12 +10,12 @@ inference, as with torch.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 
 from .._arrays import as_float32
-from .._state_spec import Config, StateSpec
+from .._state_spec import Config
 from .module import Module
 
 __all__ = ["Dropout"]
@@ -36,6 +36,8 @@ class Dropout(Module):
     module docstring). ``inplace`` is accepted and shown in the repr; ferroq never writes into its
     input."""
 
+    _options = {"p": (Config.number, 0.0, 1.0), "inplace": (Config.flag,)}
+
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0 <= p <= 1:
@@ -50,13 +52,3 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
-
-    def _config(self) -> Dict[str, Any]:
-        return {"p": self.p, "inplace": self.inplace}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.number("p", 0.0, 1.0)
-        config.flag("inplace")
-        config.finish()
-        return {}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 
 from .._arrays import as_float32
 from ._args import wrap_dim
-from .._state_spec import MAX_SIZE, Config, StateSpec
+from .._state_spec import MAX_SIZE, Config
 from .module import Module
 
 __all__ = ["Flatten"]
@@ -18,6 +18,11 @@ __all__ = ["Flatten"]
 class Flatten(Module):
     """Merges dimensions ``start_dim`` to ``end_dim`` (inclusive, negative counting from the end)
     into one. A 0-d input becomes 1-d; a dim outside the input's range is an IndexError, as in torch."""
+
+    _options = {
+        "start_dim": (Config.integer, -MAX_SIZE, MAX_SIZE),
+        "end_dim": (Config.integer, -MAX_SIZE, MAX_SIZE),
+    }
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
@@ -36,13 +41,3 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-    def _config(self) -> Dict[str, Any]:
-        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
-
-    @classmethod
-    def _state_spec(cls, config: Config) -> StateSpec:
-        config.integer("start_dim", -MAX_SIZE, MAX_SIZE)
-        config.integer("end_dim", -MAX_SIZE, MAX_SIZE)
-        config.finish()
-        return {}

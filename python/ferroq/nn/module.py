@@ -299,10 +299,16 @@ class Module:
 
     # -- configuration (what ferroq.save stores besides the state dict) ---------------------
 
+    #: Constructor arguments kept as attributes of the same name, each with the ``Config`` method
+    #: that checks its stored value and that method's further arguments, e.g.
+    #: ``{"p": (Config.number, 0.0, 1.0)}``: :meth:`_config` and :meth:`_state_spec` read them.
+    _options: Dict[str, Tuple[Any, ...]] = {}
+
     def _config(self) -> Dict[str, Any]:
-        """The constructor arguments that rebuild this module without its weights (JSON values).
-        Modules whose constructor takes arguments override this."""
-        return {}
+        """The constructor arguments that rebuild this module without its weights (JSON values):
+        by default those named in :attr:`_options`. Modules whose constructor takes other
+        arguments override this."""
+        return {key: getattr(self, key) for key in self._options}
 
     @classmethod
     def _from_config(cls, config: Dict[str, Any]) -> "Module":
@@ -315,9 +321,11 @@ class Module:
         ``config`` has, read from the configuration alone (no module is built): ``ferroq.load``
         checks a file against them before it allocates anything, ``ferroq.save`` refuses a module
         whose state differs. Every class with state of its own overrides this (see
-        ``ferroq/_state_spec.py``); this default is for modules without any, and takes an empty
-        configuration unless the class overrides :meth:`_config`."""
+        ``ferroq/_state_spec.py``); this default is for modules without any, and takes the
+        configuration :attr:`_options` describes unless the class overrides :meth:`_config`."""
         if cls._config is Module._config:
+            for key, (read, *limits) in cls._options.items():
+                read(config, key, *limits)
             config.finish()
         else:
             config.accept_rest()  # a custom configuration: its class checks it

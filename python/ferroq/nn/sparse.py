@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .._arrays import as_float32, to_numpy
+from .._arrays import as_float32, as_row_indices, to_numpy
 from ._args import check_factory_kwargs
 from .._state_spec import Config, StateSpec, float32
 from .module import Module
@@ -77,18 +77,14 @@ def _check_unsupported(max_norm: Any) -> None:
 def indices(value: Any, num_embeddings: int, what: str = "input") -> np.ndarray:
     """``value`` as an int64 array of valid row numbers: TypeError unless its dtype is an integer
     type, IndexError naming the first index outside ``[0, num_embeddings)``."""
-    array = to_numpy(value)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be an array of integer indices (int32 or int64), got dtype {array.dtype}")
-    if array.size:
-        bad = (array < 0) | (array >= num_embeddings)
-        if bad.any():
-            position = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise IndexError(
-                f"{what} holds index {array[position]} at position {position}, out of range for "
-                f"{num_embeddings} embeddings (valid indices are 0 to {num_embeddings - 1})"
-            )
-    return array.astype(np.int64)
+    return as_row_indices(
+        value,
+        num_embeddings,
+        what,
+        "{what} must be an array of integer indices (int32 or int64), got dtype {dtype}",
+        "{what} holds index {index} at position {position}, out of range for {rows} embeddings "
+        "(valid indices are 0 to {last})",
+    )
 
 
 def _shared_repr(module: Any, padding: str = "") -> str:
@@ -106,6 +102,28 @@ def _pretrained(embeddings: Any) -> np.ndarray:
     if weight.ndim != 2:
         raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {tuple(weight.shape)}")
     return weight
+
+
+def _init_table(
+    module: Module,
+    num_embeddings: int,
+    embedding_dim: int,
+    padding_idx: Optional[int],
+    norm_type: float,
+    scale_grad_by_freq: bool,
+    sparse: bool,
+    weight: Any,
+) -> None:
+    """Sets the checked attributes and the ``weight`` of an embedding table (Embedding,
+    EmbeddingBag) that both classes share."""
+    module.num_embeddings = _size("num_embeddings", num_embeddings)
+    module.embedding_dim = _size("embedding_dim", embedding_dim)
+    module.padding_idx = _padding_idx(padding_idx, module.num_embeddings)
+    module.max_norm = None
+    module.norm_type = float(norm_type)
+    module.scale_grad_by_freq = bool(scale_grad_by_freq)
+    module.sparse = bool(sparse)
+    module.register_parameter("weight", _initial_weight(module.num_embeddings, module.embedding_dim, module.padding_idx, weight))
 
 
 def _table_config(module: Any) -> Dict[str, Any]:
@@ -157,14 +175,7 @@ class Embedding(Module):
         super().__init__()
         check_factory_kwargs(device, dtype)
         _check_unsupported(max_norm)
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
-        self.sparse = bool(sparse)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
+        _init_table(self, num_embeddings, embedding_dim, padding_idx, norm_type, scale_grad_by_freq, sparse, _weight)
 
     @classmethod
     def from_pretrained(
@@ -326,16 +337,9 @@ class EmbeddingBag(Module):
         _check_unsupported(max_norm)
         if mode not in _MODES:
             raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
-        self.num_embeddings = _size("num_embeddings", num_embeddings)
-        self.embedding_dim = _size("embedding_dim", embedding_dim)
-        self.padding_idx = _padding_idx(padding_idx, self.num_embeddings)
-        self.max_norm = None
-        self.norm_type = float(norm_type)
-        self.scale_grad_by_freq = bool(scale_grad_by_freq)
         self.mode = mode
-        self.sparse = bool(sparse)
         self.include_last_offset = bool(include_last_offset)
-        self.register_parameter("weight", _initial_weight(self.num_embeddings, self.embedding_dim, self.padding_idx, _weight))
+        _init_table(self, num_embeddings, embedding_dim, padding_idx, norm_type, scale_grad_by_freq, sparse, _weight)
 
     @classmethod
     def from_pretrained(

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ... import _core
-from ..._arrays import to_numpy
+from ..._arrays import as_row_indices, to_numpy
 from ..._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2, quint8
 from ..._tensor import QTensor, quantize_per_channel
 from ...quantization.qconfig import float_qparams_weight_only_qconfig, weight_observer_for
@@ -298,19 +298,14 @@ class EmbeddingBag(Embedding):
 def as_indices(value: Any, rows: int, what: str = "indices") -> np.ndarray:
     """A C-contiguous int64 copy of integer indices, each in ``[0, rows)``. TypeError for any
     other dtype; IndexError naming the first index out of range (no wrap-around)."""
-    array = to_numpy(value)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be an integer array (int64 or int32), got dtype {array.dtype}")
-    if array.size:
-        bad = (array < 0) | (array >= rows)
-        if bad.any():
-            first = int(np.flatnonzero(bad.reshape(-1))[0])
-            where = np.unravel_index(first, array.shape)
-            raise IndexError(
-                f"index {int(array.reshape(-1)[first])} at position {tuple(int(i) for i in where)} of {what} is out of "
-                f"range for an embedding table of {rows} rows (valid: 0 to {rows - 1})"
-            )
-    return np.array(array, dtype=np.int64, order="C")
+    return as_row_indices(
+        value,
+        rows,
+        what,
+        "{what} must be an integer array (int64 or int32), got dtype {dtype}",
+        "index {index} at position {position} of {what} is out of range for an embedding table of {rows} rows "
+        "(valid: 0 to {last})",
+    )
 
 
 def _bag_bounds(offsets: Any, count: int, include_last_offset: bool) -> np.ndarray:

@@ -106,18 +106,24 @@ class RNNCellBase(QuantizedRecurrent):
         return finals if batched else tuple(f[0] for f in finals)
 
 
-class LSTMCell(RNNCellBase):
-    """``LSTMCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
-    ``forward(input, hx=None) -> (h', c')`` with ``hx = (h, c)``, zeros when None."""
-
-    _modes = ("LSTM",)
+class _GatedCell(RNNCellBase):
+    """The constructor of :class:`LSTMCell` and :class:`GRUCell` (PyTorch's, the same for both):
+    a cell of the class's one mode."""
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
     ) -> None:
+        (mode,) = self._modes
         super().__init__(
-            mode="LSTM", input_size=input_size, hidden_size=hidden_size, bias=bias, dtype=dtype, reduce_range=reduce_range
+            mode=mode, input_size=input_size, hidden_size=hidden_size, bias=bias, dtype=dtype, reduce_range=reduce_range
         )
+
+
+class LSTMCell(_GatedCell):
+    """``LSTMCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
+    ``forward(input, hx=None) -> (h', c')`` with ``hx = (h, c)``, zeros when None."""
+
+    _modes = ("LSTM",)
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``input``: ``(batch, input_size)`` or unbatched ``(input_size,)``; ``h``, ``c`` alike
@@ -137,18 +143,11 @@ class LSTMCell(RNNCellBase):
         return cls._from_float_module(mod)
 
 
-class GRUCell(RNNCellBase):
+class GRUCell(_GatedCell):
     """``GRUCell(input_size, hidden_size, bias=True, dtype=qint8, *, reduce_range=True)``;
     ``forward(input, hx=None) -> h'``."""
 
     _modes = ("GRU",)
-
-    def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = qint8, *, reduce_range: bool = True
-    ) -> None:
-        super().__init__(
-            mode="GRU", input_size=input_size, hidden_size=hidden_size, bias=bias, dtype=dtype, reduce_range=reduce_range
-        )
 
     def forward(self, input: Any, hx: Optional[Any] = None) -> np.ndarray:
         """As :meth:`LSTMCell.forward` with ``hx = h``; returns ``h'``."""
