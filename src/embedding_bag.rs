@@ -86,6 +86,29 @@ impl EmbeddingTable {
         self.bits
     }
 
+    /// Writes the stored integers, one byte per value, into `out` (`rows x dim`, row-major): 4-bit
+    /// rows unpacked (low nibble first), exactly what the table was built from.
+    ///
+    /// # Panics
+    /// When `out` has another length.
+    pub fn values_into(&self, out: &mut [u8]) {
+        assert_eq!(out.len(), self.rows * self.dim, "values_into: the output must hold rows x dim bytes");
+        if self.bits == 8 {
+            out.copy_from_slice(&self.values);
+            return;
+        }
+        for (pair, &byte) in out.chunks_exact_mut(2).zip(&self.values) {
+            pair[0] = byte & 0x0f;
+            pair[1] = byte >> 4;
+        }
+    }
+
+    /// Bytes the table holds: its stored values (half a byte each in 4-bit rows) and a float scale
+    /// and bias per row.
+    pub fn nbytes(&self) -> usize {
+        size_of_val(&self.values[..]) + size_of_val(&self.scales[..]) + size_of_val(&self.biases[..])
+    }
+
     /// One output row per index: `out` is `(indices.len(), dim)`, row-major.
     pub fn lookup(&self, indices: &[i64], out: &mut [f32]) -> Result<()> {
         self.check_indices(indices)?;
@@ -236,6 +259,18 @@ mod tests {
         let mut out = [0.0f32; 8];
         table4().lookup(&[0, 1], &mut out).unwrap();
         assert_eq!(out, [-0.5, 0.0, 0.5, 1.0, 30.25, 0.25, 14.25, 16.25]);
+    }
+
+    #[test]
+    fn values_read_back_as_built() {
+        let mut values = [0u8; 8];
+        table4().values_into(&mut values);
+        assert_eq!(values, [1, 2, 3, 4, 15, 0, 7, 8]);
+        assert_eq!(table4().nbytes(), 4 + 2 * 4 + 2 * 4);
+        let table8 = EmbeddingTable::new(8, 2, 2, &[1, 255, 0, 7], &[1.0, 1.0], &[0.0, 0.0]).unwrap();
+        let mut values = [0u8; 4];
+        table8.values_into(&mut values);
+        assert_eq!(values, [1, 255, 0, 7]);
     }
 
     #[test]

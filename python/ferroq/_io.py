@@ -36,6 +36,7 @@ from ._dtypes import DType, as_dtype, per_channel_affine_float_qparams, quint4x2
 from ._file_tensors import FileInts, FileQTensor, read_array, read_the_rest
 from ._io_validate import MAX_DEPTH, MAX_HEADER_BYTES, Node, TensorInfo, parse_json, validate_description
 from ._tensor import QTensor, unpack_nibbles
+from ._warm_up import warm_up
 from .nn.module import Module
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -341,4 +342,5 @@ def load(path: PathLike, custom_modules: Optional[Dict[str, type]] = None) -> Mo
     read_the_rest(made)  # nothing is read from the file once this returns
     _core.release_free_memory()  # the temporaries are dropped: give their pages back
     _core.start_threads()  # now, not in the model's first call
+    warm_up(module)  # the one-time work of a first call, done here
     return module.eval()

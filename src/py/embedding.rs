@@ -44,6 +44,19 @@ packed_pymethods! {
             Ok(PackedEmbeddingTable { inner })
         }
 
+        /// The stored integers `(rows, dim)` uint8, one per value (4-bit rows unpacked), as a new
+        /// array read back from the table (the table is the only copy kept).
+        fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u8>>> {
+            written_matrix(py, self.inner.rows(), self.inner.dim(), |out| self.inner.values_into(out))
+        }
+
+        /// Bytes the table holds: its values (half a byte each in 4-bit rows), and a float32 scale and
+        /// bias per row.
+        #[getter]
+        fn nbytes(&self) -> usize {
+            self.inner.nbytes()
+        }
+
         /// The rows of `indices` (int64, 1-D), as a new float32 array `(len(indices), dim)`.
         fn lookup<'py>(&self, py: Python<'py>, indices: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
             let idx = alloc::copy_of(vector(&indices, "indices")?)?;

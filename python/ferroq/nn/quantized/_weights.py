@@ -105,11 +105,12 @@ def qparams_of(q: QTensor) -> QParams:
     return (q._scale, q._zero_point, q._scales, q._zero_points, q._axis)
 
 
-def qtensor_from(values: np.ndarray, qparams: QParams) -> QTensor:
-    """A qint8 QTensor owning ``values`` (a new C-contiguous int8 array, e.g. unpacked from a packed
-    weight) with ``qparams`` as taken by :func:`qparams_of` (already checked): no copy, no check."""
+def qtensor_from(values: np.ndarray, qparams: QParams, dtype: DType = qint8) -> QTensor:
+    """A QTensor of ``dtype`` owning ``values`` (a new C-contiguous array of that dtype's integers,
+    e.g. unpacked from a packed weight) with ``qparams`` as taken by :func:`qparams_of` (already
+    checked): no copy, no check."""
     q = object.__new__(QTensor)
-    q._int, q._dtype = values, qint8
+    q._int, q._dtype = values, dtype
     q._scale, q._zero_point, q._scales, q._zero_points, q._axis = qparams
     return q
 

@@ -16,7 +16,7 @@ from ..._tensor import QTensor, quantize_per_channel
 from ...quantization.qconfig import float_qparams_weight_only_qconfig, weight_observer_for
 from ..._state_spec import Config, DTypeName, RowwiseQWeight, StateSpec
 from ..module import Module
-from ._weights import float_weight
+from ._weights import float_weight, qparams_of, qtensor_from
 
 __all__ = ["Embedding", "EmbeddingBag"]
 
@@ -93,9 +93,10 @@ class Embedding(Module):
     def set_weight(self, w: Any) -> None:
         """Replaces the weight: a QTensor of this module's dtype and shape
         ``(num_embeddings, embedding_dim)``, quantized ``per_channel_affine_float_qparams`` along
-        axis 0. Everything is checked before anything changes."""
+        axis 0. Everything is checked before anything changes. Only the packed table and the
+        per-row scales and zero points are kept (no reference to ``w``)."""
         table = self._table_for(w)
-        self._table, self._weight = table, w
+        self._table, self._qparams = table, qparams_of(w)
 
     def _table_for(self, w: Any) -> Any:
         """The packed table for a weight, after :meth:`set_weight`'s checks; changes nothing."""
@@ -114,8 +115,9 @@ class Embedding(Module):
         return _pack(w)
 
     def weight(self) -> QTensor:
-        """The quantized weight (its scales and zero points as set, before any float16 rounding)."""
-        return self._weight
+        """The quantized weight (its scales and zero points as set, before any float16 rounding),
+        its integers read back from the packed table (a new array each call)."""
+        return qtensor_from(self._table.values(), self._qparams, self.dtype)
 
     # -- forward -----------------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class Embedding(Module):
 
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str) -> None:
         destination[prefix + "_packed_params.dtype"] = self.dtype
-        destination[prefix + "_packed_params._packed_weight"] = self._weight
+        destination[prefix + "_packed_params._packed_weight"] = self.weight()
 
     def _state_keys(self) -> List[str]:
         return list(EMBEDDING_STATE_KEYS)
@@ -159,18 +161,21 @@ class Embedding(Module):
         table = self._table_for(weight)
 
         def update() -> None:
-            self._weight, self._table = weight, table
+            self._table, self._qparams = table, qparams_of(weight)
 
         return update
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_table"]
+        del state["_table"], state["_qparams"]
+        state["_weight"] = self.weight()
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        weight = state.pop("_weight")
         self.__dict__.update(state)
-        self.set_weight(state["_weight"])
+        self.set_weight(weight)
 
     # -- printing ----------------------------------------------------------------------------
 
@@ -180,7 +185,7 @@ class Embedding(Module):
     def extra_repr(self) -> str:
         return (
             f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, "
-            f"dtype={self.dtype!r}, qscheme={self._weight.qscheme()!r}"
+            f"dtype={self.dtype!r}, qscheme={per_channel_affine_float_qparams!r}"
         )
 
 
