@@ -183,9 +183,10 @@ fn one_step(
     match rows_per_share(active, macs) {
         Some(rows_per_share) => {
             let mut shares = rows.split(rows_per_share, shape);
+            let count = shares.iter().flatten().count();
             let failure = Mutex::new(None);
-            for_shares(&mut shares, 1, 1, macs, |_, shares| {
-                for share in shares {
+            for_shares(&mut shares[..count], 1, 1, macs, |_, shares| {
+                for share in shares.iter_mut().flatten() {
                     if let Err(e) = step_rows(call, hh, xq, ig, share) {
                         *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                     }
@@ -214,9 +215,13 @@ fn rows_per_share(active: usize, macs: usize) -> Option<usize> {
     if macs < PARALLEL_THRESHOLD_MACS || active < 2 * SHARE_ROWS_UNIT {
         return None;
     }
-    let threads = num_threads();
+    let threads = num_threads().min(MAX_STEP_SHARES);
     (threads > 1).then(|| active.div_ceil(threads).next_multiple_of(SHARE_ROWS_UNIT))
 }
+
+/// The most shares a step is split into (its rows are few: a batch), so that the shares fit in an
+/// array on the stack and a split step allocates nothing.
+const MAX_STEP_SHARES: usize = 16;
 
 /// The first `values` values of `v` (all of them if fewer), leaving `v` the rest.
 fn take<'b, T>(v: &mut &'b mut [T], values: usize) -> &'b mut [T] {
@@ -240,16 +245,18 @@ struct StepRows<'a> {
 }
 
 impl<'a> StepRows<'a> {
-    /// Consecutive blocks of `rows_per_share` rows (the last one shorter).
-    fn split(self, rows_per_share: usize, shape: &RnnShape) -> Vec<StepRows<'a>> {
+    /// Consecutive blocks of `rows_per_share` rows (the last one shorter), at most
+    /// [`MAX_STEP_SHARES`] (the rest of the array `None`).
+    fn split(self, rows_per_share: usize, shape: &RnnShape) -> [Option<StepRows<'a>>; MAX_STEP_SHARES] {
         let (hidden, columns) = (shape.hidden_size, shape.kind.gates() * shape.hidden_size);
         let active = self.h.len() / shape.output_size();
+        assert!(active.div_ceil(rows_per_share) <= MAX_STEP_SHARES, "{active} rows in shares of {rows_per_share}");
         let StepRows { mut acc, mut hg, mut h, mut c, mut unprojected, .. } = self;
-        let mut shares = Vec::with_capacity(active.div_ceil(rows_per_share));
-        for first_row in (0..active).step_by(rows_per_share) {
+        let mut shares = std::array::from_fn(|_| None);
+        for (share, first_row) in shares.iter_mut().zip((0..active).step_by(rows_per_share)) {
             let rows = rows_per_share.min(active - first_row);
             // An unused buffer is empty and gives empty parts.
-            shares.push(StepRows {
+            *share = Some(StepRows {
                 first_row,
                 acc: take(&mut acc, rows * columns),
                 hg: take(&mut hg, rows * columns),

@@ -10,7 +10,7 @@
 mod fork;
 mod pool;
 
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use pool::Pool;
@@ -46,10 +46,17 @@ struct Settings {
 impl Settings {
     fn count(&self) -> usize {
         match self.count {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
+            0 => machine_cores(),
             n => n,
         }
     }
+}
+
+/// The cores this process may use (at most [`MAX_THREADS`]), asked of the system once: the
+/// default thread count, read by every operation that may split its work.
+fn machine_cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS))
 }
 
 /// Held only for a few instructions at a time (never while threads start or stop), so the fork
@@ -143,15 +150,35 @@ where
         return;
     };
     let rows_per_share = rows_per_share(rows, threads.count, unit);
-    // One share per task; a task takes its own (the locks are never contended).
-    let shares: Vec<Mutex<Option<&mut [T]>>> =
-        out.chunks_mut(rows_per_share * row_len).map(|share| Mutex::new(Some(share))).collect();
-    helpers.run(shares.len(), &|i| {
-        let share = shares[i].lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(share) = share {
-            work(i * rows_per_share, share);
-        }
+    // One share per task, cut from `out` by the task itself (nothing allocated).
+    let (share_len, len) = (rows_per_share * row_len.max(1), out.len());
+    let base = SharedMut(out.as_mut_ptr());
+    helpers.run(len.div_ceil(share_len), &|i| {
+        let start = i * share_len;
+        let end = (start + share_len).min(len);
+        // SAFETY: `Pool::run` runs each task index once, so the tasks' ranges `start..end` are
+        // disjoint parts of `out` (`end <= len`), which this call borrows mutably until every task
+        // has finished.
+        let share = unsafe { std::slice::from_raw_parts_mut(base.ptr().add(start), end - start) };
+        work(i * rows_per_share, share);
     });
+}
+
+/// A pointer to the start of a mutable slice whose disjoint parts several threads write (see
+/// [`for_shares`]).
+struct SharedMut<T>(*mut T);
+
+// SAFETY: the pointer stands for a `&mut [T]` split into disjoint parts, one per thread, which is
+// sound to send and share between threads exactly when `T: Send` (as for `&mut [T]` itself).
+unsafe impl<T: Send> Send for SharedMut<T> {}
+// SAFETY: as for `Send`: each thread only touches its own part.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper, not the field).
+    fn ptr(&self) -> *mut T {
+        self.0
+    }
 }
 
 /// Runs `work(rows)` over the rows `0..rows` in the shares [`for_row_shares`] would make (one
