@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::ops::Range as Indices;
 
-use super::{f16_sum_start, Dequantize, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
-use crate::dispatch::Isa;
+use super::{f16_sum_start, scalar_step, Dequantize, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
 use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
 use crate::quant::{correct_accumulator, dequantize_accumulator, quantize_value};
 
@@ -17,6 +16,9 @@ pub const KERNELS: Kernels = Kernels {
     gemm_u8i8,
     gemm_u8i8_dequantize,
     gemm_f32_f16,
+    lstm: scalar_step::lstm,
+    gru: scalar_step::gru,
+    elman: scalar_step::elman,
 };
 
 /// See [`Kernels::range`].

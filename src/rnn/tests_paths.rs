@@ -4,7 +4,8 @@
 //! sigmoid's SLEEF/glibc split.
 
 use super::*;
-use crate::dispatch::{kernels_for, supported_isas, Isa};
+use crate::dispatch::{kernels_for, supported_isas};
+use crate::kernels::Isa;
 use crate::error::Error;
 use crate::linear::{DynamicLinear, Fp16Linear};
 

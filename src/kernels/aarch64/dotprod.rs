@@ -10,8 +10,7 @@ use std::arch::asm;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
+use crate::kernels::{entry_points, Dequantize, Isa, Kernels};
 use crate::pack::PackedWeights;
 
 /// Proof that the CPU has NEON and the dot-product instructions.

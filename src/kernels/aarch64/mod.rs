@@ -7,36 +7,14 @@
 //! element-wise kernels (`quantize_input`, `epilogue`) and the float16 product (`gemm_f16`); their
 //! int8 GEMMs share one tile driver (`gemm_u8i8`) and differ in the dot-product step: widening
 //! multiplies (`smull` + `sadalp`) on NEON, `sdot` with the extension. Kernel bodies take the token
-//! first and are entered through `#[target_feature]` functions, like the x86-64 paths.
+//! first and are entered through [`entry_points!`](super::entry_points), like the x86-64 paths.
+//! The recurrent steps are the scalar specification's until the tokens implement
+//! [`Simd`](super::simd::Simd).
 
 use std::cell::RefCell;
 
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
+use crate::kernels::{Dequantize, Isa, Kernels};
 use crate::pack::PackedWeights;
-
-/// Defines safe kernel entry points for one path's table: each runs its body (a kernel taking the
-/// path's token first) inside a `#[target_feature]` function, so the body's intrinsics inline into
-/// code compiled for the path's instructions.
-///
-/// Soundness: an entry point is only reachable through a [`Kernels`] table, and a table holding it
-/// is only built from a token proving the CPU has `$features` (each path's `table` takes one).
-macro_rules! entry_points {
-    ($token:ident, $features:literal; $(fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:expr;)+) => {$(
-        #[doc = concat!("The `", stringify!($name), "` kernel of this path (see [`Kernels`]).")]
-        #[allow(clippy::too_many_arguments)] // as many as the kernel's signature has
-        pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
-            #[target_feature(enable = $features)]
-            fn with_features(token: $token, $($arg: $ty),*) $(-> $ret)? {
-                $body(token, $($arg),*)
-            }
-            // SAFETY: this function is only reachable through a table built from a `$token`, which
-            // exists only when the CPU has `$features` (see the macro's documentation).
-            unsafe { with_features($token::assume_supported(), $($arg),*) }
-        }
-    )+};
-}
 
 mod dotprod;
 mod epilogue;
@@ -97,10 +75,17 @@ fn gemm_then_dequantize(
 
 /// The table of an aarch64 path, or `None` when this CPU lacks its instructions (or `isa` is not
 /// an aarch64 path).
-pub fn table(isa: Isa) -> Option<Kernels> {
+pub(super) fn table(isa: Isa) -> Option<Kernels> {
     match isa {
         Isa::Neon => neon::Neon::detect().map(neon::table),
         Isa::NeonDotprod => dotprod::Dotprod::detect().map(dotprod::table),
         _ => None,
     }
+}
+
+/// The sigmoid and tanh test entry points of every [`Simd`](super::simd::Simd) token this CPU
+/// has: none yet on aarch64.
+#[cfg(test)]
+pub(super) fn vector_math_paths() -> Vec<(&'static str, super::VectorMathProbe)> {
+    Vec::new()
 }

@@ -26,9 +26,8 @@
 use std::arch::asm;
 
 use super::avx512vnni::{self, Avx512};
-use super::{amx_detect, epilogue, gemm_u8i8};
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
+use super::{amx_detect, gemm_u8i8};
+use crate::kernels::{dequantize, entry_points, Dequantize, Isa, Kernels};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AMX-TILE and AMX-INT8, that this process may use the tile state, and
@@ -372,7 +371,7 @@ impl TileOutput for Dequantized<'_> {
         for (r, acc) in self.acc.0.iter().enumerate().take(rows) {
             let start = (r0 + r) * self.ldo + n0;
             let out = &mut self.out[start..start + PANEL_WIDTH];
-            epilogue::dequantize_span(self.t, acc, self.row_sums[r0 + r], self.params, n0, out);
+            dequantize::dequantize_span(self.t, acc, self.row_sums[r0 + r], self.params, n0, out);
         }
     }
 }
