@@ -20,5 +20,3 @@ pub use sequence::{CellWeights, Rnn, RnnShape, SequenceInput, SequenceOutput};
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_paths;

@@ -162,7 +162,7 @@ struct Job<'a> {
 /// configuration; panel pairs outside, strips inside (a pair of weight panels is read from memory
 /// once and from cache for the other strips).
 #[inline(always)]
-fn drive<O: TileOutput>(job: &Job<'_>, full_panels: usize, o: &mut O) {
+fn drive<O: TileStore>(job: &Job<'_>, full_panels: usize, o: &mut O) {
     let whole = job.rows - job.rows % STRIP_ROWS;
     let tiles = Tiles;
     let mut tail = KTail::new();
@@ -197,7 +197,7 @@ fn drive<O: TileOutput>(job: &Job<'_>, full_panels: usize, o: &mut O) {
 /// The tiles are configured ([`Tiles::configure`]) for this strip's height; its rows lie within
 /// `job.rows` and its panels within the full panels of `job.b`.
 #[inline(always)]
-unsafe fn block<const TWO_ROWS: bool, const TWO_PANELS: bool, O: TileOutput>(
+unsafe fn block<const TWO_ROWS: bool, const TWO_PANELS: bool, O: TileStore>(
     job: &Job<'_>,
     r0: usize,
     p: usize,
@@ -319,7 +319,7 @@ impl KTail {
 }
 
 /// What becomes of each C tile.
-trait TileOutput {
+trait TileStore {
     /// Stores C tile `T`: rows `r0..r0 + rows` of the product (its configured rows), the columns of
     /// full panel `p`.
     ///
@@ -334,7 +334,7 @@ struct Raw<'a> {
     ldo: usize,
 }
 
-impl TileOutput for Raw<'_> {
+impl TileStore for Raw<'_> {
     /// Straight from the tile to `out`.
     #[inline(always)]
     unsafe fn store<const T: u8>(&mut self, r0: usize, rows: usize, p: usize) {
@@ -361,7 +361,7 @@ struct Dequantized<'a> {
     acc: AccTile,
 }
 
-impl TileOutput for Dequantized<'_> {
+impl TileStore for Dequantized<'_> {
     #[inline(always)]
     unsafe fn store<const T: u8>(&mut self, r0: usize, rows: usize, p: usize) {
         // SAFETY: the caller's guarantees; `tilestored` writes `rows <= 16` rows of 64 bytes into

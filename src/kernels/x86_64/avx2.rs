@@ -1,5 +1,6 @@
-//! The AVX2 path (with FMA and F16C): 8-lane element-wise kernels, which the AVX-VNNI path shares,
-//! and the int8 GEMM on `vpmaddubsw`, made exact for every uint8 activation.
+//! The AVX2 path (with FMA and F16C): its token [`Avx2`], the [`Simd`] operations on 256-bit
+//! registers (8 float lanes, float64 halves of 4) that its generic kernels run on (the AVX-VNNI
+//! path shares them), and the int8 GEMM on `vpmaddubsw`, made exact for every uint8 activation.
 //!
 //! `vpmaddubsw` adds adjacent u8 x s8 products into int16 with saturation, which is only exact
 //! while a pair cannot exceed 32767: activations up to 127 (what `reduce_range` produces) give at

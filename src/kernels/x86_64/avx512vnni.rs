@@ -1,5 +1,6 @@
-//! The AVX-512 VNNI path: `vpdpbusd` on 512-bit registers (one panel k-group per register) and
-//! 16-lane versions of the element-wise kernels.
+//! The AVX-512 VNNI path: its token [`Avx512`], the [`Simd`] operations on 512-bit registers (16
+//! float lanes, float64 halves of 8) that its generic kernels run on (the AMX path shares them),
+//! and the int8 GEMM's `vpdpbusd` step (one panel k-group per register).
 
 use std::arch::x86_64::*;
 
