@@ -183,13 +183,14 @@ pub enum Nonlinearity {
 
 /// The table of `isa`, or `None` when this CPU or build cannot run it.
 pub fn table(isa: Isa) -> Option<Kernels> {
-    match isa {
-        Isa::Scalar => Some(scalar::KERNELS),
+    match isa.architecture() {
+        None => Some(scalar::KERNELS),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx => x86_64::table(isa),
+        Some(Architecture::X86_64) => x86_64::table(isa),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::NeonDotprod => aarch64::table(isa),
-        _ => None,
+        Some(Architecture::Aarch64) => aarch64::table(isa),
+        // Another architecture's path: not in this build.
+        Some(_) => None,
     }
 }
 

@@ -18,5 +18,3 @@ pub use cell_kind::CellKind;
 pub use projection::Projection;
 pub use sequence::{CellWeights, Rnn, RnnShape, SequenceInput, SequenceOutput};
 
-#[cfg(test)]
-mod tests;

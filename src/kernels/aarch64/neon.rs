@@ -12,7 +12,7 @@ use std::arch::aarch64::*;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::{epilogue, gemm_f16, quantize_input};
-use crate::kernels::{entry_points, scalar_step, Dequantize, Isa, Kernels, Range};
+use crate::kernels::{entry_points, scalar, scalar_step, Dequantize, Isa, Kernels, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
@@ -88,7 +88,7 @@ fn gemm_u8i8_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
-    super::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
+    scalar::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
 }
 
 entry_points! {
