@@ -1,70 +1,13 @@
-//! Instruction-set paths: which ones this CPU can run, which one is active, and the kernel table
-//! of each.
+//! Which instruction-set path this process runs: the best one this CPU supports, or a lower one
+//! named by `FERROQ_ISA`. The paths themselves, and their kernel tables, are the kernel
+//! contract's ([`crate::kernels`]); this module only selects.
 //!
 //! The CPU is inspected at run time only (never `target-cpu=native`), once. The environment
 //! variable `FERROQ_ISA` can lower the choice (for tests and bug reports), never raise it.
 
 use std::sync::OnceLock;
 
-use crate::kernels::{self, Kernels};
-
-/// One instruction-set path. The order of the variants within an architecture is their rank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// Portable Rust: the reference every other path must equal bit for bit.
-    Scalar,
-    /// x86-64 AVX2 + FMA.
-    Avx2,
-    /// x86-64 AVX-VNNI (VEX-encoded `vpdpbusd` on 256-bit registers).
-    AvxVnni,
-    /// x86-64 AVX-512 F/BW/VL + VNNI (`vpdpbusd` on 512-bit registers).
-    Avx512Vnni,
-    /// x86-64 AMX-INT8 (`tdpbusd` on tile registers) for the int8 GEMM, AVX-512 VNNI for the rest.
-    Amx,
-    /// aarch64 Advanced SIMD.
-    Neon,
-    /// aarch64 Advanced SIMD with the dot-product extension (`sdot`/`udot`).
-    NeonDotprod,
-}
-
-impl Isa {
-    /// Every path, in the order of `FERROQ_ISA` names.
-    pub const ALL: [Isa; 7] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Amx, Isa::Neon, Isa::NeonDotprod];
-
-    /// The name used by `FERROQ_ISA` and `ferroq.backend()`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            Isa::Avx2 => "avx2",
-            Isa::AvxVnni => "avxvnni",
-            Isa::Avx512Vnni => "avx512vnni",
-            Isa::Amx => "amx",
-            Isa::Neon => "neon",
-            Isa::NeonDotprod => "neon-dotprod",
-        }
-    }
-
-    /// The path with this `FERROQ_ISA` name, if any.
-    pub fn from_name(name: &str) -> Option<Isa> {
-        Isa::ALL.into_iter().find(|isa| isa.name() == name)
-    }
-
-    /// How far up its architecture's ladder this path is (scalar is 0 everywhere).
-    fn rank(self) -> u8 {
-        match self {
-            Isa::Scalar => 0,
-            Isa::Avx2 | Isa::Neon => 1,
-            Isa::AvxVnni | Isa::NeonDotprod => 2,
-            Isa::Avx512Vnni => 3,
-            Isa::Amx => 4,
-        }
-    }
-
-    /// True when this CPU has the instructions and this build has kernels for the path.
-    pub fn is_supported(self) -> bool {
-        kernels::table(self).is_some()
-    }
-}
+use crate::kernels::{self, Isa, Kernels};
 
 /// Every path this CPU supports, lowest rank first (scalar is always first).
 pub fn supported_isas() -> Vec<Isa> {
@@ -102,7 +45,7 @@ fn select(requested: Option<&str>) -> Selection {
     if wanted.is_supported() {
         return Selection { isa: wanted, note: None };
     }
-    let same_family = |isa: &Isa| *isa == Isa::Scalar || kernels::same_architecture(*isa, wanted);
+    let same_family = |isa: &Isa| *isa == Isa::Scalar || isa.architecture() == wanted.architecture();
     let lowered = supported
         .iter()
         .copied()

@@ -15,10 +15,12 @@
 //! fused multiply-add is exact by definition, so the portable path (`f32::mul_add`) and the
 //! x86 path compiled with FMA give the same bits.
 
-#[cfg(target_arch = "x86_64")]
-use crate::dispatch::{active_isa, Isa};
 use crate::alloc;
+#[cfg(target_arch = "x86_64")]
+use crate::dispatch::active_isa;
 use crate::error::{Error, Result};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::Isa;
 
 /// A packed quantized embedding table (read-only once built).
 #[derive(Debug, Clone)]

@@ -23,5 +23,6 @@ pub mod threads;
 #[cfg(feature = "python")]
 mod py;
 
-pub use dispatch::{active_isa, kernels, kernels_for, supported_isas, Isa};
+pub use dispatch::{active_isa, kernels, kernels_for, supported_isas};
+pub use kernels::Isa;
 pub use error::{Error, Result};

@@ -3,6 +3,9 @@
 //! k-groups after the whole tile steps, `k` not a multiple of 4) and every column count up to 33
 //! (partial and odd panel counts; for long `K` the panel edges). Skipped, loudly, on CPUs without AMX-INT8.
 
+mod common;
+
+use common::Rng;
 use ferroq::kernels::{Dequantize, Kernels};
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, Isa};
@@ -29,29 +32,16 @@ fn amx() -> Option<Kernels> {
     table
 }
 
-/// A deterministic byte stream (SplitMix64).
-struct Bytes(u64);
-
-impl Bytes {
-    fn next(&mut self) -> u8 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) as u8
-    }
-}
-
 /// `m x k` activations with row stride `k_padded + 3` (zeros in the padding, 0xAB after it), and
 /// `n x k` weights, with byte 0 of the stream at the extremes now and then.
-fn operands(bytes: &mut Bytes, m: usize, k: usize, n: usize) -> (Vec<u8>, usize, PackedWeights) {
-    let w: Vec<i8> = (0..n * k).map(|i| if i % 7 == 0 { -128 } else { bytes.next() as i8 }).collect();
+fn operands(bytes: &mut Rng, m: usize, k: usize, n: usize) -> (Vec<u8>, usize, PackedWeights) {
+    let w: Vec<i8> = (0..n * k).map(|i| if i % 7 == 0 { -128 } else { bytes.byte() as i8 }).collect();
     let b = PackedWeights::pack(&w, n, k).unwrap();
     let lda = b.k_padded() + 3;
     let mut a = vec![0xABu8; m * lda];
     for row in a.chunks_exact_mut(lda) {
         row[k..b.k_padded()].fill(0);
-        row[..k].iter_mut().enumerate().for_each(|(i, x)| *x = if i % 5 == 0 { 255 } else { bytes.next() });
+        row[..k].iter_mut().enumerate().for_each(|(i, x)| *x = if i % 5 == 0 { 255 } else { bytes.byte() });
     }
     (a, lda, b)
 }
@@ -60,7 +50,7 @@ fn operands(bytes: &mut Bytes, m: usize, k: usize, n: usize) -> (Vec<u8>, usize,
 fn amx_tile_edges_equal_scalar() {
     let Some(amx) = amx() else { return };
     let scalar = kernels_for(Isa::Scalar).unwrap();
-    let mut bytes = Bytes(17);
+    let mut bytes = Rng(17);
     for m in ROWS {
         for k in KS {
             for n in columns(k) {
@@ -80,7 +70,7 @@ fn amx_tile_edges_equal_scalar() {
 fn amx_dequantizing_tile_edges_equal_scalar() {
     let Some(amx) = amx() else { return };
     let scalar = kernels_for(Isa::Scalar).unwrap();
-    let mut bytes = Bytes(29);
+    let mut bytes = Rng(29);
     for m in ROWS {
         for k in KS {
             for n in columns(k) {

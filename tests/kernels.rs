@@ -6,89 +6,13 @@
 //! stderr; set `FERROQ_REQUIRE_ISAS` (comma-separated names, e.g. `avx2,avxvnni,avx512vnni`) to make
 //! a missing path an error, as on a CI machine known to have it.
 
-use ferroq::kernels::{scalar, Dequantize, Kernels, Range};
+mod common;
+
+use common::{assert_same_floats, simd_paths, Rng};
+use ferroq::kernels::{scalar, Accumulators, Dequantize, Kernels, Nonlinearity, Projected, Range};
 use ferroq::pack::PackedWeights;
 use ferroq::quant::choose_qparams;
-use ferroq::{kernels_for, supported_isas, Isa};
-
-/// Every supported path but scalar, after saying loudly which paths this run does not test.
-fn simd_paths() -> Vec<Kernels> {
-    let supported = supported_isas();
-    for isa in Isa::ALL.into_iter().filter(|isa| !supported.contains(isa)) {
-        eprintln!("!!!!! NOT TESTED: the {} path is not supported on this machine !!!!!", isa.name());
-    }
-    if let Ok(required) = std::env::var("FERROQ_REQUIRE_ISAS") {
-        for name in required.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let isa =
-                Isa::from_name(name).unwrap_or_else(|| panic!("FERROQ_REQUIRE_ISAS names an unknown path {name:?}"));
-            assert!(
-                supported.contains(&isa),
-                "FERROQ_REQUIRE_ISAS requires {name}, which this machine does not support"
-            );
-        }
-    }
-    let paths: Vec<Kernels> = supported
-        .into_iter()
-        .filter(|&isa| isa != Isa::Scalar)
-        .map(|isa| kernels_for(isa).expect("supported"))
-        .collect();
-    let names: Vec<&str> = paths.iter().map(|k| k.isa.name()).collect();
-    eprintln!("testing against scalar: {names:?}");
-    paths
-}
-
-/// SplitMix64: a small deterministic generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    /// Uniform in `lo..hi`.
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-
-    /// Any finite float: random bits, with the exponent redrawn when it would be all ones.
-    fn finite_bits(&mut self) -> f32 {
-        let v = f32::from_bits(self.next() as u32);
-        if v.is_finite() {
-            v
-        } else {
-            f32::from_bits(self.next() as u32 & 0xbf7f_ffff)
-        }
-    }
-}
-
-/// Equal bits, or both NaN.
-fn same_float(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-}
-
-fn assert_same_floats(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            same_float(g, w),
-            "{what}: element {i} is {g:e} ({:#010x}), scalar gives {w:e} ({:#010x})",
-            g.to_bits(),
-            w.to_bits()
-        );
-    }
-}
+use ferroq::{kernels_for, Isa};
 
 #[test]
 fn tables_exist_exactly_where_the_cpu_has_the_instructions() {
@@ -763,5 +687,97 @@ fn check_f16(paths: &[Kernels], x: &[f32], rows: usize, k: usize, w: &[u16], n: 
         (kernels.gemm_f32_f16)(x, rows, k, w, n, bias, &mut got);
         let what = format!("{}: gemm_f32_f16 rows={rows} k={k} n={n} bias={}", kernels.isa.name(), bias.is_some());
         assert_same_floats(&got, &want, &what);
+    }
+}
+
+/// One projection's output for the recurrent-step kernels: floats (with NaN and infinities now
+/// and then, as float16 weights let through), or int32 accumulators with their dequantization
+/// terms (weight zero points already corrected, as the contract states).
+struct ProjectedCase {
+    floats: Vec<f32>,
+    acc: Vec<i32>,
+    col_offsets: Vec<i32>,
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl ProjectedCase {
+    fn new(rng: &mut Rng, rows: usize, columns: usize) -> Self {
+        let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, 30.0, -30.0];
+        let floats = (0..rows * columns)
+            .map(|_| if rng.below(50) == 0 { rng.pick(&special) } else { rng.uniform(-6.0, 6.0) })
+            .collect();
+        ProjectedCase {
+            floats,
+            acc: (0..rows * columns).map(|_| rng.next() as i32 >> 12).collect(),
+            col_offsets: (0..columns).map(|_| rng.next() as i32 >> 16).collect(),
+            scales: (0..columns).map(|_| rng.uniform(1e-4, 3e-3)).collect(),
+            bias: (0..columns).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+        }
+    }
+
+    fn projected(&self, int8: bool) -> Projected<'_> {
+        if !int8 {
+            return Projected::Float(&self.floats);
+        }
+        Projected::Int8(Accumulators {
+            acc: &self.acc,
+            x_zero_point: 37,
+            x_scale: 0.0173,
+            col_offsets: &self.col_offsets,
+            scales: &self.scales,
+            bias: &self.bias,
+        })
+    }
+}
+
+/// Runs `step` (one of the recurrent-step kernels, on `hg`, `ig` and a state) on every path and
+/// on scalar, and compares the states they leave.
+fn check_recurrent_step(
+    what: &str,
+    paths: &[Kernels],
+    state: &[f32],
+    step: impl Fn(&Kernels, &mut Vec<f32>, &mut Vec<f32>),
+    second_state: &[f32],
+) {
+    let (mut want, mut want2) = (state.to_vec(), second_state.to_vec());
+    step(&scalar::KERNELS, &mut want, &mut want2);
+    for kernels in paths {
+        let (mut got, mut got2) = (state.to_vec(), second_state.to_vec());
+        step(kernels, &mut got, &mut got2);
+        let what = format!("{what} on {}", kernels.isa.name());
+        // The states are canonicalized: even a NaN must have the scalar bits.
+        assert_eq!(common::bits(&got), common::bits(&want), "{what}");
+        assert_eq!(common::bits(&got2), common::bits(&want2), "{what} (second output)");
+    }
+}
+
+#[test]
+fn recurrent_steps_match_scalar() {
+    let paths = simd_paths();
+    let mut rng = Rng(31);
+    // Around every vector width, the pairs of registers, the sigmoid's split at 32 and the GRU
+    // kernels' chunks of 256 units.
+    for hidden in [1usize, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 65, 100, 257, 300] {
+        for rows in [1usize, 3] {
+            for (hg_int8, ig_int8) in [(false, false), (true, false), (false, true), (true, true)] {
+                let kind = |gates: usize| format!("hidden {hidden} rows {rows} int8 {hg_int8}/{ig_int8} gates {gates}");
+                let state = rng.floats(rows * hidden, 2.0);
+                let (hg4, ig4) = (ProjectedCase::new(&mut rng, rows, 4 * hidden), ProjectedCase::new(&mut rng, rows, 4 * hidden));
+                let (hg, ig) = (hg4.projected(hg_int8), ig4.projected(ig_int8));
+                let lstm = |k: &Kernels, c: &mut Vec<f32>, h: &mut Vec<f32>| (k.lstm)(&hg, &ig, c, h, hidden);
+                check_recurrent_step(&format!("lstm {}", kind(4)), &paths, &state, lstm, &vec![0.0; rows * hidden]);
+                let (hg3, ig3) = (ProjectedCase::new(&mut rng, rows, 3 * hidden), ProjectedCase::new(&mut rng, rows, 3 * hidden));
+                let (hg, ig) = (hg3.projected(hg_int8), ig3.projected(ig_int8));
+                let gru = |k: &Kernels, h: &mut Vec<f32>, _: &mut Vec<f32>| (k.gru)(&hg, &ig, h, hidden);
+                check_recurrent_step(&format!("gru {}", kind(3)), &paths, &state, gru, &[]);
+                let (hg1, ig1) = (ProjectedCase::new(&mut rng, rows, hidden), ProjectedCase::new(&mut rng, rows, hidden));
+                let (hg, ig) = (hg1.projected(hg_int8), ig1.projected(ig_int8));
+                for nonlinearity in [Nonlinearity::Tanh, Nonlinearity::Relu] {
+                    let elman = |k: &Kernels, h: &mut Vec<f32>, _: &mut Vec<f32>| (k.elman)(nonlinearity, &hg, &ig, h, hidden);
+                    check_recurrent_step(&format!("elman {nonlinearity:?} {}", kind(1)), &paths, &state, elman, &[]);
+                }
+            }
+        }
     }
 }

@@ -11,10 +11,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use ferroq::linear::{DynamicLinear, Fp16Linear};
-use ferroq::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
-use ferroq::kernels::Kernels;
-use ferroq::{kernels_for, supported_isas, Isa};
+mod common;
+
+use common::{all_paths, stack, Rng, Weights};
+use ferroq::rnn::{CellKind, RnnShape, SequenceInput};
 
 /// The system allocator, counting the allocations (and reallocations) of threads that count.
 struct Counting;
@@ -70,96 +70,21 @@ fn allocations(f: impl FnOnce()) -> usize {
     COUNT.replace(None).expect("counting")
 }
 
-/// A small deterministic generator (xorshift).
-struct Numbers(u32);
-
-impl Numbers {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 17;
-        self.0 ^= self.0 << 5;
-        self.0
-    }
-
-    fn float(&mut self) -> f32 {
-        (self.next() % 20001) as f32 / 10000.0 - 1.0
-    }
-
-    fn floats(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.float()).collect()
-    }
-}
-
-/// How a projection's weights are built.
-#[derive(Clone, Copy, Debug)]
-enum Weights {
-    /// Symmetric per-channel int8 with bias.
-    Int8,
-    /// int8 with nonzero weight zero points, without bias.
-    Asymmetric,
-    /// float16 with bias.
-    Fp16,
-    /// float16 without bias.
-    Fp16NoBias,
-}
-
 const WEIGHTS: [Weights; 4] = [Weights::Int8, Weights::Asymmetric, Weights::Fp16, Weights::Fp16NoBias];
-
-fn projection(numbers: &mut Numbers, weights: Weights, rows: usize, cols: usize, bias: bool) -> Projection {
-    match weights {
-        Weights::Int8 | Weights::Asymmetric => {
-            let weight: Vec<i8> = (0..rows * cols).map(|_| numbers.next() as i8).collect();
-            let scales: Vec<f32> = (0..rows).map(|r| 0.002 + r as f32 * 1e-5).collect();
-            let asymmetric = matches!(weights, Weights::Asymmetric);
-            let zero_points: Vec<i32> = (0..rows).map(|r| if asymmetric { (r % 5) as i32 - 2 } else { 0 }).collect();
-            let bias = (bias && !asymmetric).then(|| numbers.floats(rows));
-            Projection::Int8(DynamicLinear::new(&weight, rows, cols, &scales, &zero_points, bias).unwrap().into())
-        }
-        Weights::Fp16 | Weights::Fp16NoBias => {
-            let weight: Vec<u16> = (0..rows * cols).map(|_| half::f16::from_f32(numbers.float() * 0.3).to_bits()).collect();
-            let bias = (bias && matches!(weights, Weights::Fp16)).then(|| numbers.floats(rows));
-            Projection::Fp16(Fp16Linear::new(&weight, rows, cols, bias).unwrap().into())
-        }
-    }
-}
-
-fn stack(shape: RnnShape, weights: Weights, seed: u32) -> Rnn {
-    let mut numbers = Numbers(seed);
-    let gates = shape.kind.gates() * shape.hidden_size;
-    let cells = (0..shape.num_layers * shape.directions())
-        .map(|index| {
-            let input = if index < shape.directions() { shape.input_size } else { shape.directions() * shape.output_size() };
-            CellWeights {
-                ih: projection(&mut numbers, weights, gates, input, true),
-                hh: projection(&mut numbers, weights, gates, shape.output_size(), true),
-                hr: (shape.proj_size > 0).then(|| projection(&mut numbers, weights, shape.proj_size, shape.hidden_size, false)),
-            }
-        })
-        .collect();
-    Rnn::new(shape, cells).unwrap()
-}
-
-/// Every path this CPU supports, scalar included, each forced through its own table.
-fn paths() -> Vec<Kernels> {
-    let isas = supported_isas();
-    let skipped: Vec<&str> = Isa::ALL.iter().filter(|isa| !isas.contains(isa)).map(|isa| isa.name()).collect();
-    eprintln!("allocations on paths {:?}; SKIPPED (not on this CPU): {skipped:?}", isas.iter().map(|i| i.name()).collect::<Vec<_>>());
-    isas.into_iter().map(|isa| kernels_for(isa).expect("supported")).collect()
-}
 
 const KINDS: [CellKind; 4] = [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh, CellKind::RnnRelu];
 
 #[test]
 fn a_stream_of_single_steps_allocates_nothing_after_the_first() {
-    let paths = paths();
+    let paths = all_paths();
     // 37 units: a partial vector block on every path; 300: the GRU kernels' chunks of 256 units.
     let cases = KINDS.into_iter().flat_map(|k| WEIGHTS.map(|w| (k, w, 37))).chain(WEIGHTS.map(|w| (CellKind::Gru, w, 300)));
     for (i, (kind, weights, hidden)) in cases.enumerate() {
         let shape = RnnShape { kind, input_size: 11, hidden_size: hidden, proj_size: 0, num_layers: 1, bidirectional: false };
-        let rnn = stack(shape, weights, 1 + i as u32);
+        let rnn = stack(shape, weights, 1 + i as u64);
         for batch in [1, 3] {
-            let mut numbers = Numbers(100 + i as u32);
-            let xs: Vec<Vec<f32>> = (0..12).map(|_| numbers.floats(batch * 11)).collect();
+            let mut rng = Rng(100 + i as u64);
+            let xs: Vec<Vec<f32>> = (0..12).map(|_| rng.floats(batch * 11, 1.0)).collect();
             for kernels in &paths {
                 let mut h = vec![0.0f32; batch * hidden];
                 let mut c = if kind == CellKind::Lstm { vec![0.0f32; batch * hidden] } else { Vec::new() };
@@ -182,15 +107,14 @@ fn a_stream_of_single_steps_allocates_nothing_after_the_first() {
 
 #[test]
 fn sequences_allocate_as_often_for_many_steps_as_for_few() {
-    let paths = paths();
+    let paths = all_paths();
     let batch = 3;
     for (i, (kind, weights)) in KINDS.into_iter().flat_map(|k| WEIGHTS.map(|w| (k, w))).enumerate() {
         let proj_size = if kind == CellKind::Lstm && i % 2 == 0 { 5 } else { 0 };
         // 30 steps of 3 rows: more than one chunk of the input projection (64 rows).
         let shape = RnnShape { kind, input_size: 7, hidden_size: 13, proj_size, num_layers: 2, bidirectional: true };
-        let rnn = stack(shape, weights, 50 + i as u32);
-        let mut numbers = Numbers(200 + i as u32);
-        let x = numbers.floats(30 * batch * 7);
+        let rnn = stack(shape, weights, 50 + i as u64);
+        let x = Rng(200 + i as u64).floats(30 * batch * 7, 1.0);
         for kernels in &paths {
             for with_lengths in [false, true] {
                 let run = |steps: usize| {

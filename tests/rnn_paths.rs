@@ -1,93 +1,145 @@
-//! Whole recurrent sequences on every kernel path this CPU supports: LSTM (with projection),
-//! GRU and Elman stacks, bidirectional, with variable lengths, int8 and float16 weights, must
-//! give the scalar reference's bits. On aarch64 this runs under QEMU in CI (`.ci/aarch64-tests`).
+//! Every kernel path this CPU supports against the scalar reference on whole recurrent layers:
+//! LSTM (with projection), GRU and Elman stacks, bidirectional, with and without variable lengths,
+//! int8 (symmetric and with weight zero points, with and without bias) and float16 weights, hidden
+//! sizes around the vector widths and the sigmoid's SLEEF/glibc split, batches around the GEMMs'
+//! row tiles, single steps, and steps split between threads. On aarch64 this runs under QEMU in CI
+//! (`.ci/aarch64-tests`).
 
-use ferroq::kernels::scalar;
-use ferroq::linear::{DynamicLinear, Fp16Linear};
-use ferroq::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
-use ferroq::{kernels_for, supported_isas, Isa};
+mod common;
 
-/// A small deterministic generator (xorshift), so the test needs no random-number crate.
-struct Numbers(u32);
+use common::{all_paths, bits, simd_paths, stack, Rng, Weights};
+use ferroq::error::Error;
+use ferroq::kernels::{scalar, Kernels};
+use ferroq::rnn::{CellKind, Rnn, RnnShape, SequenceInput};
+use ferroq::threads::{num_threads, set_num_threads, PARALLEL_THRESHOLD_MACS};
 
-impl Numbers {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 17;
-        self.0 ^= self.0 << 5;
-        self.0
-    }
-
-    fn float(&mut self) -> f32 {
-        (self.next() % 20001) as f32 / 10000.0 - 1.0
-    }
-
-    fn int8(&mut self) -> i8 {
-        self.next() as i8
-    }
-}
-
-fn projection(numbers: &mut Numbers, rows: usize, cols: usize, bias: bool, fp16: bool) -> Projection {
-    let bias = bias.then(|| (0..rows).map(|_| numbers.float()).collect());
-    if fp16 {
-        let weight: Vec<u16> = (0..rows * cols).map(|_| half::f16::from_f32(numbers.float() * 0.3).to_bits()).collect();
-        Projection::Fp16(Fp16Linear::new(&weight, rows, cols, bias).unwrap().into())
-    } else {
-        let weight: Vec<i8> = (0..rows * cols).map(|_| numbers.int8()).collect();
-        let scales: Vec<f32> = (0..rows).map(|r| 0.002 + r as f32 * 1e-5).collect();
-        Projection::Int8(DynamicLinear::new(&weight, rows, cols, &scales, &vec![0; rows], bias).unwrap().into())
-    }
-}
-
-fn stack(kind: CellKind, proj_size: usize, fp16: bool, seed: u32) -> Rnn {
-    let mut numbers = Numbers(seed);
-    let shape = RnnShape { kind, input_size: 7, hidden_size: 37, proj_size, num_layers: 2, bidirectional: true };
-    let gates = kind.gates() * shape.hidden_size;
-    let mut cells = Vec::new();
-    for layer in 0..shape.num_layers {
-        for _ in 0..shape.directions() {
-            let input = if layer == 0 { shape.input_size } else { shape.directions() * shape.output_size() };
-            cells.push(CellWeights {
-                ih: projection(&mut numbers, gates, input, true, fp16),
-                hh: projection(&mut numbers, gates, shape.output_size(), layer == 0, fp16),
-                hr: (proj_size > 0).then(|| projection(&mut numbers, proj_size, shape.hidden_size, false, fp16)),
-            });
-        }
-    }
-    Rnn::new(shape, cells).unwrap()
+/// Asserts that `kernels` gives `reference`'s bits on `input`.
+fn assert_same_sequence(rnn: &Rnn, kernels: &Kernels, input: &SequenceInput<'_>, reference: &Kernels, what: &str) {
+    let want = rnn.forward(reference, input, true).unwrap();
+    let got = rnn.forward(kernels, input, true).unwrap();
+    let what = format!("{what} on {}", kernels.isa.name());
+    assert_eq!(bits(&got.y), bits(&want.y), "{what}: y");
+    assert_eq!(bits(&got.h_n), bits(&want.h_n), "{what}: h_n");
+    assert_eq!(got.c_n.as_deref().map(bits), want.c_n.as_deref().map(bits), "{what}: c_n");
 }
 
 #[test]
-fn every_path_runs_whole_sequences_bit_identically() {
-    let isas = supported_isas();
-    let skipped: Vec<&str> = Isa::ALL.iter().filter(|isa| !isas.contains(isa)).map(|isa| isa.name()).collect();
-    eprintln!("recurrent sequences on paths {:?}; SKIPPED (not on this CPU): {skipped:?}", isas.iter().map(|i| i.name()).collect::<Vec<_>>());
-    let (steps, batch) = (9, 3);
-    let mut numbers = Numbers(99);
-    let x: Vec<f32> = (0..steps * batch * 7).map(|_| numbers.float() * 2.0).collect();
-    let lengths = [9usize, 4, 1];
-    let configs = [
-        (CellKind::Lstm, 0, false),
-        (CellKind::Lstm, 5, false),
-        (CellKind::Gru, 0, false),
-        (CellKind::RnnTanh, 0, false),
-        (CellKind::RnnRelu, 0, false),
-        (CellKind::Lstm, 0, true),
-        (CellKind::Gru, 0, true),
-    ];
-    for (i, (kind, proj_size, fp16)) in configs.into_iter().enumerate() {
-        let rnn = stack(kind, proj_size, fp16, 7 + i as u32);
-        for lengths in [None, Some(&lengths[..])] {
+fn sequences_are_bit_identical_on_every_path() {
+    let paths = simd_paths();
+    let kinds = [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh, CellKind::RnnRelu];
+    // Past 256 units the LSTM and GRU kernels work in chunks: 300 (GRU) and 513 (LSTM) cross them.
+    for (i, hidden) in [1usize, 7, 8, 16, 31, 33, 37, 40, 64, 70, 300, 529, 260, 513].into_iter().enumerate() {
+        for weights in [Weights::Int8, Weights::Asymmetric, Weights::Fp16, Weights::Fp16NoBias] {
+            let kind = kinds[i % 4];
+            let proj_size = if kind == CellKind::Lstm && hidden > 4 && i % 2 == 0 { 3 } else { 0 };
+            let shape = RnnShape { kind, input_size: 5, hidden_size: hidden, proj_size, num_layers: 2, bidirectional: i % 3 == 0 };
+            let rnn = stack(shape, weights, i as u64);
+            let (steps, batch) = (5, 3);
+            let x = Rng(100 + i as u64).floats(steps * batch * 5, 4.0);
+            let lengths = [5, 2, 4];
+            let lengths = (i % 2 == 0).then_some(&lengths[..]);
             let input = SequenceInput { x: &x, steps, batch, batch_first: false, h0: None, c0: None, lengths };
-            let reference = rnn.forward(&scalar::KERNELS, &input, true).unwrap();
-            for &isa in &isas {
-                let out = rnn.forward(&kernels_for(isa).unwrap(), &input, true).unwrap();
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                let what = format!("{kind:?} proj={proj_size} fp16={fp16} lengths={} on {}", lengths.is_some(), isa.name());
-                assert_eq!(bits(&out.y), bits(&reference.y), "y differs: {what}");
-                assert_eq!(bits(&out.h_n), bits(&reference.h_n), "h_n differs: {what}");
-                assert_eq!(out.c_n.as_deref().map(bits), reference.c_n.as_deref().map(bits), "c_n differs: {what}");
+            for kernels in &paths {
+                assert_same_sequence(&rnn, kernels, &input, &scalar::KERNELS, &format!("{kind:?} hidden {hidden} {weights:?}"));
             }
         }
     }
+}
+
+/// Batches around the tile heights of the AMX GEMM (at least 3 rows, strips of 16 and 32 rows)
+/// and of the other paths' row tiles: full and shrinking batches (the lengths make the running
+/// rows pass through the neighbouring counts), `K` not a multiple of the tile depth, `N` with and
+/// without a partial last panel of 16 columns.
+#[test]
+fn tile_sized_batches_are_bit_identical_on_every_path() {
+    let paths = simd_paths();
+    let kinds = [(CellKind::Lstm, 40), (CellKind::Gru, 44), (CellKind::RnnTanh, 48), (CellKind::Lstm, 70)];
+    for (i, &(kind, hidden)) in kinds.iter().enumerate() {
+        let weights = if i % 2 == 0 { Weights::Int8 } else { Weights::Asymmetric };
+        let shape = RnnShape { kind, input_size: 70, hidden_size: hidden, proj_size: 0, num_layers: 1, bidirectional: i == 1 };
+        let rnn = stack(shape, weights, 400 + i as u64);
+        for batch in [3usize, 16, 17, 33, 64] {
+            let steps = 4;
+            let x = Rng(500 + batch as u64).floats(steps * batch * 70, 3.0);
+            let lengths: Vec<usize> = (0..batch).map(|b| if b % 3 == 0 { 1 + b % 4 } else { steps }).collect();
+            for lengths in [None, Some(&lengths[..])] {
+                let input = SequenceInput { x: &x, steps, batch, batch_first: false, h0: None, c0: None, lengths };
+                let what = format!("{kind:?} hidden {hidden} batch {batch} lengths {}", lengths.is_some());
+                for kernels in &paths {
+                    assert_same_sequence(&rnn, kernels, &input, &scalar::KERNELS, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_step_equals_a_one_step_sequence_on_every_path() {
+    for (i, kind) in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh, CellKind::RnnRelu].into_iter().enumerate() {
+        let shape = RnnShape { kind, input_size: 6, hidden_size: 37, proj_size: 0, num_layers: 1, bidirectional: false };
+        let rnn = stack(shape, Weights::Int8, 50 + i as u64);
+        let batch = 2;
+        let x = Rng(60).floats(batch * 6, 1.0);
+        let h0 = Rng(61).floats(batch * 37, 1.0);
+        let c0 = if kind == CellKind::Lstm { Rng(62).floats(batch * 37, 1.0) } else { Vec::new() };
+        let input = SequenceInput { x: &x, steps: 1, batch, batch_first: false, h0: Some(&h0), c0: (!c0.is_empty()).then_some(&c0), lengths: None };
+        let reference = rnn.forward(&scalar::KERNELS, &input, true).unwrap();
+        for kernels in all_paths() {
+            let (mut h, mut c) = (h0.clone(), c0.clone());
+            rnn.step(&kernels, &x, batch, &mut h, &mut c, true).unwrap();
+            assert_eq!(bits(&h), bits(&reference.h_n), "{kind:?} on {:?}", kernels.isa);
+            assert_eq!(bits(&c), bits(&reference.c_n.clone().unwrap_or_default()), "{kind:?} on {:?}", kernels.isa);
+        }
+    }
+}
+
+#[test]
+fn a_step_rejects_stacks_and_bad_shapes() {
+    let scalar = &scalar::KERNELS;
+    let shape = RnnShape { kind: CellKind::Gru, input_size: 2, hidden_size: 3, proj_size: 0, num_layers: 1, bidirectional: true };
+    let rnn = stack(shape, Weights::Int8, 70);
+    assert!(matches!(rnn.step(scalar, &[0.0; 2], 1, &mut [0.0; 3], &mut [], true), Err(Error::Value(_))));
+    let rnn = stack(RnnShape { bidirectional: false, ..shape }, Weights::Int8, 71);
+    assert!(matches!(rnn.step(scalar, &[0.0; 3], 1, &mut [0.0; 3], &mut [], true), Err(Error::Shape(_))));
+    assert!(matches!(rnn.step(scalar, &[0.0; 2], 1, &mut [0.0; 3], &mut [0.0; 3], true), Err(Error::Shape(_))));
+}
+
+/// Steps large enough to be split between threads (at least 16 running rows and
+/// `PARALLEL_THRESHOLD_MACS` in the hidden projection) give on 2 threads the bits of 1, on every
+/// path: each kind, float16 and asymmetric weights, a projection, both directions, and lengths
+/// that leave an odd number of running rows (an uneven last share).
+#[test]
+fn split_steps_are_bit_identical_to_one_thread_on_every_path() {
+    let cases = [
+        (CellKind::Lstm, 256, 0, Weights::Int8, true),
+        (CellKind::Lstm, 320, 200, Weights::Asymmetric, false),
+        (CellKind::Gru, 300, 0, Weights::Int8, true),
+        (CellKind::Gru, 300, 0, Weights::Fp16, false),
+        (CellKind::Lstm, 256, 0, Weights::Fp16, false),
+        (CellKind::RnnTanh, 500, 0, Weights::Int8, false),
+        (CellKind::RnnRelu, 500, 0, Weights::Asymmetric, true),
+    ];
+    let (steps, batch) = (3, 21);
+    let lengths: Vec<usize> = (0..batch).map(|b| if b < 17 { 3 } else { 1 + b % 2 }).collect();
+    let threads_before = num_threads();
+    let paths = all_paths();
+    for (i, &(kind, hidden, proj_size, weights, bidirectional)) in cases.iter().enumerate() {
+        let shape = RnnShape { kind, input_size: 9, hidden_size: hidden, proj_size, num_layers: 2, bidirectional };
+        let macs = 17 * kind.gates() * hidden * shape.output_size();
+        assert!(macs >= PARALLEL_THRESHOLD_MACS, "case {i} would not be split");
+        let rnn = stack(shape, weights, 200 + i as u64);
+        let x = Rng(300 + i as u64).floats(steps * batch * 9, 3.0);
+        let input = SequenceInput { x: &x, steps, batch, batch_first: true, h0: None, c0: None, lengths: Some(&lengths) };
+        for kernels in &paths {
+            set_num_threads(1).unwrap();
+            let one = rnn.forward(kernels, &input, false).unwrap();
+            set_num_threads(2).unwrap();
+            let two = rnn.forward(kernels, &input, false).unwrap();
+            let what = format!("{:?} {kind:?} hidden {hidden} proj {proj_size} {weights:?}", kernels.isa);
+            assert_eq!(bits(&two.y), bits(&one.y), "{what}: y");
+            assert_eq!(bits(&two.h_n), bits(&one.h_n), "{what}: h_n");
+            assert_eq!(two.c_n.as_deref().map(bits), one.c_n.as_deref().map(bits), "{what}: c_n");
+        }
+    }
+    set_num_threads(threads_before).unwrap();
 }

@@ -11,7 +11,7 @@
 //! build, which changes a few results in the last place; that contraction is reproduced here.
 
 /// `tab[i] = bits(2^(i/32)) - (i << 47)`: adding `k << 47` to entry `k % 32` gives `2^(k/32)`.
-pub(super) const TAB: [u64; 32] = [
+pub(crate) const TAB: [u64; 32] = [
     0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
     0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
     0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
@@ -24,23 +24,23 @@ pub(super) const TAB: [u64; 32] = [
 /// Table size exponent: 32 entries.
 const TABLE_BITS: u32 = 5;
 /// `32 / ln 2` (`0x1.71547652b82fep+0 * 32`).
-pub(super) const INV_LN2_N: f64 = f64::from_bits(0x4047_1547_652b_82fe);
+pub(crate) const INV_LN2_N: f64 = f64::from_bits(0x4047_1547_652b_82fe);
 /// `1.5 * 2^52`: adding it rounds a double of magnitude below 2^51 to an integer.
-pub(super) const SHIFT: f64 = f64::from_bits(0x4338_0000_0000_0000);
+pub(crate) const SHIFT: f64 = f64::from_bits(0x4338_0000_0000_0000);
 /// Polynomial for `2^(r/32)`, scaled for `r` in table units: `0x1.c6af84b912394p-5 / 32^3`,
 /// `0x1.ebfce50fac4f3p-3 / 32^2`, `0x1.62e42ff0c52d6p-1 / 32`.
-pub(super) const C: [f64; 3] = [
+pub(crate) const C: [f64; 3] = [
     f64::from_bits(0x3ebc_6af8_4b91_2394),
     f64::from_bits(0x3f2e_bfce_50fa_c4f3),
     f64::from_bits(0x3f96_2e42_ff0c_52d6),
 ];
 /// Above `0x1.62e42ep6` (about 88.72, `log(2^128)`) the result overflows.
-pub(super) const OVERFLOW_ABOVE: f32 = f32::from_bits(0x42b1_7217);
+pub(crate) const OVERFLOW_ABOVE: f32 = f32::from_bits(0x42b1_7217);
 /// Below `-0x1.9fe368p6` (about -103.97, `log(2^-150)`) the result underflows to 0.
-pub(super) const UNDERFLOW_BELOW: f32 = f32::from_bits(0xc2cf_f1b4);
+pub(crate) const UNDERFLOW_BELOW: f32 = f32::from_bits(0xc2cf_f1b4);
 /// Below `-0x1.9d1d9ep6` (about -103.28, `log(2^-149)`) glibc returns the smallest subnormal,
 /// `0x1.4p-75f * 0x1.4p-75f`, after setting `errno`.
-pub(super) const MAY_UNDERFLOW_BELOW: f32 = f32::from_bits(0xc2ce_8ecf);
+pub(crate) const MAY_UNDERFLOW_BELOW: f32 = f32::from_bits(0xc2ce_8ecf);
 
 /// The top 12 bits of a float's representation (sign and exponent, 3 bits of mantissa).
 fn top12(x: f32) -> u32 {

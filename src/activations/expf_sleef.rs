@@ -8,16 +8,16 @@
 //! `2^(q - (q>>1))`. Inputs below -104 give +0, above 100 give +inf.
 
 /// `1/ln 2` rounded to float32 (SLEEF's `R_LN2f`).
-pub(super) const R_LN2: f32 = std::f32::consts::LOG2_E;
+pub(crate) const R_LN2: f32 = std::f32::consts::LOG2_E;
 /// The high part of `ln 2`, 0.693145751953125 (`L2Uf`): few enough bits that `q * L2U` is exact.
-pub(super) const L2U: f32 = f32::from_bits(0x3f31_7200);
+pub(crate) const L2U: f32 = f32::from_bits(0x3f31_7200);
 /// The low part of `ln 2`, 1.428606765330187045e-6 (`L2Lf`).
-pub(super) const L2L: f32 = f32::from_bits(0x35bf_be8e);
+pub(crate) const L2L: f32 = f32::from_bits(0x35bf_be8e);
 
 /// SLEEF's polynomial coefficients, highest degree first: 0.000198527617612853646278381,
 /// 0.00139304355252534151077271, 0.00833336077630519866943359, 0.0416664853692054748535156,
 /// 0.166666671633720397949219 and 0.5, each rounded to float32.
-pub(super) const POLY: [f32; 6] = [
+pub(crate) const POLY: [f32; 6] = [
     f32::from_bits(0x3950_2bda),
     f32::from_bits(0x3ab6_96c9),
     f32::from_bits(0x3c08_88a6),

@@ -15,13 +15,12 @@
 //! and matches MKL on 99.9% of values (docs/numerics.md §5.2); the rare one-ulp differences are measured by
 //! the golden tests.
 //!
-//! `x86` holds the same functions for SIMD registers, bit for bit equal to these.
+//! `crate::kernels` holds the same functions over SIMD registers (`vector_math.rs`), bit for bit
+//! equal to these.
 
-mod expf_glibc;
-mod expf_sleef;
-mod tanh_f64;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86;
+pub(crate) mod expf_glibc;
+pub(crate) mod expf_sleef;
+pub(crate) mod tanh_f64;
 
 pub use expf_glibc::expf as glibc_expf;
 pub use expf_sleef::expf_u10 as sleef_expf_u10;

@@ -1,19 +1,73 @@
-//! The kernel contract: what every instruction-set path provides, as a table of safe function
-//! pointers ([`Kernels`]).
+//! The kernel contract: what every instruction-set path ([`Isa`]) provides, as a table of safe
+//! function pointers ([`Kernels`]), and the pieces the paths share.
 //!
-//! `scalar.rs` is the specification: every other path must produce the same integers, and the same
-//! float bits where its float operations are the ones the contract names (f32 FMA, round half to
-//! even). A SIMD table is only ever built after the CPU was checked to have its instructions, which
-//! is what makes its `unsafe` `#[target_feature]` bodies sound to call through the safe pointers.
+//! - `scalar.rs` and `scalar_step.rs` are the specification: every other path must produce the
+//!   same integers, and the same float bits where its float operations are the ones the contract
+//!   names (f32 FMA, round half to even).
+//! - `simd.rs` is the one vector trait ([`simd::Simd`]) that the width-generic bodies are written
+//!   in: `quantize_input.rs`, `dequantize.rs`, `gemm_f16.rs`, `vector_math.rs` (sigmoid, tanh)
+//!   and `recurrent_step/` (the fused LSTM, GRU and Elman steps).
+//! - One file per instruction set under `x86_64/` and `aarch64/` holds its CPU-feature token (the
+//!   type implementing the trait), its int8 dot-product step and its table, whose entries are
+//!   [`entry_points!`]: the generic bodies instantiated with the token under its
+//!   `#[target_feature]`s.
+//!
+//! A SIMD table is only ever built after the CPU was checked to have its instructions, which is
+//! what makes its `unsafe` `#[target_feature]` bodies sound to call through the safe pointers.
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+mod aarch64;
+mod isa;
+mod projected;
 pub mod scalar;
+pub mod scalar_step;
+// The generic bodies: only x86-64's tokens implement `Simd` so far.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod dequantize;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod gemm_f16;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod quantize_input;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod recurrent_step;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) mod simd;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod vector_math;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+mod x86_64;
 
-use crate::dispatch::Isa;
+pub use isa::{Architecture, Isa};
+pub use projected::{correct_zero_points, Accumulators, Projected};
+
 use crate::pack::PackedWeights;
+
+/// Defines safe kernel entry points for one path's table: each runs its body (a generic kernel
+/// taking the path's token first) inside a `#[target_feature]` function, so the body's intrinsics
+/// inline into code compiled for the path's instructions. An instruction set's file invokes it
+/// once, with its token type and that token's one feature string.
+///
+/// Soundness: an entry point is only reachable through a [`Kernels`] table (or a test), and a
+/// table holding it is only built from a token proving the CPU has `$features` (each path's
+/// `table` takes one).
+macro_rules! entry_points {
+    ($token:ident, $features:literal; $($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:expr;)+) => {$(
+        #[doc = concat!("The `", stringify!($name), "` kernel of this path (see [`Kernels`](crate::kernels::Kernels)).")]
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)] // as many as the kernel's signature has
+        pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
+            #[target_feature(enable = $features)]
+            fn with_features(token: $token, $($arg: $ty),*) $(-> $ret)? {
+                $body(token, $($arg),*)
+            }
+            // SAFETY: this function is only reachable through a table built from a `$token`, which
+            // exists only when the CPU has `$features` (see the macro's documentation).
+            unsafe { with_features($token::assume_supported(), $($arg),*) }
+        }
+    )+};
+}
+use entry_points;
 
 /// Parameters of the dequantizing epilogue (docs/numerics.md §2.2), per output column `n`:
 /// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32), then
@@ -96,23 +150,67 @@ pub struct Kernels {
     /// transposed to `k x n`.
     #[allow(clippy::type_complexity)] // one argument per operand, as the other kernels take them
     pub gemm_f32_f16: fn(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32]),
+    /// The fused LSTM step ([`scalar_step::lstm_floats`] on each row of `hg + ig`, specified in
+    /// [`scalar_step`]): reads the hidden and input projections of the step's rows (`hg`, `ig`,
+    /// `4 * hidden` columns, gates `i, f, g, o`), updates the cell state `c` in place and writes
+    /// `h_out`; the rows are those of `c` (`c.len() / hidden`), and `h_out` is as long as `c`.
+    ///
+    /// # Panics
+    /// When a slice holds fewer values than the rows need.
+    pub lstm: fn(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize),
+    /// The fused GRU step ([`scalar_step::gru_floats`] per row; gates `r, z, n`, `3 * hidden`
+    /// columns), updating `h` in place; the rows are those of `h`.
+    ///
+    /// # Panics
+    /// As [`Kernels::lstm`].
+    pub gru: fn(hg: &Projected<'_>, ig: &Projected<'_>, h: &mut [f32], hidden: usize),
+    /// The fused Elman step ([`scalar_step::elman_floats`] per row, `hidden` columns): `h_out =
+    /// act(hg + ig)`; the rows are those of `h_out`.
+    ///
+    /// # Panics
+    /// As [`Kernels::lstm`].
+    pub elman: fn(nonlinearity: Nonlinearity, hg: &Projected<'_>, ig: &Projected<'_>, h_out: &mut [f32], hidden: usize),
+}
+
+/// The nonlinearity of an Elman step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nonlinearity {
+    /// `tanh` ([`crate::activations::tanh`]).
+    Tanh,
+    /// `max(x, 0)` ([`crate::activations::relu`]).
+    Relu,
 }
 
 /// The table of `isa`, or `None` when this CPU or build cannot run it.
 pub fn table(isa: Isa) -> Option<Kernels> {
-    match isa {
-        Isa::Scalar => Some(scalar::KERNELS),
+    match isa.architecture() {
+        None => Some(scalar::KERNELS),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx => x86_64::table(isa),
+        Some(Architecture::X86_64) => x86_64::table(isa),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::NeonDotprod => aarch64::table(isa),
-        _ => None,
+        Some(Architecture::Aarch64) => aarch64::table(isa),
+        // Another architecture's path: not in this build.
+        Some(_) => None,
     }
 }
 
-/// True when both paths belong to the same CPU architecture.
-pub fn same_architecture(a: Isa, b: Isa) -> bool {
-    let arm = |isa: Isa| matches!(isa, Isa::Neon | Isa::NeonDotprod);
-    let x86 = |isa: Isa| matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx);
-    (arm(a) && arm(b)) || (x86(a) && x86(b))
+/// A path's sigmoid and tanh over a slice, for the tests of [`vector_math`].
+#[cfg(test)]
+pub(crate) type VectorMathProbe = fn(vector_math::tests::Function, &[f32]) -> Vec<f32>;
+
+/// The [`VectorMathProbe`] of every SIMD path this CPU has, by name.
+#[cfg(test)]
+pub(crate) fn vector_math_paths() -> Vec<(&'static str, VectorMathProbe)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::vector_math_paths()
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        aarch64::vector_math_paths()
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Vec::new()
+    }
 }

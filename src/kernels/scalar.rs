@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::ops::Range as Indices;
 
-use super::{f16_sum_start, Dequantize, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
-use crate::dispatch::Isa;
+use super::{f16_sum_start, scalar_step, Dequantize, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
 use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
 use crate::quant::{correct_accumulator, dequantize_accumulator, quantize_value};
 
@@ -17,6 +16,9 @@ pub const KERNELS: Kernels = Kernels {
     gemm_u8i8,
     gemm_u8i8_dequantize,
     gemm_f32_f16,
+    lstm: scalar_step::lstm,
+    gru: scalar_step::gru,
+    elman: scalar_step::elman,
 };
 
 /// See [`Kernels::range`].
@@ -83,8 +85,7 @@ pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &
     }
 }
 
-/// See [`Kernels::gemm_u8i8_dequantize`]: literally [`gemm_u8i8`] then [`dequantize`], one row at a
-/// time.
+/// See [`Kernels::gemm_u8i8_dequantize`]: literally [`gemm_u8i8`] then [`dequantize`].
 ///
 /// # Panics
 /// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
@@ -99,22 +100,56 @@ pub fn gemm_u8i8_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
-    let n = b.n();
-    assert!(rows <= 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
-    ROW_ACC.with_borrow_mut(|acc| {
-        // The GEMM writes every accumulator, so stale values need no clearing.
-        acc.resize(n, 0);
-        for r in 0..rows {
-            gemm_u8i8(&a[r * lda..], lda, 1, b, acc, n);
-            dequantize(acc, &row_sums[r..r + 1], params, &mut out[r * ldo..r * ldo + n]);
-        }
-    });
+    gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
 }
 
+/// Rows per block of [`gemm_then_dequantize`]'s accumulator buffer.
+const ROW_BLOCK: usize = 64;
+
 thread_local! {
-    /// Each thread's accumulators of one row for [`gemm_u8i8_dequantize`], kept between calls so
-    /// that a stream of products allocates nothing.
-    static ROW_ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's int32 accumulator buffer for [`gemm_then_dequantize`], kept between calls.
+    static ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`Kernels::gemm_u8i8_dequantize`] composed from a path's `gemm_u8i8` and `dequantize`, blocks
+/// of [`ROW_BLOCK`] rows at a time through a reused buffer: equal to the two kernels in sequence
+/// by construction (the paths without a fused epilogue use it; so does the scalar table, with the
+/// scalar kernels).
+///
+/// # Panics
+/// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
+#[allow(clippy::too_many_arguments)] // the kernels and their arguments
+pub(crate) fn gemm_then_dequantize(
+    gemm_u8i8: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize),
+    dequantize: fn(&[i32], &[i32], &Dequantize<'_>, &mut [f32]),
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let n = b.n();
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(rows == 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
+    assert!(out.len() >= (rows - 1) * ldo + n, "gemm_u8i8_dequantize: out has {} elements, too few", out.len());
+    assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
+    ACC.with_borrow_mut(|acc| {
+        for r0 in (0..rows).step_by(ROW_BLOCK) {
+            let block = ROW_BLOCK.min(rows - r0);
+            // The GEMM writes every accumulator, so stale values need no clearing.
+            acc.resize(block * n, 0);
+            gemm_u8i8(&a[r0 * lda..], lda, block, b, acc, n);
+            for (r, acc_row) in acc.chunks_exact(n).enumerate() {
+                let row = r0 + r;
+                dequantize(acc_row, &row_sums[row..row + 1], params, &mut out[row * ldo..row * ldo + n]);
+            }
+        }
+    });
 }
 
 /// See [`Kernels::gemm_f32_f16`].

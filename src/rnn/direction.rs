@@ -16,14 +16,14 @@
 //! one is not split.
 
 use super::buffers::{Buffers, StepBuffers};
-use super::cell::{canonical_nan, CellKernels, CellKind};
-use super::gates::{correct_zero_points, Accumulators, Gates};
+use super::cell_kind::CellKind;
 use super::packing::Packing;
 use super::projection::Projection;
 use super::sequence::{CellWeights, RnnShape};
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::scalar_step::canonical_nan;
+use crate::kernels::{correct_zero_points, Accumulators, Kernels, Nonlinearity, Projected};
 use crate::linear::{DynamicLinear, Fp16Linear, QuantizedActivations};
 use crate::threads::{for_shares, num_threads, PARALLEL_THRESHOLD_MACS};
 
@@ -37,8 +37,6 @@ const CHUNK_ROWS: usize = 64;
 #[derive(Clone, Copy)]
 pub(super) struct Call<'a> {
     pub kernels: &'a Kernels,
-    /// The element-wise steps matching `kernels`' path.
-    pub cells: CellKernels,
     pub packing: &'a Packing,
     pub reduce_range: bool,
     pub shape: &'a RnnShape,
@@ -109,9 +107,9 @@ pub(super) fn run(
         let ig_chunk = match (ih, xq_ih.as_ref()) {
             (Some(terms), Some(xq)) => {
                 alloc::resize(acc_ih, chunk_rows * columns, 0)?;
-                Gates::Int8(terms.accumulate(kernels, xq, first_row, &mut acc_ih[..chunk_rows * columns])?)
+                Projected::Int8(terms.accumulate(kernels, xq, first_row, &mut acc_ih[..chunk_rows * columns])?)
             }
-            _ => Gates::Float(&ig[first_row * columns..(first_row + chunk_rows) * columns]),
+            _ => Projected::Float(&ig[first_row * columns..(first_row + chunk_rows) * columns]),
         };
         for i in first..next {
             let t = time(i);
@@ -150,7 +148,7 @@ fn one_step(
     call: &Call<'_>,
     hh: Hidden<'_>,
     hr: Option<&Projection>,
-    ig: &Gates<'_>,
+    ig: &Projected<'_>,
     h: &mut [f32],
     c: &mut [f32],
     buffers: &mut StepBuffers,
@@ -272,26 +270,27 @@ impl<'a> StepRows<'a> {
 /// The hidden projection of `rows` (from `xq`, the quantized state of every running row, for
 /// int8 `W_hh`; from `rows.h` for float16) and the element-wise cell on them, reading their rows
 /// of the step's input projection `ig`.
-fn step_rows(call: &Call<'_>, hh: Hidden<'_>, xq: Option<&QuantizedActivations>, ig: &Gates<'_>, rows: &mut StepRows<'_>) -> Result<()> {
-    let Call { kernels, cells, shape, .. } = *call;
+fn step_rows(call: &Call<'_>, hh: Hidden<'_>, xq: Option<&QuantizedActivations>, ig: &Projected<'_>, rows: &mut StepRows<'_>) -> Result<()> {
+    let Call { kernels, shape, .. } = *call;
     let hidden = shape.hidden_size;
     let columns = shape.kind.gates() * hidden;
     let StepRows { first_row, acc, hg, h, c, unprojected } = rows;
     let count = h.len() / shape.output_size();
     let hg = match (hh, xq) {
-        (Hidden::Int8(terms), Some(xq)) => Gates::Int8(terms.accumulate(kernels, xq, *first_row, acc)?),
+        (Hidden::Int8(terms), Some(xq)) => Projected::Int8(terms.accumulate(kernels, xq, *first_row, acc)?),
         (Hidden::Fp16(l), _) => {
             l.forward(kernels, h, count, hg)?;
-            Gates::Float(hg)
+            Projected::Float(hg)
         }
         (Hidden::Int8(_), None) => return Err(Error::Value("an int8 hidden projection needs the quantized state".into())),
     };
     let ig = ig.rows(*first_row..*first_row + count, columns);
     match shape.kind {
-        CellKind::Lstm if !unprojected.is_empty() => (cells.lstm)(&hg, &ig, c, unprojected, hidden),
-        CellKind::Lstm => (cells.lstm)(&hg, &ig, c, h, hidden),
-        CellKind::Gru => (cells.gru)(&hg, &ig, h, hidden),
-        kind => (cells.simple)(kind, &hg, &ig, h, hidden),
+        CellKind::Lstm if !unprojected.is_empty() => (kernels.lstm)(&hg, &ig, c, unprojected, hidden),
+        CellKind::Lstm => (kernels.lstm)(&hg, &ig, c, h, hidden),
+        CellKind::Gru => (kernels.gru)(&hg, &ig, h, hidden),
+        CellKind::RnnTanh => (kernels.elman)(Nonlinearity::Tanh, &hg, &ig, h, hidden),
+        CellKind::RnnRelu => (kernels.elman)(Nonlinearity::Relu, &hg, &ig, h, hidden),
     }
     Ok(())
 }

@@ -8,20 +8,13 @@
 //! step over the running batch rows, like the hidden state.
 
 mod buffers;
-pub mod cell;
+pub mod cell_kind;
 mod direction;
-#[cfg(target_arch = "x86_64")]
-mod epilogue_x86;
-pub mod gates;
 pub mod packing;
 pub mod projection;
 pub mod sequence;
 
-pub use cell::CellKind;
+pub use cell_kind::CellKind;
 pub use projection::Projection;
 pub use sequence::{CellWeights, Rnn, RnnShape, SequenceInput, SequenceOutput};
 
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod tests_paths;

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::cell::{cell_kernels, CellKind};
+use super::cell_kind::CellKind;
 use super::buffers::with_buffers;
 use super::direction::{self, Call, Output, State};
 use super::packing::Packing;
@@ -174,7 +174,7 @@ impl Rnn {
         let packing = Packing::new(input.steps, batch, input.lengths)?;
         let rows = packing.rows();
 
-        let call = Call { kernels, cells: cell_kernels(kernels.isa), packing: &packing, reduce_range, shape };
+        let call = Call { kernels, packing: &packing, reduce_range, shape };
         // Time-major input without lengths (or one batch element) is already in packed order.
         let in_order = input.lengths.is_none() && (!input.batch_first || batch == 1);
         let mut layer_input = if in_order {
@@ -239,7 +239,7 @@ impl Rnn {
             )));
         }
         let packing = Packing::new(1, batch, None)?;
-        let call = Call { kernels, cells: cell_kernels(kernels.isa), packing: &packing, reduce_range, shape };
+        let call = Call { kernels, packing: &packing, reduce_range, shape };
         let mut state = State { h, c };
         with_buffers(|buffers| direction::run(&call, &self.cells[0], false, x, &mut state, None, buffers))
     }

@@ -377,7 +377,7 @@ class EmbeddingBag(Module):
         longest = int(lengths.max()) if lengths.size else 0
         out = np.zeros((starts.size, self.embedding_dim), dtype=np.float32)
         counts = np.zeros(starts.size, dtype=np.int64)
-        # Both loops reduce each bag in index order with _step; they differ only in speed.
+        # Both loops reduce each bag in index order with _fold_rows; they differ only in speed.
         if starts.size * 8 < longest:
             self._bag_by_bag(flat, keep, starts, ends, weights, out, counts)
         else:
@@ -386,7 +386,7 @@ class EmbeddingBag(Module):
             out /= np.maximum(counts, 1).astype(np.float32)[:, None]
         return out
 
-    def _step(self, current: np.ndarray, rows: np.ndarray, weights: Optional[np.ndarray], first: np.ndarray) -> np.ndarray:
+    def _fold_rows(self, current: np.ndarray, rows: np.ndarray, weights: Optional[np.ndarray], first: np.ndarray) -> np.ndarray:
         """One more row (per bag) into the running reductions ``current``: torch's kernel's update."""
         if self.mode == "max":
             return np.where(first[:, None] | (rows > current), rows, current)
@@ -414,7 +414,7 @@ class EmbeddingBag(Module):
             chosen = keep[where]
             bag, where = bag[chosen], where[chosen]
             rows = self.weight[flat[where]]
-            out[bag] = self._step(out[bag], rows, None if weights is None else weights[where], counts[bag] == 0)
+            out[bag] = self._fold_rows(out[bag], rows, None if weights is None else weights[where], counts[bag] == 0)
             counts[bag] += 1
 
     def _bag_by_bag(
@@ -434,7 +434,7 @@ class EmbeddingBag(Module):
             current = out[bag : bag + 1]
             for k in range(where.size):
                 scale = None if weights is None else weights[where[k : k + 1]]
-                current = self._step(current, rows[k : k + 1], scale, np.array([k == 0]))
+                current = self._fold_rows(current, rows[k : k + 1], scale, np.array([k == 0]))
             out[bag] = current[0]
             counts[bag] = where.size
 

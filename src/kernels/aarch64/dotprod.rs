@@ -10,8 +10,7 @@ use std::arch::asm;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
+use crate::kernels::{entry_points, scalar, Dequantize, Isa, Kernels};
 use crate::pack::PackedWeights;
 
 /// Proof that the CPU has NEON and the dot-product instructions.
@@ -53,7 +52,7 @@ fn gemm_u8i8_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
-    super::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo);
+    scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo);
 }
 
 entry_points! {

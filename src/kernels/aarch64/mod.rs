@@ -7,36 +7,11 @@
 //! element-wise kernels (`quantize_input`, `epilogue`) and the float16 product (`gemm_f16`); their
 //! int8 GEMMs share one tile driver (`gemm_u8i8`) and differ in the dot-product step: widening
 //! multiplies (`smull` + `sadalp`) on NEON, `sdot` with the extension. Kernel bodies take the token
-//! first and are entered through `#[target_feature]` functions, like the x86-64 paths.
+//! first and are entered through [`entry_points!`](super::entry_points), like the x86-64 paths.
+//! The recurrent steps are the scalar specification's until the tokens implement
+//! [`Simd`](super::simd::Simd).
 
-use std::cell::RefCell;
-
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
-use crate::pack::PackedWeights;
-
-/// Defines safe kernel entry points for one path's table: each runs its body (a kernel taking the
-/// path's token first) inside a `#[target_feature]` function, so the body's intrinsics inline into
-/// code compiled for the path's instructions.
-///
-/// Soundness: an entry point is only reachable through a [`Kernels`] table, and a table holding it
-/// is only built from a token proving the CPU has `$features` (each path's `table` takes one).
-macro_rules! entry_points {
-    ($token:ident, $features:literal; $(fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:expr;)+) => {$(
-        #[doc = concat!("The `", stringify!($name), "` kernel of this path (see [`Kernels`]).")]
-        #[allow(clippy::too_many_arguments)] // as many as the kernel's signature has
-        pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
-            #[target_feature(enable = $features)]
-            fn with_features(token: $token, $($arg: $ty),*) $(-> $ret)? {
-                $body(token, $($arg),*)
-            }
-            // SAFETY: this function is only reachable through a table built from a `$token`, which
-            // exists only when the CPU has `$features` (see the macro's documentation).
-            unsafe { with_features($token::assume_supported(), $($arg),*) }
-        }
-    )+};
-}
+use crate::kernels::{Isa, Kernels};
 
 mod dotprod;
 mod epilogue;
@@ -47,60 +22,19 @@ mod quantize_input;
 #[cfg(test)]
 mod tests;
 
-/// Rows per block of [`gemm_then_dequantize`]'s accumulator buffer.
-const ROW_BLOCK: usize = 64;
-
-thread_local! {
-    /// Each thread's int32 accumulator buffer for [`gemm_then_dequantize`], kept between calls.
-    static ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// [`Kernels::gemm_u8i8_dequantize`] composed from a path's `gemm_u8i8` and `dequantize`, blocks
-/// of [`ROW_BLOCK`] rows at a time through a reused buffer: equal to the two kernels in sequence
-/// by construction.
-///
-/// # Panics
-/// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
-#[allow(clippy::too_many_arguments)] // the kernels and their arguments
-fn gemm_then_dequantize(
-    gemm_u8i8: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize),
-    dequantize: fn(&[i32], &[i32], &Dequantize<'_>, &mut [f32]),
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Dequantize<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let n = b.n();
-    if rows == 0 || n == 0 {
-        return;
-    }
-    assert!(rows == 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
-    assert!(out.len() >= (rows - 1) * ldo + n, "gemm_u8i8_dequantize: out has {} elements, too few", out.len());
-    assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
-    ACC.with_borrow_mut(|acc| {
-        for r0 in (0..rows).step_by(ROW_BLOCK) {
-            let block = ROW_BLOCK.min(rows - r0);
-            // The GEMM writes every accumulator, so stale values need no clearing.
-            acc.resize(block * n, 0);
-            gemm_u8i8(&a[r0 * lda..], lda, block, b, acc, n);
-            for (r, acc_row) in acc.chunks_exact(n).enumerate() {
-                let row = r0 + r;
-                dequantize(acc_row, &row_sums[row..row + 1], params, &mut out[row * ldo..row * ldo + n]);
-            }
-        }
-    });
-}
-
 /// The table of an aarch64 path, or `None` when this CPU lacks its instructions (or `isa` is not
 /// an aarch64 path).
-pub fn table(isa: Isa) -> Option<Kernels> {
+pub(super) fn table(isa: Isa) -> Option<Kernels> {
     match isa {
         Isa::Neon => neon::Neon::detect().map(neon::table),
         Isa::NeonDotprod => dotprod::Dotprod::detect().map(dotprod::table),
         _ => None,
     }
+}
+
+/// The sigmoid and tanh test entry points of every [`Simd`](super::simd::Simd) token this CPU
+/// has: none yet on aarch64.
+#[cfg(test)]
+pub(super) fn vector_math_paths() -> Vec<(&'static str, super::VectorMathProbe)> {
+    Vec::new()
 }

@@ -12,8 +12,7 @@ use std::arch::aarch64::*;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::{epilogue, gemm_f16, quantize_input};
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels, Range};
+use crate::kernels::{entry_points, scalar, scalar_step, Dequantize, Isa, Kernels, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
@@ -64,7 +63,17 @@ impl Neon {
 
 /// The NEON table.
 pub(super) fn table(_: Neon) -> Kernels {
-    Kernels { isa: Isa::Neon, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, gemm_f32_f16 }
+    Kernels {
+        isa: Isa::Neon,
+        range,
+        quantize_u8,
+        gemm_u8i8,
+        gemm_u8i8_dequantize,
+        gemm_f32_f16,
+        lstm: scalar_step::lstm,
+        gru: scalar_step::gru,
+        elman: scalar_step::elman,
+    }
 }
 
 /// See [`Kernels::gemm_u8i8_dequantize`]: this path's GEMM, then its epilogue.
@@ -79,7 +88,7 @@ fn gemm_u8i8_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
-    super::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
+    scalar::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
 }
 
 entry_points! {

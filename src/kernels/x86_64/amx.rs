@@ -26,9 +26,8 @@
 use std::arch::asm;
 
 use super::avx512vnni::{self, Avx512};
-use super::{amx_detect, epilogue, gemm_u8i8};
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
+use super::{amx_detect, gemm_u8i8};
+use crate::kernels::{dequantize, entry_points, Dequantize, Isa, Kernels};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AMX-TILE and AMX-INT8, that this process may use the tile state, and
@@ -163,7 +162,7 @@ struct Job<'a> {
 /// configuration; panel pairs outside, strips inside (a pair of weight panels is read from memory
 /// once and from cache for the other strips).
 #[inline(always)]
-fn drive<O: TileOutput>(job: &Job<'_>, full_panels: usize, o: &mut O) {
+fn drive<O: TileStore>(job: &Job<'_>, full_panels: usize, o: &mut O) {
     let whole = job.rows - job.rows % STRIP_ROWS;
     let tiles = Tiles;
     let mut tail = KTail::new();
@@ -198,7 +197,7 @@ fn drive<O: TileOutput>(job: &Job<'_>, full_panels: usize, o: &mut O) {
 /// The tiles are configured ([`Tiles::configure`]) for this strip's height; its rows lie within
 /// `job.rows` and its panels within the full panels of `job.b`.
 #[inline(always)]
-unsafe fn block<const TWO_ROWS: bool, const TWO_PANELS: bool, O: TileOutput>(
+unsafe fn block<const TWO_ROWS: bool, const TWO_PANELS: bool, O: TileStore>(
     job: &Job<'_>,
     r0: usize,
     p: usize,
@@ -320,7 +319,7 @@ impl KTail {
 }
 
 /// What becomes of each C tile.
-trait TileOutput {
+trait TileStore {
     /// Stores C tile `T`: rows `r0..r0 + rows` of the product (its configured rows), the columns of
     /// full panel `p`.
     ///
@@ -335,7 +334,7 @@ struct Raw<'a> {
     ldo: usize,
 }
 
-impl TileOutput for Raw<'_> {
+impl TileStore for Raw<'_> {
     /// Straight from the tile to `out`.
     #[inline(always)]
     unsafe fn store<const T: u8>(&mut self, r0: usize, rows: usize, p: usize) {
@@ -362,7 +361,7 @@ struct Dequantized<'a> {
     acc: AccTile,
 }
 
-impl TileOutput for Dequantized<'_> {
+impl TileStore for Dequantized<'_> {
     #[inline(always)]
     unsafe fn store<const T: u8>(&mut self, r0: usize, rows: usize, p: usize) {
         // SAFETY: the caller's guarantees; `tilestored` writes `rows <= 16` rows of 64 bytes into
@@ -372,7 +371,7 @@ impl TileOutput for Dequantized<'_> {
         for (r, acc) in self.acc.0.iter().enumerate().take(rows) {
             let start = (r0 + r) * self.ldo + n0;
             let out = &mut self.out[start..start + PANEL_WIDTH];
-            epilogue::dequantize_span(self.t, acc, self.row_sums[r0 + r], self.params, n0, out);
+            dequantize::dequantize_span(self.t, acc, self.row_sums[r0 + r], self.params, n0, out);
         }
     }
 }

@@ -1,14 +1,18 @@
-//! The AVX-512 VNNI path: `vpdpbusd` on 512-bit registers (one panel k-group per register) and
-//! 16-lane versions of the element-wise kernels.
+//! The AVX-512 VNNI path: its token [`Avx512`], the [`Simd`] operations on 512-bit registers (16
+//! float lanes, float64 halves of 8) that its generic kernels run on (the AMX path shares them),
+//! and the int8 GEMM's `vpdpbusd` step (one panel k-group per register).
 
 use std::arch::x86_64::*;
 
 use super::gemm_u8i8::Int8Dot;
-use super::simd::Simd;
-use super::{gemm_f16, gemm_u8i8, quantize_input};
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels, Range};
+use super::gemm_u8i8;
+use crate::kernels::simd::Simd;
+use crate::kernels::{
+    entry_points, gemm_f16, quantize_input, recurrent_step, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range,
+};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+#[cfg(test)]
+use crate::kernels::vector_math::{self, tests::Function};
 
 /// Proof that the CPU has AVX-512 F, BW, VL and VNNI (and AVX2, FMA and F16C, which they imply).
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +42,7 @@ impl Avx512 {
 
 /// The AVX-512 VNNI table.
 pub(super) fn table(_: Avx512) -> Kernels {
-    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, gemm_f32_f16 }
+    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, gemm_f32_f16, lstm, gru, elman }
 }
 
 entry_points! {
@@ -52,6 +56,12 @@ entry_points! {
     ) = gemm_dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<_, 4, 4>;
+    fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
+    fn gru(hg: &Projected<'_>, ig: &Projected<'_>, h: &mut [f32], hidden: usize) = recurrent_step::gru;
+    fn elman(nonlinearity: Nonlinearity, hg: &Projected<'_>, ig: &Projected<'_>, h_out: &mut [f32], hidden: usize)
+        = recurrent_step::elman;
+    #[cfg(test)]
+    fn vector_math(f: Function, xs: &[f32]) -> Vec<f32> = vector_math::tests::apply;
 }
 
 /// The int8 GEMM, in register tiles chosen by the number of rows. One row: panel by panel, the
@@ -165,40 +175,43 @@ impl Simd for Avx512 {
     const LANES: usize = 16;
     type F = __m512;
     type I = __m512i;
+    type D = __m512d;
+    type M = __mmask16;
 
     #[inline(always)]
     fn splat(self, v: f32) -> __m512 {
-        // SAFETY: the token proves AVX-512F (see `Avx512`).
+        // SAFETY: the token proves AVX-512F (see `Avx512`), which is all that the
+        // register-only blocks below need (only the loads and stores touch memory: see theirs).
         unsafe { _mm512_set1_ps(v) }
     }
 
     #[inline(always)]
-    fn splat_i32(self, v: i32) -> __m512i {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_set1_epi32(v) }
-    }
-
-    #[inline(always)]
     fn add(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
+        // SAFETY: AVX-512F (token).
         unsafe { _mm512_add_ps(a, b) }
     }
 
     #[inline(always)]
     fn sub(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
+        // SAFETY: AVX-512F (token).
         unsafe { _mm512_sub_ps(a, b) }
     }
 
     #[inline(always)]
     fn mul(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
+        // SAFETY: AVX-512F (token).
         unsafe { _mm512_mul_ps(a, b) }
     }
 
     #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_div_ps(a, b) }
+    }
+
+    #[inline(always)]
     fn fmadd(self, a: __m512, b: __m512, c: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
+        // SAFETY: AVX-512F (token).
         unsafe { _mm512_fmadd_ps(a, b, c) }
     }
 
@@ -221,46 +234,215 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    fn neg(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32(i32::MIN))) }
+    }
+
+    #[inline(always)]
+    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
+    }
+
+    #[inline(always)]
+    fn is_nan(self, a: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a) }
+    }
+
+    #[inline(always)]
+    fn select(self, mask: __mmask16, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F (token). The blend takes its second operand where the mask is set.
+        unsafe { _mm512_mask_blend_ps(mask, b, a) }
+    }
+
+    #[inline(always)]
+    fn copysign(self, a: __m512, sign: __m512) -> __m512 {
+        // SAFETY: AVX-512F (token).
+        unsafe {
+            let magnitude = _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(i32::MAX));
+            let sign = _mm512_and_si512(_mm512_castps_si512(sign), _mm512_set1_epi32(i32::MIN));
+            _mm512_castsi512_ps(_mm512_or_si512(magnitude, sign))
+        }
+    }
+
+    #[inline(always)]
+    fn round_to_i32(self, a: __m512) -> __m512i {
+        // SAFETY: AVX-512F (token). The conversion uses MXCSR's mode, round to nearest even (Rust
+        // never changes it).
+        unsafe { _mm512_cvtps_epi32(a) }
+    }
+
+    #[inline(always)]
+    fn i32_to_f32(self, a: __m512i) -> __m512 {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_cvtepi32_ps(a) }
+    }
+
+    #[inline(always)]
+    fn pow2i(self, q: __m512i) -> __m512 {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(q, _mm512_set1_epi32(0x7f)))) }
+    }
+
+    #[inline(always)]
+    fn half_i32(self, a: __m512i) -> __m512i {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_srai_epi32::<1>(a) }
+    }
+
+    #[inline(always)]
+    fn splat_i32(self, v: i32) -> __m512i {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_set1_epi32(v) }
+    }
+
+    #[inline(always)]
     fn sub_i32(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: the token proves AVX-512F.
+        // SAFETY: AVX-512F (token).
         unsafe { _mm512_sub_epi32(a, b) }
     }
 
     #[inline(always)]
     fn mul_i32(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: the token proves AVX-512F.
+        // SAFETY: AVX-512F (token).
         unsafe { _mm512_mullo_epi32(a, b) }
     }
 
     #[inline(always)]
-    fn to_f32(self, a: __m512i) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_cvtepi32_ps(a) }
+    fn splat_d(self, v: f64) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_set1_pd(v) }
     }
 
     #[inline(always)]
-    fn to_array(self, a: __m512) -> [f32; 16] {
-        // SAFETY: same size, and every bit pattern is a valid `[f32; 16]`.
-        unsafe { std::mem::transmute::<__m512, [f32; 16]>(a) }
+    fn widen(self, a: __m512) -> (__m512d, __m512d) {
+        // SAFETY: AVX-512F (token).
+        unsafe {
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+            (_mm512_cvtps_pd(_mm512_castps512_ps256(a)), _mm512_cvtps_pd(hi))
+        }
+    }
+
+    #[inline(always)]
+    fn narrow(self, lo: __m512d, hi: __m512d) -> __m512 {
+        // SAFETY: AVX-512F (token). The conversions round in MXCSR's mode, to nearest even.
+        unsafe {
+            let lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm512_cvtpd_ps(lo)));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(lo, _mm256_castps_pd(_mm512_cvtpd_ps(hi))))
+        }
+    }
+
+    #[inline(always)]
+    fn add_d(self, a: __m512d, b: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_add_pd(a, b) }
+    }
+
+    #[inline(always)]
+    fn sub_d(self, a: __m512d, b: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_sub_pd(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_d(self, a: __m512d, b: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_mul_pd(a, b) }
+    }
+
+    #[inline(always)]
+    fn div_d(self, a: __m512d, b: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_div_pd(a, b) }
+    }
+
+    #[inline(always)]
+    fn fmadd_d(self, a: __m512d, b: __m512d, c: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_fmadd_pd(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn neg_d(self, a: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(i64::MIN))) }
+    }
+
+    #[inline(always)]
+    fn abs_d(self, a: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(i64::MAX))) }
+    }
+
+    #[inline(always)]
+    fn min_d(self, a: __m512d, b: __m512d) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_min_pd(a, b) }
+    }
+
+    #[inline(always)]
+    fn to_bits_d(self, a: __m512d) -> __m512i {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_castpd_si512(a) }
+    }
+
+    #[inline(always)]
+    fn d_from_bits(self, a: __m512i) -> __m512d {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_castsi512_pd(a) }
+    }
+
+    #[inline(always)]
+    fn splat_i64(self, v: i64) -> __m512i {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_set1_epi64(v) }
+    }
+
+    #[inline(always)]
+    fn add_i64(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_add_epi64(a, b) }
+    }
+
+    #[inline(always)]
+    fn shl_i64<const SHIFT: i32>(self, a: __m512i) -> __m512i {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_sll_epi64(a, _mm_cvtsi32_si128(SHIFT)) }
+    }
+
+    #[inline(always)]
+    fn lookup32(self, table: &[u64; 32], a: __m512i) -> __m512i {
+        // SAFETY: AVX-512F (token); every index is masked to 0..32, inside `table`.
+        unsafe {
+            let index = _mm512_and_si512(a, _mm512_set1_epi64(31));
+            _mm512_i64gather_epi64::<8>(index, table.as_ptr().cast())
+        }
     }
 
     #[inline(always)]
     unsafe fn load(self, p: *const f32) -> __m512 {
-        // SAFETY: the token proves AVX-512F; the caller provides 16 readable floats.
+        // SAFETY: AVX-512F (token); the caller provides 16 readable floats.
         unsafe { _mm512_loadu_ps(p) }
     }
 
     #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, len: usize) -> __m512 {
-        // SAFETY: the token proves AVX-512F; the masked load reads only the `len` lanes the caller
-        // provides.
+        // SAFETY: AVX-512F (token); the masked load reads only the `len` lanes the caller provides.
         unsafe { _mm512_maskz_loadu_ps(first_lanes(len), p) }
     }
 
     #[inline(always)]
     unsafe fn load_i32(self, p: *const i32) -> __m512i {
-        // SAFETY: the token proves AVX-512F; the caller provides 16 readable int32.
+        // SAFETY: AVX-512F (token); the caller provides 16 readable int32.
         unsafe { _mm512_loadu_epi32(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_i32_partial(self, p: *const i32, len: usize) -> __m512i {
+        // SAFETY: AVX-512F (token); the masked load reads only the `len` lanes the caller provides.
+        unsafe { _mm512_maskz_loadu_epi32(first_lanes(len), p) }
     }
 
     #[inline(always)]
@@ -278,14 +460,14 @@ impl Simd for Avx512 {
 
     #[inline(always)]
     unsafe fn store(self, p: *mut f32, a: __m512) {
-        // SAFETY: the token proves AVX-512F; the caller provides 16 writable floats.
+        // SAFETY: AVX-512F (token); the caller provides 16 writable floats.
         unsafe { _mm512_storeu_ps(p, a) }
     }
 
     #[inline(always)]
     unsafe fn store_partial(self, p: *mut f32, len: usize, a: __m512) {
-        // SAFETY: the token proves AVX-512F; the masked store writes only the `len` lanes the
-        // caller provides.
+        // SAFETY: AVX-512F (token); the masked store writes only the `len` lanes the caller
+        // provides.
         unsafe { _mm512_mask_storeu_ps(p, first_lanes(len), a) }
     }
 

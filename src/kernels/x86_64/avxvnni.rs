@@ -5,9 +5,8 @@ use std::arch::x86_64::*;
 
 use super::avx2::{self, Avx2};
 use super::gemm_u8i8::{self, Int8Dot};
-use super::simd::Simd;
-use crate::dispatch::Isa;
-use crate::kernels::{Dequantize, Kernels};
+use crate::kernels::simd::Simd;
+use crate::kernels::{entry_points, Dequantize, Isa, Kernels};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
@@ -30,8 +29,8 @@ impl AvxVnni {
     }
 }
 
-/// The AVX-VNNI table: its own GEMM, the AVX2 element-wise kernels (an `AvxVnni` token proves
-/// everything they need).
+/// The AVX-VNNI table: its own GEMM, the AVX2 kernels for everything else (an `AvxVnni` token
+/// proves everything they need).
 pub(super) fn table(_: AvxVnni) -> Kernels {
     Kernels {
         isa: Isa::AvxVnni,
@@ -40,6 +39,9 @@ pub(super) fn table(_: AvxVnni) -> Kernels {
         gemm_u8i8,
         gemm_u8i8_dequantize,
         gemm_f32_f16: avx2::gemm_f32_f16,
+        lstm: avx2::lstm,
+        gru: avx2::gru,
+        elman: avx2::elman,
     }
 }
 

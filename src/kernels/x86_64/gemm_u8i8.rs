@@ -18,12 +18,11 @@
 //! ([`PackedWeights::widen_narrow`]) and goes through the same steps; full panels never take
 //! that path.
 //!
-//! A finished tile goes to an [`Output`]: stored as raw int32 ([`gemm`]), or dequantized straight
+//! A finished tile goes to a [`TileStore`]: stored as raw int32 ([`gemm`]), or dequantized straight
 //! from the registers ([`gemm_dequantize`]), so the accumulators never round-trip through memory.
 
-use super::epilogue;
-use super::simd::Simd;
-use crate::kernels::Dequantize;
+use crate::kernels::simd::Simd;
+use crate::kernels::{dequantize, Dequantize};
 use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: `acc[j] += Σ_{i<4} a[i] * w[j, i]` (u8 x s8, exact, int32
@@ -172,7 +171,7 @@ pub(super) fn check_out(len: usize, rows: usize, n: usize, ldo: usize, what: &st
 /// The tile loops over checked operands (`rows > 0`, `n > 0`) and the panels from `first_panel`
 /// on, each tile handed to `o`.
 #[inline(always)]
-fn drive<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
+fn drive<D: Int8Dot, O: TileStore<D>, const MR: usize, const NP: usize>(
     d: D,
     a: &[u8],
     lda: usize,
@@ -215,7 +214,7 @@ struct Job<'a> {
 /// One tile `MR` rows high and `width` (`NP`, 4, 2 or 1) panels wide, computed and stored (the
 /// narrow panel: one panel wide, by [`narrow_tile`]).
 #[inline(always)]
-fn panels<D: Int8Dot, O: Output<D>, const MR: usize, const NP: usize>(
+fn panels<D: Int8Dot, O: TileStore<D>, const MR: usize, const NP: usize>(
     d: D,
     job: &Job<'_>,
     width: usize,
@@ -322,7 +321,7 @@ struct Tile {
 }
 
 /// What becomes of each computed tile.
-trait Output<D: Int8Dot> {
+trait TileStore<D: Int8Dot> {
     /// Stores the first `dst.rows` rows of `acc`, panels from `dst.p0`, cut at column `n`.
     fn store<const MR: usize, const NP: usize>(&mut self, d: D, dst: Tile, acc: &[[D::Acc; NP]; MR]);
 }
@@ -334,7 +333,7 @@ struct Raw<'a> {
     n: usize,
 }
 
-impl<D: Int8Dot> Output<D> for Raw<'_> {
+impl<D: Int8Dot> TileStore<D> for Raw<'_> {
     #[inline(always)]
     fn store<const MR: usize, const NP: usize>(&mut self, d: D, dst: Tile, acc: &[[D::Acc; NP]; MR]) {
         for (r, acc_row) in acc.iter().enumerate().take(dst.rows) {
@@ -362,11 +361,11 @@ struct Dequantized<'a> {
     zero_points: bool,
 }
 
-impl<D: Int8Dot> Output<D> for Dequantized<'_> {
+impl<D: Int8Dot> TileStore<D> for Dequantized<'_> {
     /// Per panel: the column parameters loaded once for the tile's rows, `x_zero_point *
     /// col_offsets` formed once (wrapping arithmetic is associative, so the sum is the scalar one),
     /// and the `row_sum * w_zero_points` term left out when every weight zero point is zero (it is
-    /// then 0). A panel cut short at `n` goes through [`epilogue::dequantize_span`].
+    /// then 0). A panel cut short at `n` goes through [`dequantize::dequantize_span`].
     #[inline(always)]
     fn store<const MR: usize, const NP: usize>(&mut self, d: D, dst: Tile, acc: &[[D::Acc; NP]; MR]) {
         let s = d.simd();
@@ -380,7 +379,7 @@ impl<D: Int8Dot> Output<D> for Dequantized<'_> {
                     let row = dst.r0 + r;
                     let acc = d.to_array(acc_row[p]);
                     let out = &mut self.out[row * self.ldo + n0..row * self.ldo + n];
-                    epilogue::dequantize_span(s, &acc[..n - n0], self.row_sums[row], &self.params, n0, out);
+                    dequantize::dequantize_span(s, &acc[..n - n0], self.row_sums[row], &self.params, n0, out);
                 }
                 continue;
             }
@@ -404,8 +403,8 @@ impl<D: Int8Dot> Output<D> for Dequantized<'_> {
                         corr = s.sub_i32(corr, s.mul_i32(s.splat_i32(self.row_sums[row]), zp));
                     }
                     let y = match bias {
-                        Some(b) => s.fmadd(s.to_f32(corr), m, b),
-                        None => s.mul(s.to_f32(corr), m),
+                        Some(b) => s.fmadd(s.i32_to_f32(corr), m, b),
+                        None => s.mul(s.i32_to_f32(corr), m),
                     };
                     let out = &mut self.out[row * self.ldo + j..row * self.ldo + j + lanes];
                     // SAFETY: `out` has `LANES` elements.

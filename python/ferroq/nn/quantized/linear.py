@@ -110,7 +110,7 @@ class Linear(Module):
         changing anything; the caller's arrays are never modified."""
         shape = (self.out_features, self.in_features)
         if not isinstance(weight, QTensor) or weight.dtype is not qint8:
-            raise TypeError(f"weight must be a qint8 QTensor, got {_describe(weight)}")
+            raise TypeError(f"weight must be a qint8 QTensor, got {_value_kind(weight)}")
         if weight.shape != shape:
             raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
         b = float_bias(bias, self.out_features, "bias")
@@ -257,7 +257,7 @@ class Linear(Module):
         )
 
 
-def _describe(value: Any) -> str:
+def _value_kind(value: Any) -> str:
     if isinstance(value, QTensor):
         return f"a {value.dtype!r} QTensor"
     return type(value).__name__

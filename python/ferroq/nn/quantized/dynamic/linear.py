@@ -93,7 +93,7 @@ class Linear(PackedReduceRange, Module):
         b = float_bias(bias, self.out_features, "bias")
         if self.dtype is qint8:
             if not isinstance(weight, QTensor) or weight.dtype is not qint8:
-                raise TypeError(f"weight must be a qint8 QTensor for a qint8 Linear, got {_describe(weight)}")
+                raise TypeError(f"weight must be a qint8 QTensor for a qint8 Linear, got {_value_kind(weight)}")
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
             scales, zero_points = weight_qparams(weight, self.out_features)
@@ -265,7 +265,7 @@ def _check_dtype(dtype: Any) -> DType:
     return dt
 
 
-def _describe(value: Any) -> str:
+def _value_kind(value: Any) -> str:
     if isinstance(value, QTensor):
         return f"a {value.dtype!r} QTensor"
     return type(value).__name__

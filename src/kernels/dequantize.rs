@@ -1,5 +1,5 @@
-//! The dequantizing epilogue (int32 accumulators to float outputs), generic over the register
-//! width.
+//! The dequantizing epilogue (int32 accumulators to float outputs), generic over [`Simd`]: the
+//! columns of a GEMM tile that a whole-vector store cannot take.
 
 use super::simd::Simd;
 use crate::kernels::Dequantize;
@@ -11,7 +11,7 @@ use crate::quant::dequantize_accumulator;
 /// # Panics
 /// When `out` is shorter than `acc` or a column parameter shorter than `n0 + acc.len()`.
 #[inline(always)]
-pub(super) fn dequantize_span<S: Simd>(
+pub(crate) fn dequantize_span<S: Simd>(
     s: S,
     acc: &[i32],
     row_sum: i32,
@@ -42,8 +42,8 @@ pub(super) fn dequantize_span<S: Simd>(
         let corr = s.sub_i32(s.sub_i32(a, s.mul_i32(x_zero_point, offset)), s.mul_i32(sum, zp));
         let y = match bias {
             // SAFETY: `bias` has `len` elements and `j + LANES <= len`.
-            Some(b) => s.fmadd(s.to_f32(corr), m, unsafe { s.load(b.as_ptr().add(j)) }),
-            None => s.mul(s.to_f32(corr), m),
+            Some(b) => s.fmadd(s.i32_to_f32(corr), m, unsafe { s.load(b.as_ptr().add(j)) }),
+            None => s.mul(s.i32_to_f32(corr), m),
         };
         // SAFETY: `out` has `len` elements and `j + LANES <= len`.
         unsafe { s.store(out.as_mut_ptr().add(j), y) };

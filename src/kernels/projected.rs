@@ -1,14 +1,16 @@
-//! What one projection adds into a step's gates, for the step's rows: final float values, or the
-//! int32 accumulators of an int8 GEMM whose dequantization (docs/numerics.md §2.2) the element-wise
-//! pass performs on the fly, so the dequantized values never go through memory.
+//! What one projection of a recurrent step (`W_hh h + b_hh` or `W_ih x + b_ih`) hands the fused
+//! step, for the step's rows ([`Projected`]): final float values, or the int32 accumulators of an
+//! int8 GEMM whose dequantization (docs/numerics.md §2.2) the step performs on the fly, so the
+//! dequantized values never go through memory.
 
 use std::ops::Range;
 
 use crate::quant::dequantize_accumulator;
 
-/// One projection's output for a block of rows, `columns` values per row.
+/// One projection's output for a block of rows, `columns` values per row (`gates * hidden`: the
+/// projection's share of every gate's pre-activation).
 #[derive(Clone, Copy, Debug)]
-pub enum Gates<'a> {
+pub enum Projected<'a> {
     /// Row-major float values (a float16-weight projection, or anything already computed).
     Float(&'a [f32]),
     /// Row-major int8 GEMM accumulators, dequantized when read.
@@ -38,12 +40,12 @@ pub struct Accumulators<'a> {
     pub bias: &'a [f32],
 }
 
-impl<'a> Gates<'a> {
+impl<'a> Projected<'a> {
     /// Rows `rows` of `columns` values each.
-    pub fn rows(&self, rows: Range<usize>, columns: usize) -> Gates<'a> {
+    pub fn rows(&self, rows: Range<usize>, columns: usize) -> Projected<'a> {
         match self {
-            Gates::Float(v) => Gates::Float(&v[rows.start * columns..rows.end * columns]),
-            Gates::Int8(a) => Gates::Int8(Accumulators { acc: &a.acc[rows.start * columns..rows.end * columns], ..*a }),
+            Projected::Float(v) => Projected::Float(&v[rows.start * columns..rows.end * columns]),
+            Projected::Int8(a) => Projected::Int8(Accumulators { acc: &a.acc[rows.start * columns..rows.end * columns], ..*a }),
         }
     }
 
@@ -52,8 +54,8 @@ impl<'a> Gates<'a> {
     pub fn covers(&self, rows: usize, columns: usize) -> bool {
         let values = rows.checked_mul(columns);
         match self {
-            Gates::Float(v) => values.is_some_and(|n| v.len() >= n),
-            Gates::Int8(a) => {
+            Projected::Float(v) => values.is_some_and(|n| v.len() >= n),
+            Projected::Int8(a) => {
                 values.is_some_and(|n| a.acc.len() >= n)
                     && a.col_offsets.len() >= columns
                     && a.scales.len() >= columns
@@ -68,8 +70,8 @@ impl<'a> Gates<'a> {
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         let columns = out.len();
         match self {
-            Gates::Float(v) => out.copy_from_slice(&v[r * columns..(r + 1) * columns]),
-            Gates::Int8(a) => {
+            Projected::Float(v) => out.copy_from_slice(&v[r * columns..(r + 1) * columns]),
+            Projected::Int8(a) => {
                 for (n, (o, &acc)) in out.iter_mut().zip(&a.acc[r * columns..(r + 1) * columns]).enumerate() {
                     let corr = acc.wrapping_sub(a.x_zero_point.wrapping_mul(a.col_offsets[n]));
                     *o = dequantize_accumulator(corr, a.x_scale * a.scales[n], Some(a.bias[n]));
@@ -115,7 +117,7 @@ mod tests {
         let a = Accumulators { acc: &corrected, x_zero_point: 3, x_scale: 0.25, col_offsets: &cols, scales: &[1.0, 2.0], bias: &[0.5, 0.0] };
         let mut row = [0.0; 2];
         for r in 0..2 {
-            Gates::Int8(a).row_into(r, &mut row);
+            Projected::Int8(a).row_into(r, &mut row);
             for n in 0..2 {
                 let corr = acc[r * 2 + n].wrapping_sub(3i32.wrapping_mul(cols[n])).wrapping_sub(sums[r].wrapping_mul(zps[n]));
                 assert_eq!(row[n], dequantize_accumulator(corr, 0.25 * [1.0, 2.0][n], Some([0.5, 0.0][n])));

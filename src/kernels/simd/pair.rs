@@ -54,6 +54,21 @@ impl<S: Simd> Simd for Pair<S> {
     }
 
     #[inline(always)]
+    fn min(self, a: Self::F, b: Self::F) -> Self::F {
+        both!(self.0, min(a, b))
+    }
+
+    #[inline(always)]
+    fn max(self, a: Self::F, b: Self::F) -> Self::F {
+        both!(self.0, max(a, b))
+    }
+
+    #[inline(always)]
+    fn round_even(self, a: Self::F) -> Self::F {
+        both!(self.0, round_even(a))
+    }
+
+    #[inline(always)]
     fn neg(self, a: Self::F) -> Self::F {
         both!(self.0, neg(a))
     }
@@ -237,6 +252,24 @@ impl<S: Simd> Simd for Pair<S> {
     }
 
     #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> Self::F {
+        // SAFETY: the caller provides `2 * S::LANES` readable u16.
+        unsafe { [self.0.load_f16(p), self.0.load_f16(p.add(S::LANES))] }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16_partial(self, p: *const u16, len: usize) -> Self::F {
+        // SAFETY: as `load_partial`.
+        unsafe {
+            if len < S::LANES {
+                [self.0.load_f16_partial(p, len), self.0.splat(0.0)]
+            } else {
+                [self.0.load_f16(p), self.0.load_f16_partial(p.add(S::LANES), len - S::LANES)]
+            }
+        }
+    }
+
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32, a: Self::F) {
         // SAFETY: the caller provides `2 * S::LANES` writable floats.
         unsafe {
@@ -256,6 +289,15 @@ impl<S: Simd> Simd for Pair<S> {
                 self.0.store(p, a[0]);
                 self.0.store_partial(p.add(S::LANES), len - S::LANES, a[1]);
             }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_u8(self, p: *mut u8, a: Self::F) {
+        // SAFETY: the caller provides `2 * S::LANES` writable bytes.
+        unsafe {
+            self.0.store_u8(p, a[0]);
+            self.0.store_u8(p.add(S::LANES), a[1]);
         }
     }
 }

@@ -1,11 +1,11 @@
 //! How the element-wise kernels read their inputs: [`Width`] (a full block of `LANES` units or a
-//! row's partial tail), [`Source`] (a [`Gates`](super::super::gates::Gates) checked once against
+//! row's partial tail), [`Source`] (a [`Projected`](super::Projected) checked once against
 //! its shape, then read through raw pointers: floats as they are, int8 accumulators dequantized
 //! on the fly), and the macros that instantiate a kernel per combination of source kinds and per
 //! block width.
 
-use super::super::gates::Accumulators;
-use crate::activations::x86::Simd;
+use super::super::projected::Accumulators;
+use super::super::simd::Simd;
 
 /// The lanes one block covers: all `LANES` (inside a row) or the first few (a row's tail).
 pub(super) trait Width: Copy {
@@ -74,7 +74,7 @@ impl Width for Tail {
     }
 }
 
-/// A [`Gates`](super::super::gates::Gates) read through raw pointers, checked on construction to
+/// A [`Projected`](super::Projected) read through raw pointers, checked on construction to
 /// hold `rows x columns`.
 pub(super) trait Source: Copy {
     /// Row `r`'s values at columns `col..` (the block's lanes), as floats.
@@ -99,7 +99,7 @@ impl Source for FloatSource {
     }
 }
 
-/// int32 accumulators, dequantized lane for lane as `Gates::row_into` does: the wrapping
+/// int32 accumulators, dequantized lane for lane as `Projected::row_into` does: the wrapping
 /// correction, conversion to float, then one FMA with `s_x * s_w` and the bias.
 #[derive(Clone, Copy)]
 pub(super) struct Int8Source {
@@ -126,27 +126,27 @@ impl Source for Int8Source {
     }
 }
 
-/// Runs `$body` with `$h` and `$i` bound to [`Source`]s for the `Gates` `$hg` and `$ig`,
+/// Runs `$body` with `$h` and `$i` bound to [`Source`]s for the `Projected` `$hg` and `$ig`,
 /// one instantiation per combination of kinds, after checking that both hold `$rows` rows of
 /// `$columns` columns.
 macro_rules! with_sources {
     ($hg:expr, $ig:expr, $rows:expr, $columns:expr, |$h:ident, $i:ident| $body:expr) => {{
-        let (hg, ig, rows, columns): (&Gates<'_>, &Gates<'_>, usize, usize) = ($hg, $ig, $rows, $columns);
+        let (hg, ig, rows, columns): (&Projected<'_>, &Projected<'_>, usize, usize) = ($hg, $ig, $rows, $columns);
         assert!(hg.covers(rows, columns) && ig.covers(rows, columns), "gates do not hold {rows} rows of {columns}");
         match (hg, ig) {
-            (Gates::Float(h), Gates::Float(i)) => {
+            (Projected::Float(h), Projected::Float(i)) => {
                 let ($h, $i) = (float_source(h, columns), float_source(i, columns));
                 $body
             }
-            (Gates::Float(h), Gates::Int8(i)) => {
+            (Projected::Float(h), Projected::Int8(i)) => {
                 let ($h, $i) = (float_source(h, columns), int8_source(i, columns));
                 $body
             }
-            (Gates::Int8(h), Gates::Float(i)) => {
+            (Projected::Int8(h), Projected::Float(i)) => {
                 let ($h, $i) = (int8_source(h, columns), float_source(i, columns));
                 $body
             }
-            (Gates::Int8(h), Gates::Int8(i)) => {
+            (Projected::Int8(h), Projected::Int8(i)) => {
                 let ($h, $i) = (int8_source(h, columns), int8_source(i, columns));
                 $body
             }

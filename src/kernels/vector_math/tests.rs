@@ -1,11 +1,14 @@
-//! Every SIMD path against the scalar references, on special values and dense sweeps.
+//! Every SIMD path this CPU has against the scalar references, on special values and dense
+//! sweeps.
 
 use super::*;
 use crate::activations::{glibc_expf, sleef_expf_u10, tanh as scalar_tanh};
+use crate::kernels::simd::{load, store};
+use crate::kernels::vector_math_paths;
 
 /// Which element function to apply.
 #[derive(Clone, Copy, Debug)]
-enum Function {
+pub(crate) enum Function {
     SigmoidSleef,
     SigmoidGlibc,
     Tanh,
@@ -21,9 +24,10 @@ impl Function {
     }
 }
 
-/// `f` over `xs` in vectors of `LANES`, the last one partial.
+/// `f` over `xs` in vectors of `LANES`, the last one partial: the body of each instruction
+/// set's test entry point (see [`crate::kernels::vector_math_paths`]).
 #[inline(always)]
-fn apply<S: Simd>(s: S, f: Function, xs: &[f32]) -> Vec<f32> {
+pub(crate) fn apply<S: Simd>(s: S, f: Function, xs: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; xs.len()];
     for (x, y) in xs.chunks(S::LANES).zip(out.chunks_mut(S::LANES)) {
         let v = load(s, x);
@@ -37,33 +41,10 @@ fn apply<S: Simd>(s: S, f: Function, xs: &[f32]) -> Vec<f32> {
     out
 }
 
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn apply_avx512(s: Avx512, f: Function, xs: &[f32]) -> Vec<f32> {
-    apply(s, f, xs)
-}
-
-#[target_feature(enable = "avx2,fma")]
-fn apply_avx2(s: Avx2, f: Function, xs: &[f32]) -> Vec<f32> {
-    apply(s, f, xs)
-}
-
-/// The results of every path this CPU has, by name.
-fn every_path(f: Function, xs: &[f32]) -> Vec<(&'static str, Vec<f32>)> {
-    let mut paths = Vec::new();
-    if let Some(s) = Avx2::detect() {
-        // SAFETY: the token proves the CPU has the features the function enables.
-        paths.push(("avx2", unsafe { apply_avx2(s, f, xs) }));
-    }
-    if let Some(s) = Avx512::detect() {
-        // SAFETY: as above.
-        paths.push(("avx512", unsafe { apply_avx512(s, f, xs) }));
-    }
-    paths
-}
-
 fn check(f: Function, xs: &[f32]) {
     let expected: Vec<u32> = xs.iter().map(|&x| f.scalar(x).to_bits()).collect();
-    for (name, got) in every_path(f, xs) {
+    for (name, apply) in vector_math_paths() {
+        let got = apply(f, xs);
         for ((&x, &want), got) in xs.iter().zip(&expected).zip(got) {
             let same = got.to_bits() == want || (got.is_nan() && f32::from_bits(want).is_nan());
             assert!(same, "{f:?} on {name}: x = {x:e} ({:#x}) gives {got:e}, scalar {:e}", x.to_bits(), f32::from_bits(want));

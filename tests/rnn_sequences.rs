@@ -2,54 +2,18 @@
 //! batch elements independent (nothing is quantized), so a sequence run inside a batch must
 //! equal the same sequence run alone, bit for bit; int8 weights check what shares a scale.
 
-use super::*;
-use crate::error::Error;
-use crate::kernels::scalar::KERNELS;
-use crate::linear::{DynamicLinear, Fp16Linear};
+mod common;
 
-/// Deterministic values in [-1, 1).
-struct Lcg(u64);
+use common::{projection, stack, Rng, Weights};
+use ferroq::error::Error;
+use ferroq::kernels::scalar::KERNELS;
+use ferroq::linear::DynamicLinear;
+use ferroq::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput, SequenceOutput};
 
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
-
-fn fp16(rng: &mut Lcg, n: usize, k: usize, bias: bool) -> Projection {
-    let w: Vec<u16> = rng.vec(n * k).iter().map(|&v| half::f16::from_f32(v * 0.5).to_bits()).collect();
-    Projection::Fp16(Fp16Linear::new(&w, n, k, bias.then(|| rng.vec(n))).unwrap().into())
-}
-
-fn int8(rng: &mut Lcg, n: usize, k: usize, bias: bool) -> Projection {
-    let w: Vec<i8> = rng.vec(n * k).iter().map(|&v| (v * 127.0) as i8).collect();
-    Projection::Int8(DynamicLinear::new(&w, n, k, &[0.004], &[0], bias.then(|| rng.vec(n))).unwrap().into())
-}
-
+/// A stack of `shape`: int8 weights (which share the activations' scale across a batch) or
+/// float16 ones (which keep batch elements independent).
 fn build(shape: RnnShape, seed: u64, quantized: bool) -> Rnn {
-    let mut rng = Lcg(seed);
-    let make = if quantized { int8 } else { fp16 };
-    let rows = shape.kind.gates() * shape.hidden_size;
-    let cells = (0..shape.num_layers * shape.directions())
-        .map(|index| {
-            let input = if index / shape.directions() == 0 {
-                shape.input_size
-            } else {
-                shape.directions() * shape.output_size()
-            };
-            CellWeights {
-                ih: make(&mut rng, rows, input, true),
-                hh: make(&mut rng, rows, shape.output_size(), true),
-                hr: (shape.proj_size > 0).then(|| make(&mut rng, shape.proj_size, shape.hidden_size, false)),
-            }
-        })
-        .collect();
-    Rnn::new(shape, cells).unwrap()
+    stack(shape, if quantized { Weights::Int8 } else { Weights::Fp16 }, seed)
 }
 
 fn shape(kind: CellKind, num_layers: usize, bidirectional: bool) -> RnnShape {
@@ -70,7 +34,7 @@ fn element(x: &[f32], batch: usize, f: usize, b: usize, len: usize) -> Vec<f32> 
 fn output_shapes() {
     for kind in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
         let rnn = build(shape(kind, 2, true), 1, true);
-        let out = run(&rnn, &Lcg(2).vec(5 * 3 * 3), 5, 3, None);
+        let out = run(&rnn, &Rng(2).floats(5 * 3 * 3, 1.0), 5, 3, None);
         assert_eq!(out.y.len(), 5 * 3 * 2 * 4);
         assert_eq!(out.h_n.len(), 2 * 2 * 3 * 4);
         assert_eq!(out.c_n.map(|c| c.len()), (kind == CellKind::Lstm).then_some(2 * 2 * 3 * 4));
@@ -82,7 +46,7 @@ fn a_sequence_in_a_batch_equals_the_sequence_alone_with_float16_weights() {
     for kind in [CellKind::Lstm, CellKind::Gru, CellKind::RnnRelu] {
         let rnn = build(shape(kind, 2, true), 3, false);
         let (steps, batch, lengths) = (4, 3, [2usize, 4, 1]);
-        let x = Lcg(4).vec(steps * batch * 3);
+        let x = Rng(4).floats(steps * batch * 3, 1.0);
         let all = run(&rnn, &x, steps, batch, Some(&lengths));
         for (b, &len) in lengths.iter().enumerate() {
             let alone = run(&rnn, &element(&x, batch, 3, b, len), len, 1, None);
@@ -102,13 +66,13 @@ fn a_sequence_in_a_batch_equals_the_sequence_alone_with_float16_weights() {
 fn the_reverse_direction_runs_backwards_and_is_time_aligned() {
     // A bidirectional layer whose two directions share weights: the reverse half of y at step
     // t equals the forward direction run on the time-reversed sequence, at step T-1-t.
-    let mut rng = Lcg(5);
+    let mut rng = Rng(5);
     let s = shape(CellKind::Gru, 1, false);
-    let weights = CellWeights { ih: fp16(&mut rng, 12, 3, true), hh: fp16(&mut rng, 12, 4, true), hr: None };
+    let weights = CellWeights { ih: projection(&mut rng, Weights::Fp16, 12, 3, true), hh: projection(&mut rng, Weights::Fp16, 12, 4, true), hr: None };
     let forward_only = Rnn::new(s, vec![weights.clone()]).unwrap();
     let both = Rnn::new(RnnShape { bidirectional: true, ..s }, vec![weights.clone(), weights]).unwrap();
     let (steps, batch) = (5, 2);
-    let x = Lcg(6).vec(steps * batch * 3);
+    let x = Rng(6).floats(steps * batch * 3, 1.0);
     let reversed: Vec<f32> = (0..steps).rev().flat_map(|t| x[t * batch * 3..(t + 1) * batch * 3].to_vec()).collect();
     let out = run(&both, &x, steps, batch, None);
     let fwd = run(&forward_only, &x, steps, batch, None);
@@ -129,7 +93,7 @@ fn the_reverse_direction_runs_backwards_and_is_time_aligned() {
 fn h_n_is_the_state_at_each_sequences_last_valid_step() {
     let rnn = build(shape(CellKind::Lstm, 1, false), 7, true);
     let lengths = [3usize, 1, 2];
-    let out = run(&rnn, &Lcg(8).vec(3 * 3 * 3), 3, 3, Some(&lengths));
+    let out = run(&rnn, &Rng(8).floats(3 * 3 * 3, 1.0), 3, 3, Some(&lengths));
     for (b, &len) in lengths.iter().enumerate() {
         assert_eq!(out.h_n[b * 4..(b + 1) * 4], out.y[((len - 1) * 3 + b) * 4..][..4]);
     }
@@ -139,7 +103,7 @@ fn h_n_is_the_state_at_each_sequences_last_valid_step() {
 fn padding_never_enters_a_quantization_range() {
     let rnn = build(shape(CellKind::Lstm, 2, true), 9, true);
     let lengths = [2usize, 4];
-    let mut x = Lcg(10).vec(4 * 2 * 3);
+    let mut x = Rng(10).floats(4 * 2 * 3, 1.0);
     let before = run(&rnn, &x, 4, 2, Some(&lengths));
     for t in 2..4 {
         x[(t * 2) * 3..(t * 2 + 1) * 3].fill(1e6);
@@ -154,7 +118,7 @@ fn layer_two_reads_layer_ones_output_quantized_as_one_tensor() {
     let first = Rnn::new(shape(CellKind::RnnTanh, 1, true), two.cells()[..2].to_vec()).unwrap();
     let second_shape = RnnShape { input_size: 8, ..shape(CellKind::RnnTanh, 1, true) };
     let second = Rnn::new(second_shape, two.cells()[2..].to_vec()).unwrap();
-    let x = Lcg(12).vec(3 * 2 * 3);
+    let x = Rng(12).floats(3 * 2 * 3, 1.0);
     let y1 = run(&first, &x, 3, 2, None);
     let y2 = run(&second, &y1.y, 3, 2, None);
     let both = run(&two, &x, 3, 2, None);
@@ -165,9 +129,9 @@ fn layer_two_reads_layer_ones_output_quantized_as_one_tensor() {
 #[test]
 fn initial_states_and_empty_sequences() {
     let rnn = build(shape(CellKind::Lstm, 1, true), 13, true);
-    let h0 = Lcg(14).vec(2 * 2 * 4);
-    let c0 = Lcg(15).vec(2 * 2 * 4);
-    let x = Lcg(16).vec(3 * 2 * 3);
+    let h0 = Rng(14).floats(2 * 2 * 4, 1.0);
+    let c0 = Rng(15).floats(2 * 2 * 4, 1.0);
+    let x = Rng(16).floats(3 * 2 * 3, 1.0);
     let input = SequenceInput { x: &x, steps: 3, batch: 2, batch_first: false, h0: Some(&h0), c0: Some(&c0), lengths: Some(&[0, 3]) };
     let out = rnn.forward(&KERNELS, &input, true).unwrap();
     // Element 0 never runs: zeros out, its initial states back.
@@ -184,7 +148,7 @@ fn initial_states_and_empty_sequences() {
 #[test]
 fn batch_first_is_a_transpose() {
     let rnn = build(shape(CellKind::Gru, 1, true), 17, true);
-    let x = Lcg(18).vec(4 * 2 * 3);
+    let x = Rng(18).floats(4 * 2 * 3, 1.0);
     let time_major = run(&rnn, &x, 4, 2, Some(&[4, 3]));
     let transposed: Vec<f32> = (0..2).flat_map(|b| element(&x, 2, 3, b, 4)).collect();
     let input = SequenceInput { x: &transposed, steps: 4, batch: 2, batch_first: true, h0: None, c0: None, lengths: Some(&[4, 3]) };
@@ -201,7 +165,7 @@ fn batch_first_is_a_transpose() {
 fn projections_shrink_h_but_not_c() {
     let s = RnnShape { proj_size: 2, ..shape(CellKind::Lstm, 2, true) };
     let rnn = build(s, 19, true);
-    let out = run(&rnn, &Lcg(20).vec(3 * 2 * 3), 3, 2, None);
+    let out = run(&rnn, &Rng(20).floats(3 * 2 * 3, 1.0), 3, 2, None);
     assert_eq!(out.y.len(), 3 * 2 * 2 * 2);
     assert_eq!(out.h_n.len(), 2 * 2 * 2 * 2);
     assert_eq!(out.c_n.unwrap().len(), 2 * 2 * 2 * 4);
@@ -218,7 +182,7 @@ fn an_empty_batch_gives_empty_outputs() {
 #[test]
 fn bad_inputs_are_errors() {
     let rnn = build(shape(CellKind::Gru, 1, false), 22, true);
-    let x = Lcg(23).vec(6);
+    let x = Rng(23).floats(6, 1.0);
     let input = SequenceInput { x: &x, steps: 2, batch: 1, batch_first: false, h0: None, c0: None, lengths: None };
     assert!(matches!(rnn.forward(&KERNELS, &SequenceInput { steps: 0, x: &[], ..input }, true), Err(Error::Shape(_))));
     assert!(matches!(rnn.forward(&KERNELS, &SequenceInput { steps: 3, ..input }, true), Err(Error::Shape(_))));
@@ -230,11 +194,11 @@ fn bad_inputs_are_errors() {
 
 #[test]
 fn mismatched_weights_are_rejected() {
-    let mut rng = Lcg(24);
+    let mut rng = Rng(24);
     let s = shape(CellKind::Lstm, 1, false);
-    let wrong_rows = CellWeights { ih: int8(&mut rng, 12, 3, true), hh: int8(&mut rng, 16, 4, true), hr: None };
+    let wrong_rows = CellWeights { ih: projection(&mut rng, Weights::Int8, 12, 3, true), hh: projection(&mut rng, Weights::Int8, 16, 4, true), hr: None };
     assert!(matches!(Rnn::new(s, vec![wrong_rows]), Err(Error::Shape(_))));
-    let missing_hr = CellWeights { ih: int8(&mut rng, 16, 3, true), hh: int8(&mut rng, 16, 2, true), hr: None };
+    let missing_hr = CellWeights { ih: projection(&mut rng, Weights::Int8, 16, 3, true), hh: projection(&mut rng, Weights::Int8, 16, 2, true), hr: None };
     assert!(matches!(Rnn::new(RnnShape { proj_size: 2, ..s }, vec![missing_hr]), Err(Error::Shape(_))));
     assert!(matches!(Rnn::new(RnnShape { proj_size: 4, ..s }, vec![]), Err(Error::Value(_))));
     assert!(matches!(Rnn::new(s, vec![]), Err(Error::Shape(_))));

@@ -1,5 +1,5 @@
-//! The quantization of a dynamic layer's input, generic over the register width: the range of
-//! the input and its quantization to uint8.
+//! The quantization of a dynamic layer's input, generic over [`Simd`]: the range of the input and
+//! its quantization to uint8.
 
 use super::simd::Simd;
 use crate::kernels::Range;
@@ -16,7 +16,7 @@ const UNROLL: usize = 4;
 /// with `0.0` and uses the difference `max - min`). A lane of `x - x` is `0.0` for every finite `x`
 /// and NaN for NaN and infinities, so their sum is NaN exactly when some element is not finite.
 #[inline(always)]
-pub(super) fn range<S: Simd>(s: S, x: &[f32]) -> Range {
+pub(crate) fn range<S: Simd>(s: S, x: &[f32]) -> Range {
     let Some(&first) = x.first() else {
         return Range::Finite { min: 0.0, max: 0.0 };
     };
@@ -41,11 +41,11 @@ pub(super) fn range<S: Simd>(s: S, x: &[f32]) -> Range {
         max = s.max(max, v);
         not_finite = s.add(not_finite, s.sub(v, v));
     }
-    if s.to_array(not_finite)[..lanes].iter().any(|d| d.is_nan()) {
+    if lanes_of(s, not_finite)[..lanes].iter().any(|d| d.is_nan()) {
         return Range::NonFinite;
     }
-    let mut lo = s.to_array(min)[..lanes].iter().fold(first, |m, &v| m.min(v));
-    let mut hi = s.to_array(max)[..lanes].iter().fold(first, |m, &v| m.max(v));
+    let mut lo = lanes_of(s, min)[..lanes].iter().fold(first, |m, &v| m.min(v));
+    let mut hi = lanes_of(s, max)[..lanes].iter().fold(first, |m, &v| m.max(v));
     for &v in vectors.remainder() {
         if !v.is_finite() {
             return Range::NonFinite;
@@ -56,13 +56,23 @@ pub(super) fn range<S: Simd>(s: S, x: &[f32]) -> Range {
     Range::Finite { min: lo, max: hi }
 }
 
+/// The lanes of `v` in the first `LANES` elements (at most 16: a single register), zeros after.
+#[inline(always)]
+fn lanes_of<S: Simd>(s: S, v: S::F) -> [f32; 16] {
+    const { assert!(S::LANES <= 16) };
+    let mut lanes = [0.0; 16];
+    // SAFETY: `lanes` has room for `LANES <= 16` floats.
+    unsafe { s.store(lanes.as_mut_ptr(), v) };
+    lanes
+}
+
 /// See [`Kernels::quantize_u8`](crate::kernels::Kernels::quantize_u8).
 ///
 /// The same float operations as [`quantize_value`] in the same order (multiply, round half to even,
 /// add the zero point, clamp), so every input, huge or NaN included, gives the scalar byte: the
 /// clamp happens in float before the conversion, and `max(NaN, 0.0)` is `0.0` as `NaN as i32` is 0.
 #[inline(always)]
-pub(super) fn quantize_u8<S: Simd>(s: S, x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) {
+pub(crate) fn quantize_u8<S: Simd>(s: S, x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) {
     let len = x.len().min(out.len());
     let (x, out) = (&x[..len], &mut out[..len]);
     let inv = s.splat(inv_scale);

@@ -1,45 +1,18 @@
-//! The element-wise part of one time step of each recurrence, in PyTorch's operation order
-//! (docs/numerics.md §4.3): every float operation below is one PyTorch kernel, rounded on its own (no
-//! fusion), and the sigmoids see the same contiguous rows as PyTorch's (one gate of one batch
-//! element: `hidden` values).
+//! The scalar specification of the fused recurrent steps ([`Kernels::lstm`](super::Kernels::lstm),
+//! `gru`, `elman`): the element-wise part of one time step of each recurrence, in PyTorch's
+//! operation order (docs/numerics.md §4.3). Every float operation below is one PyTorch kernel,
+//! rounded on its own (no fusion), and the sigmoids see the same contiguous rows as PyTorch's (one
+//! gate of one batch element: `hidden` values). The SIMD paths ([`super::recurrent_step`]) must
+//! equal these bit for bit.
 //!
 //! Inputs are row-major over the active batch rows: `hg` is the hidden projection `W_hh h + b_hh`
 //! and `ig` the input projection `W_ih x + b_ih` of the step, `gates * hidden` values per row.
 
 use std::cell::RefCell;
 
-use super::gates::Gates;
+use super::projected::Projected;
+use super::Nonlinearity;
 use crate::activations::{relu, sigmoid_row, tanh, tanh_row};
-use crate::dispatch::Isa;
-
-/// The element-wise step of each recurrence on one instruction-set path, reading the hidden and
-/// input projections of the step's rows (`hg`, `ig`) from [`Gates`]: the functions of this
-/// module on their dequantized rows, or SIMD versions giving the same bits.
-#[derive(Clone, Copy)]
-pub struct CellKernels {
-    /// See [`lstm`]; the rows are those of `c`.
-    pub lstm: fn(hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize),
-    /// See [`gru`]; the rows are those of `h`.
-    pub gru: fn(hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize),
-    /// See [`simple`]; the rows are those of `h_out`.
-    pub simple: fn(kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize),
-}
-
-/// The portable reference: each row dequantized into floats, then this module's functions.
-pub const SCALAR: CellKernels = CellKernels { lstm: lstm_rows, gru: gru_rows, simple: simple_rows };
-
-/// The element-wise steps that go with `isa`'s kernels: SIMD ones on x86 paths, else [`SCALAR`].
-pub fn cell_kernels(isa: Isa) -> CellKernels {
-    #[cfg(target_arch = "x86_64")]
-    {
-        super::epilogue_x86::table(isa).unwrap_or(SCALAR)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = isa;
-        SCALAR
-    }
-}
 
 thread_local! {
     /// Each thread's rows of `hg` and `ig` as floats for [`with_float_rows`], kept between steps so
@@ -49,7 +22,7 @@ thread_local! {
 
 /// Runs `f(r, hg_row, ig_row)` for each of the `rows` rows of `hg` and `ig` (`columns` values
 /// each), read as floats into this thread's reused buffers.
-fn with_float_rows(hg: &Gates<'_>, ig: &Gates<'_>, rows: usize, columns: usize, mut f: impl FnMut(usize, &mut [f32], &[f32])) {
+fn with_float_rows(hg: &Projected<'_>, ig: &Projected<'_>, rows: usize, columns: usize, mut f: impl FnMut(usize, &mut [f32], &[f32])) {
     FLOAT_ROWS.with_borrow_mut(|(hg_row, ig_row)| {
         hg_row.resize(columns, 0.0);
         ig_row.resize(columns, 0.0);
@@ -61,70 +34,32 @@ fn with_float_rows(hg: &Gates<'_>, ig: &Gates<'_>, rows: usize, columns: usize, 
     })
 }
 
-/// [`lstm`] row by row from [`Gates`].
-fn lstm_rows(hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+/// See [`Kernels::lstm`](super::Kernels::lstm): each row dequantized into floats, then [`lstm_floats`].
+pub fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
     let rows = c.len() / hidden;
     with_float_rows(hg, ig, rows, 4 * hidden, |r, hg_row, ig_row| {
         let state = r * hidden..(r + 1) * hidden;
-        lstm(hg_row, ig_row, &mut c[state.clone()], &mut h_out[state], hidden);
+        lstm_floats(hg_row, ig_row, &mut c[state.clone()], &mut h_out[state], hidden);
     });
 }
 
-/// [`gru`] row by row from [`Gates`].
-fn gru_rows(hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize) {
+/// See [`Kernels::gru`](super::Kernels::gru): each row dequantized into floats, then [`gru_floats`].
+pub fn gru(hg: &Projected<'_>, ig: &Projected<'_>, h: &mut [f32], hidden: usize) {
     let rows = h.len() / hidden;
-    with_float_rows(hg, ig, rows, 3 * hidden, |r, hg_row, ig_row| gru(hg_row, ig_row, &mut h[r * hidden..(r + 1) * hidden], hidden));
+    with_float_rows(hg, ig, rows, 3 * hidden, |r, hg_row, ig_row| gru_floats(hg_row, ig_row, &mut h[r * hidden..(r + 1) * hidden], hidden));
 }
 
-/// [`simple`] row by row from [`Gates`].
-fn simple_rows(kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize) {
+/// See [`Kernels::elman`](super::Kernels::elman): each row dequantized into floats, then [`elman_floats`].
+pub fn elman(nonlinearity: Nonlinearity, hg: &Projected<'_>, ig: &Projected<'_>, h_out: &mut [f32], hidden: usize) {
     let rows = h_out.len() / hidden;
-    with_float_rows(hg, ig, rows, hidden, |r, hg_row, ig_row| simple(kind, hg_row, ig_row, &mut h_out[r * hidden..(r + 1) * hidden]));
-}
-
-/// The recurrence of a layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CellKind {
-    /// Gates `i, f, g, o`; cell state `c`.
-    Lstm,
-    /// Gates `r, z, n`.
-    Gru,
-    /// `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`.
-    RnnTanh,
-    /// `h' = relu(W_ih x + b_ih + W_hh h + b_hh)`.
-    RnnRelu,
-}
-
-impl CellKind {
-    /// PyTorch's mode names: "LSTM", "GRU", "RNN_TANH", "RNN_RELU".
-    pub fn from_name(name: &str) -> Option<CellKind> {
-        match name {
-            "LSTM" => Some(CellKind::Lstm),
-            "GRU" => Some(CellKind::Gru),
-            "RNN_TANH" => Some(CellKind::RnnTanh),
-            "RNN_RELU" => Some(CellKind::RnnRelu),
-            _ => None,
-        }
-    }
-
-    /// Rows of `W_ih` and `W_hh` per hidden unit.
-    pub fn gates(self) -> usize {
-        match self {
-            CellKind::Lstm => 4,
-            CellKind::Gru => 3,
-            CellKind::RnnTanh | CellKind::RnnRelu => 1,
-        }
-    }
-
-    /// True for the LSTM, the only recurrence with a cell state.
-    pub fn has_cell_state(self) -> bool {
-        self == CellKind::Lstm
-    }
+    with_float_rows(hg, ig, rows, hidden, |r, hg_row, ig_row| {
+        elman_floats(nonlinearity, hg_row, ig_row, &mut h_out[r * hidden..(r + 1) * hidden])
+    });
 }
 
 /// LSTM step: `gates = hg + ig`; `i, f, o = sigmoid(.)`, `g = tanh(.)`; `c' = f*c + i*g` (in
 /// place in `c`); `h_out = o * tanh(c')`. `hg` is used as the gate buffer.
-pub fn lstm(hg: &mut [f32], ig: &[f32], c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+pub fn lstm_floats(hg: &mut [f32], ig: &[f32], c: &mut [f32], h_out: &mut [f32], hidden: usize) {
     let rows = hg.chunks_exact_mut(4 * hidden).zip(ig.chunks_exact(4 * hidden));
     for ((gates, ig), (c, h_out)) in rows.zip(c.chunks_exact_mut(hidden).zip(h_out.chunks_exact_mut(hidden))) {
         add_assign(gates, ig);
@@ -145,7 +80,7 @@ pub fn lstm(hg: &mut [f32], ig: &[f32], c: &mut [f32], h_out: &mut [f32], hidden
 
 /// GRU step, updating `h` in place: `r = sigmoid(hg_r + ig_r)`, `z = sigmoid(hg_z + ig_z)`,
 /// `n = tanh(ig_n + hg_n * r)` (so `b_hn` sits inside the reset product), `h' = (h - n) * z + n`.
-pub fn gru(hg: &mut [f32], ig: &[f32], h: &mut [f32], hidden: usize) {
+pub fn gru_floats(hg: &mut [f32], ig: &[f32], h: &mut [f32], hidden: usize) {
     let rows = hg.chunks_exact_mut(3 * hidden).zip(ig.chunks_exact(3 * hidden));
     for ((hg, ig), h) in rows.zip(h.chunks_exact_mut(hidden)) {
         let (rz, hg_n) = hg.split_at_mut(2 * hidden);
@@ -162,8 +97,11 @@ pub fn gru(hg: &mut [f32], ig: &[f32], h: &mut [f32], hidden: usize) {
 }
 
 /// Elman RNN step: `h_out = act(hg + ig)` with tanh or relu.
-pub fn simple(kind: CellKind, hg: &[f32], ig: &[f32], h_out: &mut [f32]) {
-    let act = if kind == CellKind::RnnRelu { relu } else { tanh };
+pub fn elman_floats(nonlinearity: Nonlinearity, hg: &[f32], ig: &[f32], h_out: &mut [f32]) {
+    let act = match nonlinearity {
+        Nonlinearity::Tanh => tanh,
+        Nonlinearity::Relu => relu,
+    };
     for ((h, &a), &b) in h_out.iter_mut().zip(hg).zip(ig) {
         *h = canonical_nan(act(a + b));
     }
@@ -206,7 +144,7 @@ mod tests {
         let ig = vec![0.0, 0.0, 0.0, 0.0, /* row 2 */ 0.0, 0.0, 0.0, 0.0];
         let mut c = vec![2.0, 4.0];
         let mut h = vec![0.0; 2];
-        lstm(&mut hg, &ig, &mut c, &mut h, 1);
+        lstm_floats(&mut hg, &ig, &mut c, &mut h, 1);
         // Row 1: c' = f*c + i*g = 1*2 + 0.5*tanh(atanh(0.5)) = 2.25; h' = 0.5 * tanh(2.25).
         assert_eq!(sig(20.0), 1.0);
         assert!((c[0] - 2.25).abs() < 1e-6);
@@ -223,7 +161,7 @@ mod tests {
         let ig = vec![0.1, 0.7, -0.5, 0.2];
         let mut c = vec![0.5];
         let mut h = vec![0.0];
-        lstm(&mut hg, &ig, &mut c, &mut h, 1);
+        lstm_floats(&mut hg, &ig, &mut c, &mut h, 1);
         let (i, f, g, o) = (sig(0.3 + 0.1), sig(-0.2 + 0.7), tanh(0.1 - 0.5), sig(0.4 + 0.2));
         assert_eq!(c[0], f * 0.5 + i * g);
         assert_eq!(h[0], o * tanh(c[0]));
@@ -236,7 +174,7 @@ mod tests {
         let ig = vec![0.1, 0.4, -0.3, 0.5, 0.25, 0.125];
         let mut h = vec![0.5, -0.25];
         let h_old = h.clone();
-        gru(&mut hg, &ig, &mut h, 2);
+        gru_floats(&mut hg, &ig, &mut h, 2);
         for j in 0..2 {
             let r = sig([0.2f32, -0.1][j] + [0.1f32, 0.4][j]);
             let z = sig([0.3f32, 0.0][j] + [-0.3f32, 0.5][j]);
@@ -250,27 +188,18 @@ mod tests {
         let mut hg = vec![0.0, 30.0, 0.9];
         let ig = vec![0.0, 0.0, -0.4];
         let mut h = vec![0.75];
-        gru(&mut hg, &ig, &mut h, 1);
+        gru_floats(&mut hg, &ig, &mut h, 1);
         assert_eq!(h[0], 0.75);
     }
 
     #[test]
-    fn simple_cells_apply_their_nonlinearity_to_the_sum() {
+    fn elman_steps_apply_their_nonlinearity_to_the_sum() {
         let hg = [0.5f32, -2.0, 1.0];
         let ig = [0.25f32, 1.0, -1.0];
         let mut h = [0.0f32; 3];
-        simple(CellKind::RnnTanh, &hg, &ig, &mut h);
+        elman_floats(Nonlinearity::Tanh, &hg, &ig, &mut h);
         assert_eq!(h, [tanh(0.75), tanh(-1.0), 0.0]);
-        simple(CellKind::RnnRelu, &hg, &ig, &mut h);
+        elman_floats(Nonlinearity::Relu, &hg, &ig, &mut h);
         assert_eq!(h, [0.75, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn kinds() {
-        assert_eq!(CellKind::from_name("LSTM"), Some(CellKind::Lstm));
-        assert_eq!(CellKind::from_name("RNN_RELU"), Some(CellKind::RnnRelu));
-        assert_eq!(CellKind::from_name("lstm"), None);
-        assert_eq!([CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh].map(CellKind::gates), [4, 3, 1]);
-        assert!(CellKind::Lstm.has_cell_state() && !CellKind::Gru.has_cell_state());
     }
 }

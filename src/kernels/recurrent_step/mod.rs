@@ -1,35 +1,29 @@
-//! The element-wise step of each recurrence in SIMD registers (AVX2 + FMA, AVX-512), over
-//! blocks of `LANES` hidden units: every batch row's gates go from the int32 accumulators (or
-//! floats) of both projections to the new state in registers.
+//! The fused recurrent step of each recurrence (LSTM, GRU, Elman), generic over [`Simd`]: over
+//! blocks of `LANES` hidden units, every batch row's gates go from both projections' outputs
+//! ([`Projected`]: int32 accumulators dequantized on the fly, or floats) to the new state in
+//! registers. Each instruction set's file instantiates these bodies in its `#[target_feature]`
+//! entry points ([`Kernels::lstm`](super::Kernels::lstm) and the next two).
 //!
-//! Bit for bit the scalar references in [`super::cell`]: the same IEEE operations per element,
-//! in the same order, with [`crate::activations::x86`]'s sigmoid and tanh. A block of `LANES`
-//! units never straddles the sigmoid's SLEEF/glibc split at `floor(hidden / 32) * 32` (both
-//! widths divide 32), so each block uses the form its units get in PyTorch's rows. The last
-//! block of a row is partial when `hidden` is not a multiple of `LANES`.
+//! Bit for bit the scalar specification [`super::scalar_step`]: the same IEEE operations per
+//! element, in the same order, with [`super::vector_math`]'s sigmoid and tanh. The bodies run on
+//! [`Pair`]s of registers (two independent chains per instruction). A block of `LANES` units
+//! never straddles the sigmoid's SLEEF/glibc split at `floor(hidden / 32) * 32` (every width
+//! divides 32), so each block uses the form its units get in PyTorch's rows. The last block of a
+//! row is partial when `hidden` is not a multiple of `LANES`.
 //!
 //! The inner loops load through raw pointers ([`sources`]): every slice is checked against the
 //! shapes once, on entry, so the per-vector work is the arithmetic alone.
 
 mod sources;
 
-use super::cell::{CellKernels, CellKind};
-use super::gates::Gates;
-use crate::activations::x86::{load, sigmoid_glibc, sigmoid_sleef, store, tanh, Avx2, Avx512, Pair, Simd};
+use super::projected::Projected;
+use super::simd::{load, store, Pair, Simd};
+use super::vector_math::{sigmoid_glibc, sigmoid_sleef, tanh};
+use super::Nonlinearity;
 use crate::activations::VECTOR_STEP;
-use crate::dispatch::Isa;
 use sources::{float_source, for_blocks, gate, int8_source, with_sources, Full, Source, Tail, Width, LANES_OF};
 
-/// The table of `isa` when it is an x86 SIMD path this CPU runs.
-pub(super) fn table(isa: Isa) -> Option<CellKernels> {
-    match isa {
-        Isa::Avx512Vnni | Isa::Amx => Avx512::detect().map(|_| avx512::KERNELS),
-        Isa::Avx2 | Isa::AvxVnni => Avx2::detect().map(|_| avx2::KERNELS),
-        _ => None,
-    }
-}
-
-/// See [`super::cell::canonical_nan`].
+/// See [`super::scalar_step::canonical_nan`].
 #[inline(always)]
 fn canonical_nan<S: Simd>(s: S, x: S::F) -> S::F {
     s.select(s.is_nan(x), s.splat(f32::NAN), x)
@@ -45,11 +39,13 @@ fn sigmoid_at<S: Simd>(s: S, x: S::F, j: usize, split: usize) -> S::F {
     }
 }
 
-/// See [`super::cell::lstm`]. Per block of units and row: `hg + ig`, the activations and
-/// `c' = f * c + i * g`, storing `c'` and `o` (in `h_out`); then `h = o * tanh(c')` over
-/// everything, so that one block's two dependent tanh evaluations do not form one long chain.
+/// See [`Kernels::lstm`](super::Kernels::lstm). Per block of units and row: `hg + ig`, the
+/// activations and `c' = f * c + i * g`, storing `c'` and `o` (in `h_out`); then
+/// `h = o * tanh(c')` over everything, so that one block's two dependent tanh evaluations do not
+/// form one long chain.
 #[inline(always)]
-fn lstm<S: Simd>(s: S, hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+pub(crate) fn lstm<S: Simd>(s: S, hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+    let s = Pair(s);
     let rows = c.len() / hidden;
     assert!(c.len() == rows * hidden && h_out.len() == c.len(), "c and h_out must hold {rows} rows of {hidden}");
     with_sources!(hg, ig, rows, 4 * hidden, |hg, ig| {
@@ -107,12 +103,13 @@ unsafe fn lstm_block<S: Simd, W: Width>(
 /// sigmoid's split granularity), small enough for its scratch to live on the stack.
 const GRU_CHUNK: usize = 256;
 
-/// See [`super::cell::gru`]: `r, z = sigmoid(hg + ig)`, `n = tanh(ig_n + hg_n * r)`,
+/// See [`Kernels::gru`](super::Kernels::gru): `r, z = sigmoid(hg + ig)`, `n = tanh(ig_n + hg_n * r)`,
 /// `h' = (h - n) * z + n`. Per row and chunk of units, a first pass stores `z` and the tanh
 /// argument on the stack, a second computes `n` and `h'`: each pass's blocks are independent, so
 /// they overlap in the out-of-order window instead of forming one sigmoid-then-tanh chain.
 #[inline(always)]
-fn gru<S: Simd>(s: S, hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize) {
+pub(crate) fn gru<S: Simd>(s: S, hg: &Projected<'_>, ig: &Projected<'_>, h: &mut [f32], hidden: usize) {
+    let s = Pair(s);
     let rows = h.len() / hidden;
     assert!(h.len() == rows * hidden, "h must hold {rows} rows of {hidden}");
     with_sources!(hg, ig, rows, 3 * hidden, |hg, ig| {
@@ -169,24 +166,32 @@ fn gru_update<S: Simd>(s: S, z: &[f32], n_in: &[f32], h: &mut [f32]) {
     }
 }
 
-/// See [`super::cell::simple`]: `act(hg + ig)` with tanh or relu.
+/// See [`Kernels::elman`](super::Kernels::elman): `act(hg + ig)` with tanh or relu.
 #[inline(always)]
-fn simple<S: Simd>(s: S, kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize) {
+pub(crate) fn elman<S: Simd>(
+    s: S,
+    nonlinearity: Nonlinearity,
+    hg: &Projected<'_>,
+    ig: &Projected<'_>,
+    h_out: &mut [f32],
+    hidden: usize,
+) {
+    let s = Pair(s);
     let rows = h_out.len() / hidden;
     assert!(h_out.len() == rows * hidden, "h_out must hold {rows} rows of {hidden}");
     with_sources!(hg, ig, rows, hidden, |hg, ig| {
-        for_blocks!(s, hidden, simple_block(hg, ig, kind == CellKind::RnnRelu, h_out.as_mut_ptr(), rows, hidden))
+        for_blocks!(s, hidden, elman_block(hg, ig, nonlinearity == Nonlinearity::Relu, h_out.as_mut_ptr(), rows, hidden))
     })
 }
 
-/// [`simple`] for units `j..` (the lanes of `w`) of every row.
+/// [`elman`] for units `j..` (the lanes of `w`) of every row.
 ///
 /// # Safety
 /// The lanes from `j` lie within `hidden`; the sources and `h_out` hold `rows x hidden`.
 #[cfg_attr(not(debug_assertions), inline(always))]
 #[cfg_attr(debug_assertions, inline(never))] // a debug build would inline everything into one huge frame
 #[allow(clippy::too_many_arguments)]
-unsafe fn simple_block<S: Simd, W: Width>(
+unsafe fn elman_block<S: Simd, W: Width>(
     s: S,
     w: W,
     j: usize,
@@ -207,59 +212,3 @@ unsafe fn simple_block<S: Simd, W: Width>(
         }
     }
 }
-
-/// Defines module `$name` holding the [`CellKernels`] of one token type: safe functions that run
-/// the generic bodies above inside `#[target_feature]` functions enabling `$features`.
-///
-/// Soundness: the functions are only reachable through `$name::KERNELS`, which [`table`] hands
-/// out only after `$token::detect` has confirmed the CPU has `$features`.
-macro_rules! path {
-    ($name:ident, $token:ident, $features:literal) => {
-        #[doc = concat!("The element-wise steps on ", stringify!($token), " registers.")]
-        mod $name {
-            use super::*;
-
-            /// This path's table.
-            pub(super) const KERNELS: CellKernels = CellKernels { lstm, gru, simple };
-
-            /// A token; see the macro's soundness note.
-            fn token() -> $token {
-                // SAFETY: only called from this table's functions, reachable only after
-                // `detect` succeeded (see the macro's documentation).
-                unsafe { $token::assume_supported() }
-            }
-
-            fn lstm(hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
-                #[target_feature(enable = $features)]
-                fn with_features(t: $token, hg: &Gates<'_>, ig: &Gates<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
-                    super::lstm(Pair(t), hg, ig, c, h_out, hidden)
-                }
-                // SAFETY: the CPU has `$features` (see the macro's documentation).
-                unsafe { with_features(token(), hg, ig, c, h_out, hidden) }
-            }
-
-            fn gru(hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize) {
-                #[target_feature(enable = $features)]
-                fn with_features(t: $token, hg: &Gates<'_>, ig: &Gates<'_>, h: &mut [f32], hidden: usize) {
-                    super::gru(Pair(t), hg, ig, h, hidden)
-                }
-                // SAFETY: the CPU has `$features` (see the macro's documentation).
-                unsafe { with_features(token(), hg, ig, h, hidden) }
-            }
-
-            fn simple(kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize) {
-                #[target_feature(enable = $features)]
-                fn with_features(t: $token, kind: CellKind, hg: &Gates<'_>, ig: &Gates<'_>, h_out: &mut [f32], hidden: usize) {
-                    super::simple(Pair(t), kind, hg, ig, h_out, hidden)
-                }
-                // SAFETY: the CPU has `$features` (see the macro's documentation).
-                unsafe { with_features(token(), kind, hg, ig, h_out, hidden) }
-            }
-        }
-    };
-}
-
-path!(avx512, Avx512, "avx512f,avx2,fma");
-path!(avx2, Avx2, "avx2,fma");
-
-

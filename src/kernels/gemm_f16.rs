@@ -1,5 +1,5 @@
 //! The float16-weight product (f32 activations, binary16 weights, f32 accumulation), generic over
-//! the register width.
+//! [`Simd`].
 
 use std::ops::Range;
 
@@ -27,7 +27,7 @@ struct Operands<'a> {
 /// vectors. A bias shorter than `n` (outside the contract) is left to the scalar kernel.
 #[allow(clippy::too_many_arguments)] // the signature of the kernel table's entry
 #[inline(always)]
-pub(super) fn gemm_f32_f16<S: Simd, const R: usize, const C: usize>(
+pub(crate) fn gemm_f32_f16<S: Simd, const R: usize, const C: usize>(
     s: S,
     x: &[f32],
     rows: usize,
