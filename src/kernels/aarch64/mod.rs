@@ -23,6 +23,8 @@ mod gemm_u8i8;
 mod neon;
 mod quantize_input;
 #[cfg(test)]
+mod simd_tests;
+#[cfg(test)]
 mod tests;
 
 /// Rows per block of [`gemm_then_dequantize`]'s accumulator buffer.
