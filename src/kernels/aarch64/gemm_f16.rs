@@ -181,7 +181,7 @@ fn accumulate<const R: usize, const C: usize, const PARTIAL: bool>(
 
 /// 4 binary16 values widened to f32 (`fcvtl`, exact).
 #[inline(always)]
-fn widen_f16(_: Neon, bits: [u16; LANES]) -> float32x4_t {
+pub(super) fn widen_f16(_: Neon, bits: [u16; LANES]) -> float32x4_t {
     let widened: float32x4_t;
     // SAFETY: the token proves NEON, whose `fcvtl` (half to single precision) only reads and
     // writes the two vector registers.

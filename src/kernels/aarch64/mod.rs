@@ -8,8 +8,8 @@
 //! int8 GEMMs share one tile driver (`gemm_u8i8`) and differ in the dot-product step: widening
 //! multiplies (`smull` + `sadalp`) on NEON, `sdot` with the extension. Kernel bodies take the token
 //! first and are entered through [`entry_points!`](super::entry_points), like the x86-64 paths.
-//! The recurrent steps are the scalar specification's until the tokens implement
-//! [`Simd`](super::simd::Simd).
+//! The NEON token implements [`Simd`](super::simd::Simd): both tables run the fused recurrent
+//! steps (`recurrent_step`) on its 4 float lanes; the dot-product extension adds nothing to them.
 
 use crate::kernels::{Isa, Kernels};
 
@@ -19,6 +19,8 @@ mod gemm_f16;
 mod gemm_u8i8;
 mod neon;
 mod quantize_input;
+#[cfg(test)]
+mod simd_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,8 +35,8 @@ pub(super) fn table(isa: Isa) -> Option<Kernels> {
 }
 
 /// The sigmoid and tanh test entry points of every [`Simd`](super::simd::Simd) token this CPU
-/// has: none yet on aarch64.
+/// has: NEON's (which the dot-product path shares).
 #[cfg(test)]
 pub(super) fn vector_math_paths() -> Vec<(&'static str, super::VectorMathProbe)> {
-    Vec::new()
+    neon::Neon::detect().map(|_| ("neon", neon::vector_math as super::VectorMathProbe)).into_iter().collect()
 }

@@ -7,12 +7,18 @@
 //! product of two int8 lies in `-16256..=16384`, so the int16 products are exact, and `sadalp`
 //! widens before it adds, so the pair sums are too. (Accumulating products in int16 lanes, as
 //! `smlal` does, would not be: two `-128 * -128` make 32768.)
+//!
+//! The token implements [`Simd`] with 4 float32 lanes (`float32x4_t`, halves `float64x2_t`), so
+//! the fused recurrent steps run on NEON; the dot-product path's table reuses them.
 
 use std::arch::aarch64::*;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::{epilogue, gemm_f16, quantize_input};
-use crate::kernels::{entry_points, scalar, scalar_step, Dequantize, Isa, Kernels, Range};
+use crate::kernels::simd::Simd;
+#[cfg(test)]
+use crate::kernels::vector_math::{self, tests::Function};
+use crate::kernels::{entry_points, recurrent_step, scalar, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
@@ -70,9 +76,9 @@ pub(super) fn table(_: Neon) -> Kernels {
         gemm_u8i8,
         gemm_u8i8_dequantize,
         gemm_f32_f16,
-        lstm: scalar_step::lstm,
-        gru: scalar_step::gru,
-        elman: scalar_step::elman,
+        lstm,
+        gru,
+        elman,
     }
 }
 
@@ -99,6 +105,12 @@ entry_points! {
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<4, 4>;
+    fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
+    fn gru(hg: &Projected<'_>, ig: &Projected<'_>, h: &mut [f32], hidden: usize) = recurrent_step::gru;
+    fn elman(nonlinearity: Nonlinearity, hg: &Projected<'_>, ig: &Projected<'_>, h_out: &mut [f32], hidden: usize)
+        = recurrent_step::elman;
+    #[cfg(test)]
+    fn vector_math(f: Function, xs: &[f32]) -> Vec<f32> = vector_math::tests::apply;
 }
 
 /// The int8 GEMM: one row walks 2 panels at once; more rows go 2 at a time (16 accumulator
@@ -150,5 +162,325 @@ impl Int8Dot for Smull {
     fn columns(self, acc: Self::Acc) -> [int32x4_t; 4] {
         // SAFETY: the token proves NEON. `addp` adds adjacent lanes: `[c0, c1, c2, c3]`.
         acc.map(|[low, high]| unsafe { vpaddq_s32(low, high) })
+    }
+}
+
+/// Four float32 lanes per register. Every float instruction below rounds to nearest even as the
+/// FPCR is set in Rust programs, and keeps subnormals (no flush to zero): the contract's IEEE
+/// operations. The NaN rules [`Simd`] leaves to each instruction set are settled as x86 does
+/// where that is cheap: [`Simd::min`] and [`Simd::max`] are a compare and a select, exactly
+/// `minps`/`maxps`; [`Simd::round_to_i32`] saturates (`fcvtns`), which the contract allows.
+impl Simd for Neon {
+    const LANES: usize = 4;
+    type F = float32x4_t;
+    type I = int32x4_t;
+    type D = float64x2_t;
+    type M = uint32x4_t;
+
+    #[inline(always)]
+    fn splat(self, v: f32) -> float32x4_t {
+        // SAFETY: the token proves NEON, which is all that the register-only blocks below need
+        // (only the loads and stores touch memory: see theirs).
+        unsafe { vdupq_n_f32(v) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vaddq_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn sub(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vsubq_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vmulq_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vdivq_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn fmadd(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). `fmla` rounds `c + a * b` once.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+
+    #[inline(always)]
+    fn neg(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). `fneg` flips the sign bit only, NaNs included.
+        unsafe { vnegq_f32(a) }
+    }
+
+    #[inline(always)]
+    fn min(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). `a < b ? a : b`, as `minps`: `b` when either is NaN or both are
+        // zeros.
+        unsafe { vbslq_f32(vcltq_f32(a, b), a, b) }
+    }
+
+    #[inline(always)]
+    fn max(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). `a > b ? a : b`, as `maxps`.
+        unsafe { vbslq_f32(vcgtq_f32(a, b), a, b) }
+    }
+
+    #[inline(always)]
+    fn round_even(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). `frintn`: to integral, ties to even.
+        unsafe { vrndnq_f32(a) }
+    }
+
+    #[inline(always)]
+    fn lt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // SAFETY: NEON (token). `fcmgt` with the operands swapped; false on NaN.
+        unsafe { vcltq_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn is_nan(self, a: float32x4_t) -> uint32x4_t {
+        // SAFETY: NEON (token). Only NaN differs from itself.
+        unsafe { vmvnq_u32(vceqq_f32(a, a)) }
+    }
+
+    #[inline(always)]
+    fn select(self, mask: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). The masks are whole lanes, so the bitwise select picks lanes.
+        unsafe { vbslq_f32(mask, a, b) }
+    }
+
+    #[inline(always)]
+    fn copysign(self, a: float32x4_t, sign: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). The sign bit from `sign`, every other bit from `a`.
+        unsafe { vbslq_f32(vdupq_n_u32(0x8000_0000), sign, a) }
+    }
+
+    #[inline(always)]
+    fn round_to_i32(self, a: float32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token). `fcvtns`: nearest, ties to even; saturating out of range, NaN to 0.
+        unsafe { vcvtnq_s32_f32(a) }
+    }
+
+    #[inline(always)]
+    fn i32_to_f32(self, a: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token). `scvtf` rounds to nearest even.
+        unsafe { vcvtq_f32_s32(a) }
+    }
+
+    #[inline(always)]
+    fn pow2i(self, q: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(q, vdupq_n_s32(127)))) }
+    }
+
+    #[inline(always)]
+    fn half_i32(self, a: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token). `sshr`: arithmetic.
+        unsafe { vshrq_n_s32::<1>(a) }
+    }
+
+    #[inline(always)]
+    fn splat_i32(self, v: i32) -> int32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vdupq_n_s32(v) }
+    }
+
+    #[inline(always)]
+    fn sub_i32(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vsubq_s32(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_i32(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token). `mul` keeps the low 32 bits.
+        unsafe { vmulq_s32(a, b) }
+    }
+
+    #[inline(always)]
+    fn splat_d(self, v: f64) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vdupq_n_f64(v) }
+    }
+
+    #[inline(always)]
+    fn widen(self, a: float32x4_t) -> (float64x2_t, float64x2_t) {
+        // SAFETY: NEON (token). `fcvtl`/`fcvtl2` widen exactly.
+        unsafe { (vcvt_f64_f32(vget_low_f32(a)), vcvt_high_f64_f32(a)) }
+    }
+
+    #[inline(always)]
+    fn narrow(self, lo: float64x2_t, hi: float64x2_t) -> float32x4_t {
+        // SAFETY: NEON (token). `fcvtn`/`fcvtn2` round to nearest even, as `as f32`.
+        unsafe { vcvt_high_f32_f64(vcvt_f32_f64(lo), hi) }
+    }
+
+    #[inline(always)]
+    fn add_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vaddq_f64(a, b) }
+    }
+
+    #[inline(always)]
+    fn sub_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vsubq_f64(a, b) }
+    }
+
+    #[inline(always)]
+    fn mul_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vmulq_f64(a, b) }
+    }
+
+    #[inline(always)]
+    fn div_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vdivq_f64(a, b) }
+    }
+
+    #[inline(always)]
+    fn fmadd_d(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token). `fmla` rounds `c + a * b` once.
+        unsafe { vfmaq_f64(c, a, b) }
+    }
+
+    #[inline(always)]
+    fn neg_d(self, a: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vnegq_f64(a) }
+    }
+
+    #[inline(always)]
+    fn abs_d(self, a: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token). `fabs` clears the sign bit only.
+        unsafe { vabsq_f64(a) }
+    }
+
+    #[inline(always)]
+    fn min_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vminq_f64(a, b) }
+    }
+
+    #[inline(always)]
+    fn to_bits_d(self, a: float64x2_t) -> int32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vreinterpretq_s32_f64(a) }
+    }
+
+    #[inline(always)]
+    fn d_from_bits(self, a: int32x4_t) -> float64x2_t {
+        // SAFETY: NEON (token).
+        unsafe { vreinterpretq_f64_s32(a) }
+    }
+
+    #[inline(always)]
+    fn splat_i64(self, v: i64) -> int32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vreinterpretq_s32_s64(vdupq_n_s64(v)) }
+    }
+
+    #[inline(always)]
+    fn add_i64(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token).
+        unsafe { vreinterpretq_s32_s64(vaddq_s64(vreinterpretq_s64_s32(a), vreinterpretq_s64_s32(b))) }
+    }
+
+    #[inline(always)]
+    fn shl_i64<const SHIFT: i32>(self, a: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token); the trait keeps `SHIFT` in `1..64`.
+        unsafe { vreinterpretq_s32_s64(vshlq_n_s64::<SHIFT>(vreinterpretq_s64_s32(a))) }
+    }
+
+    #[inline(always)]
+    fn lookup32(self, table: &[u64; 32], a: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token). Two scalar reads: each index is masked to `0..32`, inside `table`.
+        unsafe {
+            let a = vreinterpretq_u64_s32(a);
+            let low = table[(vgetq_lane_u64::<0>(a) & 31) as usize];
+            let high = table[(vgetq_lane_u64::<1>(a) & 31) as usize];
+            vreinterpretq_s32_u64(vcombine_u64(vdup_n_u64(low), vdup_n_u64(high)))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> float32x4_t {
+        // SAFETY: NEON (token); the caller provides 4 readable floats.
+        unsafe { vld1q_f32(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_partial(self, p: *const f32, len: usize) -> float32x4_t {
+        let mut lanes = [0.0f32; 4];
+        // SAFETY: the caller provides `len < 4` readable floats, and `lanes` has room for them.
+        unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
+        // SAFETY: `lanes` holds 4 floats.
+        unsafe { self.load(lanes.as_ptr()) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_i32(self, p: *const i32) -> int32x4_t {
+        // SAFETY: NEON (token); the caller provides 4 readable int32.
+        unsafe { vld1q_s32(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_i32_partial(self, p: *const i32, len: usize) -> int32x4_t {
+        let mut lanes = [0i32; 4];
+        // SAFETY: the caller provides `len < 4` readable int32, and `lanes` has room for them.
+        unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
+        // SAFETY: `lanes` holds 4 int32.
+        unsafe { self.load_i32(lanes.as_ptr()) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> float32x4_t {
+        // SAFETY: the caller provides 4 readable u16.
+        gemm_f16::widen_f16(self, unsafe { p.cast::<[u16; 4]>().read_unaligned() })
+    }
+
+    #[inline(always)]
+    unsafe fn load_f16_partial(self, p: *const u16, len: usize) -> float32x4_t {
+        let mut lanes = [0u16; 4];
+        // SAFETY: the caller provides `len < 4` readable u16, and `lanes` has room for them.
+        unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
+        gemm_f16::widen_f16(self, lanes)
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, a: float32x4_t) {
+        // SAFETY: NEON (token); the caller provides 4 writable floats.
+        unsafe { vst1q_f32(p, a) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, len: usize, a: float32x4_t) {
+        let mut lanes = [0.0f32; 4];
+        // SAFETY: `lanes` has room for 4 floats.
+        unsafe { self.store(lanes.as_mut_ptr(), a) };
+        // SAFETY: the caller provides `len < 4` writable floats.
+        unsafe { std::ptr::copy_nonoverlapping(lanes.as_ptr(), p, len) };
+    }
+
+    #[inline(always)]
+    unsafe fn store_u8(self, p: *mut u8, a: float32x4_t) {
+        // SAFETY: NEON (token); the caller provides 4 writable bytes (written unaligned). The
+        // lanes are integers in 0..=255, so the conversion is exact and the narrowing moves keep
+        // them; the low 4 bytes of the narrowed vector are the lanes in order.
+        unsafe {
+            let words = vmovn_u32(vcvtq_u32_f32(a));
+            let bytes = vmovn_u16(vcombine_u16(words, words));
+            let low = vget_lane_u32::<0>(vreinterpret_u32_u8(bytes));
+            p.cast::<[u8; 4]>().write_unaligned(low.to_le_bytes());
+        }
     }
 }
