@@ -13,7 +13,9 @@ allocates (or leaves in the allocator) shows in another:
   apart ("once");
 - *load* (each figure the median of 3 fresh processes): resident growth after loading the saved
   model (file in the page cache), the peak RSS during the load over the RSS before it, the load
-  time, the time of the first call (batch 1) after the load and the median of the calls 2 to 100;
+  time, the time of the first call (batch 1) after the load, the median of the calls 2 to 100,
+  and, as a control, one call after the model file was read again ("after read": the memory
+  traffic of a load, which pushes the weights out of the caches, with no work of the library's);
 - *fromfile*: the time ``np.fromfile`` takes to read the same file (the yardstick for loading).
 
 Memory figures are in units of the model's int8 weight bytes ("1.00x" = one copy of the int8
@@ -82,14 +84,19 @@ def warm_page_cache(path: str) -> None:
             pass
 
 
-def call_times(run: Callable[[], Any]) -> Dict[str, float]:
-    """The first call's time and the median of the next 99."""
+def call_times(run: Callable[[], Any], disturb: Callable[[], Any]) -> Dict[str, float]:
+    """The first call's time, the median of the next 99, and the time of one more call after
+    ``disturb()`` (the control: the caches as a load leaves them, without the library's help)."""
     times = []
     for _ in range(100):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return {"first_call_s": times[0], "later_calls_s": sorted(times[1:])[49]}
+    disturb()
+    start = time.perf_counter()
+    run()
+    after = time.perf_counter() - start
+    return {"first_call_s": times[0], "later_calls_s": sorted(times[1:])[49], "after_read_s": after}
 
 
 # -- the models, per library ---------------------------------------------------------------------
@@ -224,7 +231,7 @@ def worker(lib: str, model: str, phase: str, path: str) -> Dict[str, Any]:
         high = peak()
         after = settle()
         result = {"load_s": seconds, "resident_bytes": after - before, "peak_bytes": high - before}
-        result.update(call_times(lambda: call(loaded, x)))
+        result.update(call_times(lambda: call(loaded, x), lambda: warm_page_cache(path)))
         return result
     raise ValueError(phase)
 
@@ -294,7 +301,7 @@ def measure(models: List[str], torch_python: str, onnx: bool) -> List[Dict[str, 
 
 HEADER = (
     f"{'model':>6} {'library':>12} | {'resident after quantize':>23} {'(once MB)':>9} | {'resident after load':>19} "
-    f"{'peak in load':>12} | {'load ms':>8} {'fromfile ms':>11} {'ratio':>6} | {'1st call ms':>11} {'2-100 ms':>8}"
+    f"{'peak in load':>12} | {'load ms':>8} {'fromfile ms':>11} {'ratio':>6} | {'1st call ms':>11} {'2-100 ms':>8} {'after read ms':>13}"
 )
 
 
@@ -311,7 +318,7 @@ def print_row(r: Dict[str, Any]) -> None:
     print(
         f"{r['model']:>6} {r['lib']:>12} | {times(q, 'resident_bytes'):>23} {once:>9} | {times(ld, 'resident_bytes'):>19} "
         f"{times(ld, 'peak_bytes'):>12} | {ms(ld, 'load_s'):>8} {ms(ff, 'fromfile_s'):>11} {ratio:>6} | "
-        f"{ms(ld, 'first_call_s'):>11} {ms(ld, 'later_calls_s'):>8}",
+        f"{ms(ld, 'first_call_s'):>11} {ms(ld, 'later_calls_s'):>8} {ms(ld, 'after_read_s'):>13}",
         flush=True,
     )
 
