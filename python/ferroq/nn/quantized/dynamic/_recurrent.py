@@ -320,22 +320,16 @@ class QuantizedRecurrent(PackedReduceRange, Module):
 
         return update
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self._pickled_state()
-        del state["_matrices"], state["_qparams"]
-        state["_weights"] = self.get_weight()
-        return state
+    _rebuilt_from_weights = ("_packed", "_matrices", "_qparams")
+    _pickled_weights_key = "_weights"
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        weights = state.pop("_weights")
-        reduce_range = state.pop("reduce_range", True)
-        self.__dict__.update(state)
+    def _weights_to_pickle(self) -> Dict[str, Weight]:
+        return self.get_weight()
+
+    def _rebuild_from_weights(self, weights: Dict[str, Weight]) -> None:
         self._matrices, self._qparams, self._biases, self._packed = self._checked(
-            check_dtype(self.dtype), {**weights, **state["_biases"]}
+            check_dtype(self.dtype), {**weights, **self._biases}
         )
-        self.reduce_range = reduce_range
-        self._warn_if_accumulator_can_overflow()
 
 
 def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:

@@ -226,20 +226,13 @@ class Linear(PackedReduceRange, Module):
             ),
         }
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self._pickled_state()
-        del state["_qparams"]
-        state["_weight"] = self.weight()
-        return state
+    _rebuilt_from_weights = ("_packed", "_qparams")
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        weight = state.pop("_weight")
-        reduce_range = state.pop("reduce_range", True)
-        self.__dict__.update(state)
-        self.set_weight_bias(weight, state["_bias"])
-        self.reduce_range = reduce_range
-        self._warn_if_accumulator_can_overflow()
+    def _weights_to_pickle(self) -> Weight:
+        return self.weight()
+
+    def _rebuild_from_weights(self, weights: Weight) -> None:
+        self.set_weight_bias(weights, self._bias)
 
     # -- printing ----------------------------------------------------------------------------
 
