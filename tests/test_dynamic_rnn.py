@@ -27,16 +27,8 @@ GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def float_rnn(
-    mode: str,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bias: bool = True,
-    bidirectional: bool = False,
-    proj_size: int = 0,
-    seed: int = 0,
-    qconfig: Any = None,
-    batch_first: bool = False,
+    mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False,
+    proj_size: int = 0, seed: int = 0, qconfig: Any = None, batch_first: bool = False,
 ) -> SimpleNamespace:
     """A float module stand-in with torch's attribute and parameter names; weights are
     float16-representable so that the float16 modules hold them exactly."""
@@ -60,18 +52,9 @@ def float_rnn(
             if proj_size:
                 params["weight_hr" + tag] = rand(proj_size, hidden_size)
     return SimpleNamespace(
-        mode=mode,
-        input_size=input_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        bias=bias,
-        batch_first=batch_first,
-        dropout=0.0,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        nonlinearity="relu" if mode == "RNN_RELU" else "tanh",
-        qconfig=qconfig,
-        **params,
+        mode=mode, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size,
+        bias=bias, batch_first=batch_first, dropout=0.0, bidirectional=bidirectional,
+        nonlinearity="relu" if mode == "RNN_RELU" else "tanh", qconfig=qconfig, **params,
     )
 
 
