@@ -21,13 +21,12 @@ from .._weights import (
     float_linear_params,
     float_weight,
     observer_dtype,
-    pack_int8,
+    pack_dynamic,
     qparams_of,
     qtensor_from,
     quantize_weight,
     save_linear_state,
     to_fp16,
-    weight_qparams,
 )
 from ._reduce_range import PackedReduceRange
 
@@ -96,18 +95,15 @@ class Linear(PackedReduceRange, Module):
                 raise TypeError(f"weight must be a qint8 QTensor for a qint8 Linear, got {_value_kind(weight)}")
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
-            scales, zero_points = weight_qparams(weight, self.out_features)
-            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_int8(
-                weight, scales, zero_points, b, self._packing_reduce_range()
-            )
             qparams: Any = qparams_of(weight)
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {w.shape}")
-            packed = _core.PackedLinearFp16(to_fp16(w, "weight").view(np.uint16), b, reduce_range=self._packing_reduce_range())
+            weight = to_fp16(w, "weight")
             del w
             qparams = None
+        packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_dynamic(weight, b, self._packing_reduce_range())
         self._qparams, self._bias, self._packed = qparams, b, packed
 
     def weight(self) -> Weight:
