@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import pickle
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -27,16 +27,8 @@ GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def float_rnn(
-    mode: str,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bias: bool = True,
-    bidirectional: bool = False,
-    proj_size: int = 0,
-    seed: int = 0,
-    qconfig: Any = None,
-    batch_first: bool = False,
+    mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False,
+    proj_size: int = 0, seed: int = 0, qconfig: Any = None, batch_first: bool = False,
 ) -> SimpleNamespace:
     """A float module stand-in with torch's attribute and parameter names; weights are
     float16-representable so that the float16 modules hold them exactly."""
@@ -60,18 +52,9 @@ def float_rnn(
             if proj_size:
                 params["weight_hr" + tag] = rand(proj_size, hidden_size)
     return SimpleNamespace(
-        mode=mode,
-        input_size=input_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        bias=bias,
-        batch_first=batch_first,
-        dropout=0.0,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        nonlinearity="relu" if mode == "RNN_RELU" else "tanh",
-        qconfig=qconfig,
-        **params,
+        mode=mode, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size,
+        bias=bias, batch_first=batch_first, dropout=0.0, bidirectional=bidirectional,
+        nonlinearity="relu" if mode == "RNN_RELU" else "tanh", qconfig=qconfig, **params,
     )
 
 
@@ -453,23 +436,26 @@ def test_lengths_errors() -> None:
         gru(x, lengths=[1.0, 2.0])
 
 
-def test_constructor_errors() -> None:
-    with pytest.raises(ValueError, match="dropout should be a number in range"):
-        nnqd.LSTM(3, 4, dropout=1.5)
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: nnqd.LSTM(3, 4, dropout=1.5), ValueError, "dropout should be a number in range"),
+        (lambda: nnqd.GRU(3, 0), ValueError, "hidden_size must be greater than zero"),
+        (lambda: nnqd.GRU(3, 4.0), TypeError, "hidden_size should be of type int"),  # type: ignore[arg-type]
+        (lambda: nnqd.LSTM(3, 4, proj_size=4), ValueError, "proj_size has to be smaller than hidden_size"),
+        (lambda: nnqd.RNN(3, 4, nonlinearity="gelu"), ValueError, "Unknown nonlinearity 'gelu'"),
+        (lambda: nnqd.RNNCell(3, 4, nonlinearity="gelu"), ValueError, "Unknown nonlinearity 'gelu'"),
+        (lambda: nnqd.LSTMCell(3, 4, dtype=ferroq.quint8), NotImplementedError, "qint8 or ferroq.float16"),
+    ],
+)
+def test_constructor_errors(build: Callable[[], Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_dropout_on_a_single_layer_warns() -> None:
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         nnqd.GRU(3, 4, dropout=0.5)
-    with pytest.raises(ValueError, match="hidden_size must be greater than zero"):
-        nnqd.GRU(3, 0)
-    with pytest.raises(TypeError, match="hidden_size should be of type int"):
-        nnqd.GRU(3, 4.0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
-        nnqd.LSTM(3, 4, proj_size=4)
-    with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
-        nnqd.RNN(3, 4, nonlinearity="gelu")
-    with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
-        nnqd.RNNCell(3, 4, nonlinearity="gelu")
-    with pytest.raises(NotImplementedError, match="qint8 or ferroq.float16"):
-        nnqd.LSTMCell(3, 4, dtype=ferroq.quint8)
 
 
 def test_cell_errors() -> None:

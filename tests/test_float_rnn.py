@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -31,13 +31,17 @@ def layout(module: nn.Module) -> List[Tuple[str, Tuple[int, ...]]]:
 # -- parameters -------------------------------------------------------------------------------------
 
 
-def layer_params(k: str, gates: int, in_size: int, h_size: int) -> List[Tuple[str, Tuple[int, ...]]]:
-    """The parameters of one layer/direction with biases and without projection."""
+def layer_params(
+    k: str, gates: int, in_size: int, h_size: int, proj: Optional[Tuple[int, int]] = None
+) -> List[Tuple[str, Tuple[int, ...]]]:
+    """The parameters of one layer/direction with biases, in torch's order; with ``proj``, the
+    projection ``weight_hr`` of that shape last."""
     rows: List[Tuple[str, Tuple[int, ...]]] = [
         (f"weight_ih_{k}", (gates, in_size)),
         (f"weight_hh_{k}", (gates, h_size)),
     ]
-    return rows + [(f"bias_ih_{k}", (gates,)), (f"bias_hh_{k}", (gates,))]
+    rows += [(f"bias_ih_{k}", (gates,)), (f"bias_hh_{k}", (gates,))]
+    return rows + ([(f"weight_hr_{k}", proj)] if proj else [])
 
 
 LAYOUTS = [
@@ -54,28 +58,10 @@ LAYOUTS = [
     ),
     (
         lambda: nn.LSTM(5, 6, num_layers=2, bidirectional=True, proj_size=2),
-        [
-            ("weight_ih_l0", (24, 5)),
-            ("weight_hh_l0", (24, 2)),
-            ("bias_ih_l0", (24,)),
-            ("bias_hh_l0", (24,)),
-            ("weight_hr_l0", (2, 6)),
-            ("weight_ih_l0_reverse", (24, 5)),
-            ("weight_hh_l0_reverse", (24, 2)),
-            ("bias_ih_l0_reverse", (24,)),
-            ("bias_hh_l0_reverse", (24,)),
-            ("weight_hr_l0_reverse", (2, 6)),
-            ("weight_ih_l1", (24, 4)),
-            ("weight_hh_l1", (24, 2)),
-            ("bias_ih_l1", (24,)),
-            ("bias_hh_l1", (24,)),
-            ("weight_hr_l1", (2, 6)),
-            ("weight_ih_l1_reverse", (24, 4)),
-            ("weight_hh_l1_reverse", (24, 2)),
-            ("bias_ih_l1_reverse", (24,)),
-            ("bias_hh_l1_reverse", (24,)),
-            ("weight_hr_l1_reverse", (2, 6)),
-        ],
+        layer_params("l0", 24, 5, 2, proj=(2, 6))
+        + layer_params("l0_reverse", 24, 5, 2, proj=(2, 6))
+        + layer_params("l1", 24, 4, 2, proj=(2, 6))
+        + layer_params("l1_reverse", 24, 4, 2, proj=(2, 6)),
     ),
     (
         lambda: nn.LSTM(3, 4, bias=False, proj_size=2),

@@ -355,15 +355,8 @@ class LSTM(_RNNBase):
         proj_size: int = 0,
     ) -> None:
         super().__init__(
-            mode="LSTM",
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=proj_size,
+            mode="LSTM", input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size,
+            bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
         )
 
     def forward(
@@ -414,14 +407,8 @@ class GRU(_RNNBase):
         bidirectional: bool = False,
     ) -> None:
         super().__init__(
-            mode="GRU",
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
+            mode="GRU", input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+            bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
         )
 
     def forward(self, input: Any, hx: Any = None, lengths: Any = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -461,14 +448,8 @@ class RNN(_RNNBase):
         bidirectional: bool = False,
     ) -> None:
         super().__init__(
-            mode=elman_mode(nonlinearity),
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
+            mode=elman_mode(nonlinearity), input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+            bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
         )
         self.nonlinearity = nonlinearity
 
@@ -492,8 +473,11 @@ class _RNNCellBase(Module):
     #: The modes of this class's instances (see ``_recurrent_config``).
     _modes: Tuple[str, ...] = ()
 
-    def __init__(self, *, input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        """torch's ``LSTMCell`` and ``GRUCell`` constructor (``RNNCell`` adds ``nonlinearity``);
+        the gate rows come from the class's mode."""
         super().__init__()
+        num_chunks = GATES[self._modes[0]]
         input_size, hidden_size = cell_sizes(input_size, hidden_size, min_hidden_size=0)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -547,9 +531,6 @@ class LSTMCell(_RNNCellBase):
 
     _modes = ("LSTM",)
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
-        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=4)
-
     def forward(self, input: Any, hx: Optional[Tuple[Any, Any]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(h', c')`` from ``input`` (B, I) or (I,) and ``hx = (h, c)``, each (B, H) or (H,)
         like the input (zeros when None)."""
@@ -565,9 +546,6 @@ class GRUCell(_RNNCellBase):
     """
 
     _modes = ("GRU",)
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
-        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=3)
 
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         """``h'`` from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,) like the input (zeros when None)."""
@@ -588,7 +566,7 @@ class RNNCell(_RNNCellBase):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh") -> None:
         elman_mode(nonlinearity)
-        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias, num_chunks=1)
+        super().__init__(input_size=input_size, hidden_size=hidden_size, bias=bias)
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:

@@ -115,10 +115,15 @@ def qtensor_from(values: np.ndarray, qparams: QParams, dtype: DType = qint8) -> 
     return q
 
 
-def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
-    """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``
-    quantizing its inputs with ``reduce_range``). The integers of a QTensor still in a model file
-    (:class:`~ferroq._file_tensors.FileQTensor`) are read straight into the packed layout."""
+def pack_dynamic(weight: Any, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
+    """The dynamic kernels' packed form of a checked weight matrix, quantizing its inputs with
+    ``reduce_range``: a ``_core.PackedLinear`` for a qint8 QTensor (per tensor, or per row), a
+    ``_core.PackedLinearFp16`` for a float16 array. The integers of a QTensor still in a model
+    file (:class:`~ferroq._file_tensors.FileQTensor`) are read straight into the packed layout."""
+    if not isinstance(weight, QTensor):
+        return _core.PackedLinearFp16(weight.view(np.uint16), bias, reduce_range=reduce_range)
+    q = weight
+    scales, zero_points = weight_qparams(q, q.shape[0])
     if isinstance(q, FileQTensor):
         file, start, (n, k) = q.source()
         return _core.PackedLinear.from_file(file, start, n, k, scales, zero_points, bias, reduce_range=reduce_range)
@@ -127,7 +132,7 @@ def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Opt
 
 def pack_static(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, per_channel: bool, bias: Optional[np.ndarray]) -> Any:
     """The static kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedStaticLinear``),
-    read straight from the model file as :func:`pack_int8` does."""
+    read straight from the model file as :func:`pack_dynamic` does."""
     if isinstance(q, FileQTensor):
         file, start, (n, k) = q.source()
         return _core.PackedStaticLinear.from_file(file, start, n, k, scales, zero_points, per_channel, bias)

@@ -16,6 +16,7 @@ from ..._tensor import QTensor, quantize_per_channel
 from ...quantization.qconfig import float_qparams_weight_only_qconfig, weight_observer_for
 from ..._state_spec import Config, DTypeName, RowwiseQWeight, StateSpec
 from ..module import Module
+from ._pickling import PicklesWeights
 from ._weights import float_weight, qparams_of, qtensor_from
 
 __all__ = ["Embedding", "EmbeddingBag"]
@@ -26,7 +27,7 @@ EMBEDDING_STATE_KEYS = ("_packed_params.dtype", "_packed_params._packed_weight")
 _MODES = ("sum", "mean", "max")
 
 
-class Embedding(Module):
+class Embedding(PicklesWeights, Module):
     """A weight-only quantized embedding table: ``forward(indices)`` returns the dequantized rows.
 
     Row ``r`` holds quint8 integers ``q`` with a float ``scale`` and float ``zero_point``; a
@@ -165,17 +166,13 @@ class Embedding(Module):
 
         return update
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_table"], state["_qparams"]
-        state["_weight"] = self.weight()
-        return state
+    _rebuilt_from_weights = ("_table", "_qparams")
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        weight = state.pop("_weight")
-        self.__dict__.update(state)
-        self.set_weight(weight)
+    def _weights_to_pickle(self) -> QTensor:
+        return self.weight()
+
+    def _rebuild_from_weights(self, weights: QTensor) -> None:
+        self.set_weight(weights)
 
     # -- printing ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from ..._tensor import QTensor, _check_scale, _integer
 from ...quantization.qconfig import QConfig
 from ..module import Module
 from ._overflow import input_levels, warn_if_accumulator_can_overflow
+from ._pickling import PicklesWeights
 from ._weights import (
     LINEAR_STATE_KEYS,
     float_bias,
@@ -32,7 +33,7 @@ __all__ = ["Linear"]
 _TORCH_DTYPE_NAMES = {"qint8": "QInt8", "quint8": "QUInt8"}
 
 
-class Linear(Module):
+class Linear(PicklesWeights, Module):
     """A static quantized Linear: ``y_q = quantize(dequant(x_q) @ dequant(W_q)^T + bias)``.
 
     The input is a quint8 :class:`~ferroq.QTensor` (any rank >= 1, last dimension
@@ -231,18 +232,14 @@ class Linear(Module):
 
         return update
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_packed"], state["_qparams"]
-        state["_weight"] = self.weight()
-        return state
+    _rebuilt_from_weights = ("_packed", "_qparams")
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        weight = state.pop("_weight")
-        self.__dict__.update(state)
-        self.scale, self.zero_point = state["_scale"], state["_zero_point"]  # checked like any assignment
-        self.set_weight_bias(weight, state["_bias"])
+    def _weights_to_pickle(self) -> QTensor:
+        return self.weight()
+
+    def _rebuild_from_weights(self, weights: QTensor) -> None:
+        self.scale, self.zero_point = self._scale, self._zero_point  # checked like any assignment
+        self.set_weight_bias(weights, self._bias)
         warn_if_accumulator_can_overflow(self._get_name(), self.in_features, input_levels(False))
 
     # -- printing ----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .._weights import (
     float_bias,
     float_weight,
     observer_dtype,
-    pack_int8,
+    pack_dynamic,
     qparams_of,
     qtensor_from,
     quantize_weight,
@@ -239,7 +239,8 @@ class QuantizedRecurrent(PackedReduceRange, Module):
                     if bias is None:
                         raise ValueError(f"{m.bias} must be an array: this module has bias=True")
                     biases[m.bias] = bias
-                matrices[m.weight] = _pack_matrix(weight, bias, m.shape[0])
+                # The PackedRNN's reduce_range is the one its matrices use.
+                matrices[m.weight] = pack_dynamic(weight, bias, True)
                 del weight
                 packed.append(matrices[m.weight])
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
@@ -320,22 +321,16 @@ class QuantizedRecurrent(PackedReduceRange, Module):
 
         return update
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self._pickled_state()
-        del state["_matrices"], state["_qparams"]
-        state["_weights"] = self.get_weight()
-        return state
+    _rebuilt_from_weights = ("_packed", "_matrices", "_qparams")
+    _pickled_weights_key = "_weights"
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        weights = state.pop("_weights")
-        reduce_range = state.pop("reduce_range", True)
-        self.__dict__.update(state)
+    def _weights_to_pickle(self) -> Dict[str, Weight]:
+        return self.get_weight()
+
+    def _rebuild_from_weights(self, weights: Dict[str, Weight]) -> None:
         self._matrices, self._qparams, self._biases, self._packed = self._checked(
-            check_dtype(self.dtype), {**weights, **state["_biases"]}
+            check_dtype(self.dtype), {**weights, **self._biases}
         )
-        self.reduce_range = reduce_range
-        self._warn_if_accumulator_can_overflow()
 
 
 def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
@@ -352,13 +347,6 @@ def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
     if w.shape != m.shape:
         raise ValueError(f"{m.weight} must have shape {m.shape}, got {w.shape}")
     return to_fp16(w, m.weight)
-
-
-def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
-    if isinstance(weight, QTensor):
-        scales, zero_points = weight_qparams(weight, rows)
-        return pack_int8(weight, scales, zero_points, bias, True)  # the PackedRNN's reduce_range is the one used
-    return _core.PackedLinearFp16(weight.view(np.uint16), bias)
 
 
 def _dtype_of(weights: Any) -> DType:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from .._pickling import PicklesWeights
 
-class PackedReduceRange:
+
+class PackedReduceRange(PicklesWeights):
     """Mixin of the dynamic quantized modules whose packed ``_core`` object is ``self._packed``.
 
     ``reduce_range`` (input levels 0..127 when True, PyTorch's default; 0..255 when False) is held
@@ -30,8 +32,18 @@ class PackedReduceRange:
         packed = self.__dict__.get("_packed")
         return True if packed is None else bool(packed.reduce_range)
 
-    def _pickled_state(self) -> Dict[str, Any]:
-        """``__dict__`` without the packed object, with ``reduce_range`` as a plain entry."""
-        state = self.__dict__.copy()
-        state["reduce_range"] = bool(state.pop("_packed").reduce_range)
+    def _warn_if_accumulator_can_overflow(self) -> None:
+        """Warns when a qint8 product can exceed the int32 accumulator (with the current ``reduce_range``)."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = super().__getstate__()
+        state["reduce_range"] = self.reduce_range
         return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        reduce_range = state.pop("reduce_range", True)
+        super().__setstate__(state)
+        self.reduce_range = reduce_range
+        self._warn_if_accumulator_can_overflow()

@@ -21,13 +21,12 @@ from .._weights import (
     float_linear_params,
     float_weight,
     observer_dtype,
-    pack_int8,
+    pack_dynamic,
     qparams_of,
     qtensor_from,
     quantize_weight,
     save_linear_state,
     to_fp16,
-    weight_qparams,
 )
 from ._reduce_range import PackedReduceRange
 
@@ -96,18 +95,15 @@ class Linear(PackedReduceRange, Module):
                 raise TypeError(f"weight must be a qint8 QTensor for a qint8 Linear, got {_value_kind(weight)}")
             if weight.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {weight.shape}")
-            scales, zero_points = weight_qparams(weight, self.out_features)
-            packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_int8(
-                weight, scales, zero_points, b, self._packing_reduce_range()
-            )
             qparams: Any = qparams_of(weight)
         else:
             w = float_weight(weight.dequantize() if isinstance(weight, QTensor) else weight, "weight")
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape} (out_features, in_features), got {w.shape}")
-            packed = _core.PackedLinearFp16(to_fp16(w, "weight").view(np.uint16), b, reduce_range=self._packing_reduce_range())
+            weight = to_fp16(w, "weight")
             del w
             qparams = None
+        packed: Union[_core.PackedLinear, _core.PackedLinearFp16] = pack_dynamic(weight, b, self._packing_reduce_range())
         self._qparams, self._bias, self._packed = qparams, b, packed
 
     def weight(self) -> Weight:
@@ -226,20 +222,13 @@ class Linear(PackedReduceRange, Module):
             ),
         }
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self._pickled_state()
-        del state["_qparams"]
-        state["_weight"] = self.weight()
-        return state
+    _rebuilt_from_weights = ("_packed", "_qparams")
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        weight = state.pop("_weight")
-        reduce_range = state.pop("reduce_range", True)
-        self.__dict__.update(state)
-        self.set_weight_bias(weight, state["_bias"])
-        self.reduce_range = reduce_range
-        self._warn_if_accumulator_can_overflow()
+    def _weights_to_pickle(self) -> Weight:
+        return self.weight()
+
+    def _rebuild_from_weights(self, weights: Weight) -> None:
+        self.set_weight_bias(weights, self._bias)
 
     # -- printing ----------------------------------------------------------------------------
 

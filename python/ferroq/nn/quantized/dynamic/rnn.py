@@ -77,7 +77,7 @@ class RNNBase(QuantizedRecurrent):
         batch_first: bool,
         dropout: float,
         bidirectional: bool,
-        proj_size: int,
+        proj_size: int = 0,
         dtype: Any,
         reduce_range: bool,
     ) -> None:
@@ -225,17 +225,9 @@ class LSTM(RNNBase):
         reduce_range: bool = True,
     ) -> None:
         super().__init__(
-            mode="LSTM",
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=proj_size,
-            dtype=dtype,
-            reduce_range=reduce_range,
+            mode="LSTM", input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size,
+            bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+            dtype=dtype, reduce_range=reduce_range,
         )
 
     def forward(
@@ -283,17 +275,9 @@ class GRU(RNNBase):
         reduce_range: bool = True,
     ) -> None:
         super().__init__(
-            mode="GRU",
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=0,
-            dtype=dtype,
-            reduce_range=reduce_range,
+            mode="GRU", input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+            bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+            dtype=dtype, reduce_range=reduce_range,
         )
 
     def forward(self, input: Any, hx: Optional[Any] = None, lengths: Optional[Any] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -332,17 +316,9 @@ class RNN(RNNBase):
         reduce_range: bool = True,
     ) -> None:
         super().__init__(
-            mode=elman_mode(nonlinearity),
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=0,
-            dtype=dtype,
-            reduce_range=reduce_range,
+            mode=elman_mode(nonlinearity), input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+            bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+            dtype=dtype, reduce_range=reduce_range,
         )
         self.nonlinearity = nonlinearity
 

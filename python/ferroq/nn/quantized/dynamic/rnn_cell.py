@@ -177,12 +177,8 @@ class RNNCell(RNNCellBase):
         reduce_range: bool = True,
     ) -> None:
         super().__init__(
-            mode=elman_mode(nonlinearity),
-            input_size=input_size,
-            hidden_size=hidden_size,
-            bias=bias,
-            dtype=dtype,
-            reduce_range=reduce_range,
+            mode=elman_mode(nonlinearity), input_size=input_size, hidden_size=hidden_size, bias=bias,
+            dtype=dtype, reduce_range=reduce_range,
         )
         self.nonlinearity = nonlinearity
 
