@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,12 @@ def test_with_args_and_presets():
         act.calculate_qparams()
     with pytest.raises(ValueError, match="observer instance"):
         QConfig(activation=MinMaxObserver(), weight=default_weight_observer)
+
+
+def test_min_max_observers_show_torchs_signatures():
+    """help() and inspect.signature show the arguments, not ``*args, **kwargs``."""
+    uniform = ["dtype", "qscheme", "reduce_range", "quant_min", "quant_max", "eps", "is_dynamic"]
+    assert list(inspect.signature(MinMaxObserver).parameters) == uniform
+    assert list(inspect.signature(PerChannelMinMaxObserver).parameters) == ["ch_axis"] + uniform
+    fresh = MinMaxObserver()
+    assert (fresh.min_val, fresh.max_val) == (np.inf, -np.inf) and fresh.min_val.dtype == np.float32

@@ -136,8 +136,6 @@ class HistogramObserver(_UniformObserver):
         #: Levels of the 8-bit target type (not halved by reduce_range, as in torch).
         self.dst_nbins = 256
         self.histogram = np.zeros(self.bins, dtype=np.float32)
-        self.min_val = _F32(np.inf)
-        self.max_val = _F32(-np.inf)
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -97,6 +97,10 @@ class _UniformObserver(ObserverBase):
     """Shared constructor checks and the qparam formulas of the min/max style observers."""
 
     _allowed_qschemes: Tuple[QScheme, ...] = ()
+    #: The min/max observers refuse symmetric quint8 with ``reduce_range``, as PyTorch's do. The
+    #: base class accepts it (so does :class:`HistogramObserver`): the levels are 0..127 and the
+    #: zero point stays 128, PyTorch's arithmetic kept as it is.
+    _refuses_reduced_symmetric_quint8 = False
 
     def __init__(
         self,
@@ -133,6 +137,14 @@ class _UniformObserver(ObserverBase):
             raise ValueError(f"eps, the smallest scale an observer may choose, must be a positive normal float32, got {eps}") from None
         self.eps = np.float32(eps)
         self.is_dynamic = bool(is_dynamic)
+        if self._refuses_reduced_symmetric_quint8 and self.qscheme.is_symmetric and self.reduce_range and self.dtype is quint8:
+            raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
+        self.reset_min_max_vals()
+
+    def reset_min_max_vals(self) -> None:
+        """Forgets the observed range (an empty range: +inf minimum, -inf maximum)."""
+        self.min_val = np.float32(np.inf)
+        self.max_val = np.float32(-np.inf)
 
     def _qparams_from(self, min_val: np.ndarray, max_val: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """PyTorch's ``_calculate_qparams`` over float32 arrays (0-d per tensor, 1-d per channel)."""
@@ -183,24 +195,11 @@ class _UniformObserver(ObserverBase):
         return f"dtype={self.dtype!r}, qscheme={self.qscheme!r}, reduce_range={self.reduce_range}"
 
 
-def _refuse_reduced_symmetric_quint8(observer: _UniformObserver) -> None:
-    """The min/max observers refuse symmetric quint8 with ``reduce_range``, as PyTorch's do. The
-    base class accepts it (so does :class:`HistogramObserver`): the levels are 0..127 and the zero
-    point stays 128, PyTorch's arithmetic kept as it is."""
-    if observer.qscheme.is_symmetric and observer.reduce_range and observer.dtype is quint8:
-        raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
-
-
 class MinMaxObserver(_UniformObserver):
     """Tracks the running minimum and maximum of everything it sees (the whole tensor)."""
 
     _allowed_qschemes = (per_tensor_affine, per_tensor_symmetric)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _refuse_reduced_symmetric_quint8(self)
-        self.min_val = np.float32(np.inf)
-        self.max_val = np.float32(-np.inf)
+    _refuses_reduced_symmetric_quint8 = True
 
     def forward(self, x: Any) -> Any:
         values = as_float32(x, "observed tensor")
@@ -217,10 +216,6 @@ class MinMaxObserver(_UniformObserver):
             return np.asarray(1.0, dtype=np.float32), np.asarray(0, dtype=np.int64)
         return self._qparams_from(min_val, max_val)
 
-    def reset_min_max_vals(self) -> None:
-        self.min_val = np.float32(np.inf)
-        self.max_val = np.float32(-np.inf)
-
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, max_val={self.max_val}, " + super().extra_repr()
 
@@ -232,6 +227,7 @@ class PerChannelMinMaxObserver(_UniformObserver):
     that is not above ``eps``) and the float ``zero_point = -min / scale``."""
 
     _allowed_qschemes = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
+    _refuses_reduced_symmetric_quint8 = True
 
     def __init__(
         self,
@@ -247,10 +243,7 @@ class PerChannelMinMaxObserver(_UniformObserver):
         super().__init__(
             dtype=dtype, qscheme=qscheme, reduce_range=reduce_range, quant_min=quant_min, quant_max=quant_max, eps=eps, is_dynamic=is_dynamic
         )
-        _refuse_reduced_symmetric_quint8(self)
         self.ch_axis = int(ch_axis)
-        self.min_val = np.zeros(0, dtype=np.float32)
-        self.max_val = np.zeros(0, dtype=np.float32)
 
     def forward(self, x: Any) -> Any:
         values = as_float32(x, "observed tensor")
@@ -279,6 +272,7 @@ class PerChannelMinMaxObserver(_UniformObserver):
         return self._qparams_from(self.min_val, self.max_val)
 
     def reset_min_max_vals(self) -> None:
+        """Forgets the observed ranges (no channel seen yet)."""
         self.min_val = np.zeros(0, dtype=np.float32)
         self.max_val = np.zeros(0, dtype=np.float32)
 
