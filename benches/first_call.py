@@ -11,7 +11,8 @@ with ``ferroq.load`` (which runs its warm-up) in this fresh process, prints:
 - the *ramp*: a call's time after the eviction and ``p`` passes over the data (``p`` batch-1
   calls), for the Linear and for a plain numpy scan of a 64 MiB array (``p`` scans): how many
   passes data of that size takes to come back into the caches, with no library code in it;
-- one call after a pause of 2 or 20 ms, asleep or in a busy loop that keeps the core running.
+- one call after a pause of 0.3 to 20 ms, asleep or in a busy loop that keeps the core running
+  (a pool thread parks 0.5 ms after its last task: a call after a longer pause wakes it).
 
 Each figure but the first calls is the median of 5 repetitions. Run: ``python benches/first_call.py``
 (``--threads N``, default ferroq's). Linux only (page faults from ``getrusage``).
@@ -25,7 +26,7 @@ import os
 import resource
 import tempfile
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def main() -> None:
         """The median time of ``run()`` right after ``before()``, each time from a steady state."""
         times = []
         for _ in range(REPEATS):
-            for _ in range(20):
+            for _ in range(30):
                 run()
             before()
             times.append(timed(run)[0])
@@ -116,20 +117,33 @@ def main() -> None:
         warm_up(model)
         settle()
 
-    steady = lambda run: median([timed(run)[0] for _ in range(31)])  # noqa: E731
-    print(f"replayed first call, ms:     {after(call, replay):5.2f}  (steady {steady(call):5.2f})")
-    print(f"{'passes since eviction':>21} | {'Linear ms':>9} {'/ steady':>8} | {'64 MiB scan ms':>14} {'/ steady':>8}")
-    linear_steady, scan_steady = steady(call), steady(scan)
-    for passes in range(7):
-        linear, scanned = after(call, evict_then(call, passes)), after(scan, evict_then(scan, passes))
-        print(f"{passes:>21} | {linear:9.2f} {linear / linear_steady:7.2f}x | {scanned:14.2f} {scanned / scan_steady:7.2f}x")
-    print(f"{'steady':>21} | {linear_steady:9.2f} {1:7.2f}x | {scan_steady:14.2f} {1:7.2f}x")
-    for label, pause in [("asleep", time.sleep), ("busy", busy)]:
-        for ms in (2, 20):
-            linear = after(call, lambda: pause(ms / 1e3))
-            scanned = after(scan, lambda: pause(ms / 1e3))
-            print(f"{f'after {ms} ms {label}':>21} | {linear:9.2f} {linear / linear_steady:7.2f}x | {scanned:14.2f} {scanned / scan_steady:7.2f}x")
+    def pause(wait: Callable[[float], None], ms: float) -> Callable[[Callable[[], object]], Callable[[], None]]:
+        return lambda run: lambda: wait(ms / 1e3)
 
+    def steady(run: Callable[[], object]) -> float:
+        for _ in range(50):
+            run()
+        return median([timed(run)[0] for _ in range(31)])
+
+    print(f"replayed first call, ms:     {after(call, replay):5.2f}  (steady {steady(call):5.2f})")
+    # Each row's condition, given the function it runs before.
+    def passes_since_eviction(passes: int) -> Callable[[Callable[[], object]], Callable[[], None]]:
+        return lambda run: evict_then(run, passes)
+
+    rows = [(f"{passes} passes since eviction", passes_since_eviction(passes)) for passes in range(7)]
+    rows += [(f"after {ms} ms {label}", pause(wait, ms)) for label, wait in [("asleep", time.sleep), ("busy", busy)] for ms in (0.3, 1, 2, 20)]
+    # All of the Linear's rows first, then the scan's: a scan between the Linear's rows would
+    # push its weights out of the caches.
+    results: Dict[Tuple[str, str], float] = {}
+    for name, run in [("linear", call), ("scan", scan)]:
+        results[name, "steady"] = steady(run)
+        for label, before in rows:
+            results[name, label] = after(run, before(run))
+    print(f"{'':>26} | {'Linear ms':>9} {'/ steady':>8} | {'64 MiB scan ms':>14} {'/ steady':>8}")
+    for label in ["steady"] + [label for label, _ in rows]:
+        linear, scanned = results["linear", label], results["scan", label]
+        linear_ratio, scan_ratio = linear / results["linear", "steady"], scanned / results["scan", "steady"]
+        print(f"{label:>26} | {linear:9.2f} {linear_ratio:7.2f}x | {scanned:14.2f} {scan_ratio:7.2f}x")
 
 if __name__ == "__main__":
     main()
