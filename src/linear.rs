@@ -13,6 +13,8 @@ use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
 thread_local! {
     /// Each thread's quantized-input buffer for [`with_input_buffer`].
     static INPUT: RefCell<QuantizedActivations> = RefCell::new(QuantizedActivations::empty());
+    /// Each thread's epilogue buffers for [`DynamicLinear::forward_quantized`].
+    static SCRATCH: RefCell<LinearScratch> = RefCell::new(LinearScratch::default());
 }
 
 /// Runs `f` with this thread's reusable quantized-activation buffer, so that calling a layer
@@ -116,6 +118,7 @@ fn merge_ranges(a: Range, b: Range) -> Range {
 /// Buffers [`DynamicLinear::forward_quantized_with`] reuses from call to call.
 #[derive(Clone, Debug, Default)]
 pub struct LinearScratch {
+    /// `f32(s_x * s_w[n])` per output column: it depends on the input's scale.
     multipliers: Vec<f32>,
     /// Row sums of an input quantized without them.
     row_sums: Vec<i32>,
@@ -286,13 +289,15 @@ impl DynamicLinear {
         Ok(())
     }
 
-    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, docs/numerics.md §2.1 steps 4-5.
+    /// `out = dequantize(xq @ W^T) + bias`, `rows x out_features`, docs/numerics.md §2.1 steps 4-5,
+    /// with this thread's [`LinearScratch`]: once a call of as many rows and columns has grown it,
+    /// a call allocates nothing (a model's warm-up grows it at load time).
     pub fn forward_quantized(&self, kernels: &Kernels, xq: &QuantizedActivations, out: &mut [f32]) -> Result<()> {
-        self.forward_quantized_with(kernels, xq, out, &mut LinearScratch::default())
+        SCRATCH.with_borrow_mut(|scratch| self.forward_quantized_with(kernels, xq, out, scratch))
     }
 
-    /// [`DynamicLinear::forward_quantized`] with buffers kept in `scratch` between calls (only
-    /// the multi-threaded path, taken for large products, allocates).
+    /// [`DynamicLinear::forward_quantized`] with buffers kept in `scratch` between calls: it
+    /// allocates only to grow them.
     pub fn forward_quantized_with(
         &self,
         kernels: &Kernels,

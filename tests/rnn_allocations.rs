@@ -1,74 +1,19 @@
 //! Recurrent steps allocate nothing once warmed up, on every kernel path this CPU supports: a
-//! counting global allocator (this test binary's own) counts the allocations of the calling
+//! counting global allocator (`common/counting.rs`) counts the allocations of the calling
 //! thread while a stream of single steps runs (LSTM, GRU, Elman tanh and relu; one and several
 //! batch rows; int8 weights with and without bias, asymmetric ones, float16 ones), and whole
 //! sequences (stacked, bidirectional, with lengths and an LSTM projection) must allocate as often
 //! for many steps as for few: their outputs, never per step.
 //!
-//! The counts are per thread, so the other tests of this binary, running in parallel, do not
-//! disturb them. The steps here are far below the size at which a step is split between threads.
+//! The steps here are far below the size at which a step is split between threads.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+#[path = "common/counting.rs"]
+mod counting;
 mod common;
 
 use common::{all_paths, stack, Rng, Weights};
+use counting::allocations;
 use ferroq::rnn::{CellKind, RnnShape, SequenceInput};
-
-/// The system allocator, counting the allocations (and reallocations) of threads that count.
-struct Counting;
-
-thread_local! {
-    /// Allocations by this thread while counting; `None` when not counting.
-    static COUNT: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-fn note_allocation() {
-    // `try_with`: the allocator also runs while a thread's locals are being destroyed.
-    let _ = COUNT.try_with(|count| {
-        if let Some(n) = count.get() {
-            count.set(Some(n + 1));
-        }
-    });
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments; counting touches only
-// a thread-local `Cell` without destructor (no allocation, no reentrancy).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The allocations `f` makes on this thread.
-fn allocations(f: impl FnOnce()) -> usize {
-    COUNT.set(Some(0));
-    f();
-    COUNT.replace(None).expect("counting")
-}
 
 const WEIGHTS: [Weights; 4] = [Weights::Int8, Weights::Asymmetric, Weights::Fp16, Weights::Fp16NoBias];
 
