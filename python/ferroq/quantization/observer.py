@@ -101,6 +101,9 @@ class _UniformObserver(ObserverBase):
     #: base class accepts it (so does :class:`HistogramObserver`): the levels are 0..127 and the
     #: zero point stays 128, PyTorch's arithmetic kept as it is.
     _refuses_reduced_symmetric_quint8 = False
+    #: The observed range: float32 scalars per tensor, float32 arrays (one entry per channel) per channel.
+    min_val: Any
+    max_val: Any
 
     def __init__(
         self,
