@@ -64,16 +64,16 @@ entry_points! {
     fn vector_math(f: Function, xs: &[f32]) -> Vec<f32> = vector_math::tests::apply;
 }
 
-/// The int8 GEMM, in register tiles chosen by the number of rows. One row: panel by panel, the
-/// weights read as one stream (see `gemm_u8i8`'s module notes). 2 to 6 rows: one tile exactly that
-/// high and 4 panels wide (a batch of 2 is still bound by reading the weights, and 4 panels keep
-/// enough independent loads and accumulators going); 7 rows: 7 x 3. More: strips of 8 rows x 3
-/// panels, 24 accumulators + 3 weight vectors + 1 broadcast of the 32 registers, each loaded weight
-/// vector used by 8 rows (measured about 90 % of the `vpdpbusd` peak on Zen 5).
+/// The int8 GEMM, in register tiles chosen by the number of rows. One row: two panels at a time,
+/// the weights read as two streams (see `gemm_u8i8`'s module notes). 2 to 6 rows: one tile
+/// exactly that high and 4 panels wide (a batch of 2 is still bound by reading the weights, and 4
+/// panels keep enough independent loads and accumulators going); 7 rows: 7 x 3. More: strips of 8
+/// rows x 3 panels, 24 accumulators + 3 weight vectors + 1 broadcast of the 32 registers, each
+/// loaded weight vector used by 8 rows (measured about 90 % of the `vpdpbusd` peak on Zen 5).
 #[inline(always)]
 pub(super) fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
     match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 1>(t, a, lda, rows, b, out, ldo),
+        1 => gemm_u8i8::gemm::<_, 1, 2>(t, a, lda, rows, b, out, ldo),
         2 => gemm_u8i8::gemm::<_, 2, 4>(t, a, lda, rows, b, out, ldo),
         3 => gemm_u8i8::gemm::<_, 3, 4>(t, a, lda, rows, b, out, ldo),
         4 => gemm_u8i8::gemm::<_, 4, 4>(t, a, lda, rows, b, out, ldo),
@@ -99,7 +99,7 @@ pub(super) fn gemm_dequantize(
     ldo: usize,
 ) {
     match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 2>(t, a, lda, rows, b, row_sums, params, out, ldo),
         2 => gemm_u8i8::gemm_dequantize::<_, 2, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
         3 => gemm_u8i8::gemm_dequantize::<_, 3, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
         4 => gemm_u8i8::gemm_dequantize::<_, 4, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
