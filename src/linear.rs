@@ -174,15 +174,29 @@ impl DynamicLinear {
     /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
     /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        Self::new_in_blocks(weight, n, k, COLUMN_BLOCK, scales, zero_points, bias)
+    }
+
+    /// [`DynamicLinear::new`] with the weights packed in blocks of `width` output columns (see
+    /// [`gate_block_width`](crate::column_blocks::gate_block_width)).
+    pub fn new_in_blocks(
+        weight: &[i8],
+        n: usize,
+        k: usize,
+        width: usize,
+        scales: &[f32],
+        zero_points: &[i32],
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
         in_features_i32(k)?;
-        Self::with_weights(ColumnBlocks::pack(weight, n, k)?, scales, zero_points, bias)
+        Self::with_weights(ColumnBlocks::pack(weight, n, k, width)?, scales, zero_points, bias)
     }
 
     /// All-zero `n x k` weights with scale 1 and zero point 0 (what a module holds before its
-    /// weights are set); they cost no memory until replaced.
-    pub fn zeros(n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
+    /// weights are set), in blocks of `width` output columns; they cost no memory until replaced.
+    pub fn zeros(n: usize, k: usize, width: usize, bias: Option<Vec<f32>>) -> Result<Self> {
         in_features_i32(k)?;
-        Self::with_weights(ColumnBlocks::zeros(n, k)?, &[1.0], &[0], bias)
+        Self::with_weights(ColumnBlocks::zeros(n, k, width)?, &[1.0], &[0], bias)
     }
 
     /// Weights already packed (see [`ColumnBlocks::from_blocks`]); the rest as for [`new`](Self::new).
@@ -340,12 +354,13 @@ impl DynamicLinear {
         let macs = xq.rows * n * xq.k;
         if xq.rows == 1 {
             // A batch of one: shares of whole column blocks, each thread reading only its weights.
-            for_shares(out, COLUMN_BLOCK, 1, macs, |first_block, out_columns| {
-                for (i, out_block) in out_columns.chunks_mut(COLUMN_BLOCK).enumerate() {
-                    let start = (first_block + i) * COLUMN_BLOCK;
+            let width = self.weights.width();
+            for_shares(out, width, 1, macs, |first_block, out_columns| {
+                for (i, out_block) in out_columns.chunks_mut(width).enumerate() {
+                    let start = (first_block + i) * width;
                     let (weights, params) = (self.weights.block_at(start), block_params(start..start + out_block.len()));
-                    let width = out_block.len();
-                    (kernels.gemm_u8i8_dequantize)(a_rows(0, 1), xq.stride, 1, weights, row_sums, &params, out_block, width);
+                    let ldo = out_block.len();
+                    (kernels.gemm_u8i8_dequantize)(a_rows(0, 1), xq.stride, 1, weights, row_sums, &params, out_block, ldo);
                 }
             });
             return Ok(());
@@ -389,6 +404,42 @@ impl DynamicLinear {
             }
         };
         for_row_shares(acc, n, rows * n * xq.k, run_rows);
+        Ok(())
+    }
+
+    /// Output columns per block of the packed weights: a range of columns that starts and ends
+    /// at multiples of it (or at `out_features`) is what [`DynamicLinear::accumulate_columns`]
+    /// computes.
+    pub fn block_width(&self) -> usize {
+        self.weights.width()
+    }
+
+    /// [`DynamicLinear::accumulate`] of the output columns `columns` only, on the calling thread:
+    /// `acc[r * ldo + j] = Σ_k xq[first_row + r, k] * W[columns.start + j, k]` for `r < rows`,
+    /// the other elements left alone. `columns` must start and end at block boundaries
+    /// ([`DynamicLinear::block_width`]); nothing is allocated.
+    pub fn accumulate_columns(
+        &self,
+        kernels: &Kernels,
+        xq: &QuantizedActivations,
+        first_row: usize,
+        rows: usize,
+        columns: std::ops::Range<usize>,
+        acc: &mut [i32],
+        ldo: usize,
+    ) -> Result<()> {
+        self.check_quantized_input(xq)?;
+        let fits = first_row + rows <= xq.rows && columns.len() <= ldo && (rows == 0 || acc.len() >= (rows - 1) * ldo + columns.len());
+        let blocks = self.weights.blocks_of(columns.clone()).filter(|_| fits).ok_or_else(|| {
+            Error::Shape(format!("columns {columns:?} of rows {first_row}..{} are not whole blocks of this layer's output", first_row + rows))
+        })?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
+        for (block_columns, weights) in blocks {
+            (kernels.gemm_u8i8)(a, xq.stride, rows, weights, &mut acc[block_columns.start - columns.start..], ldo);
+        }
         Ok(())
     }
 

@@ -115,14 +115,17 @@ def qtensor_from(values: np.ndarray, qparams: QParams, dtype: DType = qint8) -> 
     return q
 
 
-def pack_int8(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
+def pack_int8(
+    q: QTensor, scales: np.ndarray, zero_points: np.ndarray, bias: Optional[np.ndarray], reduce_range: bool, gates: int = 1
+) -> Any:
     """The dynamic kernels' packed form of the qint8 matrix ``q`` (a ``_core.PackedLinear``
-    quantizing its inputs with ``reduce_range``). The integers of a QTensor still in a model file
-    (:class:`~ferroq._file_tensors.FileQTensor`) are read straight into the packed layout."""
+    quantizing its inputs with ``reduce_range``; ``gates`` for a recurrent layer's gate matrix).
+    The integers of a QTensor still in a model file (:class:`~ferroq._file_tensors.FileQTensor`)
+    are read straight into the packed layout."""
     if isinstance(q, FileQTensor):
         file, start, (n, k) = q.source()
-        return _core.PackedLinear.from_file(file, start, n, k, scales, zero_points, bias, reduce_range=reduce_range)
-    return _core.PackedLinear(q._int, scales, zero_points, bias, reduce_range=reduce_range)
+        return _core.PackedLinear.from_file(file, start, n, k, scales, zero_points, bias, reduce_range=reduce_range, gates=gates)
+    return _core.PackedLinear(q._int, scales, zero_points, bias, reduce_range=reduce_range, gates=gates)
 
 
 def pack_static(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, per_channel: bool, bias: Optional[np.ndarray]) -> Any:

@@ -185,7 +185,7 @@ class QuantizedRecurrent(PackedReduceRange, Module):
                 if m.bias is not None and bias is not None:
                     biases[m.bias] = bias
                 if check_dtype(self.dtype) is qint8:
-                    matrix: Any = _core.PackedLinear.zeros(m.shape[0], m.shape[1], bias)
+                    matrix: Any = _core.PackedLinear.zeros(m.shape[0], m.shape[1], bias, gates=self._gates_of(cell, m))
                     qparams[m.weight] = unit
                 else:
                     matrix = _core.PackedLinearFp16(np.zeros(m.shape, dtype=np.uint16), bias)
@@ -196,6 +196,11 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=bool(reduce_range))
         self._matrices, self._qparams, self._biases, self._packed = matrices, qparams, biases, core
         self._warn_if_accumulator_can_overflow()
+
+    def _gates_of(self, cell: CellLayout, m: Matrix) -> int:
+        """The gates stacked in the rows of ``m``: the mode's for ``W_ih`` and ``W_hh`` (packed so
+        that a step splits between threads by hidden units), 1 for the projection ``W_hr``."""
+        return 1 if m is cell.hr else GATES[self.mode]
 
     def _warn_if_accumulator_can_overflow(self) -> None:
         """Warns when the longest product of a qint8 layer can exceed the int32 accumulator."""
@@ -239,7 +244,7 @@ class QuantizedRecurrent(PackedReduceRange, Module):
                     if bias is None:
                         raise ValueError(f"{m.bias} must be an array: this module has bias=True")
                     biases[m.bias] = bias
-                matrices[m.weight] = _pack_matrix(weight, bias, m.shape[0])
+                matrices[m.weight] = _pack_matrix(weight, bias, m.shape[0], self._gates_of(cell, m))
                 del weight
                 packed.append(matrices[m.weight])
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
@@ -354,10 +359,11 @@ def _checked_weight(dtype: DType, value: Any, m: Matrix) -> Weight:
     return to_fp16(w, m.weight)
 
 
-def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int) -> Any:
+def _pack_matrix(weight: Weight, bias: Optional[np.ndarray], rows: int, gates: int) -> Any:
     if isinstance(weight, QTensor):
         scales, zero_points = weight_qparams(weight, rows)
-        return pack_int8(weight, scales, zero_points, bias, True)  # the PackedRNN's reduce_range is the one used
+        # The PackedRNN's reduce_range is the one used.
+        return pack_int8(weight, scales, zero_points, bias, True, gates)
     return _core.PackedLinearFp16(weight.view(np.uint16), bias)
 
 
