@@ -7,13 +7,16 @@
 //! `W_hh` into int32, and one pass per row dequantizes both projections, adds them, applies the
 //! activations and updates the state. float16-weight projections produce floats instead.
 //!
-//! Threads: the input projection's chunks and the quantization of the layer input split by rows
-//! like any large product. A step's rows are independent once `h` is quantized (its scale needs
-//! every row, which is the one synchronisation point per step), so a large step (see
-//! [`rows_per_share`]) gives each thread a share of whole row tiles and computes, per share, the
-//! hidden projection and the cell in one parallel section: one join per step, the same bits as one
-//! thread (integer products are exact and each row's cell reads only its own values). A batch of
-//! one is not split.
+//! Threads: a layer whose int8 `W_ih` and `W_hh` are packed in gate-aligned blocks (as the
+//! Python modules pack them) splits each large step by hidden units instead
+//! ([`super::unit_split`]): each thread computes every projection and the cell of its own units,
+//! reading only its part of the weights. Otherwise the input projection's chunks and the
+//! quantization of the layer input split by rows like any large product. A step's rows are
+//! independent once `h` is quantized (its scale needs every row, which is the one synchronisation
+//! point per step), so a large step (see [`rows_per_share`]) gives each thread a share of whole row
+//! tiles and computes, per share, the hidden projection and the cell in one parallel section: one
+//! join per step, the same bits as one thread (integer products are exact and each row's cell
+//! reads only its own values). A batch of one is not split by rows.
 
 use super::buffers::{Buffers, StepBuffers};
 use super::cell_kind::CellKind;
