@@ -26,8 +26,9 @@ pub struct ColumnBlocks {
     blocks: Vec<PackedWeights>,
 }
 
-/// Hidden units per block of a recurrent gate matrix: at most this many, so that a step can be
-/// split between threads by hidden units along block boundaries.
+/// Hidden units per block of a recurrent gate matrix when the gate is a multiple of it: a block
+/// of 16 panels, wide enough that its kernel call costs little next to its work (a batch-1 step
+/// calls the kernel once per block).
 const GATE_BLOCK_UNITS: usize = 256;
 
 /// Block boundaries inside a gate are multiples of this many units: the element-wise cell sends
@@ -36,16 +37,15 @@ const GATE_BLOCK_UNITS: usize = 256;
 pub const GATE_BLOCK_ALIGN: usize = 32;
 
 /// The block width for a matrix of `n` output columns that are `gates` equal gates (the rows of
-/// a recurrent layer's `W_ih` or `W_hh`, gate after gate): a width that divides every gate into
-/// at least two blocks of a multiple of [`GATE_BLOCK_ALIGN`] units (at most
-/// [`GATE_BLOCK_UNITS`] when the gate allows), so that each block lies in one gate and the
-/// blocks of a range of hidden units are whole blocks in every gate; [`COLUMN_BLOCK`] when the
-/// gates cannot be cut so (or `gates` is 1).
+/// a recurrent layer's `W_ih` or `W_hh`, gate after gate): [`GATE_BLOCK_UNITS`], or half a gate,
+/// for gates of at least twice that many units, so that each block lies in one gate and the
+/// blocks of a range of hidden units are whole blocks in every gate (a step can then be split
+/// between threads by hidden units); [`COLUMN_BLOCK`] for smaller gates, gates that cannot be
+/// cut at multiples of [`GATE_BLOCK_ALIGN`] units, or `gates` 1.
 pub fn gate_block_width(n: usize, gates: usize) -> usize {
     let hidden = if gates > 1 && n.is_multiple_of(gates) { n / gates } else { 0 };
-    let half = hidden / 2;
-    let units = if half >= GATE_BLOCK_UNITS && hidden.is_multiple_of(GATE_BLOCK_UNITS) { GATE_BLOCK_UNITS } else { half };
-    if units == 0 || !units.is_multiple_of(GATE_BLOCK_ALIGN) || !hidden.is_multiple_of(units) {
+    let units = if hidden.is_multiple_of(GATE_BLOCK_UNITS) { GATE_BLOCK_UNITS } else { hidden / 2 };
+    if hidden < 2 * GATE_BLOCK_UNITS || !units.is_multiple_of(GATE_BLOCK_ALIGN) || !hidden.is_multiple_of(units) {
         return COLUMN_BLOCK;
     }
     units
@@ -191,12 +191,13 @@ mod tests {
 
     #[test]
     fn gate_blocks_cut_every_gate_at_aligned_units() {
-        // (n, gates, width): 4 gates of 256 units in halves, of 1024 in quarters; gates that
-        // cannot be halved at multiples of 32 units keep the plain blocks.
-        for (n, gates, width) in [(1024, 4, 128), (2048, 4, 256), (4096, 4, 256), (3 * 768, 3, 256), (4 * 384, 4, 192), (4 * 64, 4, 32)] {
+        // (n, gates, width): gates of 256-unit blocks, or halves of gates that are not.
+        for (n, gates, width) in [(2048, 4, 256), (4096, 4, 256), (3 * 768, 3, 256), (4 * 640, 4, 320), (4 * 576, 4, 288), (1024, 2, 256)] {
             assert_eq!(gate_block_width(n, gates), width, "n={n} gates={gates}");
         }
-        for (n, gates) in [(4 * 96, 4), (4 * 100, 4), (4 * 32, 4), (1024, 1), (1023, 4), (0, 4)] {
+        // Small gates, gates that cannot be halved at multiples of 32 units, and plain matrices
+        // keep the plain blocks.
+        for (n, gates) in [(4 * 256, 4), (4 * 600, 4), (4 * 544, 4), (4096, 1), (4097, 4), (0, 4)] {
             assert_eq!(gate_block_width(n, gates), COLUMN_BLOCK, "n={n} gates={gates}");
         }
     }

@@ -146,18 +146,19 @@ fn split_steps_are_bit_identical_to_one_thread_on_every_path() {
 
 /// Steps split between threads by hidden units (int8 `W_ih` and `W_hh` packed in gate blocks, no
 /// projection, enough work per step) give the bits of one thread and of the same weights packed
-/// in plain blocks, on every path, for 2 and 3 threads: each kind, asymmetric weights, gates of 2
-/// and of 4 blocks (an uneven last slice on 3 threads), both directions, two layers, `h0`/`c0`,
-/// lengths that leave odd numbers of running rows (down to one), and a batch of one.
+/// in plain blocks, on every path, for 2 and 3 threads: each kind, asymmetric weights, gates of 2,
+/// 3 and 4 blocks (uneven slices on 3 threads, or row shares for a batch that gives every thread
+/// some), blocks of half a gate (640 units), both directions, two layers, `h0`/`c0`, lengths that
+/// leave odd numbers of running rows (down to one), and a batch of one.
 #[test]
 fn steps_split_by_hidden_units_are_bit_identical_to_one_thread_on_every_path() {
     let cases = [
-        (CellKind::Lstm, 256, Weights::Int8, true, 21),
+        (CellKind::Lstm, 512, Weights::Int8, true, 21),
         (CellKind::Lstm, 1024, Weights::Asymmetric, false, 1),
-        (CellKind::Gru, 384, Weights::Asymmetric, true, 21),
-        (CellKind::RnnTanh, 512, Weights::Int8, false, 21),
-        (CellKind::RnnRelu, 512, Weights::Asymmetric, false, 17),
-        (CellKind::Lstm, 64, Weights::Int8, false, 300),
+        (CellKind::Gru, 640, Weights::Asymmetric, false, 9),
+        (CellKind::RnnTanh, 768, Weights::Int8, false, 11),
+        (CellKind::RnnRelu, 512, Weights::Asymmetric, true, 17),
+        (CellKind::Gru, 512, Weights::Int8, false, 30),
     ];
     let steps = 3;
     let threads_before = num_threads();

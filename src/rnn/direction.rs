@@ -245,7 +245,7 @@ fn one_step(
 }
 
 /// Each thread's share of a step's rows is a multiple of this (the tallest GEMM row tile).
-const SHARE_ROWS_UNIT: usize = 8;
+pub(super) const SHARE_ROWS_UNIT: usize = 8;
 
 /// The rows per share when a step of `active` rows costing `macs` multiply-accumulates is worth
 /// splitting between the intra-op threads, else `None`: at least two shares of whole GEMM row

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use super::buffers::{trim_vec, Buffers};
 use super::cell_kind::CellKind;
-use super::direction::{at_step, next_chunk, run_cell, time, Call, Chunk, Output, State};
+use super::direction::{at_step, next_chunk, run_cell, time, Call, Chunk, Output, State, SHARE_ROWS_UNIT};
 use super::projection::Projection;
 use super::sequence::CellWeights;
 use crate::alloc;
@@ -41,7 +41,9 @@ pub(super) struct Plan {
 /// The cut of `cell`'s hidden units between the intra-op threads when its steps are worth
 /// splitting so, else `None`: both projections int8 and packed in the same gate-aligned blocks,
 /// no LSTM projection, at least two blocks per gate and two threads, and a step (with its share of
-/// the input projection) of at least [`PARALLEL_THRESHOLD_MACS`] for the whole batch.
+/// the input projection) of at least [`PARALLEL_THRESHOLD_MACS`] for the whole batch. With more
+/// threads than blocks per gate, a batch that row shares can give every thread goes to them
+/// instead (see [`super::direction`]).
 pub(super) fn plan(call: &Call<'_>, cell: &CellWeights, state: &State<'_>) -> Option<Plan> {
     let shape = call.shape;
     let (Projection::Int8(ih), Projection::Int8(hh), None) = (&cell.ih, &cell.hh, &cell.hr) else {
@@ -51,13 +53,13 @@ pub(super) fn plan(call: &Call<'_>, cell: &CellWeights, state: &State<'_>) -> Op
     if ih.block_width() != block || !block.is_multiple_of(GATE_BLOCK_ALIGN) || !hidden.is_multiple_of(block) {
         return None;
     }
-    let batch = state.h.len() / hidden;
+    let (blocks, batch) = (hidden / block, state.h.len() / hidden);
     let step_macs = batch.saturating_mul(shape.kind.gates() * hidden).saturating_mul(hidden + ih.in_features());
-    let threads = num_threads().min(hidden / block);
-    if threads < 2 || step_macs < PARALLEL_THRESHOLD_MACS {
+    let threads = num_threads();
+    if threads < 2 || blocks < 2 || step_macs < PARALLEL_THRESHOLD_MACS || (threads > blocks && batch >= threads * SHARE_ROWS_UNIT) {
         return None;
     }
-    let units = (hidden / block).div_ceil(threads) * block;
+    let units = blocks.div_ceil(threads.min(blocks)) * block;
     Some(Plan { units, slices: hidden.div_ceil(units) })
 }
 
