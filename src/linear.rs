@@ -414,31 +414,31 @@ impl DynamicLinear {
         self.weights.width()
     }
 
-    /// [`DynamicLinear::accumulate`] of the output columns `columns` only, on the calling thread:
-    /// `acc[r * ldo + j] = Σ_k xq[first_row + r, k] * W[columns.start + j, k]` for `r < rows`,
-    /// the other elements left alone. `columns` must start and end at block boundaries
+    /// [`DynamicLinear::accumulate`] of the rows `rows` of `xq` and the output columns `columns`
+    /// only, on the calling thread: `acc[r * ldo + j] = Σ_k xq[rows.start + r, k] * W[columns.start
+    /// + j, k]`, the other elements left alone. `columns` must start and end at block boundaries
     /// ([`DynamicLinear::block_width`]); nothing is allocated.
     pub fn accumulate_columns(
         &self,
         kernels: &Kernels,
         xq: &QuantizedActivations,
-        first_row: usize,
-        rows: usize,
+        rows: std::ops::Range<usize>,
         columns: std::ops::Range<usize>,
         acc: &mut [i32],
         ldo: usize,
     ) -> Result<()> {
         self.check_quantized_input(xq)?;
-        let fits = first_row + rows <= xq.rows && columns.len() <= ldo && (rows == 0 || acc.len() >= (rows - 1) * ldo + columns.len());
+        let count = rows.len();
+        let fits = rows.end <= xq.rows && columns.len() <= ldo && (count == 0 || acc.len() >= (count - 1) * ldo + columns.len());
         let blocks = self.weights.blocks_of(columns.clone()).filter(|_| fits).ok_or_else(|| {
-            Error::Shape(format!("columns {columns:?} of rows {first_row}..{} are not whole blocks of this layer's output", first_row + rows))
+            Error::Shape(format!("columns {columns:?} of rows {rows:?} are not whole blocks of this layer's output"))
         })?;
-        if rows == 0 {
+        if count == 0 {
             return Ok(());
         }
-        let a = &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
+        let a = &xq.data[rows.start * xq.stride..rows.end * xq.stride];
         for (block_columns, weights) in blocks {
-            (kernels.gemm_u8i8)(a, xq.stride, rows, weights, &mut acc[block_columns.start - columns.start..], ldo);
+            (kernels.gemm_u8i8)(a, xq.stride, count, weights, &mut acc[block_columns.start - columns.start..], ldo);
         }
         Ok(())
     }
@@ -549,5 +549,30 @@ mod tests {
         symmetric.forward_quantized(kernels, &without, &mut got).unwrap();
         symmetric.forward_quantized(kernels, &with, &mut want).unwrap();
         assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+
+    /// The products of a range of whole blocks equal those columns of the whole product, written
+    /// with the given row stride and nothing else touched; a range that is not whole blocks, or
+    /// rows past the input, are errors.
+    #[test]
+    fn a_range_of_whole_blocks_gives_those_columns_of_the_product() {
+        let kernels = crate::kernels();
+        let (rows, k, n, width) = (6, 21, 4 * 64, 32);
+        let w: Vec<i8> = (0..n * k).map(|i| (i * 53 % 251) as i8).collect();
+        let x: Vec<f32> = (0..rows * k).map(|i| (i * 17 % 31) as f32 / 5.0 - 3.0).collect();
+        let layer = DynamicLinear::new_in_blocks(&w, n, k, width, &[0.01], &[0], None).unwrap();
+        let xq = layer.quantize_input(kernels, &x, rows, true).unwrap();
+        let mut whole = vec![0; rows * n];
+        layer.accumulate(kernels, &xq, 0, &mut whole).unwrap();
+        let (columns, ldo) = (64..160, 100);
+        let mut part = vec![-7; 3 * ldo];
+        layer.accumulate_columns(kernels, &xq, 2..5, columns.clone(), &mut part, ldo).unwrap();
+        for (r, row) in part.chunks_exact(ldo).enumerate() {
+            assert_eq!(row[..columns.len()], whole[(2 + r) * n + columns.start..(2 + r) * n + columns.end], "row {r}");
+            assert!(row[columns.len()..].iter().all(|&v| v == -7), "row {r}: only the columns are written");
+        }
+        assert!(matches!(layer.accumulate_columns(kernels, &xq, 0..1, 16..64, &mut part, ldo), Err(Error::Shape(_))));
+        assert!(matches!(layer.accumulate_columns(kernels, &xq, 4..7, 0..32, &mut part, ldo), Err(Error::Shape(_))));
+        assert!(matches!(layer.accumulate_columns(kernels, &xq, 0..4, 0..32, &mut part, ldo), Err(Error::Shape(_))));
     }
 }

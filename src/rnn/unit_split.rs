@@ -305,7 +305,7 @@ fn accumulate_gates(
     let columns = work.kind.gates() * n;
     for g in 0..work.kind.gates() {
         let gate_columns = g * hidden + units.start..g * hidden + units.end;
-        layer.accumulate_columns(work.kernels, xq, rows.start, rows.len(), gate_columns, &mut acc[g * n..], columns)?;
+        layer.accumulate_columns(work.kernels, xq, rows.clone(), gate_columns, &mut acc[g * n..], columns)?;
     }
     Ok(())
 }
