@@ -177,15 +177,29 @@ impl DynamicLinear {
     /// (per output feature); scales are used as float32, as FBGEMM does, and must be positive
     /// normal floats; zero points lie in the int8 range; the bias is finite.
     pub fn new(weight: &[i8], n: usize, k: usize, scales: &[f32], zero_points: &[i32], bias: Option<Vec<f32>>) -> Result<Self> {
+        Self::new_in_blocks(weight, n, k, COLUMN_BLOCK, scales, zero_points, bias)
+    }
+
+    /// [`DynamicLinear::new`] with the weights packed in blocks of `width` output columns (see
+    /// [`gate_block_width`](crate::column_blocks::gate_block_width)).
+    pub fn new_in_blocks(
+        weight: &[i8],
+        n: usize,
+        k: usize,
+        width: usize,
+        scales: &[f32],
+        zero_points: &[i32],
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
         in_features_i32(k)?;
-        Self::with_weights(ColumnBlocks::pack(weight, n, k)?, scales, zero_points, bias)
+        Self::with_weights(ColumnBlocks::pack(weight, n, k, width)?, scales, zero_points, bias)
     }
 
     /// All-zero `n x k` weights with scale 1 and zero point 0 (what a module holds before its
-    /// weights are set); they cost no memory until replaced.
-    pub fn zeros(n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Self> {
+    /// weights are set), in blocks of `width` output columns; they cost no memory until replaced.
+    pub fn zeros(n: usize, k: usize, width: usize, bias: Option<Vec<f32>>) -> Result<Self> {
         in_features_i32(k)?;
-        Self::with_weights(ColumnBlocks::zeros(n, k)?, &[1.0], &[0], bias)
+        Self::with_weights(ColumnBlocks::zeros(n, k, width)?, &[1.0], &[0], bias)
     }
 
     /// Weights already packed (see [`ColumnBlocks::from_blocks`]); the rest as for [`new`](Self::new).
@@ -345,12 +359,13 @@ impl DynamicLinear {
         let macs = xq.rows * n * xq.k;
         if xq.rows == 1 {
             // A batch of one: shares of whole column blocks, each thread reading only its weights.
-            for_shares(out, COLUMN_BLOCK, 1, macs, |first_block, out_columns| {
-                for (i, out_block) in out_columns.chunks_mut(COLUMN_BLOCK).enumerate() {
-                    let start = (first_block + i) * COLUMN_BLOCK;
+            let width = self.weights.width();
+            for_shares(out, width, 1, macs, |first_block, out_columns| {
+                for (i, out_block) in out_columns.chunks_mut(width).enumerate() {
+                    let start = (first_block + i) * width;
                     let (weights, params) = (self.weights.block_at(start), block_params(start..start + out_block.len()));
-                    let width = out_block.len();
-                    (kernels.gemm_u8i8_dequantize)(a_rows(0, 1), xq.stride, 1, weights, row_sums, &params, out_block, width);
+                    let ldo = out_block.len();
+                    (kernels.gemm_u8i8_dequantize)(a_rows(0, 1), xq.stride, 1, weights, row_sums, &params, out_block, ldo);
                 }
             });
             return Ok(());
@@ -394,6 +409,42 @@ impl DynamicLinear {
             }
         };
         for_row_shares(acc, n, rows * n * xq.k, run_rows);
+        Ok(())
+    }
+
+    /// Output columns per block of the packed weights: a range of columns that starts and ends
+    /// at multiples of it (or at `out_features`) is what [`DynamicLinear::accumulate_columns`]
+    /// computes.
+    pub fn block_width(&self) -> usize {
+        self.weights.width()
+    }
+
+    /// [`DynamicLinear::accumulate`] of the rows `rows` of `xq` and the output columns `columns`
+    /// only, on the calling thread: `acc[r * ldo + j] = Σ_k xq[rows.start + r, k] * W[columns.start
+    /// + j, k]`, the other elements left alone. `columns` must start and end at block boundaries
+    /// ([`DynamicLinear::block_width`]); nothing is allocated.
+    pub fn accumulate_columns(
+        &self,
+        kernels: &Kernels,
+        xq: &QuantizedActivations,
+        rows: std::ops::Range<usize>,
+        columns: std::ops::Range<usize>,
+        acc: &mut [i32],
+        ldo: usize,
+    ) -> Result<()> {
+        self.check_quantized_input(xq)?;
+        let count = rows.len();
+        let fits = rows.end <= xq.rows && columns.len() <= ldo && (count == 0 || acc.len() >= (count - 1) * ldo + columns.len());
+        let blocks = self.weights.blocks_of(columns.clone()).filter(|_| fits).ok_or_else(|| {
+            Error::Shape(format!("columns {columns:?} of rows {rows:?} are not whole blocks of this layer's output"))
+        })?;
+        if count == 0 {
+            return Ok(());
+        }
+        let a = &xq.data[rows.start * xq.stride..rows.end * xq.stride];
+        for (block_columns, weights) in blocks {
+            (kernels.gemm_u8i8)(a, xq.stride, count, weights, &mut acc[block_columns.start - columns.start..], ldo);
+        }
         Ok(())
     }
 
@@ -503,5 +554,30 @@ mod tests {
         symmetric.forward_quantized(kernels, &without, &mut got).unwrap();
         symmetric.forward_quantized(kernels, &with, &mut want).unwrap();
         assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+
+    /// The products of a range of whole blocks equal those columns of the whole product, written
+    /// with the given row stride and nothing else touched; a range that is not whole blocks, or
+    /// rows past the input, are errors.
+    #[test]
+    fn a_range_of_whole_blocks_gives_those_columns_of_the_product() {
+        let kernels = crate::kernels();
+        let (rows, k, n, width) = (6, 21, 4 * 64, 32);
+        let w: Vec<i8> = (0..n * k).map(|i| (i * 53 % 251) as i8).collect();
+        let x: Vec<f32> = (0..rows * k).map(|i| (i * 17 % 31) as f32 / 5.0 - 3.0).collect();
+        let layer = DynamicLinear::new_in_blocks(&w, n, k, width, &[0.01], &[0], None).unwrap();
+        let xq = layer.quantize_input(kernels, &x, rows, true).unwrap();
+        let mut whole = vec![0; rows * n];
+        layer.accumulate(kernels, &xq, 0, &mut whole).unwrap();
+        let (columns, ldo) = (64..160, 100);
+        let mut part = vec![-7; 3 * ldo];
+        layer.accumulate_columns(kernels, &xq, 2..5, columns.clone(), &mut part, ldo).unwrap();
+        for (r, row) in part.chunks_exact(ldo).enumerate() {
+            assert_eq!(row[..columns.len()], whole[(2 + r) * n + columns.start..(2 + r) * n + columns.end], "row {r}");
+            assert!(row[columns.len()..].iter().all(|&v| v == -7), "row {r}: only the columns are written");
+        }
+        assert!(matches!(layer.accumulate_columns(kernels, &xq, 0..1, 16..64, &mut part, ldo), Err(Error::Shape(_))));
+        assert!(matches!(layer.accumulate_columns(kernels, &xq, 4..7, 0..32, &mut part, ldo), Err(Error::Shape(_))));
+        assert!(matches!(layer.accumulate_columns(kernels, &xq, 0..4, 0..32, &mut part, ldo), Err(Error::Shape(_))));
     }
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{all_paths, bits, simd_paths, stack, Rng, Weights};
+use common::{all_paths, bits, simd_paths, stack, stack_of, Rng, Weights};
 use ferroq::error::Error;
 use ferroq::kernels::{scalar, Kernels};
 use ferroq::rnn::{CellKind, Rnn, RnnShape, SequenceInput};
@@ -139,6 +139,54 @@ fn split_steps_are_bit_identical_to_one_thread_on_every_path() {
             assert_eq!(bits(&two.y), bits(&one.y), "{what}: y");
             assert_eq!(bits(&two.h_n), bits(&one.h_n), "{what}: h_n");
             assert_eq!(two.c_n.as_deref().map(bits), one.c_n.as_deref().map(bits), "{what}: c_n");
+        }
+    }
+    set_num_threads(threads_before).unwrap();
+}
+
+/// Steps split between threads by hidden units (int8 `W_ih` and `W_hh` packed in gate blocks, no
+/// projection, enough work per step) give the bits of one thread and of the same weights packed
+/// in plain blocks, on every path, for 2 and 3 threads: each kind, asymmetric weights, gates of 2,
+/// 3 and 4 blocks (uneven slices on 3 threads, or row shares for a batch that gives every thread
+/// some), blocks of half a gate (640 units), both directions, two layers, `h0`/`c0`, lengths that
+/// leave odd numbers of running rows (down to one), and a batch of one.
+#[test]
+fn steps_split_by_hidden_units_are_bit_identical_to_one_thread_on_every_path() {
+    let cases = [
+        (CellKind::Lstm, 512, Weights::Int8, true, 21),
+        (CellKind::Lstm, 1024, Weights::Asymmetric, false, 1),
+        (CellKind::Gru, 640, Weights::Asymmetric, false, 9),
+        (CellKind::RnnTanh, 768, Weights::Int8, false, 11),
+        (CellKind::RnnRelu, 512, Weights::Asymmetric, true, 17),
+        (CellKind::Gru, 512, Weights::Int8, false, 30),
+    ];
+    let steps = 3;
+    let threads_before = num_threads();
+    let paths = all_paths();
+    for (i, &(kind, hidden, weights, bidirectional, batch)) in cases.iter().enumerate() {
+        let shape = RnnShape { kind, input_size: 9, hidden_size: hidden, proj_size: 0, num_layers: 2, bidirectional };
+        let macs = batch * kind.gates() * hidden * (hidden + 9);
+        assert!(macs >= PARALLEL_THRESHOLD_MACS, "case {i} would not be split");
+        let (plain, gated) = (stack_of(shape, weights, 600 + i as u64, false), stack_of(shape, weights, 600 + i as u64, true));
+        let x = Rng(700 + i as u64).floats(steps * batch * 9, 3.0);
+        let states = 2 * shape.directions() * batch * hidden;
+        let (h0, c0) = (Rng(800 + i as u64).floats(states, 1.0), Rng(900 + i as u64).floats(states, 2.0));
+        let c0 = (kind == CellKind::Lstm).then_some(&c0[..]);
+        let lengths: Vec<usize> = (0..batch).map(|b| if b % 4 == 1 { 1 + b % 3 } else { steps }).collect();
+        for lengths in [None, Some(&lengths[..])] {
+            let input = SequenceInput { x: &x, steps, batch, batch_first: false, h0: Some(&h0), c0, lengths };
+            for kernels in &paths {
+                set_num_threads(1).unwrap();
+                let want = plain.forward(kernels, &input, true).unwrap();
+                for threads in [1, 2, 3] {
+                    set_num_threads(threads).unwrap();
+                    let got = gated.forward(kernels, &input, true).unwrap();
+                    let what = format!("{:?} {kind:?} hidden {hidden} {weights:?} {threads} threads lengths {}", kernels.isa, lengths.is_some());
+                    assert_eq!(bits(&got.y), bits(&want.y), "{what}: y");
+                    assert_eq!(bits(&got.h_n), bits(&want.h_n), "{what}: h_n");
+                    assert_eq!(got.c_n.as_deref().map(bits), want.c_n.as_deref().map(bits), "{what}: c_n");
+                }
+            }
         }
     }
     set_num_threads(threads_before).unwrap();

@@ -1,12 +1,17 @@
-"""Recurrent steps split between threads: a step with at least 16 running rows and enough work in
-its hidden projection runs its GEMM and cell in row shares on the intra-op threads; on every kernel
-path the result on 2 threads has the bits of 1 thread (and of the scalar path): LSTM (with
-proj_size, bidirectional, two layers, lengths that leave an odd number of running rows), GRU, RNN
-tanh/relu, per-channel and float16 weights."""
+"""Recurrent steps split between threads: a layer with int8 weights and gates of at least two
+aligned blocks (hidden sizes 512 and 640 here) splits a large step by hidden units, the others
+(float16 weights, a projection, hidden sizes 256, 300 and 500) split a step of at least 16 running
+rows in row shares; on every kernel path the result on 2 threads has the bits of 1 thread (and of the
+scalar path): LSTM (with proj_size, bidirectional, two layers, lengths that leave an odd number of
+running rows), GRU, RNN tanh/relu, per-channel and float16 weights. The gate-aligned packing
+changes no value and no byte count."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from conftest import QUANTIZED_PROBE_HEADER, assert_every_path_gives_scalar_bits
+from ferroq import _core
 
 PROBE = QUANTIZED_PROBE_HEADER + r"""
 rng = np.random.default_rng(17)
@@ -19,6 +24,9 @@ cases = [
     ("GRU", {}, 300, "fp16"),
     ("RNN", {}, 500, "channel"),
     ("RNN", {"nonlinearity": "relu"}, 500, "tensor"),
+    ("LSTM", {"bidirectional": True}, 512, "channel"),
+    ("GRU", {}, 640, "channel"),
+    ("RNN", {"nonlinearity": "relu"}, 512, "tensor"),
 ]
 batch = 21
 lengths = np.array([3] * 17 + [2, 1, 2, 1])
@@ -37,4 +45,23 @@ json.dump(out, sys.stdout)
 
 
 def test_split_steps_give_the_bits_of_one_thread_on_every_path():
-    assert len(assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))) == 14
+    assert len(assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))) == 20
+
+
+def test_gate_packing_keeps_values_and_bytes():
+    rng = np.random.default_rng(5)
+    n, k = 4 * 512, 40
+    weight = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    scales = rng.uniform(0.001, 0.01, n).astype(np.float32)
+    zero_points = rng.integers(-3, 4, n).astype(np.int32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    plain = _core.PackedLinear(weight, scales, zero_points, bias)
+    for gates in (1, 3, 4):
+        packed = _core.PackedLinear(weight, scales, zero_points, bias, gates=gates)
+        assert np.array_equal(packed.weight(), weight)
+        assert packed.nbytes == plain.nbytes
+        assert packed.forward(x).tobytes() == plain.forward(x).tobytes()
+        assert packed.forward(x[:1]).tobytes() == plain.forward(x[:1]).tobytes()
+    zeros = _core.PackedLinear.zeros(n, k, bias, gates=4)
+    assert not zeros.weight().any() and zeros.nbytes == _core.PackedLinear.zeros(n, k, bias).nbytes

@@ -45,6 +45,7 @@ class PackedLinear:
         bias: Optional[npt.NDArray[np.float32]] = None,
         *,
         reduce_range: bool = True,
+        gates: int = 1,
     ) -> "PackedLinear": ...
     @property
     def in_features(self) -> int: ...
@@ -66,10 +67,16 @@ class PackedLinear:
         bias: Optional[npt.NDArray[np.float32]] = None,
         *,
         reduce_range: bool = True,
+        gates: int = 1,
     ) -> "PackedLinear": ...
     @staticmethod
     def zeros(
-        out_features: int, in_features: int, bias: Optional[npt.NDArray[np.float32]] = None, *, reduce_range: bool = True
+        out_features: int,
+        in_features: int,
+        bias: Optional[npt.NDArray[np.float32]] = None,
+        *,
+        reduce_range: bool = True,
+        gates: int = 1,
     ) -> "PackedLinear": ...
     def weight(self) -> npt.NDArray[np.int8]: ...
 

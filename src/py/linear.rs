@@ -14,7 +14,7 @@ use super::gil;
 use super::model_file::{read_packed, ModelFile};
 use super::outputs::{written_matrix, NewArray, MAX_DIMS};
 use super::shared_methods::packed_pymethods;
-use crate::column_blocks::ColumnBlocks;
+use crate::column_blocks::{gate_block_width, ColumnBlocks};
 use crate::dispatch::kernels;
 use crate::linear::{in_features_i32, with_input_buffer, DynamicLinear, Fp16Linear};
 use crate::pack_stream::pack_from;
@@ -27,7 +27,9 @@ use crate::pack_stream::pack_from;
 /// `weight` is `(out_features, in_features)` int8; `scales` (float32) and `zero_points` (int32)
 /// have one entry (per tensor) or `out_features` entries (per channel); `bias` is float32 or None.
 /// `reduce_range` (settable) chooses the input levels every call quantizes to: 0..127 when true
-/// (PyTorch's default), 0..255 when false.
+/// (PyTorch's default), 0..255 when false. `gates` (a recurrent layer's `W_ih` or `W_hh`: its
+/// rows are that many equal gates) packs the weights so that a recurrent step can be split
+/// between threads by hidden units without a second copy; it changes no value.
 #[pyclass(module = "ferroq._core", frozen)]
 pub struct PackedLinear {
     pub(super) inner: Arc<DynamicLinear>,
@@ -43,17 +45,19 @@ impl PackedLinear {
 packed_pymethods! {
     impl PackedLinear with [sizes, int8_weight, reduce_range, float_rows] {
         #[new]
-        #[pyo3(signature = (weight, scales, zero_points, bias=None, *, reduce_range=true))]
+        #[pyo3(signature = (weight, scales, zero_points, bias=None, *, reduce_range=true, gates=1))]
         fn new(
             weight: PyReadonlyArray2<'_, i8>,
             scales: PyReadonlyArray1<'_, f32>,
             zero_points: PyReadonlyArray1<'_, i32>,
             bias: Option<PyReadonlyArray1<'_, f32>>,
             reduce_range: bool,
+            gates: usize,
         ) -> PyResult<Self> {
             let (w, n, k) = matrix(&weight, "weight")?;
             let (scales, zero_points, bias) = qparams_and_bias(&scales, &zero_points, bias.as_ref())?;
-            let inner = catch_panic(|| DynamicLinear::new(w, n, k, scales, zero_points, bias))?;
+            let width = gate_block_width(n, gates);
+            let inner = catch_panic(|| DynamicLinear::new_in_blocks(w, n, k, width, scales, zero_points, bias))?;
             Ok(PackedLinear::with(inner, reduce_range))
         }
 
@@ -62,7 +66,7 @@ packed_pymethods! {
         /// layout (only the packed weight and a small buffer are ever held). A file that ends first
         /// raises ValueError. The GIL is released while the weight is read.
         #[staticmethod]
-        #[pyo3(signature = (file, start, out_features, in_features, scales, zero_points, bias=None, *, reduce_range=true))]
+        #[pyo3(signature = (file, start, out_features, in_features, scales, zero_points, bias=None, *, reduce_range=true, gates=1))]
         #[allow(clippy::too_many_arguments)] // the Python signature
         fn from_file(
             py: Python<'_>,
@@ -74,12 +78,14 @@ packed_pymethods! {
             zero_points: PyReadonlyArray1<'_, i32>,
             bias: Option<PyReadonlyArray1<'_, f32>>,
             reduce_range: bool,
+            gates: usize,
         ) -> PyResult<Self> {
             let (scales, zero_points, bias) = qparams_and_bias(&scales, &zero_points, bias.as_ref())?;
             in_features_i32(in_features)?;
+            let width = gate_block_width(out_features, gates);
             let weights = read_packed(py, file.get(), start, out_features, in_features, |read| {
                 let mut buffer = Vec::new();
-                ColumnBlocks::from_blocks(out_features, in_features, |columns| {
+                ColumnBlocks::from_blocks(out_features, in_features, width, |columns| {
                     pack_from(columns.len(), in_features, &mut buffer, |rows, rows_read| {
                         read((columns.start + rows.start) * in_features, rows_read)
                     })
@@ -92,10 +98,17 @@ packed_pymethods! {
         /// All-zero `(out_features, in_features)` weights with scale 1 and zero point 0, costing no
         /// memory until replaced (what a module holds before its weights are set).
         #[staticmethod]
-        #[pyo3(signature = (out_features, in_features, bias=None, *, reduce_range=true))]
-        fn zeros(out_features: usize, in_features: usize, bias: Option<PyReadonlyArray1<'_, f32>>, reduce_range: bool) -> PyResult<Self> {
+        #[pyo3(signature = (out_features, in_features, bias=None, *, reduce_range=true, gates=1))]
+        fn zeros(
+            out_features: usize,
+            in_features: usize,
+            bias: Option<PyReadonlyArray1<'_, f32>>,
+            reduce_range: bool,
+            gates: usize,
+        ) -> PyResult<Self> {
             let bias = owned_bias(bias.as_ref())?;
-            let inner = catch_panic(|| DynamicLinear::zeros(out_features, in_features, bias))?;
+            let width = gate_block_width(out_features, gates);
+            let inner = catch_panic(|| DynamicLinear::zeros(out_features, in_features, width, bias))?;
             Ok(PackedLinear::with(inner, reduce_range))
         }
 

@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 
 use super::projection::ProjectionScratch;
+use super::unit_split::SliceBuffers;
 use crate::linear::QuantizedActivations;
 
 thread_local! {
@@ -31,7 +32,7 @@ pub(super) fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
 }
 
 /// Frees `v` if it holds more than [`KEEP_ELEMENTS`].
-fn trim_vec<T>(v: &mut Vec<T>) {
+pub(super) fn trim_vec<T>(v: &mut Vec<T>) {
     if v.capacity() > KEEP_ELEMENTS {
         *v = Vec::new();
     }
@@ -55,6 +56,7 @@ impl Buffers {
         trim_vec(&mut self.step.acc_hh);
         trim_vec(&mut self.step.hg);
         trim_vec(&mut self.step.unprojected);
+        self.slices.iter_mut().for_each(SliceBuffers::trim);
     }
 }
 
@@ -70,6 +72,8 @@ pub(super) struct Buffers {
     /// The bias of int8 projections without one.
     pub zeros: Vec<f32>,
     pub step: StepBuffers,
+    /// Each slice's buffers when steps are split by hidden units ([`super::unit_split`]).
+    pub slices: Vec<SliceBuffers>,
 }
 
 /// Buffers of one step.

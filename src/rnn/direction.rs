@@ -7,19 +7,23 @@
 //! `W_hh` into int32, and one pass per row dequantizes both projections, adds them, applies the
 //! activations and updates the state. float16-weight projections produce floats instead.
 //!
-//! Threads: the input projection's chunks and the quantization of the layer input split by rows
-//! like any large product. A step's rows are independent once `h` is quantized (its scale needs
-//! every row, which is the one synchronisation point per step), so a large step (see
-//! [`rows_per_share`]) gives each thread a share of whole row tiles and computes, per share, the
-//! hidden projection and the cell in one parallel section: one join per step, the same bits as one
-//! thread (integer products are exact and each row's cell reads only its own values). A batch of
-//! one is not split.
+//! Threads: a layer whose int8 `W_ih` and `W_hh` are packed in gate-aligned blocks (as the
+//! Python modules pack them) splits each large step by hidden units instead
+//! ([`super::unit_split`]): each thread computes every projection and the cell of its own units,
+//! reading only its part of the weights. Otherwise the input projection's chunks and the
+//! quantization of the layer input split by rows like any large product. A step's rows are
+//! independent once `h` is quantized (its scale needs every row, which is the one synchronisation
+//! point per step), so a large step (see [`rows_per_share`]) gives each thread a share of whole row
+//! tiles and computes, per share, the hidden projection and the cell in one parallel section: one
+//! join per step, the same bits as one thread (integer products are exact and each row's cell
+//! reads only its own values). A batch of one is not split by rows.
 
 use super::buffers::{Buffers, StepBuffers};
 use super::cell_kind::CellKind;
 use super::packing::Packing;
 use super::projection::Projection;
 use super::sequence::{CellWeights, RnnShape};
+use super::unit_split;
 use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::scalar_step::canonical_nan;
@@ -27,6 +31,7 @@ use crate::kernels::{correct_zero_points, Accumulators, Kernels, Nonlinearity, P
 use crate::linear::{DynamicLinear, Fp16Linear, QuantizedActivations};
 use crate::threads::{for_shares, num_threads, PARALLEL_THRESHOLD_MACS};
 
+use std::ops::Range;
 use std::sync::Mutex;
 
 /// Rows of input projection computed at a time: a multiple of the GEMM's row tiles, large enough
@@ -67,10 +72,13 @@ pub(super) fn run(
     mut output: Option<Output<'_>>,
     buffers: &mut Buffers,
 ) -> Result<()> {
+    if let Some(plan) = unit_split::plan(call, cell, state) {
+        return unit_split::run(call, cell, &plan, reverse, layer_input, state, output, buffers);
+    }
     let Call { kernels, packing, reduce_range, shape, .. } = *call;
     let columns = shape.kind.gates() * shape.hidden_size;
     let rows = packing.rows();
-    let Buffers { xq_ih, acc_ih, ig, zeros, step } = buffers;
+    let Buffers { xq_ih, acc_ih, ig, zeros, step, .. } = buffers;
     alloc::resize(zeros, columns, 0.0)?;
     let zeros: &[f32] = zeros;
     let hh = match &cell.hh {
@@ -91,19 +99,9 @@ pub(super) fn run(
             l.forward(kernels, layer_input, rows, ig)?;
         }
     }
-    let steps = packing.steps();
-    let time = |i: usize| if reverse { steps - 1 - i } else { i };
     let mut next = 0;
-    while next < steps {
-        // A chunk: the next steps in processing order, up to CHUNK_ROWS rows (at least one step).
-        let first = next;
-        let mut chunk_rows = 0;
-        while next < steps && (next == first || chunk_rows + packing.step(time(next)).1 <= CHUNK_ROWS) {
-            chunk_rows += packing.step(time(next)).1;
-            next += 1;
-        }
-        // Consecutive steps have consecutive packed rows, starting at the earliest step's.
-        let first_row = packing.step(time(if reverse { next - 1 } else { first })).0;
+    while let Some(Chunk { steps, first_row, rows: chunk_rows }) = next_chunk(packing, reverse, next) {
+        next = steps.end;
         let ig_chunk = match (ih, xq_ih.as_ref()) {
             (Some(terms), Some(xq)) => {
                 alloc::resize(acc_ih, chunk_rows * columns, 0)?;
@@ -111,8 +109,8 @@ pub(super) fn run(
             }
             _ => Projected::Float(&ig[first_row * columns..(first_row + chunk_rows) * columns]),
         };
-        for i in first..next {
-            let t = time(i);
+        for i in steps {
+            let t = time(packing, reverse, i);
             let (offset, active) = packing.step(t);
             if active == 0 {
                 continue;
@@ -123,14 +121,57 @@ pub(super) fn run(
             let c = &mut state.c[..if shape.kind.has_cell_state() { active * shape.hidden_size } else { 0 }];
             one_step(call, hh, cell.hr.as_ref(), &ig, h, c, step).map_err(|e| at_step(e, t))?;
             if let Some(output) = output.as_mut() {
-                for (p, h_row) in h.chunks_exact(out_size).enumerate() {
-                    let start = (offset + p) * output.stride + output.column;
-                    output.rows[start..start + out_size].copy_from_slice(h_row);
-                }
+                output.write(offset, h, out_size);
             }
         }
     }
     Ok(())
+}
+
+impl Output<'_> {
+    /// Writes the rows of `h` (`out_size` values each) as the packed rows from `offset` on.
+    pub(super) fn write(&mut self, offset: usize, h: &[f32], out_size: usize) {
+        for (p, h_row) in h.chunks_exact(out_size).enumerate() {
+            let start = (offset + p) * self.stride + self.column;
+            self.rows[start..start + out_size].copy_from_slice(h_row);
+        }
+    }
+}
+
+/// Consecutive steps (in processing order) whose input projection is computed at once, and
+/// their packed rows.
+pub(super) struct Chunk {
+    /// Indices in processing order (see [`time`]).
+    pub steps: Range<usize>,
+    /// The packed row of the chunk's earliest step.
+    pub first_row: usize,
+    pub rows: usize,
+}
+
+/// The time step processed `i`-th.
+pub(super) fn time(packing: &Packing, reverse: bool, i: usize) -> usize {
+    if reverse {
+        packing.steps() - 1 - i
+    } else {
+        i
+    }
+}
+
+/// The chunk of steps from processing index `next` on: up to [`CHUNK_ROWS`] rows, at least one
+/// step; `None` after the last step.
+pub(super) fn next_chunk(packing: &Packing, reverse: bool, next: usize) -> Option<Chunk> {
+    let (first, steps) = (next, packing.steps());
+    if first >= steps {
+        return None;
+    }
+    let (mut end, mut rows) = (first, 0);
+    while end < steps && (end == first || rows + packing.step(time(packing, reverse, end)).1 <= CHUNK_ROWS) {
+        rows += packing.step(time(packing, reverse, end)).1;
+        end += 1;
+    }
+    // Consecutive steps have consecutive packed rows, starting at the earliest step's.
+    let first_row = packing.step(time(packing, reverse, if reverse { end - 1 } else { first })).0;
+    Some(Chunk { steps: first..end, first_row, rows })
 }
 
 /// `W_hh`, with the terms of its dequantization when it is int8.
@@ -204,7 +245,7 @@ fn one_step(
 }
 
 /// Each thread's share of a step's rows is a multiple of this (the tallest GEMM row tile).
-const SHARE_ROWS_UNIT: usize = 8;
+pub(super) const SHARE_ROWS_UNIT: usize = 8;
 
 /// The rows per share when a step of `active` rows costing `macs` multiply-accumulates is worth
 /// splitting between the intra-op threads, else `None`: at least two shares of whole GEMM row
@@ -285,14 +326,21 @@ fn step_rows(call: &Call<'_>, hh: Hidden<'_>, xq: Option<&QuantizedActivations>,
         (Hidden::Int8(_), None) => return Err(Error::Value("an int8 hidden projection needs the quantized state".into())),
     };
     let ig = ig.rows(*first_row..*first_row + count, columns);
-    match shape.kind {
-        CellKind::Lstm if !unprojected.is_empty() => (kernels.lstm)(&hg, &ig, c, unprojected, hidden),
-        CellKind::Lstm => (kernels.lstm)(&hg, &ig, c, h, hidden),
-        CellKind::Gru => (kernels.gru)(&hg, &ig, h, hidden),
-        CellKind::RnnTanh => (kernels.elman)(Nonlinearity::Tanh, &hg, &ig, h, hidden),
-        CellKind::RnnRelu => (kernels.elman)(Nonlinearity::Relu, &hg, &ig, h, hidden),
-    }
+    let h_out: &mut [f32] = if unprojected.is_empty() { h } else { unprojected };
+    run_cell(kernels, shape.kind, &hg, &ig, c, h_out, hidden);
     Ok(())
+}
+
+/// The element-wise cell of `kind` over the rows of `h_out` (`hidden` units each): reads both
+/// projections, updates `c` (an LSTM's; empty otherwise) and writes `h_out` (a GRU also reads
+/// the previous `h` from it).
+pub(super) fn run_cell(kernels: &Kernels, kind: CellKind, hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) {
+    match kind {
+        CellKind::Lstm => (kernels.lstm)(hg, ig, c, h_out, hidden),
+        CellKind::Gru => (kernels.gru)(hg, ig, h_out, hidden),
+        CellKind::RnnTanh => (kernels.elman)(Nonlinearity::Tanh, hg, ig, h_out, hidden),
+        CellKind::RnnRelu => (kernels.elman)(Nonlinearity::Relu, hg, ig, h_out, hidden),
+    }
 }
 
 /// An int8 projection with the per-column terms of its dequantization ([`Accumulators`]).
@@ -338,7 +386,7 @@ impl<'a> Int8Terms<'a> {
 
 /// Says which step's state could not be quantized: a finite input gives a finite state unless
 /// the recurrence overflows (an Elman relu stack can), and only NaN or infinity fails to quantize.
-fn at_step(err: Error, t: usize) -> Error {
+pub(super) fn at_step(err: Error, t: usize) -> Error {
     match err {
         Error::Value(_) => Error::Value(format!(
             "the recurrent state at step {t} holds NaN or infinity (the recurrence overflowed) and cannot be quantized"

@@ -13,6 +13,7 @@ mod direction;
 pub mod packing;
 pub mod projection;
 pub mod sequence;
+mod unit_split;
 
 pub use cell_kind::CellKind;
 pub use projection::Projection;

@@ -5,6 +5,7 @@
 //! Each test binary includes this module (`mod common;`) and uses a part of it.
 #![allow(dead_code)] // each test binary uses a different part
 
+use ferroq::column_blocks::gate_block_width;
 use ferroq::kernels::Kernels;
 use ferroq::linear::{DynamicLinear, Fp16Linear};
 use ferroq::rnn::{CellWeights, Projection, Rnn, RnnShape};
@@ -118,6 +119,12 @@ pub enum Weights {
 
 /// A projection of `rows x cols` weights (`bias` only where the kind has one).
 pub fn projection(rng: &mut Rng, weights: Weights, rows: usize, cols: usize, bias: bool) -> Projection {
+    projection_of_gates(rng, weights, rows, cols, bias, 1)
+}
+
+/// [`projection`] of `gates` gates, int8 weights packed in the blocks a recurrent layer's gate
+/// matrix gets (the same values).
+pub fn projection_of_gates(rng: &mut Rng, weights: Weights, rows: usize, cols: usize, bias: bool, gates: usize) -> Projection {
     match weights {
         Weights::Int8 | Weights::Asymmetric => {
             let weight: Vec<i8> = (0..rows * cols).map(|_| rng.byte() as i8).collect();
@@ -125,7 +132,8 @@ pub fn projection(rng: &mut Rng, weights: Weights, rows: usize, cols: usize, bia
             let asymmetric = weights == Weights::Asymmetric;
             let zero_points: Vec<i32> = (0..rows).map(|r| if asymmetric { (r % 5) as i32 - 2 } else { 0 }).collect();
             let bias = (bias && !asymmetric).then(|| rng.floats(rows, 1.0));
-            Projection::Int8(DynamicLinear::new(&weight, rows, cols, &scales, &zero_points, bias).unwrap().into())
+            let width = gate_block_width(rows, gates);
+            Projection::Int8(DynamicLinear::new_in_blocks(&weight, rows, cols, width, &scales, &zero_points, bias).unwrap().into())
         }
         Weights::Fp16 | Weights::Fp16NoBias => {
             let weight: Vec<u16> = (0..rows * cols).map(|_| half::f16::from_f32(rng.uniform(-0.3, 0.3)).to_bits()).collect();
@@ -137,14 +145,21 @@ pub fn projection(rng: &mut Rng, weights: Weights, rows: usize, cols: usize, bia
 
 /// A recurrent stack of `shape` with `weights` everywhere (the LSTM projection without bias).
 pub fn stack(shape: RnnShape, weights: Weights, seed: u64) -> Rnn {
+    stack_of(shape, weights, seed, false)
+}
+
+/// The stack of [`stack`] (the same values), its int8 `W_ih` and `W_hh` packed in gate blocks when
+/// `gate_blocks` (as the Python modules pack them), so that its steps can be split by hidden units.
+pub fn stack_of(shape: RnnShape, weights: Weights, seed: u64, gate_blocks: bool) -> Rnn {
+    let gate_count = if gate_blocks { shape.kind.gates() } else { 1 };
     let mut rng = Rng(seed);
     let gates = shape.kind.gates() * shape.hidden_size;
     let cells = (0..shape.num_layers * shape.directions())
         .map(|index| {
             let input = if index < shape.directions() { shape.input_size } else { shape.directions() * shape.output_size() };
             CellWeights {
-                ih: projection(&mut rng, weights, gates, input, true),
-                hh: projection(&mut rng, weights, gates, shape.output_size(), true),
+                ih: projection_of_gates(&mut rng, weights, gates, input, true, gate_count),
+                hh: projection_of_gates(&mut rng, weights, gates, shape.output_size(), true, gate_count),
                 hr: (shape.proj_size > 0).then(|| projection(&mut rng, weights, shape.proj_size, shape.hidden_size, false)),
             }
         })

@@ -115,19 +115,21 @@ def qtensor_from(values: np.ndarray, qparams: QParams, dtype: DType = qint8) -> 
     return q
 
 
-def pack_dynamic(weight: Any, bias: Optional[np.ndarray], reduce_range: bool) -> Any:
+def pack_dynamic(weight: Any, bias: Optional[np.ndarray], reduce_range: bool, gates: int = 1) -> Any:
     """The dynamic kernels' packed form of a checked weight matrix, quantizing its inputs with
-    ``reduce_range``: a ``_core.PackedLinear`` for a qint8 QTensor (per tensor, or per row), a
-    ``_core.PackedLinearFp16`` for a float16 array. The integers of a QTensor still in a model
-    file (:class:`~ferroq._file_tensors.FileQTensor`) are read straight into the packed layout."""
+    ``reduce_range``: a ``_core.PackedLinear`` for a qint8 QTensor (per tensor, or per row;
+    ``gates`` > 1 for a recurrent layer's gate matrix, whose column blocks then never straddle a
+    gate), a ``_core.PackedLinearFp16`` for a float16 array. The integers of a QTensor still in a
+    model file (:class:`~ferroq._file_tensors.FileQTensor`) are read straight into the packed
+    layout."""
     if not isinstance(weight, QTensor):
         return _core.PackedLinearFp16(weight.view(np.uint16), bias, reduce_range=reduce_range)
     q = weight
     scales, zero_points = weight_qparams(q, q.shape[0])
     if isinstance(q, FileQTensor):
         file, start, (n, k) = q.source()
-        return _core.PackedLinear.from_file(file, start, n, k, scales, zero_points, bias, reduce_range=reduce_range)
-    return _core.PackedLinear(q._int, scales, zero_points, bias, reduce_range=reduce_range)
+        return _core.PackedLinear.from_file(file, start, n, k, scales, zero_points, bias, reduce_range=reduce_range, gates=gates)
+    return _core.PackedLinear(q._int, scales, zero_points, bias, reduce_range=reduce_range, gates=gates)
 
 
 def pack_static(q: QTensor, scales: np.ndarray, zero_points: np.ndarray, per_channel: bool, bias: Optional[np.ndarray]) -> Any:

@@ -185,7 +185,7 @@ class QuantizedRecurrent(PackedReduceRange, Module):
                 if m.bias is not None and bias is not None:
                     biases[m.bias] = bias
                 if check_dtype(self.dtype) is qint8:
-                    matrix: Any = _core.PackedLinear.zeros(m.shape[0], m.shape[1], bias)
+                    matrix: Any = _core.PackedLinear.zeros(m.shape[0], m.shape[1], bias, gates=self._gates_of(cell, m))
                     qparams[m.weight] = unit
                 else:
                     matrix = _core.PackedLinearFp16(np.zeros(m.shape, dtype=np.uint16), bias)
@@ -196,6 +196,11 @@ class QuantizedRecurrent(PackedReduceRange, Module):
         core = _core.PackedRNN(self.mode, *self._core_args(), cells, reduce_range=bool(reduce_range))
         self._matrices, self._qparams, self._biases, self._packed = matrices, qparams, biases, core
         self._warn_if_accumulator_can_overflow()
+
+    def _gates_of(self, cell: CellLayout, m: Matrix) -> int:
+        """The gates stacked in the rows of ``m``: the mode's for ``W_ih`` and ``W_hh`` (packed so
+        that a step splits between threads by hidden units), 1 for the projection ``W_hr``."""
+        return 1 if m is cell.hr else GATES[self.mode]
 
     def _warn_if_accumulator_can_overflow(self) -> None:
         """Warns when the longest product of a qint8 layer can exceed the int32 accumulator."""
@@ -240,7 +245,7 @@ class QuantizedRecurrent(PackedReduceRange, Module):
                         raise ValueError(f"{m.bias} must be an array: this module has bias=True")
                     biases[m.bias] = bias
                 # The PackedRNN's reduce_range is the one its matrices use.
-                matrices[m.weight] = pack_dynamic(weight, bias, True)
+                matrices[m.weight] = pack_dynamic(weight, bias, True, self._gates_of(cell, m))
                 del weight
                 packed.append(matrices[m.weight])
             cells.append((packed[0], packed[1], packed[2] if len(packed) > 2 else None))
