@@ -177,7 +177,8 @@ impl Simd for Neon {
     type D = float64x2_t;
     type M = uint32x4_t;
 
-    // SAFETY: the token proves NEON, all that these intrinsics need.
+    // SAFETY: the token proves NEON, all that these intrinsics need; the loads and the store
+    // (`ld1`/`st1`, no alignment needed) access the 4 lanes the caller provides.
     intrinsic_methods! {
         fn(v: f32) -> float32x4_t: splat = vdupq_n_f32;
         fn(v: i32) -> int32x4_t: splat_i32 = vdupq_n_s32;
@@ -204,6 +205,9 @@ impl Simd for Neon {
         fn(a: float64x2_t) -> float64x2_t: neg_d = vnegq_f64, abs_d = vabsq_f64;
         fn(a: float64x2_t) -> int32x4_t: to_bits_d = vreinterpretq_s32_f64;
         fn(a: int32x4_t) -> float64x2_t: d_from_bits = vreinterpretq_f64_s32;
+        unsafe fn(p: *const f32) -> float32x4_t: load = vld1q_f32;
+        unsafe fn(p: *const i32) -> int32x4_t: load_i32 = vld1q_s32;
+        unsafe fn(p: *mut f32, a: float32x4_t): store = vst1q_f32;
     }
 
     #[inline(always)]
@@ -291,24 +295,12 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> float32x4_t {
-        // SAFETY: NEON (token); the caller provides 4 readable floats.
-        unsafe { vld1q_f32(p) }
-    }
-
-    #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, len: usize) -> float32x4_t {
         let mut lanes = [0.0f32; 4];
         // SAFETY: the caller provides `len < 4` readable floats, and `lanes` has room for them.
         unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
         // SAFETY: `lanes` holds 4 floats.
         unsafe { self.load(lanes.as_ptr()) }
-    }
-
-    #[inline(always)]
-    unsafe fn load_i32(self, p: *const i32) -> int32x4_t {
-        // SAFETY: NEON (token); the caller provides 4 readable int32.
-        unsafe { vld1q_s32(p) }
     }
 
     #[inline(always)]
@@ -332,12 +324,6 @@ impl Simd for Neon {
         // SAFETY: the caller provides `len < 4` readable u16, and `lanes` has room for them.
         unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
         gemm_f16::widen_f16(self, lanes)
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, a: float32x4_t) {
-        // SAFETY: NEON (token); the caller provides 4 writable floats.
-        unsafe { vst1q_f32(p, a) }
     }
 
     #[inline(always)]

@@ -69,15 +69,20 @@ entry_points! {
 /// `gemm_u8i8`); more rows go 4 at a time.
 #[inline(always)]
 fn gemm(t: Avx2, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    let k_padded = b.k_padded();
-    let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
     let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
-    match (seven_bit, rows) {
+    match (seven_bit(a, lda, rows, b), rows) {
         (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, a, lda, rows, b, out, ldo),
         (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, a, lda, rows, b, out, ldo),
         (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, a, lda, rows, b, out, ldo),
         (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, a, lda, rows, b, out, ldo),
     }
+}
+
+/// Whether every activation byte the product reads is below 128.
+#[inline(always)]
+fn seven_bit(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
+    let k_padded = b.k_padded();
+    (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80)
 }
 
 /// [`gemm`] with the dequantizing store, in the same tiles and steps.
@@ -94,10 +99,8 @@ fn gemm_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
-    let k_padded = b.k_padded();
-    let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
     let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
-    match (seven_bit, rows) {
+    match (seven_bit(a, lda, rows, b), rows) {
         (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(seven, a, lda, rows, b, row_sums, params, out, ldo),
         (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(seven, a, lda, rows, b, row_sums, params, out, ldo),
         (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(eight, a, lda, rows, b, row_sums, params, out, ldo),
@@ -240,7 +243,8 @@ impl Simd for Avx2 {
     type M = __m256;
 
     // SAFETY: the token proves AVX, AVX2, FMA and F16C (see `Avx2`), all that these intrinsics
-    // need. The conversions round in MXCSR's mode, to nearest even (Rust never changes it).
+    // need; the unaligned load and store access the 8 floats the caller provides. The conversions
+    // round in MXCSR's mode, to nearest even (Rust never changes it).
     intrinsic_methods! {
         fn(v: f32) -> __m256: splat = _mm256_set1_ps;
         fn(v: i32) -> __m256i: splat_i32 = _mm256_set1_epi32;
@@ -263,6 +267,8 @@ impl Simd for Avx2 {
         fn(a: __m256d, b: __m256d, c: __m256d) -> __m256d: fmadd_d = _mm256_fmadd_pd;
         fn(a: __m256d) -> __m256i: to_bits_d = _mm256_castpd_si256;
         fn(a: __m256i) -> __m256d: d_from_bits = _mm256_castsi256_pd;
+        unsafe fn(p: *const f32) -> __m256: load = _mm256_loadu_ps;
+        unsafe fn(p: *mut f32, a: __m256): store = _mm256_storeu_ps;
     }
 
     #[inline(always)]
@@ -338,12 +344,6 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> __m256 {
-        // SAFETY: AVX (token); the caller provides 8 readable floats.
-        unsafe { _mm256_loadu_ps(p) }
-    }
-
-    #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, len: usize) -> __m256 {
         // SAFETY: AVX2 (token); the masked load reads only the `len` lanes the caller provides
         // (masked-off lanes are never accessed) and zeroes the others.
@@ -376,12 +376,6 @@ impl Simd for Avx2 {
         unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
         // SAFETY: `lanes` holds 8 u16.
         unsafe { self.load_f16(lanes.as_ptr()) }
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, a: __m256) {
-        // SAFETY: AVX (token); the caller provides 8 writable floats.
-        unsafe { _mm256_storeu_ps(p, a) }
     }
 
     #[inline(always)]

@@ -178,8 +178,9 @@ impl Simd for Avx512 {
     type D = __m512d;
     type M = __mmask16;
 
-    // SAFETY: the token proves AVX-512F (see `Avx512`), all that these intrinsics need. The
-    // conversions round in MXCSR's mode, to nearest even (Rust never changes it).
+    // SAFETY: the token proves AVX-512F (see `Avx512`), all that these intrinsics need; the
+    // unaligned loads and store access the 16 lanes the caller provides. The conversions round in
+    // MXCSR's mode, to nearest even (Rust never changes it).
     intrinsic_methods! {
         fn(v: f32) -> __m512: splat = _mm512_set1_ps;
         fn(v: i32) -> __m512i: splat_i32 = _mm512_set1_epi32;
@@ -203,6 +204,9 @@ impl Simd for Avx512 {
         fn(a: __m512d, b: __m512d, c: __m512d) -> __m512d: fmadd_d = _mm512_fmadd_pd;
         fn(a: __m512d) -> __m512i: to_bits_d = _mm512_castpd_si512;
         fn(a: __m512i) -> __m512d: d_from_bits = _mm512_castsi512_pd;
+        unsafe fn(p: *const f32) -> __m512: load = _mm512_loadu_ps;
+        unsafe fn(p: *const i32) -> __m512i: load_i32 = _mm512_loadu_epi32;
+        unsafe fn(p: *mut f32, a: __m512): store = _mm512_storeu_ps;
     }
 
     #[inline(always)]
@@ -285,21 +289,9 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> __m512 {
-        // SAFETY: AVX-512F (token); the caller provides 16 readable floats.
-        unsafe { _mm512_loadu_ps(p) }
-    }
-
-    #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, len: usize) -> __m512 {
         // SAFETY: AVX-512F (token); the masked load reads only the `len` lanes the caller provides.
         unsafe { _mm512_maskz_loadu_ps(first_lanes(len), p) }
-    }
-
-    #[inline(always)]
-    unsafe fn load_i32(self, p: *const i32) -> __m512i {
-        // SAFETY: AVX-512F (token); the caller provides 16 readable int32.
-        unsafe { _mm512_loadu_epi32(p) }
     }
 
     #[inline(always)]
@@ -319,12 +311,6 @@ impl Simd for Avx512 {
         // SAFETY: the token proves AVX-512F/BW/VL; the masked load reads only the `len` lanes the
         // caller provides.
         unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_lanes(len), p.cast())) }
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, a: __m512) {
-        // SAFETY: AVX-512F (token); the caller provides 16 writable floats.
-        unsafe { _mm512_storeu_ps(p, a) }
     }
 
     #[inline(always)]

@@ -28,20 +28,10 @@ impl AvxVnni {
     }
 }
 
-/// The AVX-VNNI table: its own GEMM, the AVX2 kernels for everything else (an `AvxVnni` token
-/// proves everything they need).
-pub(super) fn table(_: AvxVnni) -> Kernels {
-    Kernels {
-        isa: Isa::AvxVnni,
-        range: avx2::range,
-        quantize_u8: avx2::quantize_u8,
-        gemm_u8i8,
-        gemm_u8i8_dequantize,
-        gemm_f32_f16: avx2::gemm_f32_f16,
-        lstm: avx2::lstm,
-        gru: avx2::gru,
-        elman: avx2::elman,
-    }
+/// The AVX-VNNI table: the AVX2 one with its own GEMMs (an `AvxVnni` token proves everything the
+/// AVX2 kernels need).
+pub(super) fn table(t: AvxVnni) -> Kernels {
+    Kernels { isa: Isa::AvxVnni, gemm_u8i8, gemm_u8i8_dequantize, ..avx2::table(t.0) }
 }
 
 entry_points! {
@@ -58,10 +48,11 @@ entry_points! {
 /// share each loaded weight vector across 6 rows (12 accumulators, within the 16 ymm registers).
 #[inline(always)]
 fn gemm(t: AvxVnni, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+    let d = Halves(t.0, t);
     match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 1>(Halves(t.0, t), a, lda, rows, b, out, ldo),
-        2 => gemm_u8i8::gemm::<_, 2, 2>(Halves(t.0, t), a, lda, rows, b, out, ldo),
-        _ => gemm_u8i8::gemm::<_, 6, 1>(Halves(t.0, t), a, lda, rows, b, out, ldo),
+        1 => gemm_u8i8::gemm::<_, 1, 1>(d, a, lda, rows, b, out, ldo),
+        2 => gemm_u8i8::gemm::<_, 2, 2>(d, a, lda, rows, b, out, ldo),
+        _ => gemm_u8i8::gemm::<_, 6, 1>(d, a, lda, rows, b, out, ldo),
     }
 }
 
@@ -79,10 +70,11 @@ fn gemm_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
+    let d = Halves(t.0, t);
     match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(Halves(t.0, t), a, lda, rows, b, row_sums, params, out, ldo),
-        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(Halves(t.0, t), a, lda, rows, b, row_sums, params, out, ldo),
-        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(Halves(t.0, t), a, lda, rows, b, row_sums, params, out, ldo),
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(d, a, lda, rows, b, row_sums, params, out, ldo),
+        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(d, a, lda, rows, b, row_sums, params, out, ldo),
+        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(d, a, lda, rows, b, row_sums, params, out, ldo),
     }
 }
 
