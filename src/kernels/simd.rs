@@ -9,8 +9,10 @@
 //! `#[target_feature]` entry points that [`entry_points!`](super::entry_points) defines, so the
 //! intrinsics inline into code compiled for those features.
 
+mod intrinsic_methods;
 mod pair;
 
+pub(crate) use intrinsic_methods::intrinsic_methods;
 pub(crate) use pair::Pair;
 
 /// `LANES` float32 lanes, their int32 and float64 forms, and the memory accesses the kernels need.

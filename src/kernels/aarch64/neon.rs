@@ -15,7 +15,7 @@ use std::arch::aarch64::*;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::{epilogue, gemm_f16, quantize_input};
-use crate::kernels::simd::Simd;
+use crate::kernels::simd::{intrinsic_methods, Simd};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 use crate::kernels::{entry_points, recurrent_step, scalar, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range};
@@ -177,47 +177,43 @@ impl Simd for Neon {
     type D = float64x2_t;
     type M = uint32x4_t;
 
-    #[inline(always)]
-    fn splat(self, v: f32) -> float32x4_t {
-        // SAFETY: the token proves NEON, which is all that the register-only blocks below need
-        // (only the loads and stores touch memory: see theirs).
-        unsafe { vdupq_n_f32(v) }
-    }
-
-    #[inline(always)]
-    fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vaddq_f32(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vsubq_f32(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vmulq_f32(a, b) }
-    }
-
-    #[inline(always)]
-    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vdivq_f32(a, b) }
+    // SAFETY: the token proves NEON, all that these intrinsics need; the loads and the store
+    // (`ld1`/`st1`, no alignment needed) access the 4 lanes the caller provides.
+    intrinsic_methods! {
+        fn(v: f32) -> float32x4_t: splat = vdupq_n_f32;
+        fn(v: i32) -> int32x4_t: splat_i32 = vdupq_n_s32;
+        fn(v: f64) -> float64x2_t: splat_d = vdupq_n_f64;
+        fn(a: float32x4_t, b: float32x4_t) -> float32x4_t:
+            add = vaddq_f32, sub = vsubq_f32, mul = vmulq_f32, div = vdivq_f32;
+        // `fneg` flips the sign bit only, NaNs included; `frintn`: to integral, ties to even.
+        fn(a: float32x4_t) -> float32x4_t: neg = vnegq_f32, round_even = vrndnq_f32;
+        // `fcmgt` with the operands swapped: false on NaN.
+        fn(a: float32x4_t, b: float32x4_t) -> uint32x4_t: lt = vcltq_f32;
+        // The masks are whole lanes, so the bitwise select picks lanes.
+        fn(mask: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t: select = vbslq_f32;
+        // `fcvtns`: nearest, ties to even; saturating out of range, NaN to 0.
+        fn(a: float32x4_t) -> int32x4_t: round_to_i32 = vcvtnq_s32_f32;
+        // `scvtf` rounds to nearest even.
+        fn(a: int32x4_t) -> float32x4_t: i32_to_f32 = vcvtq_f32_s32;
+        // `sshr`: arithmetic.
+        fn(a: int32x4_t) -> int32x4_t: half_i32 = vshrq_n_s32::<1>;
+        // `mul` keeps the low 32 bits.
+        fn(a: int32x4_t, b: int32x4_t) -> int32x4_t: sub_i32 = vsubq_s32, mul_i32 = vmulq_s32;
+        fn(a: float64x2_t, b: float64x2_t) -> float64x2_t:
+            add_d = vaddq_f64, sub_d = vsubq_f64, mul_d = vmulq_f64, div_d = vdivq_f64, min_d = vminq_f64;
+        // `fneg` flips the sign bit only, `fabs` clears it.
+        fn(a: float64x2_t) -> float64x2_t: neg_d = vnegq_f64, abs_d = vabsq_f64;
+        fn(a: float64x2_t) -> int32x4_t: to_bits_d = vreinterpretq_s32_f64;
+        fn(a: int32x4_t) -> float64x2_t: d_from_bits = vreinterpretq_f64_s32;
+        unsafe fn(p: *const f32) -> float32x4_t: load = vld1q_f32;
+        unsafe fn(p: *const i32) -> int32x4_t: load_i32 = vld1q_s32;
+        unsafe fn(p: *mut f32, a: float32x4_t): store = vst1q_f32;
     }
 
     #[inline(always)]
     fn fmadd(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
         // SAFETY: NEON (token). `fmla` rounds `c + a * b` once.
         unsafe { vfmaq_f32(c, a, b) }
-    }
-
-    #[inline(always)]
-    fn neg(self, a: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token). `fneg` flips the sign bit only, NaNs included.
-        unsafe { vnegq_f32(a) }
     }
 
     #[inline(always)]
@@ -234,27 +230,9 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
-    fn round_even(self, a: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token). `frintn`: to integral, ties to even.
-        unsafe { vrndnq_f32(a) }
-    }
-
-    #[inline(always)]
-    fn lt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
-        // SAFETY: NEON (token). `fcmgt` with the operands swapped; false on NaN.
-        unsafe { vcltq_f32(a, b) }
-    }
-
-    #[inline(always)]
     fn is_nan(self, a: float32x4_t) -> uint32x4_t {
         // SAFETY: NEON (token). Only NaN differs from itself.
         unsafe { vmvnq_u32(vceqq_f32(a, a)) }
-    }
-
-    #[inline(always)]
-    fn select(self, mask: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token). The masks are whole lanes, so the bitwise select picks lanes.
-        unsafe { vbslq_f32(mask, a, b) }
     }
 
     #[inline(always)]
@@ -264,51 +242,9 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
-    fn round_to_i32(self, a: float32x4_t) -> int32x4_t {
-        // SAFETY: NEON (token). `fcvtns`: nearest, ties to even; saturating out of range, NaN to 0.
-        unsafe { vcvtnq_s32_f32(a) }
-    }
-
-    #[inline(always)]
-    fn i32_to_f32(self, a: int32x4_t) -> float32x4_t {
-        // SAFETY: NEON (token). `scvtf` rounds to nearest even.
-        unsafe { vcvtq_f32_s32(a) }
-    }
-
-    #[inline(always)]
     fn pow2i(self, q: int32x4_t) -> float32x4_t {
         // SAFETY: NEON (token).
         unsafe { vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(q, vdupq_n_s32(127)))) }
-    }
-
-    #[inline(always)]
-    fn half_i32(self, a: int32x4_t) -> int32x4_t {
-        // SAFETY: NEON (token). `sshr`: arithmetic.
-        unsafe { vshrq_n_s32::<1>(a) }
-    }
-
-    #[inline(always)]
-    fn splat_i32(self, v: i32) -> int32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vdupq_n_s32(v) }
-    }
-
-    #[inline(always)]
-    fn sub_i32(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vsubq_s32(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul_i32(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
-        // SAFETY: NEON (token). `mul` keeps the low 32 bits.
-        unsafe { vmulq_s32(a, b) }
-    }
-
-    #[inline(always)]
-    fn splat_d(self, v: f64) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vdupq_n_f64(v) }
     }
 
     #[inline(always)]
@@ -324,63 +260,9 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
-    fn add_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vaddq_f64(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vsubq_f64(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vmulq_f64(a, b) }
-    }
-
-    #[inline(always)]
-    fn div_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vdivq_f64(a, b) }
-    }
-
-    #[inline(always)]
     fn fmadd_d(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
         // SAFETY: NEON (token). `fmla` rounds `c + a * b` once.
         unsafe { vfmaq_f64(c, a, b) }
-    }
-
-    #[inline(always)]
-    fn neg_d(self, a: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vnegq_f64(a) }
-    }
-
-    #[inline(always)]
-    fn abs_d(self, a: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token). `fabs` clears the sign bit only.
-        unsafe { vabsq_f64(a) }
-    }
-
-    #[inline(always)]
-    fn min_d(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vminq_f64(a, b) }
-    }
-
-    #[inline(always)]
-    fn to_bits_d(self, a: float64x2_t) -> int32x4_t {
-        // SAFETY: NEON (token).
-        unsafe { vreinterpretq_s32_f64(a) }
-    }
-
-    #[inline(always)]
-    fn d_from_bits(self, a: int32x4_t) -> float64x2_t {
-        // SAFETY: NEON (token).
-        unsafe { vreinterpretq_f64_s32(a) }
     }
 
     #[inline(always)]
@@ -413,24 +295,12 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> float32x4_t {
-        // SAFETY: NEON (token); the caller provides 4 readable floats.
-        unsafe { vld1q_f32(p) }
-    }
-
-    #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, len: usize) -> float32x4_t {
         let mut lanes = [0.0f32; 4];
         // SAFETY: the caller provides `len < 4` readable floats, and `lanes` has room for them.
         unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
         // SAFETY: `lanes` holds 4 floats.
         unsafe { self.load(lanes.as_ptr()) }
-    }
-
-    #[inline(always)]
-    unsafe fn load_i32(self, p: *const i32) -> int32x4_t {
-        // SAFETY: NEON (token); the caller provides 4 readable int32.
-        unsafe { vld1q_s32(p) }
     }
 
     #[inline(always)]
@@ -454,12 +324,6 @@ impl Simd for Neon {
         // SAFETY: the caller provides `len < 4` readable u16, and `lanes` has room for them.
         unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
         gemm_f16::widen_f16(self, lanes)
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, a: float32x4_t) {
-        // SAFETY: NEON (token); the caller provides 4 writable floats.
-        unsafe { vst1q_f32(p, a) }
     }
 
     #[inline(always)]

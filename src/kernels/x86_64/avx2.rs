@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::gemm_u8i8::{self, Int8Dot};
-use crate::kernels::simd::Simd;
+use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
     entry_points, gemm_f16, quantize_input, recurrent_step, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range,
 };
@@ -69,14 +69,20 @@ entry_points! {
 /// `gemm_u8i8`); more rows go 4 at a time.
 #[inline(always)]
 fn gemm(t: Avx2, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    let k_padded = b.k_padded();
-    let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
-    match (seven_bit, rows) {
-        (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(SevenBit(t), a, lda, rows, b, out, ldo),
-        (true, _) => gemm_u8i8::gemm::<_, 4, 1>(SevenBit(t), a, lda, rows, b, out, ldo),
-        (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(EightBit(t), a, lda, rows, b, out, ldo),
-        (false, _) => gemm_u8i8::gemm::<_, 4, 1>(EightBit(t), a, lda, rows, b, out, ldo),
+    let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
+    match (seven_bit(a, lda, rows, b), rows) {
+        (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, a, lda, rows, b, out, ldo),
+        (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, a, lda, rows, b, out, ldo),
+        (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, a, lda, rows, b, out, ldo),
+        (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, a, lda, rows, b, out, ldo),
     }
+}
+
+/// Whether every activation byte the product reads is below 128.
+#[inline(always)]
+fn seven_bit(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
+    let k_padded = b.k_padded();
+    (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80)
 }
 
 /// [`gemm`] with the dequantizing store, in the same tiles and steps.
@@ -93,30 +99,83 @@ fn gemm_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
-    let k_padded = b.k_padded();
-    let seven_bit = (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80);
-    match (seven_bit, rows) {
-        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
-        (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(SevenBit(t), a, lda, rows, b, row_sums, params, out, ldo),
-        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
-        (false, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(EightBit(t), a, lda, rows, b, row_sums, params, out, ldo),
+    let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
+    match (seven_bit(a, lda, rows, b), rows) {
+        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(seven, a, lda, rows, b, row_sums, params, out, ldo),
+        (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(seven, a, lda, rows, b, row_sums, params, out, ldo),
+        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(eight, a, lda, rows, b, row_sums, params, out, ldo),
+        (false, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(eight, a, lda, rows, b, row_sums, params, out, ldo),
     }
 }
 
-/// The two 256-bit halves of a panel k-group: columns 0-7 and 8-15.
-#[inline(always)]
-pub(super) fn load_halves(_: Avx2, w: &Block) -> [__m256i; 2] {
-    let p = w.0.as_ptr().cast::<__m256i>();
-    // SAFETY: the token proves AVX; a `Block` is 64 bytes aligned to 64, so both halves are in
-    // bounds and aligned to 32.
-    unsafe { [_mm256_load_si256(p), _mm256_load_si256(p.add(1))] }
+/// A dot-product step on 256-bit registers, one half of a panel k-group (8 columns) at a time:
+/// [`Halves`] runs it on both. The AVX2 steps ([`SevenBit`], [`EightBit`]) and AVX-VNNI's.
+pub(super) trait HalfStep: Copy {
+    /// 4 activation bytes of one row, prepared for [`HalfStep::dot`].
+    type A: Copy;
+
+    /// Prepares 4 consecutive activation bytes of one row.
+    fn broadcast(self, t: Avx2, a: [u8; K_GROUP]) -> Self::A;
+    /// `acc` plus, per int32 lane, the `Σ` of the 4 products of the activation bytes `a` and the
+    /// lane's 4 weight bytes in `w` (wrapping).
+    fn dot(self, t: Avx2, acc: __m256i, a: Self::A, w: __m256i) -> __m256i;
 }
 
-/// Two halves of accumulators as one panel's 16 columns.
-#[inline(always)]
-pub(super) fn halves_to_array(acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
-    // SAFETY: same size, and every bit pattern is a valid `[i32; 16]`.
-    unsafe { std::mem::transmute::<[__m256i; 2], [i32; PANEL_WIDTH]>(acc) }
+/// The [`Int8Dot`] of a [`HalfStep`]: a panel's weights and accumulators are two registers,
+/// columns 0-7 and 8-15.
+#[derive(Clone, Copy)]
+pub(super) struct Halves<T>(pub(super) Avx2, pub(super) T);
+
+impl<T: HalfStep> Int8Dot for Halves<T> {
+    type S = Avx2;
+    type A = T::A;
+    type W = [__m256i; 2];
+    type Acc = [__m256i; 2];
+
+    #[inline(always)]
+    fn zero(self) -> [__m256i; 2] {
+        [broadcast(self.0, 0); 2]
+    }
+
+    #[inline(always)]
+    fn broadcast(self, a: [u8; K_GROUP]) -> T::A {
+        self.1.broadcast(self.0, a)
+    }
+
+    #[inline(always)]
+    fn load(self, w: &Block) -> [__m256i; 2] {
+        let p = w.0.as_ptr().cast::<__m256i>();
+        // SAFETY: the token proves AVX; a `Block` is 64 bytes aligned to 64, so both halves are in
+        // bounds and aligned to 32.
+        unsafe { [_mm256_load_si256(p), _mm256_load_si256(p.add(1))] }
+    }
+
+    #[inline(always)]
+    fn dot(self, acc: [__m256i; 2], a: T::A, w: [__m256i; 2]) -> [__m256i; 2] {
+        [self.1.dot(self.0, acc[0], a, w[0]), self.1.dot(self.0, acc[1], a, w[1])]
+    }
+
+    #[inline(always)]
+    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: the token proves AVX2.
+        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
+    }
+
+    #[inline(always)]
+    fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
+        // SAFETY: same size, and every bit pattern is a valid `[i32; 16]`.
+        unsafe { std::mem::transmute::<[__m256i; 2], [i32; PANEL_WIDTH]>(acc) }
+    }
+
+    #[inline(always)]
+    fn simd(self) -> Avx2 {
+        self.0
+    }
+
+    #[inline(always)]
+    fn piece(self, acc: [__m256i; 2], i: usize) -> __m256i {
+        acc[i]
+    }
 }
 
 /// Every lane the 4 bytes `a`.
@@ -136,115 +195,43 @@ fn pair_products(_: Avx2, a: __m256i, w: __m256i, scale: i16) -> __m256i {
 
 /// The dot-product step for activations below 128: `vpmaddubsw` cannot saturate.
 #[derive(Clone, Copy)]
-struct SevenBit(Avx2);
+struct SevenBit;
 
-impl Int8Dot for SevenBit {
-    type S = Avx2;
+impl HalfStep for SevenBit {
     type A = __m256i;
-    type W = [__m256i; 2];
-    type Acc = [__m256i; 2];
 
     #[inline(always)]
-    fn zero(self) -> [__m256i; 2] {
-        [broadcast(self.0, 0); 2]
+    fn broadcast(self, t: Avx2, a: [u8; K_GROUP]) -> __m256i {
+        broadcast(t, u32::from_le_bytes(a))
     }
 
     #[inline(always)]
-    fn broadcast(self, a: [u8; K_GROUP]) -> __m256i {
-        broadcast(self.0, u32::from_le_bytes(a))
-    }
-
-    #[inline(always)]
-    fn load(self, w: &Block) -> [__m256i; 2] {
-        load_halves(self.0, w)
-    }
-
-    #[inline(always)]
-    fn dot(self, acc: [__m256i; 2], a: __m256i, w: [__m256i; 2]) -> [__m256i; 2] {
+    fn dot(self, t: Avx2, acc: __m256i, a: __m256i, w: __m256i) -> __m256i {
         // SAFETY: the token proves AVX2.
-        let add = |acc, w| unsafe { _mm256_add_epi32(acc, pair_products(self.0, a, w, 1)) };
-        [add(acc[0], w[0]), add(acc[1], w[1])]
-    }
-
-    #[inline(always)]
-    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
-        // SAFETY: the token proves AVX2.
-        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
-    }
-
-    #[inline(always)]
-    fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
-        halves_to_array(acc)
-    }
-
-    #[inline(always)]
-    fn simd(self) -> Avx2 {
-        self.0
-    }
-
-    #[inline(always)]
-    fn piece(self, acc: Self::Acc, i: usize) -> <Avx2 as Simd>::I {
-        acc[i]
+        unsafe { _mm256_add_epi32(acc, pair_products(t, a, w, 1)) }
     }
 }
 
 /// The dot-product step for any activations: `a = lo + 128 * hi` with `lo <= 127` and `hi <= 1`,
 /// so neither `vpmaddubsw` saturates (pairs of at most `127 * 128 * 2` and `2 * 128`).
 #[derive(Clone, Copy)]
-struct EightBit(Avx2);
+struct EightBit;
 
-impl Int8Dot for EightBit {
-    type S = Avx2;
+impl HalfStep for EightBit {
     /// `lo` and `hi`.
     type A = [__m256i; 2];
-    type W = [__m256i; 2];
-    type Acc = [__m256i; 2];
 
     #[inline(always)]
-    fn zero(self) -> [__m256i; 2] {
-        [broadcast(self.0, 0); 2]
-    }
-
-    #[inline(always)]
-    fn broadcast(self, a: [u8; K_GROUP]) -> [__m256i; 2] {
+    fn broadcast(self, t: Avx2, a: [u8; K_GROUP]) -> [__m256i; 2] {
         let a = u32::from_le_bytes(a);
-        [broadcast(self.0, a & 0x7f7f_7f7f), broadcast(self.0, (a >> 7) & 0x0101_0101)]
+        [broadcast(t, a & 0x7f7f_7f7f), broadcast(t, (a >> 7) & 0x0101_0101)]
     }
 
     #[inline(always)]
-    fn load(self, w: &Block) -> [__m256i; 2] {
-        load_halves(self.0, w)
-    }
-
-    #[inline(always)]
-    fn dot(self, acc: [__m256i; 2], a: [__m256i; 2], w: [__m256i; 2]) -> [__m256i; 2] {
-        let t = self.0;
+    fn dot(self, t: Avx2, acc: __m256i, a: [__m256i; 2], w: __m256i) -> __m256i {
+        let (lo, hi) = (pair_products(t, a[0], w, 1), pair_products(t, a[1], w, 128));
         // SAFETY: the token proves AVX2.
-        let add = |acc, w| unsafe {
-            _mm256_add_epi32(acc, _mm256_add_epi32(pair_products(t, a[0], w, 1), pair_products(t, a[1], w, 128)))
-        };
-        [add(acc[0], w[0]), add(acc[1], w[1])]
-    }
-
-    #[inline(always)]
-    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
-        // SAFETY: the token proves AVX2.
-        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
-    }
-
-    #[inline(always)]
-    fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
-        halves_to_array(acc)
-    }
-
-    #[inline(always)]
-    fn simd(self) -> Avx2 {
-        self.0
-    }
-
-    #[inline(always)]
-    fn piece(self, acc: Self::Acc, i: usize) -> <Avx2 as Simd>::I {
-        acc[i]
+        unsafe { _mm256_add_epi32(acc, _mm256_add_epi32(lo, hi)) }
     }
 }
 
@@ -255,71 +242,39 @@ impl Simd for Avx2 {
     type D = __m256d;
     type M = __m256;
 
-    #[inline(always)]
-    fn splat(self, v: f32) -> __m256 {
-        // SAFETY: the token proves AVX2, FMA and F16C (see `Avx2`), which is all that the
-        // register-only blocks below need (only the loads and stores touch memory: see theirs).
-        unsafe { _mm256_set1_ps(v) }
-    }
-
-    #[inline(always)]
-    fn add(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_add_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_sub_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_mul_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn div(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_div_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn fmadd(self, a: __m256, b: __m256, c: __m256) -> __m256 {
-        // SAFETY: FMA (token).
-        unsafe { _mm256_fmadd_ps(a, b, c) }
-    }
-
-    #[inline(always)]
-    fn min(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: the token proves AVX.
-        unsafe { _mm256_min_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn max(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: the token proves AVX.
-        unsafe { _mm256_max_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn round_even(self, a: __m256) -> __m256 {
-        // SAFETY: the token proves AVX.
-        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    // SAFETY: the token proves AVX, AVX2, FMA and F16C (see `Avx2`), all that these intrinsics
+    // need; the unaligned load and store access the 8 floats the caller provides. The conversions
+    // round in MXCSR's mode, to nearest even (Rust never changes it).
+    intrinsic_methods! {
+        fn(v: f32) -> __m256: splat = _mm256_set1_ps;
+        fn(v: i32) -> __m256i: splat_i32 = _mm256_set1_epi32;
+        fn(v: f64) -> __m256d: splat_d = _mm256_set1_pd;
+        fn(v: i64) -> __m256i: splat_i64 = _mm256_set1_epi64x;
+        fn(a: __m256, b: __m256) -> __m256:
+            add = _mm256_add_ps, sub = _mm256_sub_ps, mul = _mm256_mul_ps, div = _mm256_div_ps, min = _mm256_min_ps,
+            max = _mm256_max_ps;
+        fn(a: __m256, b: __m256, c: __m256) -> __m256: fmadd = _mm256_fmadd_ps;
+        fn(a: __m256) -> __m256: round_even = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>;
+        fn(a: __m256, b: __m256) -> __m256: lt = _mm256_cmp_ps::<_CMP_LT_OQ>;
+        fn(a: __m256) -> __m256i: round_to_i32 = _mm256_cvtps_epi32;
+        fn(a: __m256i) -> __m256: i32_to_f32 = _mm256_cvtepi32_ps;
+        fn(a: __m256i) -> __m256i: half_i32 = _mm256_srai_epi32::<1>;
+        fn(a: __m256i, b: __m256i) -> __m256i:
+            sub_i32 = _mm256_sub_epi32, mul_i32 = _mm256_mullo_epi32, add_i64 = _mm256_add_epi64;
+        fn(a: __m256d, b: __m256d) -> __m256d:
+            add_d = _mm256_add_pd, sub_d = _mm256_sub_pd, mul_d = _mm256_mul_pd, div_d = _mm256_div_pd,
+            min_d = _mm256_min_pd;
+        fn(a: __m256d, b: __m256d, c: __m256d) -> __m256d: fmadd_d = _mm256_fmadd_pd;
+        fn(a: __m256d) -> __m256i: to_bits_d = _mm256_castpd_si256;
+        fn(a: __m256i) -> __m256d: d_from_bits = _mm256_castsi256_pd;
+        unsafe fn(p: *const f32) -> __m256: load = _mm256_loadu_ps;
+        unsafe fn(p: *mut f32, a: __m256): store = _mm256_storeu_ps;
     }
 
     #[inline(always)]
     fn neg(self, a: __m256) -> __m256 {
         // SAFETY: AVX (token).
         unsafe { _mm256_xor_ps(a, _mm256_set1_ps(-0.0)) }
-    }
-
-    #[inline(always)]
-    fn lt(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
     }
 
     #[inline(always)]
@@ -344,52 +299,9 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
-    fn round_to_i32(self, a: __m256) -> __m256i {
-        // SAFETY: AVX (token). The conversion uses MXCSR's mode, round to nearest even (Rust never
-        // changes it).
-        unsafe { _mm256_cvtps_epi32(a) }
-    }
-
-    #[inline(always)]
-    fn i32_to_f32(self, a: __m256i) -> __m256 {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_cvtepi32_ps(a) }
-    }
-
-    #[inline(always)]
     fn pow2i(self, q: __m256i) -> __m256 {
         // SAFETY: AVX2 (token).
         unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(q, _mm256_set1_epi32(0x7f)))) }
-    }
-
-    #[inline(always)]
-    fn half_i32(self, a: __m256i) -> __m256i {
-        // SAFETY: AVX2 (token).
-        unsafe { _mm256_srai_epi32::<1>(a) }
-    }
-
-    #[inline(always)]
-    fn splat_i32(self, v: i32) -> __m256i {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_set1_epi32(v) }
-    }
-
-    #[inline(always)]
-    fn sub_i32(self, a: __m256i, b: __m256i) -> __m256i {
-        // SAFETY: AVX2 (token).
-        unsafe { _mm256_sub_epi32(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul_i32(self, a: __m256i, b: __m256i) -> __m256i {
-        // SAFETY: AVX2 (token).
-        unsafe { _mm256_mullo_epi32(a, b) }
-    }
-
-    #[inline(always)]
-    fn splat_d(self, v: f64) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_set1_pd(v) }
     }
 
     #[inline(always)]
@@ -405,36 +317,6 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
-    fn add_d(self, a: __m256d, b: __m256d) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_add_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub_d(self, a: __m256d, b: __m256d) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_sub_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul_d(self, a: __m256d, b: __m256d) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_mul_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn div_d(self, a: __m256d, b: __m256d) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_div_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn fmadd_d(self, a: __m256d, b: __m256d, c: __m256d) -> __m256d {
-        // SAFETY: FMA (token).
-        unsafe { _mm256_fmadd_pd(a, b, c) }
-    }
-
-    #[inline(always)]
     fn neg_d(self, a: __m256d) -> __m256d {
         // SAFETY: AVX (token).
         unsafe { _mm256_xor_pd(a, _mm256_set1_pd(-0.0)) }
@@ -444,36 +326,6 @@ impl Simd for Avx2 {
     fn abs_d(self, a: __m256d) -> __m256d {
         // SAFETY: AVX (token).
         unsafe { _mm256_andnot_pd(_mm256_set1_pd(-0.0), a) }
-    }
-
-    #[inline(always)]
-    fn min_d(self, a: __m256d, b: __m256d) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_min_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn to_bits_d(self, a: __m256d) -> __m256i {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_castpd_si256(a) }
-    }
-
-    #[inline(always)]
-    fn d_from_bits(self, a: __m256i) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_castsi256_pd(a) }
-    }
-
-    #[inline(always)]
-    fn splat_i64(self, v: i64) -> __m256i {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_set1_epi64x(v) }
-    }
-
-    #[inline(always)]
-    fn add_i64(self, a: __m256i, b: __m256i) -> __m256i {
-        // SAFETY: AVX2 (token).
-        unsafe { _mm256_add_epi64(a, b) }
     }
 
     #[inline(always)]
@@ -489,12 +341,6 @@ impl Simd for Avx2 {
             let index = _mm256_and_si256(a, _mm256_set1_epi64x(31));
             _mm256_i64gather_epi64::<8>(table.as_ptr().cast(), index)
         }
-    }
-
-    #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> __m256 {
-        // SAFETY: AVX (token); the caller provides 8 readable floats.
-        unsafe { _mm256_loadu_ps(p) }
     }
 
     #[inline(always)]
@@ -530,12 +376,6 @@ impl Simd for Avx2 {
         unsafe { std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), len) };
         // SAFETY: `lanes` holds 8 u16.
         unsafe { self.load_f16(lanes.as_ptr()) }
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, a: __m256) {
-        // SAFETY: AVX (token); the caller provides 8 writable floats.
-        unsafe { _mm256_storeu_ps(p, a) }
     }
 
     #[inline(always)]

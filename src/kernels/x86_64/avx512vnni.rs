@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::gemm_u8i8::Int8Dot;
 use super::gemm_u8i8;
-use crate::kernels::simd::Simd;
+use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
     entry_points, gemm_f16, quantize_input, recurrent_step, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range,
 };
@@ -178,71 +178,41 @@ impl Simd for Avx512 {
     type D = __m512d;
     type M = __mmask16;
 
-    #[inline(always)]
-    fn splat(self, v: f32) -> __m512 {
-        // SAFETY: the token proves AVX-512F (see `Avx512`), which is all that the
-        // register-only blocks below need (only the loads and stores touch memory: see theirs).
-        unsafe { _mm512_set1_ps(v) }
-    }
-
-    #[inline(always)]
-    fn add(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_add_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_sub_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_mul_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn div(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_div_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn fmadd(self, a: __m512, b: __m512, c: __m512) -> __m512 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_fmadd_ps(a, b, c) }
-    }
-
-    #[inline(always)]
-    fn min(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_min_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn max(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_max_ps(a, b) }
-    }
-
-    #[inline(always)]
-    fn round_even(self, a: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    // SAFETY: the token proves AVX-512F (see `Avx512`), all that these intrinsics need; the
+    // unaligned loads and store access the 16 lanes the caller provides. The conversions round in
+    // MXCSR's mode, to nearest even (Rust never changes it).
+    intrinsic_methods! {
+        fn(v: f32) -> __m512: splat = _mm512_set1_ps;
+        fn(v: i32) -> __m512i: splat_i32 = _mm512_set1_epi32;
+        fn(v: f64) -> __m512d: splat_d = _mm512_set1_pd;
+        fn(v: i64) -> __m512i: splat_i64 = _mm512_set1_epi64;
+        fn(a: __m512, b: __m512) -> __m512:
+            add = _mm512_add_ps, sub = _mm512_sub_ps, mul = _mm512_mul_ps, div = _mm512_div_ps, min = _mm512_min_ps,
+            max = _mm512_max_ps;
+        fn(a: __m512, b: __m512, c: __m512) -> __m512: fmadd = _mm512_fmadd_ps;
+        fn(a: __m512) -> __m512:
+            round_even = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>;
+        fn(a: __m512, b: __m512) -> __mmask16: lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>;
+        fn(a: __m512) -> __m512i: round_to_i32 = _mm512_cvtps_epi32;
+        fn(a: __m512i) -> __m512: i32_to_f32 = _mm512_cvtepi32_ps;
+        fn(a: __m512i) -> __m512i: half_i32 = _mm512_srai_epi32::<1>;
+        fn(a: __m512i, b: __m512i) -> __m512i:
+            sub_i32 = _mm512_sub_epi32, mul_i32 = _mm512_mullo_epi32, add_i64 = _mm512_add_epi64;
+        fn(a: __m512d, b: __m512d) -> __m512d:
+            add_d = _mm512_add_pd, sub_d = _mm512_sub_pd, mul_d = _mm512_mul_pd, div_d = _mm512_div_pd,
+            min_d = _mm512_min_pd;
+        fn(a: __m512d, b: __m512d, c: __m512d) -> __m512d: fmadd_d = _mm512_fmadd_pd;
+        fn(a: __m512d) -> __m512i: to_bits_d = _mm512_castpd_si512;
+        fn(a: __m512i) -> __m512d: d_from_bits = _mm512_castsi512_pd;
+        unsafe fn(p: *const f32) -> __m512: load = _mm512_loadu_ps;
+        unsafe fn(p: *const i32) -> __m512i: load_i32 = _mm512_loadu_epi32;
+        unsafe fn(p: *mut f32, a: __m512): store = _mm512_storeu_ps;
     }
 
     #[inline(always)]
     fn neg(self, a: __m512) -> __m512 {
         // SAFETY: AVX-512F (token).
         unsafe { _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32(i32::MIN))) }
-    }
-
-    #[inline(always)]
-    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
     }
 
     #[inline(always)]
@@ -268,52 +238,9 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
-    fn round_to_i32(self, a: __m512) -> __m512i {
-        // SAFETY: AVX-512F (token). The conversion uses MXCSR's mode, round to nearest even (Rust
-        // never changes it).
-        unsafe { _mm512_cvtps_epi32(a) }
-    }
-
-    #[inline(always)]
-    fn i32_to_f32(self, a: __m512i) -> __m512 {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_cvtepi32_ps(a) }
-    }
-
-    #[inline(always)]
     fn pow2i(self, q: __m512i) -> __m512 {
         // SAFETY: AVX-512F (token).
         unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(q, _mm512_set1_epi32(0x7f)))) }
-    }
-
-    #[inline(always)]
-    fn half_i32(self, a: __m512i) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_srai_epi32::<1>(a) }
-    }
-
-    #[inline(always)]
-    fn splat_i32(self, v: i32) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_set1_epi32(v) }
-    }
-
-    #[inline(always)]
-    fn sub_i32(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_sub_epi32(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul_i32(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_mullo_epi32(a, b) }
-    }
-
-    #[inline(always)]
-    fn splat_d(self, v: f64) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_set1_pd(v) }
     }
 
     #[inline(always)]
@@ -335,36 +262,6 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
-    fn add_d(self, a: __m512d, b: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_add_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub_d(self, a: __m512d, b: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_sub_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn mul_d(self, a: __m512d, b: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_mul_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn div_d(self, a: __m512d, b: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_div_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn fmadd_d(self, a: __m512d, b: __m512d, c: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_fmadd_pd(a, b, c) }
-    }
-
-    #[inline(always)]
     fn neg_d(self, a: __m512d) -> __m512d {
         // SAFETY: AVX-512F (token).
         unsafe { _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(i64::MIN))) }
@@ -374,36 +271,6 @@ impl Simd for Avx512 {
     fn abs_d(self, a: __m512d) -> __m512d {
         // SAFETY: AVX-512F (token).
         unsafe { _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(i64::MAX))) }
-    }
-
-    #[inline(always)]
-    fn min_d(self, a: __m512d, b: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_min_pd(a, b) }
-    }
-
-    #[inline(always)]
-    fn to_bits_d(self, a: __m512d) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_castpd_si512(a) }
-    }
-
-    #[inline(always)]
-    fn d_from_bits(self, a: __m512i) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_castsi512_pd(a) }
-    }
-
-    #[inline(always)]
-    fn splat_i64(self, v: i64) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_set1_epi64(v) }
-    }
-
-    #[inline(always)]
-    fn add_i64(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_add_epi64(a, b) }
     }
 
     #[inline(always)]
@@ -422,21 +289,9 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> __m512 {
-        // SAFETY: AVX-512F (token); the caller provides 16 readable floats.
-        unsafe { _mm512_loadu_ps(p) }
-    }
-
-    #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, len: usize) -> __m512 {
         // SAFETY: AVX-512F (token); the masked load reads only the `len` lanes the caller provides.
         unsafe { _mm512_maskz_loadu_ps(first_lanes(len), p) }
-    }
-
-    #[inline(always)]
-    unsafe fn load_i32(self, p: *const i32) -> __m512i {
-        // SAFETY: AVX-512F (token); the caller provides 16 readable int32.
-        unsafe { _mm512_loadu_epi32(p) }
     }
 
     #[inline(always)]
@@ -456,12 +311,6 @@ impl Simd for Avx512 {
         // SAFETY: the token proves AVX-512F/BW/VL; the masked load reads only the `len` lanes the
         // caller provides.
         unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_lanes(len), p.cast())) }
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, a: __m512) {
-        // SAFETY: AVX-512F (token); the caller provides 16 writable floats.
-        unsafe { _mm512_storeu_ps(p, a) }
     }
 
     #[inline(always)]

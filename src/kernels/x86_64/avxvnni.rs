@@ -3,11 +3,10 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{self, Avx2};
-use super::gemm_u8i8::{self, Int8Dot};
-use crate::kernels::simd::Simd;
+use super::avx2::{self, Avx2, HalfStep, Halves};
+use super::gemm_u8i8;
 use crate::kernels::{entry_points, Dequantize, Isa, Kernels};
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{PackedWeights, K_GROUP};
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
 #[derive(Clone, Copy, Debug)]
@@ -29,20 +28,10 @@ impl AvxVnni {
     }
 }
 
-/// The AVX-VNNI table: its own GEMM, the AVX2 kernels for everything else (an `AvxVnni` token
-/// proves everything they need).
-pub(super) fn table(_: AvxVnni) -> Kernels {
-    Kernels {
-        isa: Isa::AvxVnni,
-        range: avx2::range,
-        quantize_u8: avx2::quantize_u8,
-        gemm_u8i8,
-        gemm_u8i8_dequantize,
-        gemm_f32_f16: avx2::gemm_f32_f16,
-        lstm: avx2::lstm,
-        gru: avx2::gru,
-        elman: avx2::elman,
-    }
+/// The AVX-VNNI table: the AVX2 one with its own GEMMs (an `AvxVnni` token proves everything the
+/// AVX2 kernels need).
+pub(super) fn table(t: AvxVnni) -> Kernels {
+    Kernels { isa: Isa::AvxVnni, gemm_u8i8, gemm_u8i8_dequantize, ..avx2::table(t.0) }
 }
 
 entry_points! {
@@ -59,10 +48,11 @@ entry_points! {
 /// share each loaded weight vector across 6 rows (12 accumulators, within the 16 ymm registers).
 #[inline(always)]
 fn gemm(t: AvxVnni, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+    let d = Halves(t.0, t);
     match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 1>(t, a, lda, rows, b, out, ldo),
-        2 => gemm_u8i8::gemm::<_, 2, 2>(t, a, lda, rows, b, out, ldo),
-        _ => gemm_u8i8::gemm::<_, 6, 1>(t, a, lda, rows, b, out, ldo),
+        1 => gemm_u8i8::gemm::<_, 1, 1>(d, a, lda, rows, b, out, ldo),
+        2 => gemm_u8i8::gemm::<_, 2, 2>(d, a, lda, rows, b, out, ldo),
+        _ => gemm_u8i8::gemm::<_, 6, 1>(d, a, lda, rows, b, out, ldo),
     }
 }
 
@@ -80,61 +70,27 @@ fn gemm_dequantize(
     out: &mut [f32],
     ldo: usize,
 ) {
+    let d = Halves(t.0, t);
     match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(t, a, lda, rows, b, row_sums, params, out, ldo),
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(d, a, lda, rows, b, row_sums, params, out, ldo),
+        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(d, a, lda, rows, b, row_sums, params, out, ldo),
+        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(d, a, lda, rows, b, row_sums, params, out, ldo),
     }
 }
 
-impl Int8Dot for AvxVnni {
-    type S = Avx2;
+impl HalfStep for AvxVnni {
     type A = __m256i;
-    type W = [__m256i; 2];
-    type Acc = [__m256i; 2];
 
     #[inline(always)]
-    fn zero(self) -> [__m256i; 2] {
-        // SAFETY: the token proves AVX.
-        unsafe { [_mm256_setzero_si256(); 2] }
-    }
-
-    #[inline(always)]
-    fn broadcast(self, a: [u8; K_GROUP]) -> __m256i {
+    fn broadcast(self, _: Avx2, a: [u8; K_GROUP]) -> __m256i {
         // SAFETY: the token proves AVX.
         unsafe { _mm256_set1_epi32(i32::from_le_bytes(a)) }
     }
 
     #[inline(always)]
-    fn load(self, w: &Block) -> [__m256i; 2] {
-        avx2::load_halves(self.0, w)
-    }
-
-    #[inline(always)]
-    fn dot(self, acc: [__m256i; 2], a: __m256i, w: [__m256i; 2]) -> [__m256i; 2] {
+    fn dot(self, _: Avx2, acc: __m256i, a: __m256i, w: __m256i) -> __m256i {
         // SAFETY: the token proves AVX-VNNI. `vpdpbusd` (not `vpdpbusds`) adds the four exact
         // u8 x s8 products of each lane to the wrapping int32 lane.
-        unsafe { [_mm256_dpbusd_avx_epi32(acc[0], a, w[0]), _mm256_dpbusd_avx_epi32(acc[1], a, w[1])] }
-    }
-
-    #[inline(always)]
-    fn add(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
-        // SAFETY: the token proves AVX2.
-        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
-    }
-
-    #[inline(always)]
-    fn to_array(self, acc: [__m256i; 2]) -> [i32; PANEL_WIDTH] {
-        avx2::halves_to_array(acc)
-    }
-
-    #[inline(always)]
-    fn simd(self) -> Avx2 {
-        self.0
-    }
-
-    #[inline(always)]
-    fn piece(self, acc: Self::Acc, i: usize) -> <Avx2 as Simd>::I {
-        acc[i]
+        unsafe { _mm256_dpbusd_avx_epi32(acc, a, w) }
     }
 }
