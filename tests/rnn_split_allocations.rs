@@ -1,6 +1,6 @@
 //! Recurrent steps split between 2 threads by hidden units allocate nothing once warmed up, on
-//! every kernel path this CPU supports, on the calling thread and on the pool threads alike: a
-//! counting global allocator (this test binary's own) counts every thread's allocations while a
+//! every kernel path this CPU supports, on the calling thread and on the pool threads alike: the
+//! counting global allocator (`common/counting.rs`) counts every thread's allocations while a
 //! stream of single steps large enough to be split runs (LSTM, GRU, Elman tanh and relu; int8
 //! weights packed in gate blocks, symmetric and asymmetric), and whole sequences (bidirectional,
 //! with lengths) must allocate as often for many steps as for few. (The quantization of a wide
@@ -10,67 +10,15 @@
 //! The count covers every thread of the process, so this binary holds this one test alone (the
 //! test harness's own thread only waits for it meanwhile).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
+#[path = "common/counting.rs"]
+mod counting;
 mod common;
 
 use common::{all_paths, stack_of, Rng, Weights};
+use counting::all_threads_allocations as allocations;
 use ferroq::kernels::Kernels;
 use ferroq::rnn::{CellKind, RnnShape, SequenceInput};
 use ferroq::threads::{set_num_threads, PARALLEL_THRESHOLD_MACS};
-
-/// The system allocator, counting every thread's allocations (and reallocations) while
-/// `COUNTING` is set.
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-fn note_allocation() {
-    if COUNTING.load(Ordering::Relaxed) {
-        COUNT.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments; counting touches only
-// two atomics (no allocation, no reentrancy).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's promises, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The allocations of every thread while `f` runs.
-fn allocations(f: impl FnOnce()) -> usize {
-    COUNT.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    f();
-    COUNTING.store(false, Ordering::SeqCst);
-    COUNT.load(Ordering::SeqCst)
-}
 
 /// Batch rows of every step: with the hidden sizes below, each step is split.
 const BATCH: usize = 16;
