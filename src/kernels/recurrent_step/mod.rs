@@ -21,7 +21,7 @@ use super::simd::{load, store, Pair, Simd};
 use super::vector_math::{sigmoid_glibc, sigmoid_sleef, tanh};
 use super::Nonlinearity;
 use crate::activations::VECTOR_STEP;
-use sources::{float_source, for_blocks, gate, int8_source, with_sources, Full, Source, Tail, Width, LANES_OF};
+use sources::{float_source, for_blocks, gate, gate_columns, gate_row, int8_source, with_sources, Full, Source, Tail, Width, LANES_OF};
 
 /// See [`super::scalar_step::canonical_nan`].
 #[inline(always)]
@@ -84,13 +84,23 @@ unsafe fn lstm_block<S: Simd, W: Width>(
     hidden: usize,
 ) {
     let split = hidden / VECTOR_STEP * VECTOR_STEP;
+    // SAFETY: columns in bounds by the caller's promise. (Four calls, not a closure mapped over
+    // the gates: a closure would not be compiled with the entry point's target features.)
+    let (i_terms, f_terms, g_terms, o_terms) = unsafe {
+        (
+            gate_columns(s, w, hg, ig, j),
+            gate_columns(s, w, hg, ig, hidden + j),
+            gate_columns(s, w, hg, ig, 2 * hidden + j),
+            gate_columns(s, w, hg, ig, 3 * hidden + j),
+        )
+    };
     for r in 0..rows {
         // SAFETY: rows and columns in bounds by the caller's promise.
         unsafe {
-            let g = tanh(s, gate(s, w, hg, ig, r, 2 * hidden + j));
-            let i = sigmoid_at(s, gate(s, w, hg, ig, r, j), j, split);
-            let f = sigmoid_at(s, gate(s, w, hg, ig, r, hidden + j), j, split);
-            let o = sigmoid_at(s, gate(s, w, hg, ig, r, 3 * hidden + j), j, split);
+            let g = tanh(s, gate_row(s, w, hg, ig, g_terms, r));
+            let i = sigmoid_at(s, gate_row(s, w, hg, ig, i_terms, r), j, split);
+            let f = sigmoid_at(s, gate_row(s, w, hg, ig, f_terms, r), j, split);
+            let o = sigmoid_at(s, gate_row(s, w, hg, ig, o_terms, r), j, split);
             let state = r * hidden + j;
             let c_new = s.add(s.mul(f, w.load(s, c.add(state))), s.mul(i, g));
             w.store(s, c.add(state), canonical_nan(s, c_new));
@@ -203,10 +213,12 @@ unsafe fn elman_block<S: Simd, W: Width>(
     hidden: usize,
 ) {
     let zero = s.splat(0.0);
+    // SAFETY: columns in bounds by the caller's promise.
+    let terms = unsafe { gate_columns(s, w, hg, ig, j) };
     for r in 0..rows {
-        // SAFETY: rows and columns in bounds by the caller's promise.
+        // SAFETY: rows in bounds by the caller's promise.
         unsafe {
-            let x = gate(s, w, hg, ig, r, j);
+            let x = gate_row(s, w, hg, ig, terms, r);
             let y = if relu { s.select(s.lt(x, zero), zero, x) } else { tanh(s, x) };
             w.store(s, h_out.add(r * hidden + j), canonical_nan(s, y));
         }

@@ -76,12 +76,37 @@ impl Width for Tail {
 
 /// A [`Projected`](super::Projected) read through raw pointers, checked on construction to
 /// hold `rows x columns`.
+///
+/// A read is split in two: [`Source::columns`], what depends on the columns alone (for int8
+/// accumulators, the zero-point offsets, multipliers and bias of the dequantization), and
+/// [`Source::load_row`], the per-row rest. A kernel that reads the same columns of several rows
+/// computes the first once per block of units instead of once per row; either way each value
+/// goes through the same operations, so the bits do not depend on the split.
 pub(super) trait Source: Copy {
+    /// The per-column terms of a block of columns, for [`Source::load_row`].
+    type Columns<S: Simd>: Copy;
+
+    /// The terms of columns `col..` (the block's lanes).
+    ///
+    /// # Safety
+    /// The block's lanes from `col` on must lie within `columns`.
+    unsafe fn columns<S: Simd, W: Width>(self, s: S, w: W, col: usize) -> Self::Columns<S>;
+
+    /// Row `r`'s values at the columns `terms` were made for (`col..`), as floats.
+    ///
+    /// # Safety
+    /// `r < rows`, `terms` from [`Source::columns`] for `col` and the same width.
+    unsafe fn load_row<S: Simd, W: Width>(self, s: S, w: W, terms: Self::Columns<S>, r: usize, col: usize) -> S::F;
+
     /// Row `r`'s values at columns `col..` (the block's lanes), as floats.
     ///
     /// # Safety
     /// `r < rows`, and the block's lanes from `col` on must lie within `columns`.
-    unsafe fn load<S: Simd, W: Width>(self, s: S, w: W, r: usize, col: usize) -> S::F;
+    #[inline(always)]
+    unsafe fn load<S: Simd, W: Width>(self, s: S, w: W, r: usize, col: usize) -> S::F {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.load_row(s, w, self.columns(s, w, col), r, col) }
+    }
 }
 
 /// Final floats.
@@ -92,8 +117,13 @@ pub(super) struct FloatSource {
 }
 
 impl Source for FloatSource {
+    type Columns<S: Simd> = ();
+
     #[inline(always)]
-    unsafe fn load<S: Simd, W: Width>(self, s: S, w: W, r: usize, col: usize) -> S::F {
+    unsafe fn columns<S: Simd, W: Width>(self, _: S, _: W, _: usize) {}
+
+    #[inline(always)]
+    unsafe fn load_row<S: Simd, W: Width>(self, s: S, w: W, _: (), r: usize, col: usize) -> S::F {
         // SAFETY: in bounds by the caller's promise and the construction check.
         unsafe { w.load(s, self.values.add(r * self.columns + col)) }
     }
@@ -112,16 +142,37 @@ pub(super) struct Int8Source {
     x_scale: f32,
 }
 
+/// The column terms of an [`Int8Source`]: `x_zero_point * col_offsets` (wrapping), the
+/// multipliers `x_scale * scales` and the bias.
+#[derive(Clone, Copy)]
+pub(super) struct Int8Columns<S: Simd> {
+    offsets: S::I,
+    multipliers: S::F,
+    bias: S::F,
+}
+
 impl Source for Int8Source {
+    type Columns<S: Simd> = Int8Columns<S>;
+
     #[inline(always)]
-    unsafe fn load<S: Simd, W: Width>(self, s: S, w: W, r: usize, col: usize) -> S::F {
+    unsafe fn columns<S: Simd, W: Width>(self, s: S, w: W, col: usize) -> Int8Columns<S> {
         // SAFETY: in bounds by the caller's promise and the construction check (the per-column
         // arrays hold `columns` entries).
         unsafe {
-            let offsets = s.mul_i32(s.splat_i32(self.x_zero_point), w.load_i32(s, self.col_offsets.add(col)));
-            let corr = s.sub_i32(w.load_i32(s, self.acc.add(r * self.columns + col)), offsets);
-            let multipliers = s.mul(s.splat(self.x_scale), w.load(s, self.scales.add(col)));
-            s.fmadd(s.i32_to_f32(corr), multipliers, w.load(s, self.bias.add(col)))
+            Int8Columns {
+                offsets: s.mul_i32(s.splat_i32(self.x_zero_point), w.load_i32(s, self.col_offsets.add(col))),
+                multipliers: s.mul(s.splat(self.x_scale), w.load(s, self.scales.add(col))),
+                bias: w.load(s, self.bias.add(col)),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_row<S: Simd, W: Width>(self, s: S, w: W, terms: Int8Columns<S>, r: usize, col: usize) -> S::F {
+        // SAFETY: in bounds by the caller's promise and the construction check.
+        unsafe {
+            let corr = s.sub_i32(w.load_i32(s, self.acc.add(r * self.columns + col)), terms.offsets);
+            s.fmadd(s.i32_to_f32(corr), terms.multipliers, terms.bias)
         }
     }
 }
@@ -208,6 +259,42 @@ pub(super) fn LANES_OF<S: Simd>(_: S) -> usize {
 pub(super) unsafe fn gate<S: Simd, W: Width>(s: S, w: W, hg: impl Source, ig: impl Source, r: usize, col: usize) -> S::F {
     // SAFETY: the caller's promise.
     unsafe { s.add(hg.load(s, w, r, col), ig.load(s, w, r, col)) }
+}
+
+/// The column terms of both sources of one gate's block of units (see [`Source::columns`]).
+pub(super) struct GateColumns<S: Simd, H: Source, I: Source> {
+    hg: H::Columns<S>,
+    ig: I::Columns<S>,
+    col: usize,
+}
+
+impl<S: Simd, H: Source, I: Source> Clone for GateColumns<S, H, I> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Simd, H: Source, I: Source> Copy for GateColumns<S, H, I> {}
+
+/// The column terms of `hg` and `ig` at columns `col..`.
+///
+/// # Safety
+/// As [`Source::columns`] for both sources.
+#[inline(always)]
+pub(super) unsafe fn gate_columns<S: Simd, W: Width, H: Source, I: Source>(s: S, w: W, hg: H, ig: I, col: usize) -> GateColumns<S, H, I> {
+    // SAFETY: the caller's promise.
+    unsafe { GateColumns { hg: hg.columns(s, w, col), ig: ig.columns(s, w, col), col } }
+}
+
+/// [`gate`] for row `r` with the columns' terms computed beforehand by [`gate_columns`].
+///
+/// # Safety
+/// `r < rows`; `terms` from [`gate_columns`] with the same sources and width.
+#[inline(always)]
+pub(super) unsafe fn gate_row<S: Simd, W: Width, H: Source, I: Source>(s: S, w: W, hg: H, ig: I, terms: GateColumns<S, H, I>, r: usize) -> S::F {
+    // SAFETY: the caller's promise.
+    unsafe { s.add(hg.load_row(s, w, terms.hg, r, terms.col), ig.load_row(s, w, terms.ig, r, terms.col)) }
 }
 
 pub(super) use {for_blocks, with_sources};
