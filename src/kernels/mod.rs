@@ -21,13 +21,8 @@ mod isa;
 mod projected;
 pub mod scalar;
 pub mod scalar_step;
-// The generic bodies. aarch64 keeps NEON bodies of its own for the GEMM epilogue, the float16
-// product and the input quantization (`aarch64/`), so only x86-64 instantiates these three.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod dequantize;
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod gemm_f16;
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod quantize_input;
 mod recurrent_step;
 pub(crate) mod simd;
@@ -101,10 +96,22 @@ pub fn f16_sum_start(k: usize) -> f32 {
 /// Smallest and largest element of a slice, or the fact that it holds a NaN or an infinity.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Range {
-    /// Every element is finite. An empty slice gives `min = max = 0`, as PyTorch does.
+    /// Every element is finite. An empty slice gives `min = max = 0`, as PyTorch does. A zero
+    /// bound is `+0.0` ([`Range::finite`]).
     Finite { min: f32, max: f32 },
     /// At least one element is NaN or infinite.
     NonFinite,
+}
+
+impl Range {
+    /// The finite range `min..=max`, a zero bound as `+0.0` (`x + 0.0` turns only `-0.0` into
+    /// `+0.0`): which zero a minimum keeps depends on the order of the comparisons and on the
+    /// instruction set, and the quantization parameters do not depend on it, so every path and
+    /// every split of the rows gives the same bits.
+    #[inline(always)]
+    pub fn finite(min: f32, max: f32) -> Range {
+        Range::Finite { min: min + 0.0, max: max + 0.0 }
+    }
 }
 
 /// The kernels of one path. All rows are row-major; strides are in elements.

@@ -34,7 +34,7 @@ pub fn range(x: &[f32]) -> Range {
         min = min.min(v);
         max = max.max(v);
     }
-    Range::Finite { min, max }
+    Range::finite(min, max)
 }
 
 /// See [`Kernels::quantize_u8`].

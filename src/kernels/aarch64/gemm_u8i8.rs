@@ -13,7 +13,8 @@
 
 use std::arch::aarch64::*;
 
-use super::neon::Neon;
+use super::neon::{self, Neon};
+use crate::kernels::{dequantize, scalar, Dequantize};
 use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: for the 16 columns `j` of one panel k-group,
@@ -33,6 +34,59 @@ pub(super) trait Int8Dot: Copy {
     fn columns(self, acc: Self::Acc) -> [int32x4_t; 4];
 }
 
+/// A path's GEMM in tiles of `W` panel accumulators: one row walks `W` panels at once; more rows
+/// go `W` at a time, one panel each.
+#[inline(always)]
+pub(super) fn gemm_tiled<D: Int8Dot, const W: usize>(
+    d: D,
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    out: &mut [i32],
+    ldo: usize,
+) {
+    if rows == 1 {
+        gemm::<D, 1, W>(d, a, lda, rows, b, out, ldo)
+    } else {
+        gemm::<D, W, 1>(d, a, lda, rows, b, out, ldo)
+    }
+}
+
+/// An aarch64 path's int8 GEMM entry point (its table's `gemm_u8i8`).
+pub(super) trait Gemm {
+    /// The entry point.
+    const GEMM: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize);
+}
+
+/// See [`Kernels::gemm_u8i8_dequantize`](crate::kernels::Kernels::gemm_u8i8_dequantize): path
+/// `P`'s GEMM, then the NEON epilogue, through the scalar kernel's reused buffer.
+#[allow(clippy::too_many_arguments)] // the kernel's arguments
+pub(super) fn gemm_dequantize<P: Gemm>(
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    b: &PackedWeights,
+    row_sums: &[i32],
+    params: &Dequantize<'_>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    scalar::gemm_then_dequantize(P::GEMM, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo);
+}
+
+/// See [`scalar::dequantize`]: the generic epilogue, row by row.
+#[inline(always)]
+pub(super) fn dequantize(t: Neon, acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
+    let n = params.multipliers.len();
+    if n == 0 {
+        return;
+    }
+    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
+        dequantize::dequantize_span(t, acc_row, row_sum, params, 0, out_row);
+    }
+}
+
 /// See [`Kernels::gemm_u8i8`](crate::kernels::Kernels::gemm_u8i8), in tiles of `MR` rows x `NP`
 /// panels; leftover rows go one at a time, leftover panels (the narrow one last) one at a time.
 ///
@@ -40,7 +94,7 @@ pub(super) trait Int8Dot: Copy {
 /// When `a` or `out` is too short for `rows` rows (as the scalar kernel does), or when `ldo < n`
 /// with more than one row (the rows would overlap).
 #[inline(always)]
-pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
+fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     d: D,
     a: &[u8],
     lda: usize,
