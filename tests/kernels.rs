@@ -9,7 +9,7 @@
 mod common;
 
 use common::{assert_same_floats, simd_paths, Rng};
-use ferroq::kernels::{scalar, Accumulators, Dequantize, Kernels, Nonlinearity, Projected, Range};
+use ferroq::kernels::{scalar, Accumulators, Epilogue, Kernels, Nonlinearity, Projected, Range};
 use ferroq::pack::PackedWeights;
 use ferroq::quant::choose_qparams;
 use ferroq::{kernels_for, Isa};
@@ -118,7 +118,7 @@ struct GemmCase {
     a: Vec<u8>,
     b: PackedWeights,
     row_sums: Vec<i32>,
-    epilogue: Epilogue,
+    epilogue: OwnedEpilogue,
 }
 
 impl GemmCase {
@@ -139,7 +139,7 @@ impl GemmCase {
                 false => rng.next() as i32,
             })
             .collect();
-        let epilogue = Epilogue {
+        let epilogue = OwnedEpilogue {
             x_zero_point: match rng.below(5) {
                 4 => rng.next() as i32,
                 i => [0, 1, 128, 255][i],
@@ -228,7 +228,7 @@ impl GemmCase {
 }
 
 /// The signature of [`Kernels::gemm_u8i8_dequantize`].
-type GemmDequantize = fn(&[u8], usize, usize, &PackedWeights, &[i32], &Dequantize<'_>, &mut [f32], usize);
+type GemmDequantize = fn(&[u8], usize, usize, &PackedWeights, &[i32], &Epilogue<'_>, &mut [f32], usize);
 
 #[test]
 fn gemm_u8i8_matches_scalar_on_ragged_shapes() {
@@ -461,7 +461,7 @@ fn quantize_u8_stops_at_the_shorter_slice() {
 // dequantize
 
 /// Owned parameters of one epilogue.
-struct Epilogue {
+struct OwnedEpilogue {
     x_zero_point: i32,
     col_offsets: Vec<i32>,
     w_zero_points: Vec<i32>,
@@ -469,9 +469,9 @@ struct Epilogue {
     bias: Option<Vec<f32>>,
 }
 
-impl Epilogue {
-    fn params(&self) -> Dequantize<'_> {
-        Dequantize {
+impl OwnedEpilogue {
+    fn params(&self) -> Epilogue<'_> {
+        Epilogue {
             x_zero_point: self.x_zero_point,
             col_offsets: &self.col_offsets,
             w_zero_points: &self.w_zero_points,
@@ -504,7 +504,7 @@ fn dequantize_matches_scalar() {
         if with_zero_points {
             gemm.row_sums = (0..rows).map(|_| int(&mut rng, 1 << 15).abs()).collect();
         }
-        gemm.epilogue = Epilogue {
+        gemm.epilogue = OwnedEpilogue {
             x_zero_point: if extreme { rng.next() as i32 } else { rng.below(256) as i32 },
             col_offsets: (0..n).map(|_| int(&mut rng, 1 << 16)).collect(),
             w_zero_points: (0..n).map(|_| if with_zero_points { int(&mut rng, 128) } else { 0 }).collect(),
@@ -536,7 +536,7 @@ fn dequantize_rounds_once_near_cancellation() {
         let acc = gemm.run(scalar::gemm_u8i8);
         let multipliers: Vec<f32> = (0..n).map(|_| rng.uniform(1e-4, 1e-2)).collect();
         let bias = (0..n).map(|j| -(acc[j] as f32 * multipliers[j])).collect();
-        gemm.epilogue = Epilogue {
+        gemm.epilogue = OwnedEpilogue {
             x_zero_point: 0,
             col_offsets: vec![0; n],
             w_zero_points: vec![0; n],

@@ -22,7 +22,9 @@ mod projected;
 pub mod scalar;
 pub mod scalar_step;
 mod dequantize;
+mod epilogue;
 mod gemm_f16;
+mod int8_job;
 mod quantize_input;
 mod recurrent_step;
 pub(crate) mod simd;
@@ -30,6 +32,7 @@ mod vector_math;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+pub use epilogue::Epilogue;
 pub use isa::{Architecture, Isa};
 pub use projected::{correct_zero_points, Accumulators, Projected};
 
@@ -61,20 +64,6 @@ macro_rules! entry_points {
     )+};
 }
 use entry_points;
-
-/// Parameters of the dequantizing epilogue (docs/numerics.md §2.2), per output column `n`:
-/// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32), then
-/// `y = fma((float)corr, multipliers[n], bias[n])`, or `(float)corr * multipliers[n]` without bias.
-#[derive(Clone, Copy, Debug)]
-pub struct Dequantize<'a> {
-    pub x_zero_point: i32,
-    /// `Σ_k W[n,k] - w_zero_point[n] * K`, per column.
-    pub col_offsets: &'a [i32],
-    pub w_zero_points: &'a [i32],
-    /// `f32(s_x * s_w[n])`, per column.
-    pub multipliers: &'a [f32],
-    pub bias: Option<&'a [f32]>,
-}
 
 /// Columns per block of the float16 product: the last `n % F16_COLUMN_BLOCK` columns are summed
 /// in blocks of [`F16_K_BLOCK`] inputs (FBGEMM's packing on AVX-512: two 16-lane vectors).
@@ -126,7 +115,7 @@ pub struct Kernels {
     /// `lda >= b.k_padded()` and `a` must hold zeros in each row's padding `k..k_padded`. Exact: no
     /// intermediate saturation, int32 wrap-around only where the true sum overflows.
     pub gemm_u8i8: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize),
-    /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Dequantize`], specified by
+    /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Epilogue`], specified by
     /// [`scalar::dequantize`]), fused where the path can (the x86 paths dequantize from the
     /// registers; the others through a small reused buffer): `out[r*ldo + j]` for `r < rows`,
     /// `j < b.n()`, with `row_sums[r] = Σ_k a[r, k]` (any value when every weight
@@ -139,7 +128,7 @@ pub struct Kernels {
         rows: usize,
         b: &PackedWeights,
         row_sums: &[i32],
-        params: &Dequantize<'_>,
+        params: &Epilogue<'_>,
         out: &mut [f32],
         ldo: usize,
     ),

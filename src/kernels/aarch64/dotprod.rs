@@ -8,9 +8,9 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::gemm_u8i8::{self, Gemm, Int8Dot};
+use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::kernels::{entry_points, Isa, Kernels};
+use crate::kernels::{entry_points, scalar, Isa, Kernels};
 use crate::pack::PackedWeights;
 
 /// Proof that the CPU has NEON and the dot-product instructions.
@@ -37,12 +37,14 @@ impl Dotprod {
 /// The NEON + dot-product table: the NEON kernels, with the `sdot` GEMM (also under the
 /// dequantizing GEMM).
 pub(super) fn table(t: Dotprod) -> Kernels {
-    let gemm_u8i8_dequantize = gemm_u8i8::gemm_dequantize::<Dotprod>;
-    Kernels { isa: Isa::NeonDotprod, gemm_u8i8, gemm_u8i8_dequantize, ..neon::table(t.0) }
-}
-
-impl Gemm for Dotprod {
-    const GEMM: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize) = gemm_u8i8;
+    Kernels {
+        isa: Isa::NeonDotprod,
+        gemm_u8i8,
+        gemm_u8i8_dequantize: |a, lda, rows, b, row_sums, params, out, ldo| {
+            scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo)
+        },
+        ..neon::table(t.0)
+    }
 }
 
 entry_points! {
@@ -53,7 +55,7 @@ entry_points! {
 /// The int8 GEMM in tiles of 4 panel accumulators (16 accumulator registers).
 #[inline(always)]
 fn gemm(t: Dotprod, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    gemm_u8i8::gemm_tiled::<_, 4>(Sdot(t), a, lda, rows, b, out, ldo)
+    gemm_u8i8::gemm::<_, 4>(Sdot(t), a, lda, rows, b, out, ldo)
 }
 
 /// The `sdot` dot-product step.

@@ -14,11 +14,11 @@
 use std::arch::aarch64::*;
 
 use super::gemm_f16;
-use super::gemm_u8i8::{self, Gemm, Int8Dot};
+use super::gemm_u8i8::{self, Int8Dot};
 use crate::kernels::simd::Simd;
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
-use crate::kernels::{entry_points, quantize_input, recurrent_step, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range};
+use crate::kernels::{entry_points, quantize_input, recurrent_step, scalar, Epilogue, Isa, Kernels, Nonlinearity, Projected, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
@@ -74,7 +74,10 @@ pub(super) fn table(_: Neon) -> Kernels {
         range,
         quantize_u8,
         gemm_u8i8,
-        gemm_u8i8_dequantize: gemm_u8i8::gemm_dequantize::<Neon>,
+        // This path's GEMM, then its epilogue, through the scalar kernel's reused buffer.
+        gemm_u8i8_dequantize: |a, lda, rows, b, row_sums, params, out, ldo| {
+            scalar::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo)
+        },
         gemm_f32_f16,
         lstm,
         gru,
@@ -82,16 +85,13 @@ pub(super) fn table(_: Neon) -> Kernels {
     }
 }
 
-impl Gemm for Neon {
-    const GEMM: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize) = gemm_u8i8;
-}
 
 entry_points! {
     Neon, "neon";
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = gemm_u8i8::dequantize;
+    fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) = gemm_u8i8::dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = crate::kernels::gemm_f16::gemm_f32_f16::<_, 4, 4>;
     fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
@@ -105,7 +105,7 @@ entry_points! {
 /// The int8 GEMM in tiles of 2 panel accumulators (16 accumulator registers).
 #[inline(always)]
 fn gemm(t: Neon, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    gemm_u8i8::gemm_tiled::<_, 2>(Smull(t), a, lda, rows, b, out, ldo)
+    gemm_u8i8::gemm::<_, 2>(Smull(t), a, lda, rows, b, out, ldo)
 }
 
 /// The widening-multiply dot-product step.
