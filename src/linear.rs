@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::kernels::{Dequantize, Kernels, Range};
+use crate::kernels::{Accumulators, Epilogue, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
 use crate::quant::{check_bias, check_weight_qparams, choose_qparams, QParams};
 use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
@@ -144,20 +144,6 @@ fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {
         return Err(Error::Shape(format!("{what} has {len} elements, expected {rows} x {k}")));
     }
     Ok(())
-}
-
-/// The per-output-column terms of a [`DynamicLinear`]'s dequantizing epilogue, for callers that
-/// fuse the epilogue into their own pass over the accumulators of [`DynamicLinear::accumulate`]:
-/// with `s_x`, `z_x` the activation qparams and `row_sum` the row's sum of quantized activations,
-/// `corr = acc - z_x * col_offsets[n] - row_sum * zero_points[n]` (wrapping int32) and
-/// `y = fma((float)corr, s_x * scales[n], bias[n])`, or `(float)corr * (s_x * scales[n])` without
-/// bias, exactly as [`DynamicLinear::forward_quantized`] computes it.
-#[derive(Clone, Copy, Debug)]
-pub struct EpilogueTerms<'a> {
-    pub col_offsets: &'a [i32],
-    pub zero_points: &'a [i32],
-    pub scales: &'a [f32],
-    pub bias: Option<&'a [f32]>,
 }
 
 /// A dynamic int8 Linear: int8 weights with per-tensor or per-channel qparams, float bias.
@@ -326,13 +312,7 @@ impl DynamicLinear {
         let LinearScratch { multipliers, row_sums } = scratch;
         multipliers.clear();
         multipliers.extend(self.scales.iter().map(|&s_w| s_x * s_w));
-        let params = Dequantize {
-            x_zero_point: xq.qparams.zero_point,
-            col_offsets: &self.col_offsets,
-            w_zero_points: &self.zero_points,
-            multipliers,
-            bias: self.bias.as_deref(),
-        };
+        let params = self.epilogue(xq.qparams.zero_point, multipliers);
         if n == 0 || xq.rows == 0 {
             return Ok(());
         }
@@ -349,7 +329,7 @@ impl DynamicLinear {
             row_sums
         };
         let a_rows = |first_row: usize, rows: usize| &xq.data[first_row * xq.stride..(first_row + rows) * xq.stride];
-        let block_params = |columns: std::ops::Range<usize>| Dequantize {
+        let block_params = |columns: std::ops::Range<usize>| Epilogue {
             col_offsets: &params.col_offsets[columns.clone()],
             w_zero_points: &params.w_zero_points[columns.clone()],
             multipliers: &params.multipliers[columns.clone()],
@@ -385,7 +365,7 @@ impl DynamicLinear {
 
     /// The raw int32 products of `acc.len() / out_features` quantized rows from `first_row` on:
     /// `acc[r * n + j] = Σ_k xq[first_row + r, k] * W[j, k]`, before any correction or scaling
-    /// (see [`EpilogueTerms`]). Large products are split between threads by rows.
+    /// (see [`DynamicLinear::epilogue`]). Large products are split between threads by rows.
     pub fn accumulate(&self, kernels: &Kernels, xq: &QuantizedActivations, first_row: usize, acc: &mut [i32]) -> Result<()> {
         let n = self.out_features();
         self.check_quantized_input(xq)?;
@@ -448,14 +428,55 @@ impl DynamicLinear {
         Ok(())
     }
 
-    /// The terms of the dequantizing epilogue, per output column.
-    pub fn epilogue_terms(&self) -> EpilogueTerms<'_> {
-        EpilogueTerms {
+    /// The dequantizing epilogue of inputs with zero point `x_zero_point`, given their
+    /// `multipliers[n] = f32(s_x * s_w[n])`: what [`DynamicLinear::forward_quantized`] applies to
+    /// the accumulators of [`DynamicLinear::accumulate`].
+    pub fn epilogue<'a>(&'a self, x_zero_point: i32, multipliers: &'a [f32]) -> Epilogue<'a> {
+        Epilogue {
+            x_zero_point,
             col_offsets: &self.col_offsets,
-            zero_points: &self.zero_points,
-            scales: &self.scales,
+            w_zero_points: &self.zero_points,
+            multipliers,
             bias: self.bias.as_deref(),
         }
+    }
+
+    /// The accumulators `acc` of [`DynamicLinear::accumulate`] for inputs quantized with `x`, as
+    /// a recurrent step reads them ([`Accumulators`]: the epilogue with the multipliers formed on
+    /// the fly); `acc` must already hold the weight-zero-point correction
+    /// ([`correct_zero_points`](crate::kernels::correct_zero_points) with
+    /// [`DynamicLinear::weight_zero_points`]), and `bias` stands for the layer's bias (zeros when
+    /// it has none).
+    pub fn accumulators<'a>(&'a self, acc: &'a [i32], x: QParams, bias: &'a [f32]) -> Accumulators<'a> {
+        Accumulators {
+            acc,
+            x_zero_point: x.zero_point,
+            x_scale: x.scale_f32(),
+            col_offsets: &self.col_offsets,
+            scales: &self.scales,
+            bias,
+        }
+    }
+
+    /// The weight zero points per output column, `None` when they are all 0 (the epilogue then
+    /// does not use the row sums).
+    pub fn weight_zero_points(&self) -> Option<&[i32]> {
+        self.uses_row_sums().then_some(&self.zero_points[..])
+    }
+
+    /// Per output column, `Σ_k W[n, k] - w_zero_point[n] * K` (the epilogue's column offsets).
+    pub fn col_offsets(&self) -> &[i32] {
+        &self.col_offsets
+    }
+
+    /// Per output column, the weight scale.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
     }
 
     /// Quantizes `x` and runs the layer: the whole dynamic Linear.

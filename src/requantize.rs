@@ -3,22 +3,18 @@
 //!
 //! This is the scalar reference; a SIMD version must produce the same bytes.
 
-use crate::quant::correct_accumulator;
+use crate::kernels::Epilogue;
 
-/// Parameters of [`requantize`], per output column `n`:
-/// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32),
-/// `xf = (float)corr`, plus `bias[n]` (already in accumulator units) when present, then
-/// `q = clamp(rne(xf * multipliers[n]) + y_zero_point, y_min, 255)`.
+/// Parameters of [`requantize`]: the epilogue's terms, then the quantized output's, per output
+/// column `n`: `corr` as [`Epilogue::correct`] has it, `xf = (float)corr`, plus `bias[n]` when
+/// present, then `q = clamp(rne(xf * multipliers[n]) + y_zero_point, y_min, 255)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Requantize<'a> {
-    pub x_zero_point: i32,
-    /// `Σ_k W[n,k] - w_zero_point[n] * K`, per column.
-    pub col_offsets: &'a [i32],
-    pub w_zero_points: &'a [i32],
-    /// `f32(act_times_w[n] / f32(s_y))` with `act_times_w[n] = f32(s_x * s_w[n])`.
-    pub multipliers: &'a [f32],
-    /// The float bias divided by `act_times_w` ([`bias_in_accumulator_units`]).
-    pub bias: Option<&'a [f32]>,
+    /// The correction terms, `multipliers[n] = f32(act_times_w[n] / f32(s_y))` with
+    /// `act_times_w[n] = f32(s_x * s_w[n])`, and the float bias divided by `act_times_w`
+    /// ([`bias_in_accumulator_units`]).
+    pub terms: Epilogue<'a>,
+    /// The output's zero point.
     pub y_zero_point: i32,
     /// The smallest output value: 0, or `y_zero_point` for a fused ReLU.
     pub y_min: i32,
@@ -56,21 +52,11 @@ pub fn requantize_value(corr: i32, multiplier: f32, bias: Option<f32>, y_zero_po
 /// The epilogue over `rows` rows of `n` accumulators: `acc[r*n + j]` -> `out[r*n + j]`, with
 /// `row_sums[r] = Σ_k a[r, k]` (the raw uint8 sum of input row `r`).
 pub fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) {
-    let n = params.multipliers.len();
-    if n == 0 {
-        return;
-    }
-    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
-        for j in 0..n {
-            let corr =
-                correct_accumulator(acc_row[j], params.x_zero_point, params.col_offsets[j], row_sum, params.w_zero_points[j]);
-            out_row[j] = requantize_value(
-                corr,
-                params.multipliers[j],
-                params.bias.map(|b| b[j]),
-                params.y_zero_point,
-                params.y_min,
-            );
+    let t = &params.terms;
+    for (acc_row, row_sum, out_row) in t.rows(acc, row_sums, out) {
+        for (j, (q, &acc)) in out_row.iter_mut().zip(acc_row).enumerate() {
+            let corr = t.correct(acc, row_sum, j);
+            *q = requantize_value(corr, t.multipliers[j], t.bias_of(j), params.y_zero_point, params.y_min);
         }
     }
 }
@@ -120,15 +106,8 @@ mod tests {
         let acc = x[0] * w[0] + x[1] * w[1];
         let row_sum = x[0] + x[1];
         let col_offsets = [w[0] + w[1] - 2];
-        let params = Requantize {
-            x_zero_point: 2,
-            col_offsets: &col_offsets,
-            w_zero_points: &[1],
-            multipliers: &[1.0],
-            bias: None,
-            y_zero_point: 100,
-            y_min: 0,
-        };
+        let terms = Epilogue { x_zero_point: 2, col_offsets: &col_offsets, w_zero_points: &[1], multipliers: &[1.0], bias: None };
+        let params = Requantize { terms, y_zero_point: 100, y_min: 0 };
         let mut out = [0u8];
         requantize(&[acc], &[row_sum], &params, &mut out);
         assert_eq!(out, [82]);

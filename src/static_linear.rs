@@ -7,7 +7,7 @@
 
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{Epilogue, Kernels};
 use crate::linear::in_features_i32;
 use crate::pack::PackedWeights;
 use crate::quant::{check_weight_qparams, QParams};
@@ -119,11 +119,13 @@ impl StaticLinear {
         let multipliers: Vec<f32> = act_times_w.iter().map(|&a| a / s_y).collect();
         let bias = self.bias.as_deref().map(|b| bias_in_accumulator_units(b, &act_times_w, self.per_channel));
         let params = Requantize {
-            x_zero_point: input.zero_point,
-            col_offsets: &self.col_offsets,
-            w_zero_points: &self.zero_points,
-            multipliers: &multipliers,
-            bias: bias.as_deref(),
+            terms: Epilogue {
+                x_zero_point: input.zero_point,
+                col_offsets: &self.col_offsets,
+                w_zero_points: &self.zero_points,
+                multipliers: &multipliers,
+                bias: bias.as_deref(),
+            },
             y_zero_point: output.zero_point,
             y_min: if relu { output.zero_point } else { 0 },
         };

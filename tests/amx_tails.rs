@@ -6,7 +6,7 @@
 mod common;
 
 use common::Rng;
-use ferroq::kernels::{Dequantize, Kernels};
+use ferroq::kernels::{Epilogue, Kernels};
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, Isa};
 
@@ -81,7 +81,7 @@ fn amx_dequantizing_tile_edges_equal_scalar() {
                 let multipliers: Vec<f32> = (0..n).map(|j| 1e-4 * (j + 1) as f32).collect();
                 let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.37 - 2.0).collect();
                 for bias in [None, Some(bias.as_slice())] {
-                    let params = Dequantize {
+                    let params = Epilogue {
                         x_zero_point: 11,
                         col_offsets: &col_offsets,
                         w_zero_points: &w_zero_points,

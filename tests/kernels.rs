@@ -9,7 +9,7 @@
 mod common;
 
 use common::{assert_same_floats, simd_paths, Rng};
-use ferroq::kernels::{scalar, Accumulators, Dequantize, Kernels, Nonlinearity, Projected, Range};
+use ferroq::kernels::{scalar, Accumulators, Epilogue, Kernels, Nonlinearity, Projected, Range};
 use ferroq::pack::PackedWeights;
 use ferroq::quant::choose_qparams;
 use ferroq::{kernels_for, Isa};
@@ -118,7 +118,7 @@ struct GemmCase {
     a: Vec<u8>,
     b: PackedWeights,
     row_sums: Vec<i32>,
-    epilogue: Epilogue,
+    epilogue: OwnedEpilogue,
 }
 
 impl GemmCase {
@@ -139,7 +139,7 @@ impl GemmCase {
                 false => rng.next() as i32,
             })
             .collect();
-        let epilogue = Epilogue {
+        let epilogue = OwnedEpilogue {
             x_zero_point: match rng.below(5) {
                 4 => rng.next() as i32,
                 i => [0, 1, 128, 255][i],
@@ -228,7 +228,7 @@ impl GemmCase {
 }
 
 /// The signature of [`Kernels::gemm_u8i8_dequantize`].
-type GemmDequantize = fn(&[u8], usize, usize, &PackedWeights, &[i32], &Dequantize<'_>, &mut [f32], usize);
+type GemmDequantize = fn(&[u8], usize, usize, &PackedWeights, &[i32], &Epilogue<'_>, &mut [f32], usize);
 
 #[test]
 fn gemm_u8i8_matches_scalar_on_ragged_shapes() {
@@ -336,11 +336,13 @@ fn range_matches_scalar() {
     let mut rng = Rng(6);
     let lengths: Vec<usize> = (0..=70).chain([127, 128, 129, 1000, 4099]).collect();
     for &len in &lengths {
-        for trial in 0..6 {
+        for trial in 0..8 {
             let mut x: Vec<f32> = match trial {
                 0 => (0..len).map(|_| rng.uniform(-3.0, 3.0)).collect(),
                 1 => (0..len).map(|_| rng.finite_bits()).collect(),
                 2 => (0..len).map(|_| rng.pick(&[0.0, -0.0])).collect(),
+                6 => (0..len).map(|_| rng.pick(&[0.0, -0.0, 1.5])).collect(),
+                7 => (0..len).map(|_| rng.pick(&[0.0, -0.0, -2.0])).collect(),
                 3 => (0..len).map(|_| rng.uniform(1.0, 2.0)).collect(),
                 _ => (0..len).map(|_| rng.uniform(-1e30, -1e29)).collect(),
             };
@@ -360,11 +362,19 @@ fn range_matches_scalar() {
     }
 }
 
+fn range_bits(range: Range) -> Option<(u32, u32)> {
+    match range {
+        Range::Finite { min, max } => Some((min.to_bits(), max.to_bits())),
+        Range::NonFinite => None,
+    }
+}
+
 fn check_range(paths: &[Kernels], x: &[f32]) {
     let want = scalar::range(x);
     for kernels in paths {
         let got = (kernels.range)(x);
-        assert_eq!(got, want, "{}: range of {} elements", kernels.isa.name(), x.len());
+        // Bits, not `==`: a zero bound must be `+0.0` on every path.
+        assert_eq!(range_bits(got), range_bits(want), "{}: range of {x:?}", kernels.isa.name());
         if let (Range::Finite { min: a, max: b }, Range::Finite { min: c, max: d }) = (got, want) {
             assert_eq!(choose_qparams(a, b, 0, 255, true).unwrap(), choose_qparams(c, d, 0, 255, true).unwrap());
             assert_eq!(choose_qparams(a, b, 0, 255, false).unwrap(), choose_qparams(c, d, 0, 255, false).unwrap());
@@ -451,7 +461,7 @@ fn quantize_u8_stops_at_the_shorter_slice() {
 // dequantize
 
 /// Owned parameters of one epilogue.
-struct Epilogue {
+struct OwnedEpilogue {
     x_zero_point: i32,
     col_offsets: Vec<i32>,
     w_zero_points: Vec<i32>,
@@ -459,9 +469,9 @@ struct Epilogue {
     bias: Option<Vec<f32>>,
 }
 
-impl Epilogue {
-    fn params(&self) -> Dequantize<'_> {
-        Dequantize {
+impl OwnedEpilogue {
+    fn params(&self) -> Epilogue<'_> {
+        Epilogue {
             x_zero_point: self.x_zero_point,
             col_offsets: &self.col_offsets,
             w_zero_points: &self.w_zero_points,
@@ -494,7 +504,7 @@ fn dequantize_matches_scalar() {
         if with_zero_points {
             gemm.row_sums = (0..rows).map(|_| int(&mut rng, 1 << 15).abs()).collect();
         }
-        gemm.epilogue = Epilogue {
+        gemm.epilogue = OwnedEpilogue {
             x_zero_point: if extreme { rng.next() as i32 } else { rng.below(256) as i32 },
             col_offsets: (0..n).map(|_| int(&mut rng, 1 << 16)).collect(),
             w_zero_points: (0..n).map(|_| if with_zero_points { int(&mut rng, 128) } else { 0 }).collect(),
@@ -526,7 +536,7 @@ fn dequantize_rounds_once_near_cancellation() {
         let acc = gemm.run(scalar::gemm_u8i8);
         let multipliers: Vec<f32> = (0..n).map(|_| rng.uniform(1e-4, 1e-2)).collect();
         let bias = (0..n).map(|j| -(acc[j] as f32 * multipliers[j])).collect();
-        gemm.epilogue = Epilogue {
+        gemm.epilogue = OwnedEpilogue {
             x_zero_point: 0,
             col_offsets: vec![0; n],
             w_zero_points: vec![0; n],

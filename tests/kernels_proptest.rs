@@ -2,7 +2,7 @@
 //! reference (integers exactly, floats by their bits, any NaN equal to any NaN). `tests/kernels.rs`
 //! reports which paths this machine cannot run.
 
-use ferroq::kernels::{scalar, Dequantize, Kernels};
+use ferroq::kernels::{scalar, Epilogue, Kernels};
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, supported_isas, Isa};
 use proptest::collection::vec;
@@ -89,7 +89,7 @@ proptest! {
         })
     ) {
         let (row_sums, x_zero_point, col_offsets, w_zero_points, multipliers, bias) = epilogue;
-        let params = Dequantize {
+        let params = Epilogue {
             x_zero_point,
             col_offsets: &col_offsets,
             w_zero_points: &w_zero_points,

@@ -2,7 +2,7 @@
 //! columns of a GEMM tile that a whole-vector store cannot take.
 
 use super::simd::Simd;
-use crate::kernels::Dequantize;
+use crate::kernels::Epilogue;
 use crate::quant::dequantize_accumulator;
 
 /// The epilogue of one row's columns `n0..n0 + acc.len()`: `acc` -> `out` (as long), with the
@@ -15,7 +15,7 @@ pub(crate) fn dequantize_span<S: Simd>(
     s: S,
     acc: &[i32],
     row_sum: i32,
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     n0: usize,
     out: &mut [f32],
 ) {
@@ -49,9 +49,6 @@ pub(crate) fn dequantize_span<S: Simd>(
         unsafe { s.store(out.as_mut_ptr().add(j), y) };
     }
     for j in full..len {
-        let corr = acc[j]
-            .wrapping_sub(params.x_zero_point.wrapping_mul(col_offsets[j]))
-            .wrapping_sub(row_sum.wrapping_mul(w_zero_points[j]));
-        out[j] = dequantize_accumulator(corr, multipliers[j], bias.map(|b| b[j]));
+        out[j] = dequantize_accumulator(params.correct(acc[j], row_sum, n0 + j), multipliers[j], bias.map(|b| b[j]));
     }
 }

@@ -21,13 +21,10 @@ mod isa;
 mod projected;
 pub mod scalar;
 pub mod scalar_step;
-// The generic bodies. aarch64 keeps NEON bodies of its own for the GEMM epilogue, the float16
-// product and the input quantization (`aarch64/`), so only x86-64 instantiates these three.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod dequantize;
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod epilogue;
 mod gemm_f16;
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod int8_job;
 mod quantize_input;
 mod recurrent_step;
 pub(crate) mod simd;
@@ -35,6 +32,7 @@ mod vector_math;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+pub use epilogue::Epilogue;
 pub use isa::{Architecture, Isa};
 pub use projected::{correct_zero_points, Accumulators, Projected};
 
@@ -67,20 +65,6 @@ macro_rules! entry_points {
 }
 use entry_points;
 
-/// Parameters of the dequantizing epilogue (docs/numerics.md §2.2), per output column `n`:
-/// `corr = acc - x_zero_point * col_offsets[n] - row_sum * w_zero_points[n]` (wrapping int32), then
-/// `y = fma((float)corr, multipliers[n], bias[n])`, or `(float)corr * multipliers[n]` without bias.
-#[derive(Clone, Copy, Debug)]
-pub struct Dequantize<'a> {
-    pub x_zero_point: i32,
-    /// `Σ_k W[n,k] - w_zero_point[n] * K`, per column.
-    pub col_offsets: &'a [i32],
-    pub w_zero_points: &'a [i32],
-    /// `f32(s_x * s_w[n])`, per column.
-    pub multipliers: &'a [f32],
-    pub bias: Option<&'a [f32]>,
-}
-
 /// Columns per block of the float16 product: the last `n % F16_COLUMN_BLOCK` columns are summed
 /// in blocks of [`F16_K_BLOCK`] inputs (FBGEMM's packing on AVX-512: two 16-lane vectors).
 pub const F16_COLUMN_BLOCK: usize = 32;
@@ -101,10 +85,22 @@ pub fn f16_sum_start(k: usize) -> f32 {
 /// Smallest and largest element of a slice, or the fact that it holds a NaN or an infinity.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Range {
-    /// Every element is finite. An empty slice gives `min = max = 0`, as PyTorch does.
+    /// Every element is finite. An empty slice gives `min = max = 0`, as PyTorch does. A zero
+    /// bound is `+0.0` ([`Range::finite`]).
     Finite { min: f32, max: f32 },
     /// At least one element is NaN or infinite.
     NonFinite,
+}
+
+impl Range {
+    /// The finite range `min..=max`, a zero bound as `+0.0` (`x + 0.0` turns only `-0.0` into
+    /// `+0.0`): which zero a minimum keeps depends on the order of the comparisons and on the
+    /// instruction set, and the quantization parameters do not depend on it, so every path and
+    /// every split of the rows gives the same bits.
+    #[inline(always)]
+    pub fn finite(min: f32, max: f32) -> Range {
+        Range::Finite { min: min + 0.0, max: max + 0.0 }
+    }
 }
 
 /// The kernels of one path. All rows are row-major; strides are in elements.
@@ -119,7 +115,7 @@ pub struct Kernels {
     /// `lda >= b.k_padded()` and `a` must hold zeros in each row's padding `k..k_padded`. Exact: no
     /// intermediate saturation, int32 wrap-around only where the true sum overflows.
     pub gemm_u8i8: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize),
-    /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Dequantize`], specified by
+    /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Epilogue`], specified by
     /// [`scalar::dequantize`]), fused where the path can (the x86 paths dequantize from the
     /// registers; the others through a small reused buffer): `out[r*ldo + j]` for `r < rows`,
     /// `j < b.n()`, with `row_sums[r] = Σ_k a[r, k]` (any value when every weight
@@ -132,7 +128,7 @@ pub struct Kernels {
         rows: usize,
         b: &PackedWeights,
         row_sums: &[i32],
-        params: &Dequantize<'_>,
+        params: &Epilogue<'_>,
         out: &mut [f32],
         ldo: usize,
     ),

@@ -18,8 +18,10 @@ pub enum Projected<'a> {
 }
 
 /// int32 accumulators with what their dequantization needs: the activations' qparams and the
-/// layer's per-column terms (see [`EpilogueTerms`](crate::linear::EpilogueTerms)). Column `n` of
-/// a row reads `fma((float)(acc - x_zero_point * col_offsets[n]), x_scale * scales[n], bias[n])`.
+/// layer's per-column terms: the [`Epilogue`](super::Epilogue) of
+/// [`DynamicLinear::epilogue`](crate::linear::DynamicLinear::epilogue) with the multipliers formed
+/// on the fly, `x_scale * scales[n]`. Column `n` of a row reads
+/// `fma((float)(acc - x_zero_point * col_offsets[n]), x_scale * scales[n], bias[n])`.
 ///
 /// `acc` already holds the weight-zero-point part of the correction ([`correct_zero_points`];
 /// nothing to do for symmetric weights), and a layer without bias passes zeros: `fma(c, m, 0)`

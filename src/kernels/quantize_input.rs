@@ -11,9 +11,8 @@ const UNROLL: usize = 4;
 
 /// See [`Kernels::range`](crate::kernels::Kernels::range).
 ///
-/// Min and max of finite floats are exact in any order; zeros of either sign may come out with
-/// either sign, as with `f32::min`, which changes nothing downstream (`choose_qparams` compares
-/// with `0.0` and uses the difference `max - min`). A lane of `x - x` is `0.0` for every finite `x`
+/// Min and max of finite floats are exact in any order, and [`Range::finite`] settles the sign of a
+/// zero bound, which the order and the instruction set's `min` would otherwise choose. A lane of `x - x` is `0.0` for every finite `x`
 /// and NaN for NaN and infinities, so their sum is NaN exactly when some element is not finite.
 #[inline(always)]
 pub(crate) fn range<S: Simd>(s: S, x: &[f32]) -> Range {
@@ -53,7 +52,7 @@ pub(crate) fn range<S: Simd>(s: S, x: &[f32]) -> Range {
         lo = lo.min(v);
         hi = hi.max(v);
     }
-    Range::Finite { min: lo, max: hi }
+    Range::finite(lo, hi)
 }
 
 /// The lanes of `v` in the first `LANES` elements (at most 16: a single register), zeros after.

@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 use std::ops::Range as Indices;
 
-use super::{f16_sum_start, scalar_step, Dequantize, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
+use super::{f16_sum_start, scalar_step, Epilogue, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
 use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
-use crate::quant::{correct_accumulator, dequantize_accumulator, quantize_value};
+use crate::quant::{dequantize_accumulator, quantize_value};
 
 /// The scalar table.
 pub const KERNELS: Kernels = Kernels {
@@ -34,7 +34,7 @@ pub fn range(x: &[f32]) -> Range {
         min = min.min(v);
         max = max.max(v);
     }
-    Range::Finite { min, max }
+    Range::finite(min, max)
 }
 
 /// See [`Kernels::quantize_u8`].
@@ -71,16 +71,10 @@ pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut
 /// `acc[r*n + j]` -> `out[r*n + j]`, with `row_sums[r] = Σ_k a[r, k]`, for as many rows as the
 /// shortest of `acc`, `out` and `row_sums` hold. The second half of
 /// [`Kernels::gemm_u8i8_dequantize`].
-pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) {
-    let n = params.multipliers.len();
-    if n == 0 {
-        return;
-    }
-    for ((acc_row, out_row), &row_sum) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(row_sums) {
-        for j in 0..n {
-            let corr =
-                correct_accumulator(acc_row[j], params.x_zero_point, params.col_offsets[j], row_sum, params.w_zero_points[j]);
-            out_row[j] = dequantize_accumulator(corr, params.multipliers[j], params.bias.map(|b| b[j]));
+pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) {
+    for (acc_row, row_sum, out_row) in params.rows(acc, row_sums, out) {
+        for (j, (y, &acc)) in out_row.iter_mut().zip(acc_row).enumerate() {
+            *y = dequantize_accumulator(params.correct(acc, row_sum, j), params.multipliers[j], params.bias_of(j));
         }
     }
 }
@@ -96,7 +90,7 @@ pub fn gemm_u8i8_dequantize(
     rows: usize,
     b: &PackedWeights,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {
@@ -121,13 +115,13 @@ thread_local! {
 #[allow(clippy::too_many_arguments)] // the kernels and their arguments
 pub(crate) fn gemm_then_dequantize(
     gemm_u8i8: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize),
-    dequantize: fn(&[i32], &[i32], &Dequantize<'_>, &mut [f32]),
+    dequantize: fn(&[i32], &[i32], &Epilogue<'_>, &mut [f32]),
     a: &[u8],
     lda: usize,
     rows: usize,
     b: &PackedWeights,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {

@@ -347,8 +347,6 @@ pub(super) fn run_cell(kernels: &Kernels, kind: CellKind, hg: &Projected<'_>, ig
 #[derive(Clone, Copy)]
 struct Int8Terms<'a> {
     layer: &'a DynamicLinear,
-    /// The weight zero points, `None` when they are all 0 (their correction term vanishes).
-    zero_points: Option<&'a [i32]>,
     /// The bias, or `zeros`.
     bias: &'a [f32],
 }
@@ -356,10 +354,7 @@ struct Int8Terms<'a> {
 impl<'a> Int8Terms<'a> {
     /// `layer`'s terms; `zeros` (at least `out_features` zeros) stands in for a missing bias.
     fn new(layer: &'a DynamicLinear, zeros: &'a [f32]) -> Self {
-        let terms = layer.epilogue_terms();
-        // An OR over all of them (vectorizes, unlike an early-exit search).
-        let zero_points = Some(terms.zero_points).filter(|zps| zps.iter().fold(0, |acc, &z| acc | z) != 0);
-        Int8Terms { layer, zero_points, bias: terms.bias.unwrap_or(zeros) }
+        Int8Terms { layer, bias: layer.bias().unwrap_or(zeros) }
     }
 
     /// The products of `xq`'s rows from `first_row` on (as many as `acc` holds), zero-point
@@ -369,18 +364,10 @@ impl<'a> Int8Terms<'a> {
         'a: 'b,
     {
         self.layer.accumulate(kernels, xq, first_row, acc)?;
-        if let Some(zero_points) = self.zero_points {
+        if let Some(zero_points) = self.layer.weight_zero_points() {
             correct_zero_points(acc, &xq.row_sums[first_row..], zero_points);
         }
-        let terms = self.layer.epilogue_terms();
-        Ok(Accumulators {
-            acc,
-            x_zero_point: xq.qparams.zero_point,
-            x_scale: xq.qparams.scale_f32(),
-            col_offsets: terms.col_offsets,
-            scales: terms.scales,
-            bias: self.bias,
-        })
+        Ok(self.layer.accumulators(acc, xq.qparams, self.bias))
     }
 }
 

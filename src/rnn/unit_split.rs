@@ -79,13 +79,14 @@ struct SliceTerms {
 impl SliceTerms {
     /// `layer`'s terms of the columns of `units` in each of its `gates` gates of `hidden` units.
     fn gather(&mut self, layer: &DynamicLinear, gates: usize, hidden: usize, units: &Range<usize>) -> Result<()> {
-        let terms = layer.epilogue_terms();
+        let (col_offsets, scales) = (layer.col_offsets(), layer.scales());
+        let (zero_points, bias) = (layer.weight_zero_points(), layer.bias());
         let columns = || (0..gates).flat_map(|g| g * hidden + units.start..g * hidden + units.end);
         let count = gates * units.len();
-        gather_into(&mut self.col_offsets, count, columns().map(|c| terms.col_offsets[c]))?;
-        gather_into(&mut self.zero_points, count, columns().map(|c| terms.zero_points[c]))?;
-        gather_into(&mut self.scales, count, columns().map(|c| terms.scales[c]))?;
-        gather_into(&mut self.bias, count, columns().map(|c| terms.bias.map_or(0.0, |b| b[c])))?;
+        gather_into(&mut self.col_offsets, count, columns().map(|c| col_offsets[c]))?;
+        gather_into(&mut self.zero_points, count, columns().map(|c| zero_points.map_or(0, |z| z[c])))?;
+        gather_into(&mut self.scales, count, columns().map(|c| scales[c]))?;
+        gather_into(&mut self.bias, count, columns().map(|c| bias.map_or(0.0, |b| b[c])))?;
         self.corrects = self.zero_points.iter().any(|&z| z != 0);
         Ok(())
     }

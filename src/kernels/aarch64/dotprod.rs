@@ -10,7 +10,7 @@ use std::arch::asm;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::kernels::{entry_points, scalar, Dequantize, Isa, Kernels};
+use crate::kernels::{entry_points, scalar, Isa, Kernels};
 use crate::pack::PackedWeights;
 
 /// Proof that the CPU has NEON and the dot-product instructions.
@@ -37,22 +37,14 @@ impl Dotprod {
 /// The NEON + dot-product table: the NEON kernels, with the `sdot` GEMM (also under the
 /// dequantizing GEMM).
 pub(super) fn table(t: Dotprod) -> Kernels {
-    Kernels { isa: Isa::NeonDotprod, gemm_u8i8, gemm_u8i8_dequantize, ..neon::table(t.0) }
-}
-
-/// See [`Kernels::gemm_u8i8_dequantize`]: this path's GEMM, then the NEON epilogue.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments
-fn gemm_u8i8_dequantize(
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Dequantize<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo);
+    Kernels {
+        isa: Isa::NeonDotprod,
+        gemm_u8i8,
+        gemm_u8i8_dequantize: |a, lda, rows, b, row_sums, params, out, ldo| {
+            scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo)
+        },
+        ..neon::table(t.0)
+    }
 }
 
 entry_points! {
@@ -60,15 +52,10 @@ entry_points! {
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
 }
 
-/// The int8 GEMM: one row walks 4 panels at once; more rows go 4 at a time (16 accumulator
-/// registers either way).
+/// The int8 GEMM in tiles of 4 panel accumulators (16 accumulator registers).
 #[inline(always)]
 fn gemm(t: Dotprod, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    if rows == 1 {
-        gemm_u8i8::gemm::<_, 1, 4>(Sdot(t), a, lda, rows, b, out, ldo)
-    } else {
-        gemm_u8i8::gemm::<_, 4, 1>(Sdot(t), a, lda, rows, b, out, ldo)
-    }
+    gemm_u8i8::gemm::<_, 4>(Sdot(t), a, lda, rows, b, out, ldo)
 }
 
 /// The `sdot` dot-product step.

@@ -14,6 +14,8 @@
 use std::arch::aarch64::*;
 
 use super::neon::Neon;
+use crate::kernels::int8_job::Job;
+use crate::kernels::{dequantize, Epilogue};
 use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: for the 16 columns `j` of one panel k-group,
@@ -33,14 +35,14 @@ pub(super) trait Int8Dot: Copy {
     fn columns(self, acc: Self::Acc) -> [int32x4_t; 4];
 }
 
-/// See [`Kernels::gemm_u8i8`](crate::kernels::Kernels::gemm_u8i8), in tiles of `MR` rows x `NP`
-/// panels; leftover rows go one at a time, leftover panels (the narrow one last) one at a time.
+/// See [`Kernels::gemm_u8i8`](crate::kernels::Kernels::gemm_u8i8), in tiles of `W` panel
+/// accumulators: one row walks `W` panels at once; more rows go `W` at a time, one panel each.
 ///
 /// # Panics
 /// When `a` or `out` is too short for `rows` rows (as the scalar kernel does), or when `ldo < n`
 /// with more than one row (the rows would overlap).
 #[inline(always)]
-pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
+pub(super) fn gemm<D: Int8Dot, const W: usize>(
     d: D,
     a: &[u8],
     lda: usize,
@@ -49,50 +51,44 @@ pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     out: &mut [i32],
     ldo: usize,
 ) {
-    if rows == 0 {
+    let Some(job) = Job::new(a, lda, rows, b) else {
         return;
-    }
-    let (n, k_padded) = (b.n(), b.k_padded());
-    let a_end = (rows - 1).checked_mul(lda).and_then(|start| start.checked_add(k_padded));
-    assert!(a_end.is_some_and(|end| end <= a.len()), "gemm_u8i8: a has {} bytes, too few for {rows} rows", a.len());
-    if n == 0 {
-        return;
-    }
-    assert!(rows == 1 || ldo >= n, "gemm_u8i8: ldo ({ldo}) must be at least n ({n})");
-    let out_end = (rows - 1).checked_mul(ldo).and_then(|start| start.checked_add(n));
-    assert!(
-        out_end.is_some_and(|end| end <= out.len()),
-        "gemm_u8i8: out has {} elements, too few for {rows} rows",
-        out.len()
-    );
-    let job = Job { a, lda, b };
-    let n_panels = b.n_panels();
-    let grouped = b.full_panels() - b.full_panels() % NP;
-    for p0 in (0..grouped).step_by(NP) {
-        strip::<D, MR, NP>(d, &job, rows, p0, out, ldo);
-    }
-    for p0 in grouped..n_panels {
-        strip::<D, MR, 1>(d, &job, rows, p0, out, ldo);
+    };
+    job.check_out(out.len(), ldo, "gemm_u8i8");
+    if rows == 1 {
+        panels::<D, 1, W>(d, &job, out, ldo)
+    } else {
+        panels::<D, W, 1>(d, &job, out, ldo)
     }
 }
 
-/// The operands of one product.
-struct Job<'a> {
-    a: &'a [u8],
-    lda: usize,
-    b: &'a PackedWeights,
+/// Every panel of every row, in tiles of `MR` rows x `NP` panels; leftover rows go one at a time,
+/// leftover panels (the narrow one last) one at a time.
+#[inline(always)]
+fn panels<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, out: &mut [i32], ldo: usize) {
+    let b = job.b;
+    let grouped = b.full_panels() - b.full_panels() % NP;
+    for p0 in (0..grouped).step_by(NP) {
+        strip::<D, MR, NP>(d, job, p0, out, ldo);
+    }
+    for p0 in grouped..b.n_panels() {
+        strip::<D, MR, 1>(d, job, p0, out, ldo);
+    }
+}
+
+/// See [`scalar::dequantize`](crate::kernels::scalar::dequantize): the generic epilogue, row by
+/// row.
+#[inline(always)]
+pub(super) fn dequantize(t: Neon, acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) {
+    for (acc_row, row_sum, out_row) in params.rows(acc, row_sums, out) {
+        dequantize::dequantize_span(t, acc_row, row_sum, params, 0, out_row);
+    }
 }
 
 /// Panels `p0..p0 + NP` of every row: tiles of `MR` rows, then the leftover rows one by one.
 #[inline(always)]
-fn strip<D: Int8Dot, const MR: usize, const NP: usize>(
-    d: D,
-    job: &Job<'_>,
-    rows: usize,
-    p0: usize,
-    out: &mut [i32],
-    ldo: usize,
-) {
+fn strip<D: Int8Dot, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, p0: usize, out: &mut [i32], ldo: usize) {
+    let rows = job.rows;
     let full_rows = rows - rows % MR;
     for r0 in (0..full_rows).step_by(MR) {
         store(d, job.b, &tile::<D, MR, NP>(d, job, r0, p0), r0, p0, out, ldo);

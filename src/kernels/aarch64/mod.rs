@@ -3,22 +3,21 @@
 //! time).
 //!
 //! Each path has a token type (`neon::Neon`, `dotprod::Dotprod`): a zero-sized proof that the CPU
-//! has the path's instructions, created by run-time detection only. The two tables share the
-//! element-wise kernels (`quantize_input`, `epilogue`) and the float16 product (`gemm_f16`); their
-//! int8 GEMMs share one tile driver (`gemm_u8i8`) and differ in the dot-product step: widening
-//! multiplies (`smull` + `sadalp`) on NEON, `sdot` with the extension. Kernel bodies take the token
-//! first and are entered through [`entry_points!`](super::entry_points), like the x86-64 paths.
-//! The NEON token implements [`Simd`](super::simd::Simd): both tables run the fused recurrent
-//! steps (`recurrent_step`) on its 4 float lanes; the dot-product extension adds nothing to them.
+//! has the path's instructions, created by run-time detection only. The NEON token implements
+//! [`Simd`](super::simd::Simd) with 4 float lanes, so both tables run the generic bodies the x86
+//! paths run (input quantization, the dequantizing epilogue, the float16 product, whose binary16
+//! widening is `gemm_f16`, and the fused recurrent steps); the dot-product extension adds nothing
+//! to them. Their int8 GEMMs share one tile driver (`gemm_u8i8`) and differ in the dot-product
+//! step: widening multiplies (`smull` + `sadalp`) on NEON, `sdot` with the extension. Kernel bodies
+//! take the token first and are entered through [`entry_points!`](super::entry_points), like the
+//! x86-64 paths.
 
 use crate::kernels::{Isa, Kernels};
 
 mod dotprod;
-mod epilogue;
 mod gemm_f16;
 mod gemm_u8i8;
 mod neon;
-mod quantize_input;
 #[cfg(test)]
 mod simd_tests;
 #[cfg(test)]

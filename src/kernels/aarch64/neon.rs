@@ -1,5 +1,5 @@
-//! The NEON path (Advanced SIMD, on every aarch64 CPU): the element-wise kernels both aarch64
-//! tables use, and the int8 GEMM on widening multiplies.
+//! The NEON path (Advanced SIMD, on every aarch64 CPU): its token, the table both aarch64 paths
+//! start from (the generic kernel bodies on NEON), and the int8 GEMM on widening multiplies.
 //!
 //! Without a dot-product instruction, one step multiplies 8 activation bytes by 8 weight bytes into
 //! int16 (`smull`) and adds adjacent pairs into int32 lanes (`sadalp`). Both operands are signed
@@ -13,12 +13,12 @@
 
 use std::arch::aarch64::*;
 
+use super::gemm_f16;
 use super::gemm_u8i8::{self, Int8Dot};
-use super::{epilogue, gemm_f16, quantize_input};
 use crate::kernels::simd::{intrinsic_methods, Simd};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
-use crate::kernels::{entry_points, recurrent_step, scalar, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range};
+use crate::kernels::{entry_points, quantize_input, recurrent_step, scalar, Epilogue, Isa, Kernels, Nonlinearity, Projected, Range};
 use crate::pack::{Block, PackedWeights, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
@@ -74,7 +74,10 @@ pub(super) fn table(_: Neon) -> Kernels {
         range,
         quantize_u8,
         gemm_u8i8,
-        gemm_u8i8_dequantize,
+        // This path's GEMM, then its epilogue, through the scalar kernel's reused buffer.
+        gemm_u8i8_dequantize: |a, lda, rows, b, row_sums, params, out, ldo| {
+            scalar::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo)
+        },
         gemm_f32_f16,
         lstm,
         gru,
@@ -82,29 +85,15 @@ pub(super) fn table(_: Neon) -> Kernels {
     }
 }
 
-/// See [`Kernels::gemm_u8i8_dequantize`]: this path's GEMM, then its epilogue.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments
-fn gemm_u8i8_dequantize(
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Dequantize<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
-}
 
 entry_points! {
     Neon, "neon";
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn dequantize(acc: &[i32], row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32]) = epilogue::dequantize;
+    fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) = gemm_u8i8::dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
-        = gemm_f16::gemm_f32_f16::<4, 4>;
+        = crate::kernels::gemm_f16::gemm_f32_f16::<_, 4, 4>;
     fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
     fn gru(hg: &Projected<'_>, ig: &Projected<'_>, h: &mut [f32], hidden: usize) = recurrent_step::gru;
     fn elman(nonlinearity: Nonlinearity, hg: &Projected<'_>, ig: &Projected<'_>, h_out: &mut [f32], hidden: usize)
@@ -113,15 +102,10 @@ entry_points! {
     fn vector_math(f: Function, xs: &[f32]) -> Vec<f32> = vector_math::tests::apply;
 }
 
-/// The int8 GEMM: one row walks 2 panels at once; more rows go 2 at a time (16 accumulator
-/// registers either way).
+/// The int8 GEMM in tiles of 2 panel accumulators (16 accumulator registers).
 #[inline(always)]
 fn gemm(t: Neon, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    if rows == 1 {
-        gemm_u8i8::gemm::<_, 1, 2>(Smull(t), a, lda, rows, b, out, ldo)
-    } else {
-        gemm_u8i8::gemm::<_, 2, 1>(Smull(t), a, lda, rows, b, out, ldo)
-    }
+    gemm_u8i8::gemm::<_, 2>(Smull(t), a, lda, rows, b, out, ldo)
 }
 
 /// The widening-multiply dot-product step.

@@ -27,7 +27,8 @@ use std::arch::asm;
 
 use super::avx512vnni::{self, Avx512};
 use super::{amx_detect, gemm_u8i8};
-use crate::kernels::{dequantize, entry_points, Dequantize, Isa, Kernels};
+use crate::kernels::int8_job::Job;
+use crate::kernels::{dequantize, entry_points, Epilogue, Isa, Kernels};
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AMX-TILE and AMX-INT8, that this process may use the tile state, and
@@ -60,7 +61,7 @@ entry_points! {
     Amx, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c";
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
     fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
+        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
         ldo: usize
     ) = gemm_dequantize;
 }
@@ -100,11 +101,11 @@ fn gemm(t: Amx, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut 
         // Through the AVX-512 table's entry point, not inlined: one copy of its tiles, not two.
         return (avx512vnni::table(t.0).gemm_u8i8)(a, lda, rows, b, out, ldo);
     }
-    if !gemm_u8i8::check_a(a, lda, rows, b) {
+    let Some(job) = Job::new(a, lda, rows, b) else {
         return;
-    }
-    gemm_u8i8::check_out(out.len(), rows, b.n(), ldo, "gemm_u8i8");
-    drive(&Job { a, lda, rows, b }, full_panels, &mut Raw { out, ldo });
+    };
+    job.check_out(out.len(), ldo, "gemm_u8i8");
+    drive(&job, full_panels, &mut Raw { out, ldo });
     if full_panels < b.n_panels() {
         gemm_u8i8::gemm_from_panel::<_, 8, 1>(t.0, a, lda, rows, b, full_panels, out, ldo);
     }
@@ -121,7 +122,7 @@ fn gemm_dequantize(
     rows: usize,
     b: &PackedWeights,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {
@@ -130,11 +131,11 @@ fn gemm_dequantize(
         // Through the AVX-512 table's entry point, not inlined: one copy of its tiles, not two.
         return (avx512vnni::table(t.0).gemm_u8i8_dequantize)(a, lda, rows, b, row_sums, params, out, ldo);
     }
-    if !gemm_u8i8::check_a(a, lda, rows, b) {
+    let Some(job) = Job::new(a, lda, rows, b) else {
         return;
-    }
+    };
     let n = b.n();
-    gemm_u8i8::check_out(out.len(), rows, n, ldo, "gemm_u8i8_dequantize");
+    job.check_out(out.len(), ldo, "gemm_u8i8_dequantize");
     assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
     let columns = [params.col_offsets.len(), params.w_zero_points.len(), params.multipliers.len()];
     assert!(
@@ -142,19 +143,10 @@ fn gemm_dequantize(
         "gemm_u8i8_dequantize: fewer column parameters than {n} columns"
     );
     let mut o = Dequantized { t: t.0, out, ldo, row_sums, params, acc: AccTile([[0; PANEL_WIDTH]; TILE_ROWS]) };
-    drive(&Job { a, lda, rows, b }, full_panels, &mut o);
+    drive(&job, full_panels, &mut o);
     if full_panels < b.n_panels() {
         gemm_u8i8::gemm_dequantize_from_panel::<_, 8, 1>(t.0, a, lda, rows, b, full_panels, row_sums, params, out, ldo);
     }
-}
-
-/// The operands of one product, checked by `gemm_u8i8::check_a`: `rows > 0`, `n > 0` and
-/// `a.len() >= (rows - 1) * lda + k_padded`.
-struct Job<'a> {
-    a: &'a [u8],
-    lda: usize,
-    rows: usize,
-    b: &'a PackedWeights,
 }
 
 /// Panels `0..full_panels` of the product, every row, each C tile handed to `o`: strips of 32
@@ -214,7 +206,7 @@ unsafe fn block<const TWO_ROWS: bool, const TWO_PANELS: bool, O: TileStore>(
     // SAFETY: for every tile instruction below, the process may use the tiles (the `Amx` token);
     // they are configured for this strip (the caller). Loads of A read the configured rows (those
     // of the strip, all below `job.rows`) x 64 bytes from byte `step * 64 <= k_padded - 64` of a
-    // row: within `a` (checked by `check_a`). Loads of B read 16 blocks of one panel from block
+    // row: within `a` (checked by [`Job::new`]). Loads of B read 16 blocks of one panel from block
     // `step * 16 <= k_groups - 16`: within the panel.
     unsafe {
         tile_zero::<C00>();
@@ -328,7 +320,7 @@ trait TileStore {
     unsafe fn store<const T: u8>(&mut self, r0: usize, rows: usize, p: usize);
 }
 
-/// The raw int32 products, rows of stride `ldo`, checked by `gemm_u8i8::check_out`.
+/// The raw int32 products, rows of stride `ldo`, checked by [`Job::check_out`].
 struct Raw<'a> {
     out: &'a mut [i32],
     ldo: usize,
@@ -357,7 +349,7 @@ struct Dequantized<'a> {
     out: &'a mut [f32],
     ldo: usize,
     row_sums: &'a [i32],
-    params: &'a Dequantize<'a>,
+    params: &'a Epilogue<'a>,
     acc: AccTile,
 }
 

@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use super::gemm_u8i8::{self, Int8Dot};
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, Dequantize, Isa, Kernels, Nonlinearity, Projected, Range,
+    entry_points, gemm_f16, quantize_input, recurrent_step, Epilogue, Isa, Kernels, Nonlinearity, Projected, Range,
 };
 use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
 #[cfg(test)]
@@ -51,7 +51,7 @@ entry_points! {
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
     fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
+        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
         ldo: usize
     ) = gemm_dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
@@ -95,7 +95,7 @@ fn gemm_dequantize(
     rows: usize,
     b: &PackedWeights,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {

@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{self, Avx2, HalfStep, Halves};
 use super::gemm_u8i8;
-use crate::kernels::{entry_points, Dequantize, Isa, Kernels};
+use crate::kernels::{entry_points, Epilogue, Isa, Kernels};
 use crate::pack::{PackedWeights, K_GROUP};
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
@@ -38,7 +38,7 @@ entry_points! {
     AvxVnni, "avx2,fma,f16c,avxvnni";
     fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
     fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Dequantize<'_>, out: &mut [f32],
+        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
         ldo: usize
     ) = gemm_dequantize;
 }
@@ -66,7 +66,7 @@ fn gemm_dequantize(
     rows: usize,
     b: &PackedWeights,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {

@@ -21,8 +21,9 @@
 //! A finished tile goes to a [`TileStore`]: stored as raw int32 ([`gemm`]), or dequantized straight
 //! from the registers ([`gemm_dequantize`]), so the accumulators never round-trip through memory.
 
+use crate::kernels::int8_job::Job;
 use crate::kernels::simd::Simd;
-use crate::kernels::{dequantize, Dequantize};
+use crate::kernels::{dequantize, Epilogue};
 use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: `acc[j] += Σ_{i<4} a[i] * w[j, i]` (u8 x s8, exact, int32
@@ -91,9 +92,9 @@ pub(super) fn gemm_from_panel<D: Int8Dot, const MR: usize, const NP: usize>(
     out: &mut [i32],
     ldo: usize,
 ) {
-    if check_a(a, lda, rows, b) {
-        check_out(out.len(), rows, b.n(), ldo, "gemm_u8i8");
-        drive::<D, _, MR, NP>(d, a, lda, rows, b, first_panel, &mut Raw { out, ldo, n: b.n() });
+    if let Some(job) = Job::new(a, lda, rows, b) {
+        job.check_out(out.len(), ldo, "gemm_u8i8");
+        drive::<D, _, MR, NP>(d, &job, first_panel, &mut Raw { out, ldo, n: b.n() });
     }
 }
 
@@ -112,7 +113,7 @@ pub(super) fn gemm_dequantize<D: Int8Dot, const MR: usize, const NP: usize>(
     rows: usize,
     b: &PackedWeights,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {
@@ -131,15 +132,15 @@ pub(super) fn gemm_dequantize_from_panel<D: Int8Dot, const MR: usize, const NP: 
     b: &PackedWeights,
     first_panel: usize,
     row_sums: &[i32],
-    params: &Dequantize<'_>,
+    params: &Epilogue<'_>,
     out: &mut [f32],
     ldo: usize,
 ) {
-    if check_a(a, lda, rows, b) {
+    if let Some(job) = Job::new(a, lda, rows, b) {
         let n = b.n();
-        check_out(out.len(), rows, n, ldo, "gemm_u8i8_dequantize");
+        job.check_out(out.len(), ldo, "gemm_u8i8_dequantize");
         assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
-        let params = Dequantize {
+        let params = Epilogue {
             col_offsets: &params.col_offsets[..n],
             w_zero_points: &params.w_zero_points[..n],
             multipliers: &params.multipliers[..n],
@@ -148,40 +149,15 @@ pub(super) fn gemm_dequantize_from_panel<D: Int8Dot, const MR: usize, const NP: 
         };
         // An OR over all of them (vectorizes, unlike an early-exit search).
         let zero_points = params.w_zero_points.iter().fold(0, |acc, &zp| acc | zp) != 0;
-        drive::<D, _, MR, NP>(d, a, lda, rows, b, first_panel, &mut Dequantized { out, ldo, row_sums, params, zero_points });
+        drive::<D, _, MR, NP>(d, &job, first_panel, &mut Dequantized { out, ldo, row_sums, params, zero_points });
     }
 }
 
-/// Checks `a` for `rows` rows; false when there is nothing to compute.
-pub(super) fn check_a(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
-    if rows == 0 {
-        return false;
-    }
-    let a_end = (rows - 1).checked_mul(lda).and_then(|start| start.checked_add(b.k_padded()));
-    assert!(a_end.is_some_and(|end| end <= a.len()), "gemm_u8i8: a has {} bytes, too few for {rows} rows", a.len());
-    b.n() > 0
-}
-
-/// Checks an output of `len` elements for `rows > 0` rows of `n > 0` columns, stride `ldo`.
-pub(super) fn check_out(len: usize, rows: usize, n: usize, ldo: usize, what: &str) {
-    assert!(rows == 1 || ldo >= n, "{what}: ldo ({ldo}) must be at least n ({n})");
-    assert!(len >= (rows - 1) * ldo + n, "{what}: out has {len} elements, too few for {rows} rows");
-}
-
-/// The tile loops over checked operands (`rows > 0`, `n > 0`) and the panels from `first_panel`
-/// on, each tile handed to `o`.
+/// The tile loops over checked operands and the panels from `first` on, each tile handed to `o`.
 #[inline(always)]
-fn drive<D: Int8Dot, O: TileStore<D>, const MR: usize, const NP: usize>(
-    d: D,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    first_panel: usize,
-    o: &mut O,
-) {
-    let job = Job { a, lda, rows, b };
-    let mut p0 = first_panel;
+fn drive<D: Int8Dot, O: TileStore<D>, const MR: usize, const NP: usize>(d: D, job: &Job<'_>, first: usize, o: &mut O) {
+    let (rows, b) = (job.rows, job.b);
+    let mut p0 = first;
     while p0 < b.n_panels() {
         // Full panels in groups; the narrow last panel, if any, alone.
         let width = [NP, 4, 2, 1].into_iter().find(|&w| w <= b.full_panels() - p0).unwrap_or(1);
@@ -192,23 +168,15 @@ fn drive<D: Int8Dot, O: TileStore<D>, const MR: usize, const NP: usize>(
                 if left >= MR { MR } else { [1, 2, 4].into_iter().find(|&h| h >= left && h < MR).unwrap_or(MR) };
             let dst = Tile { r0, rows: height.min(left), p0 };
             match height {
-                h if h == MR => panels::<D, O, MR, NP>(d, &job, width, dst, o),
-                4 => panels::<D, O, 4, NP>(d, &job, width, dst, o),
-                2 => panels::<D, O, 2, NP>(d, &job, width, dst, o),
-                _ => panels::<D, O, 1, NP>(d, &job, width, dst, o),
+                h if h == MR => panels::<D, O, MR, NP>(d, job, width, dst, o),
+                4 => panels::<D, O, 4, NP>(d, job, width, dst, o),
+                2 => panels::<D, O, 2, NP>(d, job, width, dst, o),
+                _ => panels::<D, O, 1, NP>(d, job, width, dst, o),
             }
             r0 += height;
         }
         p0 += width;
     }
-}
-
-/// The operands of one product, checked against each other by [`gemm`] or [`gemm_dequantize`].
-struct Job<'a> {
-    a: &'a [u8],
-    lda: usize,
-    rows: usize,
-    b: &'a PackedWeights,
 }
 
 /// One tile `MR` rows high and `width` (`NP`, 4, 2 or 1) panels wide, computed and stored (the
@@ -389,7 +357,7 @@ struct Dequantized<'a> {
     out: &'a mut [f32],
     ldo: usize,
     row_sums: &'a [i32],
-    params: Dequantize<'a>,
+    params: Epilogue<'a>,
     /// Whether any weight zero point is non-zero.
     zero_points: bool,
 }
