@@ -2,6 +2,7 @@
 //! multiply-accumulates (criterion reports elements/s; GOPS = 2 x that).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferroq::kernels::Int8Operands;
 use ferroq::linear::DynamicLinear;
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, supported_isas};
@@ -31,7 +32,8 @@ fn gemm_u8i8(c: &mut Criterion) {
             let mut out = vec![0i32; m * n];
             group.throughput(Throughput::Elements((m * k * n) as u64));
             group.bench_function(BenchmarkId::new(isa.name(), format!("{m}x{k}x{n}")), |b| {
-                b.iter(|| (kernels.gemm_u8i8)(&a, weights.k_padded(), m, &weights, &mut out, n))
+                let operands = Int8Operands { a: &a, lda: weights.k_padded(), rows: m, b: &weights };
+                b.iter(|| (kernels.gemm_u8i8)(operands, &mut out, n))
             });
         }
     }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::kernels::{Accumulators, Epilogue, Kernels, Range};
+use crate::kernels::{Accumulators, DequantizedOut, Epilogue, Int8Operands, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
 use crate::quant::{check_bias, check_weight_qparams, choose_qparams, QParams};
 use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
@@ -344,8 +344,9 @@ impl DynamicLinear {
                 for (i, out_block) in out_columns.chunks_mut(width).enumerate() {
                     let start = (first_block + i) * width;
                     let (weights, params) = (self.weights.block_at(start), block_params(start..start + out_block.len()));
+                    let operands = Int8Operands { a: a_rows(0, 1), lda: xq.stride, rows: 1, b: weights };
                     let ldo = out_block.len();
-                    (kernels.gemm_u8i8_dequantize)(a_rows(0, 1), xq.stride, 1, weights, row_sums, &params, out_block, ldo);
+                    (kernels.gemm_u8i8_dequantize)(operands, DequantizedOut { row_sums, epilogue: &params, out: out_block, ldo });
                 }
             });
             return Ok(());
@@ -356,7 +357,8 @@ impl DynamicLinear {
             for (columns, weights) in self.weights.blocks() {
                 let out = &mut out_rows[columns.start..];
                 let params = block_params(columns);
-                (kernels.gemm_u8i8_dequantize)(a_rows(first_row, rows), xq.stride, rows, weights, row_sums, &params, out, n);
+                let operands = Int8Operands { a: a_rows(first_row, rows), lda: xq.stride, rows, b: weights };
+                (kernels.gemm_u8i8_dequantize)(operands, DequantizedOut { row_sums, epilogue: &params, out, ldo: n });
             }
         };
         for_row_shares(out, n, macs, run_rows);
@@ -385,7 +387,8 @@ impl DynamicLinear {
             let share_rows = share.len() / n;
             let a = &xq.data[start..start + share_rows * xq.stride];
             for (columns, weights) in self.weights.blocks() {
-                (kernels.gemm_u8i8)(a, xq.stride, share_rows, weights, &mut share[columns.start..], n);
+                let operands = Int8Operands { a, lda: xq.stride, rows: share_rows, b: weights };
+                (kernels.gemm_u8i8)(operands, &mut share[columns.start..], n);
             }
         };
         for_row_shares(acc, n, rows * n * xq.k, run_rows);
@@ -423,7 +426,8 @@ impl DynamicLinear {
         }
         let a = &xq.data[rows.start * xq.stride..rows.end * xq.stride];
         for (block_columns, weights) in blocks {
-            (kernels.gemm_u8i8)(a, xq.stride, count, weights, &mut acc[block_columns.start - columns.start..], ldo);
+            let operands = Int8Operands { a, lda: xq.stride, rows: count, b: weights };
+            (kernels.gemm_u8i8)(operands, &mut acc[block_columns.start - columns.start..], ldo);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::kernels::{Epilogue, Kernels};
+use crate::kernels::{Epilogue, Int8Operands, Kernels};
 use crate::linear::in_features_i32;
 use crate::pack::PackedWeights;
 use crate::quant::{check_weight_qparams, QParams};
@@ -141,7 +141,7 @@ impl StaticLinear {
                 *sum = src.iter().map(|&q| q as i32).sum();
             }
             let mut acc = alloc::vec_of(rows * n, 0i32)?;
-            (kernels.gemm_u8i8)(&a, stride, rows, &self.weights, &mut acc, n);
+            (kernels.gemm_u8i8)(Int8Operands { a: &a, lda: stride, rows, b: &self.weights }, &mut acc, n);
             requantize(&acc, &row_sums, &params, out_block);
             Ok(())
         };

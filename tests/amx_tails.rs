@@ -6,7 +6,7 @@
 mod common;
 
 use common::Rng;
-use ferroq::kernels::{Epilogue, Kernels};
+use ferroq::kernels::{DequantizedOut, Epilogue, Int8Operands, Kernels};
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, Isa};
 
@@ -58,8 +58,9 @@ fn amx_tile_edges_equal_scalar() {
                 let ldo = n + 2;
                 let mut want = vec![-7i32; m * ldo];
                 let mut got = want.clone();
-                (scalar.gemm_u8i8)(&a, lda, m, &b, &mut want, ldo);
-                (amx.gemm_u8i8)(&a, lda, m, &b, &mut got, ldo);
+                let product = Int8Operands { a: &a, lda, rows: m, b: &b };
+                (scalar.gemm_u8i8)(product, &mut want, ldo);
+                (amx.gemm_u8i8)(product, &mut got, ldo);
                 assert_eq!(got, want, "gemm_u8i8 m={m} k={k} n={n}");
             }
         }
@@ -91,8 +92,10 @@ fn amx_dequantizing_tile_edges_equal_scalar() {
                     let ldo = n + 1;
                     let mut want = vec![f32::NAN; m * ldo];
                     let mut got = want.clone();
-                    (scalar.gemm_u8i8_dequantize)(&a, lda, m, &b, &row_sums, &params, &mut want, ldo);
-                    (amx.gemm_u8i8_dequantize)(&a, lda, m, &b, &row_sums, &params, &mut got, ldo);
+                    let product = Int8Operands { a: &a, lda, rows: m, b: &b };
+                    let (row_sums, epilogue) = (row_sums.as_slice(), &params);
+                    (scalar.gemm_u8i8_dequantize)(product, DequantizedOut { row_sums, epilogue, out: &mut want, ldo });
+                    (amx.gemm_u8i8_dequantize)(product, DequantizedOut { row_sums, epilogue, out: &mut got, ldo });
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
                     assert_eq!(bits(&got), bits(&want), "gemm_u8i8_dequantize m={m} k={k} n={n} bias={}", bias.is_some());
                 }

@@ -9,7 +9,9 @@
 mod common;
 
 use common::{assert_same_floats, simd_paths, Rng};
-use ferroq::kernels::{scalar, Accumulators, Epilogue, Kernels, Nonlinearity, Projected, Range};
+use ferroq::kernels::{
+    scalar, Accumulators, DequantizedOut, Epilogue, Int8Operands, Kernels, Nonlinearity, Projected, Range,
+};
 use ferroq::pack::PackedWeights;
 use ferroq::quant::choose_qparams;
 use ferroq::{kernels_for, Isa};
@@ -160,7 +162,8 @@ impl GemmCase {
     fn run_dequantized(&self, f: GemmDequantize) -> Vec<f32> {
         let len = if self.m == 0 { 0 } else { (self.m - 1) * self.ldo + self.b.n() };
         let mut out: Vec<f32> = (0..len).map(|i| -(i as f32) - 0.5).collect();
-        f(&self.a, self.lda, self.m, &self.b, &self.row_sums, &self.epilogue.params(), &mut out, self.ldo);
+        let operands = Int8Operands { a: &self.a, lda: self.lda, rows: self.m, b: &self.b };
+        f(operands, DequantizedOut { row_sums: &self.row_sums, epilogue: &self.epilogue.params(), out: &mut out, ldo: self.ldo });
         out
     }
 
@@ -177,10 +180,10 @@ impl GemmCase {
         out
     }
 
-    fn run(&self, f: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize)) -> Vec<i32> {
+    fn run(&self, f: fn(Int8Operands<'_>, &mut [i32], usize)) -> Vec<i32> {
         let len = if self.m == 0 { 0 } else { (self.m - 1) * self.ldo + self.b.n() };
         let mut out: Vec<i32> = (0..len).map(|i| 0x5eed_0000 + i as i32).collect();
-        f(&self.a, self.lda, self.m, &self.b, &mut out, self.ldo);
+        f(Int8Operands { a: &self.a, lda: self.lda, rows: self.m, b: &self.b }, &mut out, self.ldo);
         out
     }
 
@@ -228,7 +231,7 @@ impl GemmCase {
 }
 
 /// The signature of [`Kernels::gemm_u8i8_dequantize`].
-type GemmDequantize = fn(&[u8], usize, usize, &PackedWeights, &[i32], &Epilogue<'_>, &mut [f32], usize);
+type GemmDequantize = fn(Int8Operands<'_>, DequantizedOut<'_>);
 
 #[test]
 fn gemm_u8i8_matches_scalar_on_ragged_shapes() {

@@ -2,7 +2,7 @@
 //! reference (integers exactly, floats by their bits, any NaN equal to any NaN). `tests/kernels.rs`
 //! reports which paths this machine cannot run.
 
-use ferroq::kernels::{scalar, Epilogue, Kernels};
+use ferroq::kernels::{scalar, DequantizedOut, Epilogue, Int8Operands, Kernels};
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, supported_isas, Isa};
 use proptest::collection::vec;
@@ -73,10 +73,11 @@ proptest! {
         let a = padded_rows(&x, m, k, &b, lda);
         let len = if m == 0 { 0 } else { (m - 1) * ldo + n };
         let mut want = vec![-7i32; len];
-        scalar::gemm_u8i8(&a, lda, m, &b, &mut want, ldo);
+        let operands = Int8Operands { a: &a, lda, rows: m, b: &b };
+        scalar::gemm_u8i8(operands, &mut want, ldo);
         for kernels in simd_paths() {
             let mut got = vec![-7i32; len];
-            (kernels.gemm_u8i8)(&a, lda, m, &b, &mut got, ldo);
+            (kernels.gemm_u8i8)(operands, &mut got, ldo);
             prop_assert_eq!(&got, &want, "{}", kernels.isa.name());
         }
     }
@@ -102,7 +103,7 @@ proptest! {
         // The specification: scalar GEMM, then scalar epilogue row by row (junk between rows kept).
         let len = if m == 0 { 0 } else { (m - 1) * ldo + n };
         let mut acc = vec![0i32; len];
-        scalar::gemm_u8i8(&a, lda, m, &b, &mut acc, ldo);
+        scalar::gemm_u8i8(Int8Operands { a: &a, lda, rows: m, b: &b }, &mut acc, ldo);
         let mut want = vec![0.25f32; len];
         for r in 0..m {
             let row = r * ldo..r * ldo + n;
@@ -111,7 +112,8 @@ proptest! {
         let scalar_table = ferroq::kernels::table(Isa::Scalar).expect("scalar");
         for kernels in std::iter::once(scalar_table).chain(simd_paths()) {
             let mut got = vec![0.25f32; len];
-            (kernels.gemm_u8i8_dequantize)(&a, lda, m, &b, &row_sums, &params, &mut got, ldo);
+            let operands = Int8Operands { a: &a, lda, rows: m, b: &b };
+            (kernels.gemm_u8i8_dequantize)(operands, DequantizedOut { row_sums: &row_sums, epilogue: &params, out: &mut got, ldo });
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 let isa = kernels.isa.name();
                 prop_assert!(same_float(g, w), "{}: m={} k={} n={} element {}: {:e} vs scalar {:e}", isa, m, k, n, i, g, w);

@@ -1,7 +1,40 @@
-//! The operands of one int8 GEMM ([`Kernels::gemm_u8i8`](super::Kernels::gemm_u8i8)), checked once
-//! before a path's tile loops: the checks every path makes, and the panics its contract names.
+//! The operands of one int8 GEMM ([`Kernels::gemm_u8i8`](super::Kernels::gemm_u8i8)) as the
+//! kernels take them ([`Int8Operands`], and [`DequantizedOut`] for where the dequantizing kernel
+//! stores), and the same operands checked once before a path's tile loops ([`Job`]): the checks
+//! every path makes, and the panics its contract names.
 
+use super::Epilogue;
 use crate::pack::PackedWeights;
+
+/// The operands of one int8 product, as passed to [`Kernels::gemm_u8i8`](super::Kernels::gemm_u8i8)
+/// and [`Kernels::gemm_u8i8_dequantize`](super::Kernels::gemm_u8i8_dequantize): `rows` activation
+/// rows of stride `lda` in `a`, each `b.k_padded()` bytes long (zeros in the padding), times the
+/// packed weights `b`. Unchecked: each kernel checks them (and panics) as its contract says.
+#[derive(Clone, Copy)]
+pub struct Int8Operands<'a> {
+    /// The activation rows.
+    pub a: &'a [u8],
+    /// The stride of `a`'s rows, at least `b.k_padded()`.
+    pub lda: usize,
+    /// The number of rows.
+    pub rows: usize,
+    /// The packed weights (`n` columns).
+    pub b: &'a PackedWeights,
+}
+
+/// Where [`Kernels::gemm_u8i8_dequantize`](super::Kernels::gemm_u8i8_dequantize) stores its
+/// product: each row's accumulators go through `epilogue` with that row's sum `row_sums[r] = Σ_k
+/// a[r, k]`, into `out[r*ldo + j]` for `j < n` (the other elements of `out` are left alone).
+pub struct DequantizedOut<'a> {
+    /// One activation row sum per row (at least `rows`).
+    pub row_sums: &'a [i32],
+    /// The dequantizing epilogue's per-column terms.
+    pub epilogue: &'a Epilogue<'a>,
+    /// The output rows.
+    pub out: &'a mut [f32],
+    /// The stride of `out`'s rows, at least `n` when there is more than one row.
+    pub ldo: usize,
+}
 
 /// Activation rows and packed weights of one product, checked by [`Job::new`]: `rows > 0`,
 /// `n > 0` and `a.len() >= (rows - 1) * lda + k_padded`.
@@ -20,7 +53,8 @@ impl<'a> Job<'a> {
     /// # Panics
     /// When `a` is too short for `rows` rows (as the scalar kernel does).
     #[inline(always)]
-    pub(crate) fn new(a: &'a [u8], lda: usize, rows: usize, b: &'a PackedWeights) -> Option<Self> {
+    pub(crate) fn new(operands: Int8Operands<'a>) -> Option<Self> {
+        let Int8Operands { a, lda, rows, b } = operands;
         if rows == 0 {
             return None;
         }

@@ -33,10 +33,10 @@ mod vector_math;
 mod x86_64;
 
 pub use epilogue::Epilogue;
+pub use int8_job::{DequantizedOut, Int8Operands};
 pub use isa::{Architecture, Isa};
 pub use projected::{correct_zero_points, Accumulators, Projected};
 
-use crate::pack::PackedWeights;
 
 /// Defines safe kernel entry points for one path's table: each runs its body (a generic kernel
 /// taking the path's token first) inside a `#[target_feature]` function, so the body's intrinsics
@@ -50,7 +50,6 @@ macro_rules! entry_points {
     ($token:ident, $features:literal; $($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:expr;)+) => {$(
         #[doc = concat!("The `", stringify!($name), "` kernel of this path (see [`Kernels`](crate::kernels::Kernels)).")]
         $(#[$attr])*
-        #[allow(clippy::too_many_arguments)] // as many as the kernel's signature has
         pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
             #[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
             #[target_feature(enable = $features)]
@@ -113,25 +112,17 @@ pub struct Kernels {
     pub quantize_u8: fn(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]),
     /// Raw int32 products: `out[r*ldo + n] = Σ_k a[r*lda + k] * W[n, k]` for `r < rows`, `n < b.n()`.
     /// `lda >= b.k_padded()` and `a` must hold zeros in each row's padding `k..k_padded`. Exact: no
-    /// intermediate saturation, int32 wrap-around only where the true sum overflows.
-    pub gemm_u8i8: fn(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize),
+    /// intermediate saturation, int32 wrap-around only where the true sum overflows. `a`, `lda`,
+    /// `rows` and `b` come as [`Int8Operands`].
+    pub gemm_u8i8: fn(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize),
     /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Epilogue`], specified by
     /// [`scalar::dequantize`]), fused where the path can (the x86 paths dequantize from the
     /// registers; the others through a small reused buffer): `out[r*ldo + j]` for `r < rows`,
     /// `j < b.n()`, with `row_sums[r] = Σ_k a[r, k]` (any value when every weight
     /// zero point is zero, as `row_sum * 0` vanishes). Equal bit for bit to the two in sequence; the
-    /// other elements of `out` are left alone.
-    #[allow(clippy::type_complexity)] // the GEMM's and the epilogue's parameters, named
-    pub gemm_u8i8_dequantize: fn(
-        a: &[u8],
-        lda: usize,
-        rows: usize,
-        b: &PackedWeights,
-        row_sums: &[i32],
-        params: &Epilogue<'_>,
-        out: &mut [f32],
-        ldo: usize,
-    ),
+    /// other elements of `out` are left alone. The operands and the store come as
+    /// [`Int8Operands`] and [`DequantizedOut`].
+    pub gemm_u8i8_dequantize: fn(operands: Int8Operands<'_>, store: DequantizedOut<'_>),
     /// float16-weight product, summed in FBGEMM's order (see `docs/float16.md`). With one f32 FMA
     /// per product, `chain(ks, start)` = `start`, then `acc = fma(x[r*k + kk], w[kk*n + j], acc)`
     /// for `kk` in `ks` in order:

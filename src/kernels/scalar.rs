@@ -4,8 +4,10 @@
 use std::cell::RefCell;
 use std::ops::Range as Indices;
 
-use super::{f16_sum_start, scalar_step, Epilogue, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK};
-use crate::pack::{PackedWeights, K_GROUP, PANEL_WIDTH};
+use super::{
+    f16_sum_start, scalar_step, DequantizedOut, Epilogue, Int8Operands, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK,
+};
+use crate::pack::{K_GROUP, PANEL_WIDTH};
 use crate::quant::{dequantize_accumulator, quantize_value};
 
 /// The scalar table.
@@ -45,7 +47,8 @@ pub fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) {
 }
 
 /// See [`Kernels::gemm_u8i8`].
-pub fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+pub fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    let Int8Operands { a, lda, rows, b } = operands;
     for r in 0..rows {
         let a_row = &a[r * lda..r * lda + b.k_padded()];
         for p in 0..b.n_panels() {
@@ -83,18 +86,8 @@ pub fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mu
 ///
 /// # Panics
 /// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
-#[allow(clippy::too_many_arguments)] // the two kernels' arguments
-pub fn gemm_u8i8_dequantize(
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo);
+pub fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) {
+    gemm_then_dequantize(gemm_u8i8, dequantize, operands, store);
 }
 
 /// Rows per block of [`gemm_then_dequantize`]'s accumulator buffer.
@@ -112,19 +105,14 @@ thread_local! {
 ///
 /// # Panics
 /// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
-#[allow(clippy::too_many_arguments)] // the kernels and their arguments
 pub(crate) fn gemm_then_dequantize(
-    gemm_u8i8: fn(&[u8], usize, usize, &PackedWeights, &mut [i32], usize),
+    gemm_u8i8: fn(Int8Operands<'_>, &mut [i32], usize),
     dequantize: fn(&[i32], &[i32], &Epilogue<'_>, &mut [f32]),
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
+    operands: Int8Operands<'_>,
+    store: DequantizedOut<'_>,
 ) {
+    let Int8Operands { a, lda, rows, b } = operands;
+    let DequantizedOut { row_sums, epilogue: params, out, ldo } = store;
     let n = b.n();
     if rows == 0 || n == 0 {
         return;
@@ -137,7 +125,7 @@ pub(crate) fn gemm_then_dequantize(
             let block = ROW_BLOCK.min(rows - r0);
             // The GEMM writes every accumulator, so stale values need no clearing.
             acc.resize(block * n, 0);
-            gemm_u8i8(&a[r0 * lda..], lda, block, b, acc, n);
+            gemm_u8i8(Int8Operands { a: &a[r0 * lda..], lda, rows: block, b }, acc, n);
             for (r, acc_row) in acc.chunks_exact(n).enumerate() {
                 let row = r0 + r;
                 dequantize(acc_row, &row_sums[row..row + 1], params, &mut out[row * ldo..row * ldo + n]);

@@ -10,8 +10,7 @@ use std::arch::asm;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::kernels::{entry_points, scalar, Isa, Kernels};
-use crate::pack::PackedWeights;
+use crate::kernels::{entry_points, scalar, Int8Operands, Isa, Kernels};
 
 /// Proof that the CPU has NEON and the dot-product instructions.
 #[derive(Clone, Copy, Debug)]
@@ -40,22 +39,20 @@ pub(super) fn table(t: Dotprod) -> Kernels {
     Kernels {
         isa: Isa::NeonDotprod,
         gemm_u8i8,
-        gemm_u8i8_dequantize: |a, lda, rows, b, row_sums, params, out, ldo| {
-            scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, a, lda, rows, b, row_sums, params, out, ldo)
-        },
+        gemm_u8i8_dequantize: |operands, store| scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, operands, store),
         ..neon::table(t.0)
     }
 }
 
 entry_points! {
     Dotprod, "neon,dotprod";
-    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
 }
 
 /// The int8 GEMM in tiles of 4 panel accumulators (16 accumulator registers).
 #[inline(always)]
-fn gemm(t: Dotprod, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    gemm_u8i8::gemm::<_, 4>(Sdot(t), a, lda, rows, b, out, ldo)
+fn gemm(t: Dotprod, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    gemm_u8i8::gemm::<_, 4>(Sdot(t), operands, out, ldo)
 }
 
 /// The `sdot` dot-product step.

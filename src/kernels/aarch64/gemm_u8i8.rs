@@ -15,7 +15,7 @@ use std::arch::aarch64::*;
 
 use super::neon::Neon;
 use crate::kernels::int8_job::Job;
-use crate::kernels::{dequantize, Epilogue};
+use crate::kernels::{dequantize, Epilogue, Int8Operands};
 use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: for the 16 columns `j` of one panel k-group,
@@ -42,16 +42,9 @@ pub(super) trait Int8Dot: Copy {
 /// When `a` or `out` is too short for `rows` rows (as the scalar kernel does), or when `ldo < n`
 /// with more than one row (the rows would overlap).
 #[inline(always)]
-pub(super) fn gemm<D: Int8Dot, const W: usize>(
-    d: D,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    out: &mut [i32],
-    ldo: usize,
-) {
-    let Some(job) = Job::new(a, lda, rows, b) else {
+pub(super) fn gemm<D: Int8Dot, const W: usize>(d: D, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    let rows = operands.rows;
+    let Some(job) = Job::new(operands) else {
         return;
     };
     job.check_out(out.len(), ldo, "gemm_u8i8");

@@ -18,8 +18,11 @@ use super::gemm_u8i8::{self, Int8Dot};
 use crate::kernels::simd::{intrinsic_methods, Simd};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
-use crate::kernels::{entry_points, quantize_input, recurrent_step, scalar, Epilogue, Isa, Kernels, Nonlinearity, Projected, Range};
-use crate::pack::{Block, PackedWeights, K_GROUP};
+use crate::kernels::{
+    entry_points, quantize_input, recurrent_step, scalar, Epilogue, Int8Operands, Isa, Kernels, Nonlinearity, Projected,
+    Range,
+};
+use crate::pack::{Block, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
 #[derive(Clone, Copy, Debug)]
@@ -75,9 +78,7 @@ pub(super) fn table(_: Neon) -> Kernels {
         quantize_u8,
         gemm_u8i8,
         // This path's GEMM, then its epilogue, through the scalar kernel's reused buffer.
-        gemm_u8i8_dequantize: |a, lda, rows, b, row_sums, params, out, ldo| {
-            scalar::gemm_then_dequantize(gemm_u8i8, dequantize, a, lda, rows, b, row_sums, params, out, ldo)
-        },
+        gemm_u8i8_dequantize: |operands, store| scalar::gemm_then_dequantize(gemm_u8i8, dequantize, operands, store),
         gemm_f32_f16,
         lstm,
         gru,
@@ -90,7 +91,7 @@ entry_points! {
     Neon, "neon";
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
-    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) = gemm_u8i8::dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = crate::kernels::gemm_f16::gemm_f32_f16::<_, 4, 4>;
@@ -104,8 +105,8 @@ entry_points! {
 
 /// The int8 GEMM in tiles of 2 panel accumulators (16 accumulator registers).
 #[inline(always)]
-fn gemm(t: Neon, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    gemm_u8i8::gemm::<_, 2>(Smull(t), a, lda, rows, b, out, ldo)
+fn gemm(t: Neon, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    gemm_u8i8::gemm::<_, 2>(Smull(t), operands, out, ldo)
 }
 
 /// The widening-multiply dot-product step.

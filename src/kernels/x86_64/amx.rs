@@ -28,8 +28,8 @@ use std::arch::asm;
 use super::avx512vnni::{self, Avx512};
 use super::{amx_detect, gemm_u8i8};
 use crate::kernels::int8_job::Job;
-use crate::kernels::{dequantize, entry_points, Epilogue, Isa, Kernels};
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::kernels::{dequantize, entry_points, DequantizedOut, Epilogue, Int8Operands, Isa, Kernels};
+use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AMX-TILE and AMX-INT8, that this process may use the tile state, and
 /// that the CPU has everything [`Avx512`] proves.
@@ -59,11 +59,8 @@ pub(super) fn table(t: Amx) -> Kernels {
 
 entry_points! {
     Amx, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c";
-    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
-        ldo: usize
-    ) = gemm_dequantize;
+    fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
 }
 
 /// Products with fewer rows go to the AVX-512 kernels: a tile product costs about the same with
@@ -95,43 +92,35 @@ const B1: u8 = 7;
 
 /// See [`Kernels::gemm_u8i8`].
 #[inline(always)]
-fn gemm(t: Amx, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+fn gemm(t: Amx, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    let Int8Operands { rows, b, .. } = operands;
     let full_panels = b.n() / PANEL_WIDTH;
     if rows < MIN_ROWS || full_panels == 0 {
         // Through the AVX-512 table's entry point, not inlined: one copy of its tiles, not two.
-        return (avx512vnni::table(t.0).gemm_u8i8)(a, lda, rows, b, out, ldo);
+        return (avx512vnni::table(t.0).gemm_u8i8)(operands, out, ldo);
     }
-    let Some(job) = Job::new(a, lda, rows, b) else {
+    let Some(job) = Job::new(operands) else {
         return;
     };
     job.check_out(out.len(), ldo, "gemm_u8i8");
     drive(&job, full_panels, &mut Raw { out, ldo });
     if full_panels < b.n_panels() {
-        gemm_u8i8::gemm_from_panel::<_, 8, 1>(t.0, a, lda, rows, b, full_panels, out, ldo);
+        gemm_u8i8::gemm_from_panel::<_, 8, 1>(t.0, operands, full_panels, out, ldo);
     }
 }
 
 /// See [`Kernels::gemm_u8i8_dequantize`]: each C tile goes through a 1 KiB buffer to the AVX-512
 /// epilogue, row by row.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
 #[inline(always)]
-fn gemm_dequantize(
-    t: Amx,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
+fn gemm_dequantize(t: Amx, operands: Int8Operands<'_>, store: DequantizedOut<'_>) {
+    let Int8Operands { rows, b, .. } = operands;
     let full_panels = b.n() / PANEL_WIDTH;
     if rows < MIN_ROWS || full_panels == 0 {
         // Through the AVX-512 table's entry point, not inlined: one copy of its tiles, not two.
-        return (avx512vnni::table(t.0).gemm_u8i8_dequantize)(a, lda, rows, b, row_sums, params, out, ldo);
+        return (avx512vnni::table(t.0).gemm_u8i8_dequantize)(operands, store);
     }
-    let Some(job) = Job::new(a, lda, rows, b) else {
+    let DequantizedOut { row_sums, epilogue: params, out, ldo } = store;
+    let Some(job) = Job::new(operands) else {
         return;
     };
     let n = b.n();
@@ -145,7 +134,8 @@ fn gemm_dequantize(
     let mut o = Dequantized { t: t.0, out, ldo, row_sums, params, acc: AccTile([[0; PANEL_WIDTH]; TILE_ROWS]) };
     drive(&job, full_panels, &mut o);
     if full_panels < b.n_panels() {
-        gemm_u8i8::gemm_dequantize_from_panel::<_, 8, 1>(t.0, a, lda, rows, b, full_panels, row_sums, params, out, ldo);
+        let store = DequantizedOut { row_sums, epilogue: params, out, ldo };
+        gemm_u8i8::gemm_dequantize_from_panel::<_, 8, 1>(t.0, operands, full_panels, store);
     }
 }
 

@@ -13,9 +13,10 @@ use std::arch::x86_64::*;
 use super::gemm_u8i8::{self, Int8Dot};
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, Epilogue, Isa, Kernels, Nonlinearity, Projected, Range,
+    entry_points, gemm_f16, quantize_input, recurrent_step, DequantizedOut, Int8Operands, Isa, Kernels, Nonlinearity,
+    Projected, Range,
 };
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 
@@ -49,11 +50,8 @@ entry_points! {
     Avx2, "avx2,fma,f16c";
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
-    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
-        ldo: usize
-    ) = gemm_dequantize;
+    fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<_, 4, 2>;
     fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
@@ -68,43 +66,33 @@ entry_points! {
 /// below 128, the split step otherwise. One row goes panel by panel (one stream of weights, see
 /// `gemm_u8i8`); more rows go 4 at a time.
 #[inline(always)]
-fn gemm(t: Avx2, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+fn gemm(t: Avx2, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
-    match (seven_bit(a, lda, rows, b), rows) {
-        (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, a, lda, rows, b, out, ldo),
-        (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, a, lda, rows, b, out, ldo),
-        (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, a, lda, rows, b, out, ldo),
-        (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, a, lda, rows, b, out, ldo),
+    match (seven_bit(operands), operands.rows) {
+        (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, operands, out, ldo),
+        (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, operands, out, ldo),
+        (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, operands, out, ldo),
+        (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, operands, out, ldo),
     }
 }
 
 /// Whether every activation byte the product reads is below 128.
 #[inline(always)]
-fn seven_bit(a: &[u8], lda: usize, rows: usize, b: &PackedWeights) -> bool {
+fn seven_bit(operands: Int8Operands<'_>) -> bool {
+    let Int8Operands { a, lda, rows, b } = operands;
     let k_padded = b.k_padded();
     (0..rows).all(|r| a[r * lda..r * lda + k_padded].iter().fold(0, |acc, &x| acc | x) < 0x80)
 }
 
 /// [`gemm`] with the dequantizing store, in the same tiles and steps.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
 #[inline(always)]
-fn gemm_dequantize(
-    t: Avx2,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
+fn gemm_dequantize(t: Avx2, operands: Int8Operands<'_>, store: DequantizedOut<'_>) {
     let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
-    match (seven_bit(a, lda, rows, b), rows) {
-        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(seven, a, lda, rows, b, row_sums, params, out, ldo),
-        (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(seven, a, lda, rows, b, row_sums, params, out, ldo),
-        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(eight, a, lda, rows, b, row_sums, params, out, ldo),
-        (false, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(eight, a, lda, rows, b, row_sums, params, out, ldo),
+    match (seven_bit(operands), operands.rows) {
+        (true, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(seven, operands, store),
+        (true, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(seven, operands, store),
+        (false, 1) => gemm_u8i8::gemm_dequantize::<_, 1, 1>(eight, operands, store),
+        (false, _) => gemm_u8i8::gemm_dequantize::<_, 4, 1>(eight, operands, store),
     }
 }
 

@@ -8,9 +8,10 @@ use super::gemm_u8i8::Int8Dot;
 use super::gemm_u8i8;
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, Epilogue, Isa, Kernels, Nonlinearity, Projected, Range,
+    entry_points, gemm_f16, quantize_input, recurrent_step, DequantizedOut, Int8Operands, Isa, Kernels, Nonlinearity,
+    Projected, Range,
 };
-use crate::pack::{Block, PackedWeights, K_GROUP, PANEL_WIDTH};
+use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 
@@ -49,11 +50,8 @@ entry_points! {
     Avx512, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c";
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
-    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
-        ldo: usize
-    ) = gemm_dequantize;
+    fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<_, 4, 4>;
     fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
@@ -71,42 +69,31 @@ entry_points! {
 /// rows x 3 panels, 24 accumulators + 3 weight vectors + 1 broadcast of the 32 registers, each
 /// loaded weight vector used by 8 rows (measured about 90 % of the `vpdpbusd` peak on Zen 5).
 #[inline(always)]
-pub(super) fn gemm(t: Avx512, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
-    match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 2>(t, a, lda, rows, b, out, ldo),
-        2 => gemm_u8i8::gemm::<_, 2, 4>(t, a, lda, rows, b, out, ldo),
-        3 => gemm_u8i8::gemm::<_, 3, 4>(t, a, lda, rows, b, out, ldo),
-        4 => gemm_u8i8::gemm::<_, 4, 4>(t, a, lda, rows, b, out, ldo),
-        5 => gemm_u8i8::gemm::<_, 5, 4>(t, a, lda, rows, b, out, ldo),
-        6 => gemm_u8i8::gemm::<_, 6, 4>(t, a, lda, rows, b, out, ldo),
-        7 => gemm_u8i8::gemm::<_, 7, 3>(t, a, lda, rows, b, out, ldo),
-        _ => gemm_u8i8::gemm::<_, 8, 3>(t, a, lda, rows, b, out, ldo),
+pub(super) fn gemm(t: Avx512, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    match operands.rows {
+        1 => gemm_u8i8::gemm::<_, 1, 2>(t, operands, out, ldo),
+        2 => gemm_u8i8::gemm::<_, 2, 4>(t, operands, out, ldo),
+        3 => gemm_u8i8::gemm::<_, 3, 4>(t, operands, out, ldo),
+        4 => gemm_u8i8::gemm::<_, 4, 4>(t, operands, out, ldo),
+        5 => gemm_u8i8::gemm::<_, 5, 4>(t, operands, out, ldo),
+        6 => gemm_u8i8::gemm::<_, 6, 4>(t, operands, out, ldo),
+        7 => gemm_u8i8::gemm::<_, 7, 3>(t, operands, out, ldo),
+        _ => gemm_u8i8::gemm::<_, 8, 3>(t, operands, out, ldo),
     }
 }
 
 /// [`gemm`] with the dequantizing store, in the same tiles.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
 #[inline(always)]
-pub(super) fn gemm_dequantize(
-    t: Avx512,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 2>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        2 => gemm_u8i8::gemm_dequantize::<_, 2, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        3 => gemm_u8i8::gemm_dequantize::<_, 3, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        4 => gemm_u8i8::gemm_dequantize::<_, 4, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        5 => gemm_u8i8::gemm_dequantize::<_, 5, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        6 => gemm_u8i8::gemm_dequantize::<_, 6, 4>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        7 => gemm_u8i8::gemm_dequantize::<_, 7, 3>(t, a, lda, rows, b, row_sums, params, out, ldo),
-        _ => gemm_u8i8::gemm_dequantize::<_, 8, 3>(t, a, lda, rows, b, row_sums, params, out, ldo),
+pub(super) fn gemm_dequantize(t: Avx512, operands: Int8Operands<'_>, store: DequantizedOut<'_>) {
+    match operands.rows {
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 2>(t, operands, store),
+        2 => gemm_u8i8::gemm_dequantize::<_, 2, 4>(t, operands, store),
+        3 => gemm_u8i8::gemm_dequantize::<_, 3, 4>(t, operands, store),
+        4 => gemm_u8i8::gemm_dequantize::<_, 4, 4>(t, operands, store),
+        5 => gemm_u8i8::gemm_dequantize::<_, 5, 4>(t, operands, store),
+        6 => gemm_u8i8::gemm_dequantize::<_, 6, 4>(t, operands, store),
+        7 => gemm_u8i8::gemm_dequantize::<_, 7, 3>(t, operands, store),
+        _ => gemm_u8i8::gemm_dequantize::<_, 8, 3>(t, operands, store),
     }
 }
 

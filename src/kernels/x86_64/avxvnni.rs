@@ -5,8 +5,8 @@ use std::arch::x86_64::*;
 
 use super::avx2::{self, Avx2, HalfStep, Halves};
 use super::gemm_u8i8;
-use crate::kernels::{entry_points, Epilogue, Isa, Kernels};
-use crate::pack::{PackedWeights, K_GROUP};
+use crate::kernels::{entry_points, DequantizedOut, Int8Operands, Isa, Kernels};
+use crate::pack::K_GROUP;
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
 #[derive(Clone, Copy, Debug)]
@@ -36,45 +36,31 @@ pub(super) fn table(t: AvxVnni) -> Kernels {
 
 entry_points! {
     AvxVnni, "avx2,fma,f16c,avxvnni";
-    fn gemm_u8i8(a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) = gemm;
-    fn gemm_u8i8_dequantize(
-        a: &[u8], lda: usize, rows: usize, b: &PackedWeights, row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32],
-        ldo: usize
-    ) = gemm_dequantize;
+    fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
 }
 
 /// The int8 GEMM: one row goes panel by panel (one stream of weights, see `gemm_u8i8`), two rows
 /// 2 panels at once; more rows
 /// share each loaded weight vector across 6 rows (12 accumulators, within the 16 ymm registers).
 #[inline(always)]
-fn gemm(t: AvxVnni, a: &[u8], lda: usize, rows: usize, b: &PackedWeights, out: &mut [i32], ldo: usize) {
+fn gemm(t: AvxVnni, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     let d = Halves(t.0, t);
-    match rows {
-        1 => gemm_u8i8::gemm::<_, 1, 1>(d, a, lda, rows, b, out, ldo),
-        2 => gemm_u8i8::gemm::<_, 2, 2>(d, a, lda, rows, b, out, ldo),
-        _ => gemm_u8i8::gemm::<_, 6, 1>(d, a, lda, rows, b, out, ldo),
+    match operands.rows {
+        1 => gemm_u8i8::gemm::<_, 1, 1>(d, operands, out, ldo),
+        2 => gemm_u8i8::gemm::<_, 2, 2>(d, operands, out, ldo),
+        _ => gemm_u8i8::gemm::<_, 6, 1>(d, operands, out, ldo),
     }
 }
 
 /// [`gemm`] with the dequantizing store, in the same tiles.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments and the token
 #[inline(always)]
-fn gemm_dequantize(
-    t: AvxVnni,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
-) {
+fn gemm_dequantize(t: AvxVnni, operands: Int8Operands<'_>, store: DequantizedOut<'_>) {
     let d = Halves(t.0, t);
-    match rows {
-        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(d, a, lda, rows, b, row_sums, params, out, ldo),
-        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(d, a, lda, rows, b, row_sums, params, out, ldo),
-        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(d, a, lda, rows, b, row_sums, params, out, ldo),
+    match operands.rows {
+        1 => gemm_u8i8::gemm_dequantize::<_, 1, 1>(d, operands, store),
+        2 => gemm_u8i8::gemm_dequantize::<_, 2, 2>(d, operands, store),
+        _ => gemm_u8i8::gemm_dequantize::<_, 6, 1>(d, operands, store),
     }
 }
 

@@ -23,7 +23,7 @@
 
 use crate::kernels::int8_job::Job;
 use crate::kernels::simd::Simd;
-use crate::kernels::{dequantize, Epilogue};
+use crate::kernels::{dequantize, DequantizedOut, Epilogue, Int8Operands};
 use crate::pack::{Block, PackedWeights, K_GROUP, NARROW_CHUNK, PANEL_WIDTH};
 
 /// One path's dot-product step: `acc[j] += Σ_{i<4} a[i] * w[j, i]` (u8 x s8, exact, int32
@@ -68,33 +68,26 @@ pub(super) trait Int8Dot: Copy {
 #[inline(always)]
 pub(super) fn gemm<D: Int8Dot, const MR: usize, const NP: usize>(
     d: D,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
+    operands: Int8Operands<'_>,
     out: &mut [i32],
     ldo: usize,
 ) {
-    gemm_from_panel::<D, MR, NP>(d, a, lda, rows, b, 0, out, ldo);
+    gemm_from_panel::<D, MR, NP>(d, operands, 0, out, ldo);
 }
 
 /// [`gemm`] over the panels from `first_panel` on only (the columns from `first_panel *
 /// PANEL_WIDTH`); the other columns of `out` are left alone.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments, the token and the first panel
 #[inline(always)]
 pub(super) fn gemm_from_panel<D: Int8Dot, const MR: usize, const NP: usize>(
     d: D,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
+    operands: Int8Operands<'_>,
     first_panel: usize,
     out: &mut [i32],
     ldo: usize,
 ) {
-    if let Some(job) = Job::new(a, lda, rows, b) {
+    if let Some(job) = Job::new(operands) {
         job.check_out(out.len(), ldo, "gemm_u8i8");
-        drive::<D, _, MR, NP>(d, &job, first_panel, &mut Raw { out, ldo, n: b.n() });
+        drive::<D, _, MR, NP>(d, &job, first_panel, &mut Raw { out, ldo, n: job.b.n() });
     }
 }
 
@@ -104,39 +97,27 @@ pub(super) fn gemm_from_panel<D: Int8Dot, const MR: usize, const NP: usize>(
 /// # Panics
 /// As [`gemm`], and when `row_sums` has fewer than `rows` elements or a column parameter fewer
 /// than `n`.
-#[allow(clippy::too_many_arguments)] // the two kernels' arguments and the token
 #[inline(always)]
 pub(super) fn gemm_dequantize<D: Int8Dot, const MR: usize, const NP: usize>(
     d: D,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
+    operands: Int8Operands<'_>,
+    store: DequantizedOut<'_>,
 ) {
-    gemm_dequantize_from_panel::<D, MR, NP>(d, a, lda, rows, b, 0, row_sums, params, out, ldo);
+    gemm_dequantize_from_panel::<D, MR, NP>(d, operands, 0, store);
 }
 
 /// [`gemm_dequantize`] over the panels from `first_panel` on only (the columns from `first_panel
 /// * PANEL_WIDTH`); the other columns of `out` are left alone.
-#[allow(clippy::too_many_arguments)] // the kernel's arguments, the token and the first panel
 #[inline(always)]
 pub(super) fn gemm_dequantize_from_panel<D: Int8Dot, const MR: usize, const NP: usize>(
     d: D,
-    a: &[u8],
-    lda: usize,
-    rows: usize,
-    b: &PackedWeights,
+    operands: Int8Operands<'_>,
     first_panel: usize,
-    row_sums: &[i32],
-    params: &Epilogue<'_>,
-    out: &mut [f32],
-    ldo: usize,
+    store: DequantizedOut<'_>,
 ) {
-    if let Some(job) = Job::new(a, lda, rows, b) {
+    let Int8Operands { rows, b, .. } = operands;
+    let DequantizedOut { row_sums, epilogue: params, out, ldo } = store;
+    if let Some(job) = Job::new(operands) {
         let n = b.n();
         job.check_out(out.len(), ldo, "gemm_u8i8_dequantize");
         assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
