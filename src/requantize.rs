@@ -20,17 +20,22 @@ pub struct Requantize<'a> {
     pub y_min: i32,
 }
 
-/// The float bias expressed in accumulator units, as FBGEMM adds it (docs/numerics.md §3.1).
+/// The float bias expressed in accumulator units, as FBGEMM adds it (docs/numerics.md §3.1), into
+/// `out` (as long as `bias`).
 ///
 /// Per tensor (`per_channel == false`, one `act_times_w` for every column) the bias is multiplied
 /// by the reciprocal `f32(1.0 / (double)act_times_w)`; per channel it is divided by
 /// `act_times_w[n]` in float32. The two can differ in the last bit.
-pub fn bias_in_accumulator_units(bias: &[f32], act_times_w: &[f32], per_channel: bool) -> Vec<f32> {
+pub fn bias_in_accumulator_units(bias: &[f32], act_times_w: &[f32], per_channel: bool, out: &mut [f32]) {
     if per_channel {
-        bias.iter().zip(act_times_w).map(|(&b, &s)| b / s).collect()
+        for ((o, &b), &s) in out.iter_mut().zip(bias).zip(act_times_w) {
+            *o = b / s;
+        }
     } else {
         let reciprocal = act_times_w.first().map_or(0.0, |&s| (1.0f64 / s as f64) as f32);
-        bias.iter().map(|&b| b * reciprocal).collect()
+        for (o, &b) in out.iter_mut().zip(bias) {
+            *o = b * reciprocal;
+        }
     }
 }
 
@@ -70,8 +75,13 @@ mod tests {
         // act_times_w = 0.1f: 1.0 / 0.1f in double is 9.99999985..., which rounds to 10.0f;
         // 0.61f * 10 rounds to 6.1000004, while 0.61f / 0.1f rounds to 6.1.
         let atw = [0.1f32];
-        assert_eq!(bias_in_accumulator_units(&[0.61], &atw, false), vec![6.100_000_4f32]);
-        assert_eq!(bias_in_accumulator_units(&[0.61], &atw, true), vec![6.1f32]);
+        let in_units = |per_channel| {
+            let mut out = [0f32];
+            bias_in_accumulator_units(&[0.61], &atw, per_channel, &mut out);
+            out[0]
+        };
+        assert_eq!(in_units(false), 6.100_000_4f32);
+        assert_eq!(in_units(true), 6.1f32);
         assert_ne!(6.100_000_4f32, 6.1f32);
     }
 
