@@ -126,7 +126,7 @@ pub struct LinearScratch {
 
 /// `Σ bytes` as i32, in 16-byte chunks the compiler vectorizes (exact for rows shorter than
 /// 2^23 bytes, far beyond any layer width).
-fn byte_sum(bytes: &[u8]) -> i32 {
+pub(crate) fn byte_sum(bytes: &[u8]) -> i32 {
     let chunks = bytes.chunks_exact(16);
     let tail: u32 = chunks.remainder().iter().map(|&b| b as u32).sum();
     let body: u32 = chunks.map(|c| c.iter().map(|&b| b as u32).sum::<u32>()).sum();

@@ -20,17 +20,22 @@ pub struct Requantize<'a> {
     pub y_min: i32,
 }
 
-/// The float bias expressed in accumulator units, as FBGEMM adds it (docs/numerics.md §3.1).
+/// The float bias expressed in accumulator units, as FBGEMM adds it (docs/numerics.md §3.1), into
+/// `out` (as long as `bias`).
 ///
 /// Per tensor (`per_channel == false`, one `act_times_w` for every column) the bias is multiplied
 /// by the reciprocal `f32(1.0 / (double)act_times_w)`; per channel it is divided by
 /// `act_times_w[n]` in float32. The two can differ in the last bit.
-pub fn bias_in_accumulator_units(bias: &[f32], act_times_w: &[f32], per_channel: bool) -> Vec<f32> {
+pub fn bias_in_accumulator_units(bias: &[f32], act_times_w: &[f32], per_channel: bool, out: &mut [f32]) {
     if per_channel {
-        bias.iter().zip(act_times_w).map(|(&b, &s)| b / s).collect()
+        for ((o, &b), &s) in out.iter_mut().zip(bias).zip(act_times_w) {
+            *o = b / s;
+        }
     } else {
         let reciprocal = act_times_w.first().map_or(0.0, |&s| (1.0f64 / s as f64) as f32);
-        bias.iter().map(|&b| b * reciprocal).collect()
+        for (o, &b) in out.iter_mut().zip(bias) {
+            *o = b * reciprocal;
+        }
     }
 }
 
@@ -45,8 +50,23 @@ pub fn requantize_value(corr: i32, multiplier: f32, bias: Option<f32>, y_zero_po
         Some(b) => corr as f32 + b,
         None => corr as f32,
     };
-    let rounded = (xf * multiplier).round_ties_even() as i64;
+    let rounded = round_ties_even(xf * multiplier) as i64;
     rounded.saturating_add(y_zero_point as i64).clamp(y_min as i64, 255) as u8
+}
+
+/// `v.round_ties_even()` (up to the sign of a zero), without the call to `roundevenf` that the
+/// baseline x86-64 target makes of it: below 2^22 in magnitude, `v + 1.5 * 2^23` lands where
+/// float32's spacing is 1, so the addition itself rounds `v` to the nearest integer, ties to even
+/// (the constant is even), and subtracting it back is exact. Other values (and NaN) take
+/// `round_ties_even`.
+#[inline]
+fn round_ties_even(v: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 * 2^23
+    if v.abs() < 4_194_304.0 {
+        (v + SHIFT) - SHIFT
+    } else {
+        v.round_ties_even()
+    }
 }
 
 /// The epilogue over `rows` rows of `n` accumulators: `acc[r*n + j]` -> `out[r*n + j]`, with
@@ -70,8 +90,13 @@ mod tests {
         // act_times_w = 0.1f: 1.0 / 0.1f in double is 9.99999985..., which rounds to 10.0f;
         // 0.61f * 10 rounds to 6.1000004, while 0.61f / 0.1f rounds to 6.1.
         let atw = [0.1f32];
-        assert_eq!(bias_in_accumulator_units(&[0.61], &atw, false), vec![6.100_000_4f32]);
-        assert_eq!(bias_in_accumulator_units(&[0.61], &atw, true), vec![6.1f32]);
+        let in_units = |per_channel| {
+            let mut out = [0f32];
+            bias_in_accumulator_units(&[0.61], &atw, per_channel, &mut out);
+            out[0]
+        };
+        assert_eq!(in_units(false), 6.100_000_4f32);
+        assert_eq!(in_units(true), 6.1f32);
         assert_ne!(6.100_000_4f32, 6.1f32);
     }
 
@@ -85,6 +110,18 @@ mod tests {
         assert_eq!(requantize_value(-5, 0.5, None, 10, 0), 8);
         // The bias is added to the accumulator before the multiplier: (3 + 2) * 0.5 = 2.5 -> 2.
         assert_eq!(requantize_value(3, 0.5, Some(2.0), 0, 0), 2);
+    }
+
+    #[test]
+    fn the_shifted_rounding_equals_round_ties_even() {
+        let ties = (-40..40).map(|i| i as f32 + 0.5);
+        let edges = [4_194_303.5f32, -4_194_303.5, 4_194_304.0, 4_194_304.5, 8_388_607.5, 1e10, -1e10, 0.0, -0.0, 0.49999997];
+        let specials = [f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, f32::MIN_POSITIVE, f32::NAN];
+        let spread = (0..200_000u32).map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761)));
+        for v in ties.chain(edges).chain(specials).chain(spread) {
+            let (got, want) = (round_ties_even(v), v.round_ties_even());
+            assert!(got.to_bits() == want.to_bits() || (got == 0.0 && want == 0.0) || (got.is_nan() && want.is_nan()), "{v:e}: {got:e} vs {want:e}");
+        }
     }
 
     #[test]

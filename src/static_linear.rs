@@ -4,15 +4,16 @@
 //! The integer products are exact on every instruction-set path (the AVX512-VNNI semantics): the
 //! int16 pair saturation of PyTorch's non-VNNI x86 kernels is not reproduced.
 
+use std::cell::RefCell;
 
 use crate::alloc;
 use crate::error::{Error, Result};
 use crate::kernels::{Epilogue, Int8Operands, Kernels};
-use crate::linear::in_features_i32;
+use crate::linear::{byte_sum, in_features_i32};
 use crate::pack::PackedWeights;
 use crate::quant::{check_weight_qparams, QParams};
 use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
-use crate::threads::for_row_shares;
+use crate::threads::{for_shares, num_threads, PARALLEL_THRESHOLD_MACS};
 
 /// Rows per block of the int32 accumulator buffer.
 const ROW_BLOCK: usize = 64;
@@ -96,6 +97,10 @@ impl StaticLinear {
     /// `out = quint8(x @ W^T + bias)`, `rows x out_features`: `x` is row-major `rows x in_features`
     /// uint8 with the qparams `input`, `out` gets the qparams `output` (docs/numerics.md §3.1). With `relu`
     /// the outputs are at least `output.zero_point` (the fused LinearReLU).
+    ///
+    /// Works in this thread's [`StaticScratch`]: once a call of as many rows and columns has grown
+    /// it (a model's warm-up does), a call allocates nothing, however its rows are split between
+    /// threads.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -107,58 +112,182 @@ impl StaticLinear {
         relu: bool,
         out: &mut [u8],
     ) -> Result<()> {
-        let (n, k) = (self.out_features(), self.in_features());
+        check_len(x.len(), rows, self.in_features(), "input")?;
+        check_len(out.len(), rows, self.out_features(), "output")?;
+        with_scratch(|scratch| self.prepare(x, rows, input, output, relu, scratch)?.run(kernels, out))
+    }
+
+    /// The first half of [`forward`](Self::forward), which reads `x`: checks the arguments, copies
+    /// `x` into `scratch` as the GEMM reads it (rows padded to `k_padded` with zeros, and their
+    /// sums) and forms the per-column terms there. The second half,
+    /// [`PreparedCall::run`], reads only `scratch` (a caller may let go of `x` meanwhile).
+    pub fn prepare<'a>(
+        &'a self,
+        x: &[u8],
+        rows: usize,
+        input: QParams,
+        output: QParams,
+        relu: bool,
+        scratch: &'a mut StaticScratch,
+    ) -> Result<PreparedCall<'a>> {
+        let (n, k, stride) = (self.out_features(), self.in_features(), self.weights.k_padded());
         check_len(x.len(), rows, k, "input")?;
-        check_len(out.len(), rows, n, "output")?;
         let s_x = check_qparams(input, "input")?;
         let s_y = check_qparams(output, "output")?;
+        let StaticScratch { input: padded, row_sums, multipliers, bias, .. } = &mut *scratch;
+        // Room first (nothing else can fail afterwards).
+        alloc::resize(padded, alloc::elements(rows, stride, "the padded input")?, 0)?;
+        for v in [&mut *multipliers, &mut *bias] {
+            v.clear();
+            alloc::reserve(v, n)?;
+        }
+        row_sums.clear();
+        alloc::reserve(row_sums, rows)?;
+        if k > 0 {
+            // The GEMM reads rows padded to k_padded; the padding bytes are 0 and add nothing.
+            for (src, dst) in x.chunks_exact(k).zip(padded.chunks_exact_mut(stride)) {
+                let (values, padding) = dst.split_at_mut(k);
+                values.copy_from_slice(src);
+                padding.fill(0);
+                row_sums.push(byte_sum(src));
+            }
+        } else {
+            row_sums.resize(rows, 0);
+        }
+        // act_times_w first, for the bias; then divided by s_y into the multipliers.
+        multipliers.extend(self.scales.iter().map(|&s_w| s_x * s_w));
+        if let Some(b) = &self.bias {
+            bias.resize(n, 0.0);
+            bias_in_accumulator_units(b, multipliers, self.per_channel, bias);
+        }
+        multipliers.iter_mut().for_each(|m| *m /= s_y);
+        Ok(PreparedCall {
+            layer: self,
+            rows,
+            x_zero_point: input.zero_point,
+            y_zero_point: output.zero_point,
+            y_min: if relu { output.zero_point } else { 0 },
+            scratch,
+        })
+    }
+}
+
+thread_local! {
+    /// Each thread's buffers for [`StaticLinear::forward`].
+    static SCRATCH: RefCell<StaticScratch> = RefCell::new(StaticScratch::default());
+}
+
+/// Runs `f` with this thread's [`StaticScratch`], which [`StaticLinear::forward`] reuses from call
+/// to call. `f` must not call `with_scratch` (nor `forward`) itself.
+pub fn with_scratch<R>(f: impl FnOnce(&mut StaticScratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
+}
+
+/// Buffers the static Linear reuses from call to call, all owned by the calling thread (the pool
+/// threads work in parts of them, so none of their own grows): a call allocates only to grow them.
+#[derive(Clone, Debug, Default)]
+pub struct StaticScratch {
+    /// The input rows padded to the weights' `k_padded` with zeros.
+    input: Vec<u8>,
+    /// `Σ_k` of each input row.
+    row_sums: Vec<i32>,
+    /// `f32(f32(s_x * s_w[n]) / f32(s_y))` per output column.
+    multipliers: Vec<f32>,
+    /// The bias in accumulator units per output column (empty without a bias).
+    bias: Vec<f32>,
+    /// The int32 accumulators of one block of rows per share of the rows.
+    accumulators: Vec<i32>,
+}
+
+/// A call of [`StaticLinear::forward`] whose input and per-column terms are in a
+/// [`StaticScratch`] (see [`StaticLinear::prepare`]), ready to [`run`](Self::run).
+pub struct PreparedCall<'a> {
+    layer: &'a StaticLinear,
+    rows: usize,
+    x_zero_point: i32,
+    y_zero_point: i32,
+    y_min: i32,
+    scratch: &'a mut StaticScratch,
+}
+
+impl PreparedCall<'_> {
+    /// The second half of [`StaticLinear::forward`]: the products and their requantization into
+    /// `out` (`rows x out_features`), blocks of rows split between threads when large. It
+    /// allocates only to grow the scratch's accumulators.
+    pub fn run(self, kernels: &Kernels, out: &mut [u8]) -> Result<()> {
+        let PreparedCall { layer, rows, x_zero_point, y_zero_point, y_min, scratch } = self;
+        let (n, k) = (layer.out_features(), layer.in_features());
+        check_len(out.len(), rows, n, "output")?;
         if n == 0 || rows == 0 {
             return Ok(());
         }
-        let act_times_w: Vec<f32> = self.scales.iter().map(|&s_w| s_x * s_w).collect();
-        let multipliers: Vec<f32> = act_times_w.iter().map(|&a| a / s_y).collect();
-        let bias = self.bias.as_deref().map(|b| bias_in_accumulator_units(b, &act_times_w, self.per_channel));
+        let macs = rows.saturating_mul(n).saturating_mul(k);
+        let rows_per_share = rows_per_share(rows, macs);
+        let share_rows = |first_row: usize| rows_per_share.min(rows - first_row);
+        let accumulators: usize = (0..rows).step_by(rows_per_share).map(|first| ROW_BLOCK.min(share_rows(first)) * n).sum();
+        alloc::resize(&mut scratch.accumulators, accumulators, 0)?;
+        let StaticScratch { input, row_sums, multipliers, bias, accumulators } = scratch;
+        let (input, row_sums) = (&input[..], &row_sums[..]);
         let params = Requantize {
             terms: Epilogue {
-                x_zero_point: input.zero_point,
-                col_offsets: &self.col_offsets,
-                w_zero_points: &self.zero_points,
-                multipliers: &multipliers,
-                bias: bias.as_deref(),
+                x_zero_point,
+                col_offsets: &layer.col_offsets,
+                w_zero_points: &layer.zero_points,
+                multipliers: &multipliers[..],
+                bias: layer.bias.is_some().then_some(&bias[..]),
             },
-            y_zero_point: output.zero_point,
-            y_min: if relu { output.zero_point } else { 0 },
+            y_zero_point,
+            y_min,
         };
-        let stride = self.weights.k_padded();
-        let run_block = |first_row: usize, out_block: &mut [u8]| -> Result<()> {
-            let rows = out_block.len() / n;
-            // The GEMM reads rows padded to k_padded; the padding bytes are 0 and add nothing.
-            let mut a = alloc::vec_of(rows * stride, 0u8)?;
-            let mut row_sums = vec![0i32; rows];
-            for (r, sum) in row_sums.iter_mut().enumerate() {
-                let src = &x[(first_row + r) * k..(first_row + r + 1) * k];
-                a[r * stride..r * stride + k].copy_from_slice(src);
-                *sum = src.iter().map(|&q| q as i32).sum();
-            }
-            let mut acc = alloc::vec_of(rows * n, 0i32)?;
-            (kernels.gemm_u8i8)(Int8Operands { a: &a, lda: stride, rows, b: &self.weights }, &mut acc, n);
-            requantize(&acc, &row_sums, &params, out_block);
-            Ok(())
-        };
-        // The first failure to allocate a block's buffers (the other shares stop early too).
-        let failure = std::sync::OnceLock::new();
-        for_row_shares(out, n, rows * n * k, |first_row, out_rows| {
-            for (i, block) in out_rows.chunks_mut(ROW_BLOCK * n).enumerate() {
-                if failure.get().is_some() {
-                    return;
-                }
-                if let Err(e) = run_block(first_row + i * ROW_BLOCK, block) {
-                    let _ = failure.set(e);
+        let mut shares: [Option<Share<'_>>; MAX_SHARES] = std::array::from_fn(|_| None);
+        let (mut out, mut accumulators) = (out, &mut accumulators[..]);
+        for (share, first_row) in shares.iter_mut().zip((0..rows).step_by(rows_per_share)) {
+            let count = share_rows(first_row);
+            let (out_share, rest) = std::mem::take(&mut out).split_at_mut(count * n);
+            let (acc, acc_rest) = std::mem::take(&mut accumulators).split_at_mut(ROW_BLOCK.min(count) * n);
+            (out, accumulators) = (rest, acc_rest);
+            *share = Some(Share { first_row, out: out_share, acc });
+        }
+        let used = rows.div_ceil(rows_per_share);
+        let stride = layer.weights.k_padded();
+        for_shares(&mut shares[..used], 1, 1, macs, |_, shares| {
+            for Share { first_row, out, acc } in shares.iter_mut().flatten() {
+                for (i, out_block) in out.chunks_mut(ROW_BLOCK * n).enumerate() {
+                    let (first, block_rows) = (*first_row + i * ROW_BLOCK, out_block.len() / n);
+                    let a = &input[first * stride..(first + block_rows) * stride];
+                    let acc = &mut acc[..block_rows * n];
+                    (kernels.gemm_u8i8)(Int8Operands { a, lda: stride, rows: block_rows, b: &layer.weights }, acc, n);
+                    requantize(acc, &row_sums[first..first + block_rows], &params, out_block);
                 }
             }
         });
-        failure.into_inner().map_or(Ok(()), Err)
+        Ok(())
     }
+}
+
+/// The rows of one share of a call, with the output rows and the accumulator block it owns.
+struct Share<'a> {
+    first_row: usize,
+    out: &'a mut [u8],
+    acc: &'a mut [i32],
+}
+
+/// The most shares a call's rows are split into, so that they fit in an array on the stack and a
+/// split call allocates nothing (a machine with more threads uses this many for one call).
+const MAX_SHARES: usize = 64;
+
+/// Each share's rows are a multiple of this (the tallest GEMM micro-kernel tile).
+const SHARE_ROWS_UNIT: usize = 8;
+
+/// The rows per share of a call of `rows` rows costing `macs` multiply-accumulates: all of them
+/// unless the call is worth splitting between the intra-op threads (at least two rows and
+/// [`PARALLEL_THRESHOLD_MACS`]), else one share per thread (at most [`MAX_SHARES`]) of whole
+/// GEMM row tiles.
+fn rows_per_share(rows: usize, macs: usize) -> usize {
+    if rows < 2 || macs < PARALLEL_THRESHOLD_MACS {
+        return rows;
+    }
+    rows.div_ceil(num_threads().clamp(1, MAX_SHARES)).next_multiple_of(SHARE_ROWS_UNIT)
 }
 
 fn check_len(len: usize, rows: usize, k: usize, what: &str) -> Result<()> {

@@ -1,7 +1,6 @@
 //! The portable reference kernels: the specification the SIMD paths must equal bit for bit, and the
 //! fallback on CPUs without a faster path.
 
-use std::cell::RefCell;
 use std::ops::Range as Indices;
 
 use super::{
@@ -90,18 +89,15 @@ pub fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_
     gemm_then_dequantize(gemm_u8i8, dequantize, operands, store);
 }
 
-/// Rows per block of [`gemm_then_dequantize`]'s accumulator buffer.
-const ROW_BLOCK: usize = 64;
+/// Columns [`gemm_then_dequantize`] dequantizes at a time (their accumulators wait in an array on
+/// the stack).
+const DEQUANTIZE_CHUNK: usize = 256;
 
-thread_local! {
-    /// Each thread's int32 accumulator buffer for [`gemm_then_dequantize`], kept between calls.
-    static ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// [`Kernels::gemm_u8i8_dequantize`] composed from a path's `gemm_u8i8` and `dequantize`, blocks
-/// of [`ROW_BLOCK`] rows at a time through a reused buffer: equal to the two kernels in sequence
-/// by construction (the paths without a fused epilogue use it; so does the scalar table, with the
-/// scalar kernels).
+/// [`Kernels::gemm_u8i8_dequantize`] composed from a path's `gemm_u8i8` and `dequantize`: equal to
+/// the two kernels in sequence by construction (the paths without a fused epilogue use it; so does
+/// the scalar table, with the scalar kernels). The accumulators are stored in the output rows
+/// themselves (an int32 takes the room of a float32) and dequantized in place, a chunk of columns
+/// at a time: nothing is allocated, on whichever thread it runs.
 ///
 /// # Panics
 /// When a slice is too short for `rows` rows, or when `ldo < n` with more than one row.
@@ -111,27 +107,39 @@ pub(crate) fn gemm_then_dequantize(
     operands: Int8Operands<'_>,
     store: DequantizedOut<'_>,
 ) {
-    let Int8Operands { a, lda, rows, b } = operands;
     let DequantizedOut { row_sums, epilogue: params, out, ldo } = store;
-    let n = b.n();
+    let (rows, n) = (operands.rows, operands.b.n());
     if rows == 0 || n == 0 {
         return;
     }
     assert!(rows == 1 || ldo >= n, "gemm_u8i8_dequantize: ldo ({ldo}) must be at least n ({n})");
     assert!(out.len() >= (rows - 1) * ldo + n, "gemm_u8i8_dequantize: out has {} elements, too few", out.len());
     assert!(row_sums.len() >= rows, "gemm_u8i8_dequantize: {} row sums for {rows} rows", row_sums.len());
-    ACC.with_borrow_mut(|acc| {
-        for r0 in (0..rows).step_by(ROW_BLOCK) {
-            let block = ROW_BLOCK.min(rows - r0);
-            // The GEMM writes every accumulator, so stale values need no clearing.
-            acc.resize(block * n, 0);
-            gemm_u8i8(Int8Operands { a: &a[r0 * lda..], lda, rows: block, b }, acc, n);
-            for (r, acc_row) in acc.chunks_exact(n).enumerate() {
-                let row = r0 + r;
-                dequantize(acc_row, &row_sums[row..row + 1], params, &mut out[row * ldo..row * ldo + n]);
+    // SAFETY: i32 and f32 have the same size and alignment, and every bit pattern is a valid value
+    // of both; `acc` views the same elements as `out`, which is borrowed uniquely here and not
+    // used again until `acc` is dead.
+    let acc = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<i32>(), out.len()) };
+    gemm_u8i8(operands, acc, ldo);
+    let mut chunk = [0i32; DEQUANTIZE_CHUNK];
+    for row in 0..rows {
+        for start in (0..n).step_by(DEQUANTIZE_CHUNK) {
+            let columns = start..(start + DEQUANTIZE_CHUNK).min(n);
+            let out = &mut out[row * ldo + columns.start..row * ldo + columns.end];
+            // The accumulators' bits, back from the floats that hold them.
+            let acc = &mut chunk[..columns.len()];
+            for (a, y) in acc.iter_mut().zip(out.iter()) {
+                *a = y.to_bits() as i32;
             }
+            let params = Epilogue {
+                col_offsets: &params.col_offsets[columns.clone()],
+                w_zero_points: &params.w_zero_points[columns.clone()],
+                multipliers: &params.multipliers[columns.clone()],
+                bias: params.bias.map(|b| &b[columns.clone()]),
+                ..*params
+            };
+            dequantize(acc, &row_sums[row..row + 1], &params, out);
         }
-    });
+    }
 }
 
 /// See [`Kernels::gemm_f32_f16`].

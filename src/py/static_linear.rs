@@ -1,20 +1,20 @@
 //! The Python class owning the packed weights of a static quantized Linear. Validation of user
 //! input happens in the Python layer first; this class checks again and never panics.
 
-use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::arrays::{input_rows, matrix, qparams_and_bias};
 use super::errors::catch_panic;
+use super::gil;
 use super::model_file::{read_packed, ModelFile};
-use super::outputs::{computed_matrix, uninit_matrix};
+use super::outputs::NewArray;
 use super::shared_methods::packed_pymethods;
-use crate::alloc;
 use crate::dispatch::kernels;
 use crate::linear::in_features_i32;
 use crate::pack_stream::pack_from;
 use crate::quant::QParams;
-use crate::static_linear::StaticLinear;
+use crate::static_linear::{with_scratch, StaticLinear};
 
 /// Int8 weights packed for the static quantized Linear (quint8 in, quint8 out), with their
 /// qparams and float bias.
@@ -73,7 +73,8 @@ packed_pymethods! {
         /// The quint8 output `(rows, out_features)` for the C-contiguous uint8 input `x`
         /// `(rows, in_features)` with qparams `(x_scale, x_zero_point)`; the output has the qparams
         /// `(y_scale, y_zero_point)`. With `relu` every output is at least `y_zero_point`. Scales
-        /// are used as float32. The GIL is released for the GEMM.
+        /// are used as float32. The GIL is released for the GEMM when it is large (the copy of `x`
+        /// it reads is taken with the GIL held).
         #[pyo3(signature = (x, x_scale, x_zero_point, y_scale, y_zero_point, relu=false))]
         #[allow(clippy::too_many_arguments)]
         fn forward<'py>(
@@ -85,14 +86,19 @@ packed_pymethods! {
             y_scale: f64,
             y_zero_point: i32,
             relu: bool,
-        ) -> PyResult<Bound<'py, PyArray2<u8>>> {
+        ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
             let (data, rows) = input_rows(&x, self.inner.in_features())?;
-            let x_owned = alloc::copy_of(data)?;
             let input = QParams { scale: x_scale, zero_point: x_zero_point };
             let output = QParams { scale: y_scale, zero_point: y_zero_point };
-            // Every output is written by the layer (u8 has no invalid bit patterns).
-            let out = uninit_matrix::<u8>(py, rows, self.inner.out_features())?;
-            computed_matrix(py, out, |out| self.inner.forward(kernels(), &x_owned, rows, input, output, relu, out))
+            let (k, n) = (self.inner.in_features(), self.inner.out_features());
+            let mut out = NewArray::zeros(py, &[rows, n])?;
+            let out_rows = out.as_mut_slice();
+            let releases = gil::releases(rows.saturating_mul(k).saturating_mul(n));
+            with_scratch(|scratch| {
+                let call = catch_panic(|| self.inner.prepare(data, rows, input, output, relu, scratch))?;
+                gil::run(py, releases, || call.run(kernels(), out_rows))
+            })?;
+            Ok(out.into_array())
         }
     }
 }

@@ -182,8 +182,9 @@ impl<T> SharedMut<T> {
 }
 
 /// Runs `work(rows)` over the rows `0..rows` in the shares [`for_row_shares`] would make (one
-/// call on the calling thread, allocating nothing, when `cost`, in multiply-accumulates, is
-/// small), and folds the shares' results with `merge` in row order.
+/// call on the calling thread when `cost`, in multiply-accumulates, is small), at most
+/// [`MAX_REDUCE_SHARES`] of them, and folds the shares' results with `merge` in row order.
+/// Nothing is allocated: the results wait in an array on the stack.
 pub fn reduce_row_shares<R, F, M>(rows: usize, cost: usize, work: F, merge: M) -> R
 where
     R: Send,
@@ -194,16 +195,23 @@ where
     let Some((threads, helpers)) = threads.as_ref().and_then(|t| Some((t, t.helpers.as_ref()?))) else {
         return work(0..rows);
     };
-    let rows_per_share = rows_per_share(rows, threads.count, TILE_ROWS);
-    let results: Vec<Mutex<Option<R>>> = (0..rows.div_ceil(rows_per_share)).map(|_| Mutex::new(None)).collect();
-    helpers.run(results.len(), &|i| {
+    let rows_per_share = rows_per_share(rows, threads.count.min(MAX_REDUCE_SHARES), TILE_ROWS);
+    let results: [Mutex<Option<R>>; MAX_REDUCE_SHARES] = std::array::from_fn(|_| Mutex::new(None));
+    let shares = rows.div_ceil(rows_per_share);
+    helpers.run(shares, &|i| {
         let share = i * rows_per_share..((i + 1) * rows_per_share).min(rows);
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(work(share));
     });
-    let mut results = results.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran"));
+    let mut results =
+        results.into_iter().take(shares).map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every share ran"));
     let first = results.next().expect("at least one share");
     results.fold(first, merge)
 }
+
+/// The most shares [`reduce_row_shares`] splits its rows into (threads beyond it are not used),
+/// so that their results fit in an array on the stack: a reduction is a light pass over memory
+/// (an input's range), for which more threads gain little.
+pub const MAX_REDUCE_SHARES: usize = 64;
 
 /// Whether `rows` rows costing `macs` multiply-accumulates are worth splitting between threads
 /// (checked before the thread settings are even looked at: small calls are the frequent ones).

@@ -60,6 +60,8 @@ struct Shared {
     panicked: AtomicBool,
     /// Helpers parked (or about to park) on `wake`.
     parked: AtomicUsize,
+    /// Helpers that have started running (see [`Pool::new`]).
+    started: AtomicUsize,
     sleep: Mutex<()>,
     wake: Condvar,
     shutdown: AtomicBool,
@@ -93,7 +95,8 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// Starts `helpers` threads named `ferroq-1`, `ferroq-2`, ...
+    /// Starts `helpers` threads named `ferroq-1`, `ferroq-2`, ... and returns once they are
+    /// running: a thread's start-up (which allocates) is over before any operation runs.
     pub(super) fn new(helpers: usize) -> Result<Pool> {
         let shared = Arc::new(Shared {
             claims: AtomicU64::new(Claims::new(0, 0, 0).0),
@@ -101,6 +104,7 @@ impl Pool {
             done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             parked: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -114,6 +118,9 @@ impl Pool {
                 .spawn(move || helper(&shared))
                 .map_err(|e| Error::Value(format!("cannot start {helpers} threads: {e}")))?;
             pool.helpers.push(handle); // on error, Drop stops the ones already started
+        }
+        while shared.started.load(Ordering::Acquire) < helpers {
+            std::thread::yield_now();
         }
         Ok(pool)
     }
@@ -185,6 +192,7 @@ impl Drop for Finish<'_> {
 
 /// A helper's life: wait for a new epoch (spinning, then parked), claim and run tasks, repeat.
 fn helper(shared: &Shared) {
+    shared.started.fetch_add(1, Ordering::Release);
     let mut seen = 0;
     while let Some(epoch) = wait_for_job(shared, seen) {
         seen = epoch;
