@@ -92,22 +92,29 @@ fn glibc_expf_main<S: Simd>(s: S, xd: S::D) -> S::D {
     s.mul_d(y, t)
 }
 
-/// [`tanh`](crate::activations::tanh) per lane.
+/// [`tanh`](crate::activations::tanh) per lane: the fast path of [`tanh_fast`] when its rounding
+/// is unambiguous in every lane, else the exact algorithm for the whole vector.
 #[cfg_attr(not(debug_assertions), inline(always))]
 #[cfg_attr(debug_assertions, inline(never))] // a debug build would inline everything into one huge frame
 pub(crate) fn tanh<S: Simd>(s: S, x: S::F) -> S::F {
-    let (lo, hi) = s.widen(x);
-    let t = s.narrow(tanh_magnitude(s, lo), tanh_magnitude(s, hi));
+    // a = |x|.min(CLAMP), exact in float32 (a NaN lane gives CLAMP, and x below)
+    let a = s.min(s.copysign(x, s.splat(0.0)), s.splat(tanh_f64::CLAMP as f32));
+    let (lo, hi) = s.widen(a);
+    let (fast_lo, fast_hi) = (tanh_fast::magnitude(s, lo), tanh_fast::magnitude(s, hi));
+    let t = if tanh_fast::ambiguous(s, fast_lo) | tanh_fast::ambiguous(s, fast_hi) {
+        s.narrow(tanh_magnitude(s, lo), tanh_magnitude(s, hi))
+    } else {
+        s.narrow(fast_lo, fast_hi)
+    };
     s.select(s.is_nan(x), x, s.copysign(t, x))
 }
 
-/// `tanh(|x|)` in float64 (before the copysign; `-0` for a zero input), as `tanh_f64.rs` computes it.
+/// `tanh(a)` in float64 for `a = |x|.min(CLAMP)` (`-0` for a zero `a`), as `tanh_f64.rs` computes it.
 #[cfg_attr(not(debug_assertions), inline(always))]
 #[cfg_attr(debug_assertions, inline(never))] // a debug build would inline everything into one huge frame
-fn tanh_magnitude<S: Simd>(s: S, x: S::D) -> S::D {
-    use tanh_f64::{CLAMP, INV_LN2, LN2_HI, LN2_LO, SHIFT, TAYLOR};
-    // a = |x|.min(CLAMP); shifted = a.mul_add(-2 * INV_LN2, SHIFT); k = shifted - SHIFT
-    let a = s.min_d(s.abs_d(x), s.splat_d(CLAMP));
+fn tanh_magnitude<S: Simd>(s: S, a: S::D) -> S::D {
+    use tanh_f64::{INV_LN2, LN2_HI, LN2_LO, SHIFT, TAYLOR};
+    // shifted = a.mul_add(-2 * INV_LN2, SHIFT); k = shifted - SHIFT
     let shifted = s.fmadd_d(a, s.splat_d(-2.0 * INV_LN2), s.splat_d(SHIFT));
     let k = s.sub_d(shifted, s.splat_d(SHIFT));
     // r = k.mul_add(-LN2_HI, -2 * a); r = k.mul_add(-LN2_LO, r)
@@ -131,5 +138,6 @@ fn tanh_magnitude<S: Simd>(s: S, x: S::D) -> S::D {
     s.div_d(numerator, s.fmadd_d(scale, p, s.add_d(one, scale)))
 }
 
+mod tanh_fast;
 #[cfg(test)]
 pub(crate) mod tests;
