@@ -159,8 +159,8 @@ fn same(a: f32, b: f32) -> bool {
 
 /// All 2^31 non-negative float32 bit patterns (NaNs and infinity included) and their negations,
 /// through the scalar [`tanh`](crate::activations::tanh) and every path's vector tanh (single
-/// registers and pairs), against libm's `(x as f64).tanh() as f32`. Two threads; about 3 minutes
-/// in a release build on the Sapphire Rapids Xeon (AVX2 and AVX-512 paths). Also counts the inputs
+/// registers and pairs), against libm's `(x as f64).tanh() as f32`. Two threads; about 290 s of
+/// CPU in a release build on the Sapphire Rapids Xeon (AVX2 and AVX-512 paths). Also counts the inputs
 /// where the fast path alone rounds differently, which the check must send to the exact one.
 #[test]
 #[ignore = "exhaustive: minutes in a release build (cargo test --release -- --ignored exhaustive)"]
