@@ -4,7 +4,7 @@
 //! few float64 ulps, and its float32 result equals `(x as f64).tanh() as f32` (glibc's libm) on
 //! every float32 input: all 2^32 are compared by the ignored test
 //! `kernels::vector_math::tests::exhaustive_tanh_equals_libm_on_every_float32` (a dense sample in
-//! the tests below). The SIMD paths try a cheaper evaluation first and fall back to this one
+//! the tests below). The AVX-512 paths try a cheaper evaluation first and fall back to this one
 //! wherever its rounding could differ (`kernels/vector_math/tanh_fast.rs`).
 //!
 //! Algorithm, for `a = min(|x|, 16)` and `y = -2a`:

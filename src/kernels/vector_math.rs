@@ -93,20 +93,22 @@ fn glibc_expf_main<S: Simd>(s: S, xd: S::D) -> S::D {
     s.mul_d(y, t)
 }
 
-/// [`tanh`](crate::activations::tanh) per lane: the fast path of [`tanh_fast`] when its rounding
-/// is unambiguous in every lane, else the exact algorithm for the whole vector.
+/// [`tanh`](crate::activations::tanh) per lane: where [`Simd::TANH_FAST_PATH`], the fast path of
+/// [`tanh_fast`] when its rounding is unambiguous in every lane; else the exact algorithm for the
+/// whole vector.
 #[cfg_attr(not(debug_assertions), inline(always))]
 #[cfg_attr(debug_assertions, inline(never))] // a debug build would inline everything into one huge frame
 pub(crate) fn tanh<S: Simd>(s: S, x: S::F) -> S::F {
     // a = |x|.min(CLAMP), exact in float32 (a NaN lane gives CLAMP, and x below)
     let a = s.min(s.copysign(x, s.splat(0.0)), s.splat(tanh_f64::CLAMP as f32));
     let (lo, hi) = s.widen(a);
-    let (fast_lo, fast_hi) = (tanh_fast::magnitude(s, lo), tanh_fast::magnitude(s, hi));
-    let t = if tanh_fast::ambiguous(s, fast_lo) | tanh_fast::ambiguous(s, fast_hi) {
-        s.narrow(tanh_magnitude(s, lo), tanh_magnitude(s, hi))
-    } else {
-        s.narrow(fast_lo, fast_hi)
-    };
+    if S::TANH_FAST_PATH {
+        let (fast_lo, fast_hi) = (tanh_fast::magnitude(s, lo), tanh_fast::magnitude(s, hi));
+        if !(tanh_fast::ambiguous(s, fast_lo) | tanh_fast::ambiguous(s, fast_hi)) {
+            return s.select(s.is_nan(x), x, s.copysign(s.narrow(fast_lo, fast_hi), x));
+        }
+    }
+    let t = s.narrow(tanh_magnitude(s, lo), tanh_magnitude(s, hi));
     s.select(s.is_nan(x), x, s.copysign(t, x))
 }
 

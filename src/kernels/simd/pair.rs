@@ -18,6 +18,7 @@ macro_rules! both {
 
 impl<S: Simd> Simd for Pair<S> {
     const LANES: usize = 2 * S::LANES;
+    const TANH_FAST_PATH: bool = S::TANH_FAST_PATH;
     type F = [S::F; 2];
     type I = [S::I; 2];
     type D = [S::D; 2];

@@ -14,6 +14,8 @@ pub(crate) enum Function {
     Tanh,
     /// [`tanh`] on [`Pair`]s of registers, as the recurrent steps run it.
     TanhPair,
+    /// The exact algorithm of [`tanh`] alone, the fallback for ambiguous vectors.
+    TanhExact,
     /// The fast path of [`tanh`] alone, without its check (not the scalar reference: only for
     /// finding the inputs the check must catch).
     TanhUnchecked,
@@ -24,7 +26,7 @@ impl Function {
         match self {
             Function::SigmoidSleef => 1.0 / (sleef_expf_u10(0.0 - x) + 1.0),
             Function::SigmoidGlibc => 1.0 / (1.0 + glibc_expf(-x)),
-            Function::Tanh | Function::TanhPair | Function::TanhUnchecked => scalar_tanh(x),
+            Function::Tanh | Function::TanhPair | Function::TanhExact | Function::TanhUnchecked => scalar_tanh(x),
         }
     }
 }
@@ -49,11 +51,21 @@ fn apply_on<S: Simd>(s: S, f: Function, xs: &[f32]) -> Vec<f32> {
             Function::SigmoidSleef => sigmoid_sleef(s, v),
             Function::SigmoidGlibc => sigmoid_glibc(s, v),
             Function::Tanh | Function::TanhPair => tanh(s, v),
+            Function::TanhExact => tanh_exact(s, v),
             Function::TanhUnchecked => tanh_unchecked(s, v),
         };
         store(s, y, r);
     }
     out
+}
+
+/// [`tanh`] with the exact algorithm in every lane.
+#[inline(always)]
+fn tanh_exact<S: Simd>(s: S, x: S::F) -> S::F {
+    let a = s.min(s.copysign(x, s.splat(0.0)), s.splat(tanh_f64::CLAMP as f32));
+    let (lo, hi) = s.widen(a);
+    let t = s.narrow(tanh_magnitude(s, lo), tanh_magnitude(s, hi));
+    s.select(s.is_nan(x), x, s.copysign(t, x))
 }
 
 /// [`tanh`] with its fast path's result in every lane, ambiguous or not.
@@ -118,7 +130,7 @@ fn special_values() -> Vec<f32> {
 
 #[test]
 fn special_values_equal_the_scalar_references() {
-    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh, Function::TanhPair] {
+    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh, Function::TanhPair, Function::TanhExact] {
         check(f, &special_values());
     }
 }
@@ -127,7 +139,7 @@ fn special_values_equal_the_scalar_references() {
 fn a_sweep_of_every_exponent_equals_the_scalar_references() {
     // Every 1009th float32 bit pattern, both signs, NaNs included: about 4.3 million values.
     let xs: Vec<f32> = (0..u32::MAX).step_by(1009).map(f32::from_bits).collect();
-    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh, Function::TanhPair] {
+    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh, Function::TanhPair, Function::TanhExact] {
         check(f, &xs);
     }
 }
@@ -137,7 +149,7 @@ fn a_dense_sweep_of_the_gate_range_equals_the_scalar_references() {
     // Every 499th float32 in [-20, 20]: where the recurrences live (about 4.4 million values).
     let top = 20f32.to_bits();
     let xs: Vec<f32> = (0..top).step_by(499).flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)]).collect();
-    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh, Function::TanhPair] {
+    for f in [Function::SigmoidSleef, Function::SigmoidGlibc, Function::Tanh, Function::TanhPair, Function::TanhExact] {
         check(f, &xs);
     }
 }

@@ -225,6 +225,7 @@ impl HalfStep for EightBit {
 
 impl Simd for Avx2 {
     const LANES: usize = 8;
+    const TANH_FAST_PATH: bool = false;
     type F = __m256;
     type I = __m256i;
     type D = __m256d;

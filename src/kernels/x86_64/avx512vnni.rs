@@ -160,6 +160,7 @@ impl Int8Dot for Avx512 {
 
 impl Simd for Avx512 {
     const LANES: usize = 16;
+    const TANH_FAST_PATH: bool = true;
     type F = __m512;
     type I = __m512i;
     type D = __m512d;
