@@ -2,8 +2,10 @@
 //! once to float32. The sequence is simple enough to run lane for lane in SIMD registers
 //! (`super::x86`), so that every instruction-set path gives the same bits. It is accurate to a
 //! few float64 ulps, and its float32 result equals `(x as f64).tanh() as f32` (glibc's libm) on
-//! every float32 input: all 2^32 were compared once, outside the test suite (a dense sample is
-//! compared in the tests below).
+//! every float32 input: all 2^32 are compared by the ignored test
+//! `kernels::vector_math::tests::exhaustive_tanh_equals_libm_on_every_float32` (a dense sample in
+//! the tests below). The AVX-512 paths try a cheaper evaluation first and fall back to this one
+//! wherever its rounding could differ (`kernels/vector_math/tanh_fast.rs`).
 //!
 //! Algorithm, for `a = min(|x|, 16)` and `y = -2a`:
 //! 1. `k = rint(y / ln 2)` by the `1.5 * 2^52` shift trick (one FMA on `a` with the exact

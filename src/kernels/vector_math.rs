@@ -6,11 +6,12 @@
 //! - SLEEF's `expf_u10` in float32 lanes (the same FMAs, [`Simd::round_to_i32`] for `rint`);
 //! - glibc's `expf` in float64 lanes, its 32-entry table read by [`Simd::lookup32`];
 //! - [`tanh`](crate::activations::tanh) in float64 lanes, rounded to float32 by
-//!   [`Simd::narrow`] as `as f32` does.
+//!   [`Simd::narrow`] as `as f32` does; first by the cheaper evaluation of [`tanh_fast`], whose
+//!   result is kept only when its rounding is provably the exact one's (see there).
 //!
-//! Compared once over all 2^32 float32 inputs (outside the test suite): the tanh algorithm equals
-//! libm's `(x as f64).tanh() as f32` on every one of them. The tests compare every path with the
-//! scalar references on millions of values, special values included.
+//! The tests compare every path with the scalar references on millions of values, special values
+//! included; the ignored test `exhaustive_tanh_equals_libm_on_every_float32` compares the scalar
+//! and every path's tanh with libm's `(x as f64).tanh() as f32` on all 2^32 float32 inputs.
 
 use super::simd::Simd;
 use crate::activations::{expf_glibc as glibc, expf_sleef as sleef, tanh_f64};
@@ -92,22 +93,31 @@ fn glibc_expf_main<S: Simd>(s: S, xd: S::D) -> S::D {
     s.mul_d(y, t)
 }
 
-/// [`tanh`](crate::activations::tanh) per lane.
+/// [`tanh`](crate::activations::tanh) per lane: where [`Simd::TANH_FAST_PATH`], the fast path of
+/// [`tanh_fast`] when its rounding is unambiguous in every lane; else the exact algorithm for the
+/// whole vector.
 #[cfg_attr(not(debug_assertions), inline(always))]
 #[cfg_attr(debug_assertions, inline(never))] // a debug build would inline everything into one huge frame
 pub(crate) fn tanh<S: Simd>(s: S, x: S::F) -> S::F {
-    let (lo, hi) = s.widen(x);
+    // a = |x|.min(CLAMP), exact in float32 (a NaN lane gives CLAMP, and x below)
+    let a = s.min(s.copysign(x, s.splat(0.0)), s.splat(tanh_f64::CLAMP as f32));
+    let (lo, hi) = s.widen(a);
+    if S::TANH_FAST_PATH {
+        let (fast_lo, fast_hi) = (tanh_fast::magnitude(s, lo), tanh_fast::magnitude(s, hi));
+        if !(tanh_fast::ambiguous(s, fast_lo) | tanh_fast::ambiguous(s, fast_hi)) {
+            return s.select(s.is_nan(x), x, s.copysign(s.narrow(fast_lo, fast_hi), x));
+        }
+    }
     let t = s.narrow(tanh_magnitude(s, lo), tanh_magnitude(s, hi));
     s.select(s.is_nan(x), x, s.copysign(t, x))
 }
 
-/// `tanh(|x|)` in float64 (before the copysign; `-0` for a zero input), as `tanh_f64.rs` computes it.
+/// `tanh(a)` in float64 for `a = |x|.min(CLAMP)` (`-0` for a zero `a`), as `tanh_f64.rs` computes it.
 #[cfg_attr(not(debug_assertions), inline(always))]
 #[cfg_attr(debug_assertions, inline(never))] // a debug build would inline everything into one huge frame
-fn tanh_magnitude<S: Simd>(s: S, x: S::D) -> S::D {
-    use tanh_f64::{CLAMP, INV_LN2, LN2_HI, LN2_LO, SHIFT, TAYLOR};
-    // a = |x|.min(CLAMP); shifted = a.mul_add(-2 * INV_LN2, SHIFT); k = shifted - SHIFT
-    let a = s.min_d(s.abs_d(x), s.splat_d(CLAMP));
+fn tanh_magnitude<S: Simd>(s: S, a: S::D) -> S::D {
+    use tanh_f64::{INV_LN2, LN2_HI, LN2_LO, SHIFT, TAYLOR};
+    // shifted = a.mul_add(-2 * INV_LN2, SHIFT); k = shifted - SHIFT
     let shifted = s.fmadd_d(a, s.splat_d(-2.0 * INV_LN2), s.splat_d(SHIFT));
     let k = s.sub_d(shifted, s.splat_d(SHIFT));
     // r = k.mul_add(-LN2_HI, -2 * a); r = k.mul_add(-LN2_LO, r)
@@ -131,5 +141,6 @@ fn tanh_magnitude<S: Simd>(s: S, x: S::D) -> S::D {
     s.div_d(numerator, s.fmadd_d(scale, p, s.add_d(one, scale)))
 }
 
+mod tanh_fast;
 #[cfg(test)]
 pub(crate) mod tests;

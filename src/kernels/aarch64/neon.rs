@@ -157,6 +157,8 @@ impl Int8Dot for Smull {
 /// `minps`/`maxps`; [`Simd::round_to_i32`] saturates (`fcvtns`), which the contract allows.
 impl Simd for Neon {
     const LANES: usize = 4;
+    // Not measured on an ARM core (the table is two scalar reads per register there).
+    const TANH_FAST_PATH: bool = false;
     type F = float32x4_t;
     type I = int32x4_t;
     type D = float64x2_t;
@@ -185,9 +187,9 @@ impl Simd for Neon {
         // `mul` keeps the low 32 bits.
         fn(a: int32x4_t, b: int32x4_t) -> int32x4_t: sub_i32 = vsubq_s32, mul_i32 = vmulq_s32;
         fn(a: float64x2_t, b: float64x2_t) -> float64x2_t:
-            add_d = vaddq_f64, sub_d = vsubq_f64, mul_d = vmulq_f64, div_d = vdivq_f64, min_d = vminq_f64;
-        // `fneg` flips the sign bit only, `fabs` clears it.
-        fn(a: float64x2_t) -> float64x2_t: neg_d = vnegq_f64, abs_d = vabsq_f64;
+            add_d = vaddq_f64, sub_d = vsubq_f64, mul_d = vmulq_f64, div_d = vdivq_f64;
+        // `fneg` flips the sign bit only.
+        fn(a: float64x2_t) -> float64x2_t: neg_d = vnegq_f64;
         fn(a: float64x2_t) -> int32x4_t: to_bits_d = vreinterpretq_s32_f64;
         fn(a: int32x4_t) -> float64x2_t: d_from_bits = vreinterpretq_f64_s32;
         unsafe fn(p: *const f32) -> float32x4_t: load = vld1q_f32;
@@ -276,6 +278,26 @@ impl Simd for Neon {
             let low = table[(vgetq_lane_u64::<0>(a) & 31) as usize];
             let high = table[(vgetq_lane_u64::<1>(a) & 31) as usize];
             vreinterpretq_s32_u64(vcombine_u64(vdup_n_u64(low), vdup_n_u64(high)))
+        }
+    }
+
+    #[inline(always)]
+    fn lookup16(self, table: &[u64; 16], a: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (token). Two scalar reads: each index is masked to `0..16`, inside `table`.
+        unsafe {
+            let a = vreinterpretq_u64_s32(a);
+            let low = table[(vgetq_lane_u64::<0>(a) & 15) as usize];
+            let high = table[(vgetq_lane_u64::<1>(a) & 15) as usize];
+            vreinterpretq_s32_u64(vcombine_u64(vdup_n_u64(low), vdup_n_u64(high)))
+        }
+    }
+
+    #[inline(always)]
+    fn any_lt_i64(self, a: int32x4_t, b: int32x4_t) -> bool {
+        // SAFETY: NEON (token). The comparison sets every bit of the lanes where `a < b`.
+        unsafe {
+            let less = vcltq_s64(vreinterpretq_s64_s32(a), vreinterpretq_s64_s32(b));
+            vmaxvq_u32(vreinterpretq_u32_u64(less)) != 0
         }
     }
 

@@ -18,6 +18,7 @@ macro_rules! both {
 
 impl<S: Simd> Simd for Pair<S> {
     const LANES: usize = 2 * S::LANES;
+    const TANH_FAST_PATH: bool = S::TANH_FAST_PATH;
     type F = [S::F; 2];
     type I = [S::I; 2];
     type D = [S::D; 2];
@@ -175,16 +176,6 @@ impl<S: Simd> Simd for Pair<S> {
     }
 
     #[inline(always)]
-    fn abs_d(self, a: Self::D) -> Self::D {
-        both!(self.0, abs_d(a))
-    }
-
-    #[inline(always)]
-    fn min_d(self, a: Self::D, b: Self::D) -> Self::D {
-        both!(self.0, min_d(a, b))
-    }
-
-    #[inline(always)]
     fn to_bits_d(self, a: Self::D) -> Self::I {
         both!(self.0, to_bits_d(a))
     }
@@ -212,6 +203,16 @@ impl<S: Simd> Simd for Pair<S> {
     #[inline(always)]
     fn lookup32(self, table: &[u64; 32], a: Self::I) -> Self::I {
         [self.0.lookup32(table, a[0]), self.0.lookup32(table, a[1])]
+    }
+
+    #[inline(always)]
+    fn lookup16(self, table: &[u64; 16], a: Self::I) -> Self::I {
+        [self.0.lookup16(table, a[0]), self.0.lookup16(table, a[1])]
+    }
+
+    #[inline(always)]
+    fn any_lt_i64(self, a: Self::I, b: Self::I) -> bool {
+        self.0.any_lt_i64(a[0], b[0]) | self.0.any_lt_i64(a[1], b[1])
     }
 
     #[inline(always)]

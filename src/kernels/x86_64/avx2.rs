@@ -225,6 +225,7 @@ impl HalfStep for EightBit {
 
 impl Simd for Avx2 {
     const LANES: usize = 8;
+    const TANH_FAST_PATH: bool = false;
     type F = __m256;
     type I = __m256i;
     type D = __m256d;
@@ -250,8 +251,7 @@ impl Simd for Avx2 {
         fn(a: __m256i, b: __m256i) -> __m256i:
             sub_i32 = _mm256_sub_epi32, mul_i32 = _mm256_mullo_epi32, add_i64 = _mm256_add_epi64;
         fn(a: __m256d, b: __m256d) -> __m256d:
-            add_d = _mm256_add_pd, sub_d = _mm256_sub_pd, mul_d = _mm256_mul_pd, div_d = _mm256_div_pd,
-            min_d = _mm256_min_pd;
+            add_d = _mm256_add_pd, sub_d = _mm256_sub_pd, mul_d = _mm256_mul_pd, div_d = _mm256_div_pd;
         fn(a: __m256d, b: __m256d, c: __m256d) -> __m256d: fmadd_d = _mm256_fmadd_pd;
         fn(a: __m256d) -> __m256i: to_bits_d = _mm256_castpd_si256;
         fn(a: __m256i) -> __m256d: d_from_bits = _mm256_castsi256_pd;
@@ -311,12 +311,6 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
-    fn abs_d(self, a: __m256d) -> __m256d {
-        // SAFETY: AVX (token).
-        unsafe { _mm256_andnot_pd(_mm256_set1_pd(-0.0), a) }
-    }
-
-    #[inline(always)]
     fn shl_i64<const SHIFT: i32>(self, a: __m256i) -> __m256i {
         // SAFETY: AVX2 (token).
         unsafe { _mm256_slli_epi64::<SHIFT>(a) }
@@ -329,6 +323,22 @@ impl Simd for Avx2 {
             let index = _mm256_and_si256(a, _mm256_set1_epi64x(31));
             _mm256_i64gather_epi64::<8>(table.as_ptr().cast(), index)
         }
+    }
+
+    #[inline(always)]
+    fn lookup16(self, table: &[u64; 16], a: __m256i) -> __m256i {
+        // SAFETY: AVX2 (token); every index is masked to 0..16, inside `table`.
+        unsafe {
+            let index = _mm256_and_si256(a, _mm256_set1_epi64x(15));
+            _mm256_i64gather_epi64::<8>(table.as_ptr().cast(), index)
+        }
+    }
+
+    #[inline(always)]
+    fn any_lt_i64(self, a: __m256i, b: __m256i) -> bool {
+        // SAFETY: AVX2 (token). The comparison sets every bit of the lanes where `b > a`; the
+        // move takes their sign bits.
+        unsafe { _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(b, a))) != 0 }
     }
 
     #[inline(always)]

@@ -160,6 +160,7 @@ impl Int8Dot for Avx512 {
 
 impl Simd for Avx512 {
     const LANES: usize = 16;
+    const TANH_FAST_PATH: bool = true;
     type F = __m512;
     type I = __m512i;
     type D = __m512d;
@@ -186,14 +187,19 @@ impl Simd for Avx512 {
         fn(a: __m512i, b: __m512i) -> __m512i:
             sub_i32 = _mm512_sub_epi32, mul_i32 = _mm512_mullo_epi32, add_i64 = _mm512_add_epi64;
         fn(a: __m512d, b: __m512d) -> __m512d:
-            add_d = _mm512_add_pd, sub_d = _mm512_sub_pd, mul_d = _mm512_mul_pd, div_d = _mm512_div_pd,
-            min_d = _mm512_min_pd;
+            add_d = _mm512_add_pd, sub_d = _mm512_sub_pd, mul_d = _mm512_mul_pd, div_d = _mm512_div_pd;
         fn(a: __m512d, b: __m512d, c: __m512d) -> __m512d: fmadd_d = _mm512_fmadd_pd;
         fn(a: __m512d) -> __m512i: to_bits_d = _mm512_castpd_si512;
         fn(a: __m512i) -> __m512d: d_from_bits = _mm512_castsi512_pd;
         unsafe fn(p: *const f32) -> __m512: load = _mm512_loadu_ps;
         unsafe fn(p: *const i32) -> __m512i: load_i32 = _mm512_loadu_epi32;
         unsafe fn(p: *mut f32, a: __m512): store = _mm512_storeu_ps;
+    }
+
+    #[inline(always)]
+    fn any_lt_i64(self, a: __m512i, b: __m512i) -> bool {
+        // SAFETY: AVX-512F (token).
+        unsafe { _mm512_cmplt_epi64_mask(a, b) != 0 }
     }
 
     #[inline(always)]
@@ -255,12 +261,6 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
-    fn abs_d(self, a: __m512d) -> __m512d {
-        // SAFETY: AVX-512F (token).
-        unsafe { _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(i64::MAX))) }
-    }
-
-    #[inline(always)]
     fn shl_i64<const SHIFT: i32>(self, a: __m512i) -> __m512i {
         // SAFETY: AVX-512F (token).
         unsafe { _mm512_sll_epi64(a, _mm_cvtsi32_si128(SHIFT)) }
@@ -272,6 +272,16 @@ impl Simd for Avx512 {
         unsafe {
             let index = _mm512_and_si512(a, _mm512_set1_epi64(31));
             _mm512_i64gather_epi64::<8>(index, table.as_ptr().cast())
+        }
+    }
+
+    #[inline(always)]
+    fn lookup16(self, table: &[u64; 16], a: __m512i) -> __m512i {
+        // SAFETY: AVX-512F (token); the two loads read the 16 entries of `table`. The permutation
+        // reads only the low four bits of each index: bit 3 picks the register, bits 0..3 the lane.
+        unsafe {
+            let entries = table.as_ptr();
+            _mm512_permutex2var_epi64(_mm512_loadu_epi64(entries.cast()), a, _mm512_loadu_epi64(entries.add(8).cast()))
         }
     }
 
