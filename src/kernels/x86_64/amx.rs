@@ -9,10 +9,10 @@
 //!
 //! Blocking: strips of up to 32 rows (two A tiles) x pairs of panels (two B tiles), four C tiles
 //! accumulating over the whole `K`, 64 bytes of `K` per step; the strips in groups whose
-//! activations fit in L1, each group's strips under every panel pair in turn. `K` past the last whole step (fewer
-//! than 16 k-groups) is copied into zero-padded buffers so that every tile keeps one shape; a strip
-//! of fewer than 32 rows gets tiles with fewer rows (a second configuration, at most two per
-//! call). Products with fewer than [`MIN_ROWS`] rows, and the last panel when `n` is not a multiple
+//! activations fit in L1, each group's strips under every panel pair in turn. `K` past the last
+//! whole step (fewer than 16 k-groups) is copied into zero-padded buffers so that every tile keeps
+//! one shape; a strip of fewer than 32 rows gets tiles with fewer rows (a second configuration, at
+//! most two per call). Products with fewer than [`MIN_ROWS`] rows, and the last panel when `n` is not a multiple
 //! of 16, go to the AVX-512 kernels.
 //!
 //! # Tile state and soundness
@@ -183,8 +183,9 @@ const GROUP_BYTES: usize = 32 << 10;
 
 /// Rows per group of strips for rows of `k_padded` bytes: the whole strips whose activations fit
 /// in [`GROUP_BYTES`], at least one strip. Measured on a Sapphire Rapids core against one group
-/// of all rows (every panel pair passing over every strip): 1.2-1.65x as fast for 512-1280 rows
-/// (K of 256-1024, 1024-column blocks), the same for the 64-row calls of a recurrent layer.
+/// of all rows (every panel pair passing over every strip): kernel calls of 512-1280 rows (K of
+/// 256-1024, 1024-column blocks) 1.2-1.65x as fast, the 64-row calls of a recurrent layer the
+/// same.
 fn group_rows(k_padded: usize) -> usize {
     (GROUP_BYTES / k_padded.max(1) / STRIP_ROWS).max(1) * STRIP_ROWS
 }
