@@ -7,8 +7,21 @@ use ferroq::linear::DynamicLinear;
 use ferroq::pack::PackedWeights;
 use ferroq::{kernels_for, supported_isas};
 
-const SHAPES: [(usize, usize, usize); 6] =
-    [(1, 768, 768), (1, 1024, 4096), (16, 768, 768), (32, 768, 3072), (128, 1024, 1024), (512, 1024, 1024)];
+/// Linear-like shapes, then the LSTMs' calls of one 256-unit gate block (the kernel's unit of
+/// work in a recurrent layer with gates of at least 512 units): the per-step hidden projections of
+/// LSTM(50, 16, 512) and LSTM(20, 64, 1024) (16 x 512 and 64 x 1024 rows x K), and a 64-row chunk
+/// of the input projection (64 x 512).
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 768, 768),
+    (1, 1024, 4096),
+    (16, 768, 768),
+    (32, 768, 3072),
+    (128, 1024, 1024),
+    (512, 1024, 1024),
+    (16, 512, 256),
+    (64, 512, 256),
+    (64, 1024, 256),
+];
 
 fn pseudo_random_i8(len: usize, seed: u32) -> Vec<i8> {
     let mut state = seed.wrapping_mul(2654435761).max(1);
@@ -111,5 +124,63 @@ unsafe fn dpbusd_chains(iterations: u64) {
     }
 }
 
-criterion_group!(benches, vnni_peak, gemm_u8i8, dynamic_linear);
+/// This machine's `tdpbusd` ceiling: 4 independent accumulator tiles (16 x 16 int32, K of 64
+/// bytes: 16 384 multiply-accumulates each) on resident A and B tiles, no memory traffic in the
+/// loop. Elements are multiply-accumulates.
+fn amx_peak(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if supported_isas().iter().any(|isa| isa.name() == "amx") {
+        const ITERATIONS: u64 = 10_000;
+        let mut group = c.benchmark_group("amx_peak");
+        group.throughput(Throughput::Elements(ITERATIONS * 4 * 16 * 16 * 64));
+        // SAFETY: the `amx` path is supported: the CPU has AMX-INT8 and this process was granted the
+        // tile state (by `supported_isas`).
+        group.bench_function("tdpbusd", |b| b.iter(|| unsafe { tdpbusd_chains(ITERATIONS) }));
+        group.finish();
+        return;
+    }
+    let _ = c;
+    eprintln!("amx_peak: this CPU or process cannot run AMX; skipped");
+}
+
+/// The `ldtilecfg` operand of [`tdpbusd_chains`]: tiles 0-7 of 16 rows x 64 bytes.
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(64))]
+struct FullTiles([u8; 64]);
+
+/// `iterations` rounds of 4 independent `tdpbusd` (C tiles 0-3, A tiles 4-5, B tiles 6-7), the
+/// tiles configured and zeroed first and released after.
+///
+/// # Safety
+/// The CPU must have AMX-TILE and AMX-INT8, and the process the tile permission.
+#[cfg(target_arch = "x86_64")]
+unsafe fn tdpbusd_chains(iterations: u64) {
+    let mut cfg = FullTiles([0; 64]);
+    cfg.0[0] = 1;
+    for tile in 0..8 {
+        cfg.0[16 + 2 * tile] = 64;
+        cfg.0[48 + tile] = 16;
+    }
+    // SAFETY: the caller's guarantees; a valid palette-1 configuration (which zeroes the tiles), tile
+    // instructions on configured tiles only, and the tiles released at the end (the compiler never
+    // uses the tile registers, so they need no clobbers).
+    unsafe {
+        std::arch::asm!(
+            "ldtilecfg [{cfg}]",
+            "2:",
+            "tdpbusd tmm0, tmm4, tmm6",
+            "tdpbusd tmm1, tmm4, tmm7",
+            "tdpbusd tmm2, tmm5, tmm6",
+            "tdpbusd tmm3, tmm5, tmm7",
+            "dec {n}",
+            "jnz 2b",
+            "tilerelease",
+            cfg = in(reg) &cfg,
+            n = inout(reg) iterations => _,
+            options(nostack, readonly),
+        );
+    }
+}
+
+criterion_group!(benches, vnni_peak, amx_peak, gemm_u8i8, dynamic_linear);
 criterion_main!(benches);

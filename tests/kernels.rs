@@ -269,6 +269,20 @@ fn gemm_u8i8_matches_scalar_on_every_value_pattern() {
     }
 }
 
+/// Products of many rows: the AMX kernel runs its strips of 32 rows in groups (as many as fit
+/// 32 KiB of activations: one strip at `k` 1025, three at 300), several groups per product, then
+/// the strip of the remaining rows.
+#[test]
+fn gemm_u8i8_matches_scalar_over_groups_of_strips() {
+    let paths = simd_paths();
+    let mut rng = Rng(7);
+    for (i, (m, k, n)) in [(100, 1025, 49), (230, 300, 40), (96, 100, 33)].into_iter().enumerate() {
+        let values = PATTERNS[i % PATTERNS.len()];
+        GemmCase::new(&mut rng, m, k, n, values, 0, 0).check(&paths, &format!("{values:?}"));
+        GemmCase::new(&mut rng, m, k, n, values, 9, 5).check(&paths, &format!("{values:?}, padded strides"));
+    }
+}
+
 /// Every width of the narrow last panel (`n % 16` columns, stored only as wide as its columns),
 /// alone and after full panels, with `k` below one k-group, ragged, and over several of the chunks
 /// the kernels widen it in.
