@@ -79,7 +79,8 @@ packed_pymethods! {
         /// batch, features)` or None (zeros), without NaN or infinity; `lengths` (int64, one per
         /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
         /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
-        /// otherwise). A large sequence runs with the GIL released, on copies of the inputs.
+        /// otherwise). A large sequence runs with the GIL released once the inputs are read (the first
+        /// layer's input quantized, the states copied).
         #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false))]
         fn forward<'py>(
             &self,

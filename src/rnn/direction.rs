@@ -91,8 +91,8 @@ pub(super) struct Output<'a> {
 }
 
 /// Runs the steps of one layer in one direction over `layer_input`, updating `state` and writing
-/// each step's `h` to `output`, if any. When the output's rows are exactly `h`'s (one direction),
-/// each step writes its `h` straight there and the next step reads it from there (see
+/// each step's `h` to `output`, if any. When the output's rows are exactly `h`'s (one direction,
+/// forward), each step writes its `h` straight there and the next step reads it from there (see
 /// [`Direct`]); otherwise the steps update `state.h` in place and copy it out.
 pub(super) fn run(
     call: &Call<'_>,
@@ -132,7 +132,7 @@ pub(super) fn run(
     }
     let out_size = shape.output_size();
     let (mut direct, mut copied) = match output {
-        Some(output) if output.stride == out_size => (Some(Direct { rows: output.rows, last: None }), None),
+        Some(output) if output.stride == out_size && !reverse => (Some(Direct { rows: output.rows, last: None }), None),
         output => (None, output),
     };
     let mut next = 0;
@@ -176,36 +176,29 @@ pub(super) fn run(
     Ok(())
 }
 
-/// The output rows of a direction that writes each step's `h` straight into them: `rows` are
-/// packed rows of exactly `h`'s features, and `last` is the step whose rows hold the latest `h`
-/// (its first packed row and running rows), `None` before the first step. `state.h` (sorted
-/// rows) holds the initial state, and receives each row's last `h` when the row stops running
-/// (a shorter sequence's end, forward) and at the end ([`Direct::finish`]).
+/// The output rows of a forward direction that writes each step's `h` straight into them:
+/// `rows` are packed rows of exactly `h`'s features, and `last` is the step whose rows hold the
+/// latest `h` (its first packed row and running rows), `None` before the first step. `state.h`
+/// (sorted rows) holds the initial state, and receives each row's last `h` when the row stops
+/// running (a shorter sequence's end) and at the end ([`Direct::finish`]).
 struct Direct<'a> {
     rows: &'a mut [f32],
     last: Option<(usize, usize)>,
 }
 
 impl Direct<'_> {
-    /// The previous `h` of a step's `active` running rows and the step's own output rows (from
-    /// packed row `offset` on) for its new `h`. The previous `h` is the last step's rows, or
-    /// `state_h` at the first step and when more rows run than at the last step (a reverse pass
-    /// reaching the end of shorter sequences: the new rows start from their initial state).
+    /// The previous `h` of a step's `active` running rows (`state_h` at the first step, else
+    /// the last step's first rows: forward, the running rows only ever get fewer) and the step's
+    /// own output rows (from packed row `offset` on) for its new `h`.
     fn step<'s>(&'s mut self, state_h: &'s mut [f32], offset: usize, active: usize, out_size: usize) -> (&'s [f32], &'s mut [f32]) {
         let rows = offset * out_size..(offset + active) * out_size;
-        let last = self.last.replace((offset, active));
-        let Some((last_offset, last_active)) = last else {
+        let Some((last_offset, last_active)) = self.last.replace((offset, active)) else {
             return (&state_h[..active * out_size], &mut self.rows[rows]);
         };
-        let last_rows = last_offset * out_size..(last_offset + last_active) * out_size;
-        if last_active < active {
-            state_h[..last_active * out_size].copy_from_slice(&self.rows[last_rows]);
-            return (&state_h[..active * out_size], &mut self.rows[rows]);
-        }
         // Rows `active..last_active` stopped at the last step: that `h` is their final state.
-        let (running, stopped) = (last_rows.start..last_rows.start + active * out_size, last_rows.start + active * out_size..last_rows.end);
-        state_h[active * out_size..last_active * out_size].copy_from_slice(&self.rows[stopped]);
-        split_pair(self.rows, running, rows)
+        let split = (last_offset + active) * out_size;
+        state_h[active * out_size..last_active * out_size].copy_from_slice(&self.rows[split..(last_offset + last_active) * out_size]);
+        split_pair(self.rows, last_offset * out_size..split, rows)
     }
 
     /// Puts the last step's `h` into `state_h`, whose other rows hold their final state already.
