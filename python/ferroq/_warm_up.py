@@ -7,7 +7,7 @@ layer's weights once, about what a batch-1 call costs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 import numpy as np
 
@@ -21,13 +21,18 @@ ROWS = (16, 1)
 
 def warm_up(module: Any) -> None:
     """Runs every packed layer in ``module``'s tree on zeros, 16 rows then 1 (one time step for
-    the recurrent layers), outside the modules: no hook runs, no module state changes."""
+    the recurrent layers), outside the modules: no hook runs, no module state changes. Each
+    layer's 16-row result stays alive while the next layer runs, as a layer's input does in a
+    forward pass, so that the allocator's memory touched here covers two layers' results at once."""
+    previous: Any = None
     for m in module.modules():
         packed = m.__dict__.get("_packed")
+        results: List[Any] = []
         for rows in ROWS:
             if isinstance(packed, (_core.PackedLinear, _core.PackedLinearFp16)):
-                packed.forward(np.zeros((rows, packed.in_features), np.float32))
+                results.append(packed.forward(np.zeros((rows, packed.in_features), np.float32)))
             elif isinstance(packed, _core.PackedStaticLinear):
-                packed.forward(np.zeros((rows, packed.in_features), np.uint8), 1.0, 0, 1.0, 0)
+                results.append(packed.forward(np.zeros((rows, packed.in_features), np.uint8), 1.0, 0, 1.0, 0))
             elif isinstance(packed, _core.PackedRNN):
-                packed.forward(np.zeros((1, rows, m._core_args()[0]), np.float32))
+                results.append(packed.forward(np.zeros((1, rows, m._core_args()[0]), np.float32)))
+        previous = results[0] if results else previous

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use super::errors::catch_panic;
 use crate::alloc;
 use crate::error::Result;
+use crate::rnn::Detached;
 
 /// The work (multiply-accumulates) from which a call releases the GIL: ~2-10 us of int8 GEMM on
 /// one core, where retaking the GIL costs at most a few percent.
@@ -25,6 +26,17 @@ pub fn releases(macs: usize) -> bool {
 /// threads could change the caller's array meanwhile), else the caller's own elements.
 pub fn snapshot<T: Clone>(values: &[T], releases: bool) -> Result<Cow<'_, [T]>> {
     Ok(if releases { Cow::Owned(alloc::copy_of(values)?) } else { Cow::Borrowed(values) })
+}
+
+/// Runs the `rest` of a recurrent call (see [`crate::rnn::Rnn::forward_into`]), with the GIL
+/// released when `releases`. A panic goes on unwinding (with the GIL taken back) to the caller's
+/// [`catch_panic`].
+pub fn detach(py: Python<'_>, releases: bool, rest: &mut Detached<'_>) -> Result<()> {
+    if releases {
+        py.detach(rest)
+    } else {
+        rest()
+    }
 }
 
 /// Runs `f`, with the GIL released when `releases`; a panic becomes a RuntimeError (see

@@ -75,24 +75,31 @@ fn intp(n: usize) -> PyResult<npy_intp> {
 /// The most dimensions a result array may have (numpy's limit).
 pub const MAX_DIMS: usize = 64;
 
-/// A new zero-filled C-ordered array that no other code has seen yet: its elements are written
-/// through [`NewArray::as_mut_slice`] without rust-numpy's borrow registry (whose bookkeeping
-/// costs more than a batch-1 step's arithmetic), then it is handed to Python by
-/// [`NewArray::into_array`].
+/// A new C-ordered array that no other code has seen yet: its elements are written through
+/// [`NewArray::as_mut_slice`] without rust-numpy's borrow registry (whose bookkeeping costs more
+/// than a batch-1 step's arithmetic), then it is handed to Python by [`NewArray::into_array`].
+/// It starts zero-filled ([`NewArray::zeros`]) or, for float32 only, holding whatever bytes
+/// numpy's allocator left there ([`NewArray::uninit`]).
 pub struct NewArray<'py, T: Element + Copy>(Bound<'py, PyArrayDyn<T>>);
+
+/// The numpy dimensions of `dims` and their count; ValueError beyond [`MAX_DIMS`] or for a size
+/// numpy cannot address.
+fn numpy_dims(dims: &[usize]) -> PyResult<([npy_intp; MAX_DIMS], c_int)> {
+    let mut shape = [0 as npy_intp; MAX_DIMS];
+    if dims.len() > MAX_DIMS {
+        return Err(PyValueError::new_err(format!("an output of {} dimensions has more than {MAX_DIMS}", dims.len())));
+    }
+    for (s, &d) in shape.iter_mut().zip(dims) {
+        *s = intp(d)?;
+    }
+    Ok((shape, c_int::try_from(dims.len()).expect("at most MAX_DIMS dimensions")))
+}
 
 impl<'py, T: Element + Copy> NewArray<'py, T> {
     /// Zeros of shape `dims` (at most [`MAX_DIMS`] of them); numpy's error (MemoryError, or
     /// ValueError for a size it cannot address) when it cannot allocate them.
     pub fn zeros(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
-        let mut shape = [0 as npy_intp; MAX_DIMS];
-        if dims.len() > MAX_DIMS {
-            return Err(PyValueError::new_err(format!("an output of {} dimensions has more than {MAX_DIMS}", dims.len())));
-        }
-        for (s, &d) in shape.iter_mut().zip(dims) {
-            *s = intp(d)?;
-        }
-        let ndim = c_int::try_from(dims.len()).expect("at most MAX_DIMS dimensions");
+        let (mut shape, ndim) = numpy_dims(dims)?;
         // SAFETY: `shape` holds the `ndim` dimensions numpy reads; the descriptor reference is
         // handed over (`PyArray_Zeros` steals it); 0 asks for C order.
         let array = unsafe { PY_ARRAY_API.PyArray_Zeros(py, ndim, shape.as_mut_ptr(), T::get_dtype(py).into_dtype_ptr(), 0) };
@@ -102,35 +109,54 @@ impl<'py, T: Element + Copy> NewArray<'py, T> {
         Ok(NewArray(unsafe { array.cast_into_unchecked() }))
     }
 
-    /// A new array of shape `dims` holding a copy of `values` (zeros when None); ValueError when
-    /// `values` has another number of elements.
-    pub fn copy_of(py: Python<'py>, dims: &[usize], values: Option<&[T]>) -> PyResult<Self> {
-        let mut array = Self::zeros(py, dims)?;
-        if let Some(values) = values {
-            let elements = array.as_mut_slice();
-            if values.len() != elements.len() {
-                return Err(PyValueError::new_err(format!("{} values for an array of shape {dims:?}", values.len())));
-            }
-            elements.copy_from_slice(values);
-        }
-        Ok(array)
-    }
-
     /// The elements, in C order.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         let len = self.0.len();
         if len == 0 {
             return &mut [];
         }
-        // SAFETY: numpy allocated the array above as a C-contiguous, aligned, zero-filled block of
-        // `len` elements of `T` (a `Copy` element type of numpy's is a number or bool, valid when zeroed); `self` holds the only
-        // reference to it (it reaches other code through `into_array` only, and numpy arrays are
-        // not visible to the garbage collector), and `&mut self` makes this borrow unique.
+        // SAFETY: numpy allocated the array as a C-contiguous, aligned block of `len` elements of
+        // `T`, either zero-filled (a `Copy` element type of numpy's is a number or bool, valid
+        // when zeroed) or, `T` being f32 (`uninit`), holding bytes from numpy's allocator, which
+        // Rust did not see allocated (C code did) and every one of whose patterns is a valid
+        // f32; `self` holds the only reference to it (it reaches other code through `into_array`
+        // only, and numpy arrays are not visible to the garbage collector), and `&mut self` makes
+        // this borrow unique.
         unsafe { std::slice::from_raw_parts_mut(self.0.data(), len) }
     }
 
     /// The array, for Python.
     pub fn into_array(self) -> Bound<'py, PyArrayDyn<T>> {
         self.0
+    }
+}
+
+impl<'py> NewArray<'py, f32> {
+    /// A float32 array of shape `dims` whose values are whatever numpy's allocator left there
+    /// (no pass over the memory, and no fresh page touched before its values are): the caller
+    /// must write every one before the array reaches Python code (on an error it is dropped).
+    /// Errors as [`NewArray::zeros`].
+    pub fn uninit(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
+        let (mut shape, ndim) = numpy_dims(dims)?;
+        // SAFETY: `shape` holds the `ndim` dimensions numpy reads; the descriptor reference is
+        // handed over (`PyArray_Empty` steals it); 0 asks for C order.
+        let array = unsafe { PY_ARRAY_API.PyArray_Empty(py, ndim, shape.as_mut_ptr(), f32::get_dtype(py).into_dtype_ptr(), 0) };
+        // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
+        let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
+        // SAFETY: numpy made it an array of f32's dtype.
+        Ok(NewArray(unsafe { array.cast_into_unchecked() }))
+    }
+
+    /// A new array of shape `dims` holding a copy of `values` (zeros when None); ValueError when
+    /// `values` has another number of elements.
+    pub fn copy_of(py: Python<'py>, dims: &[usize], values: Option<&[f32]>) -> PyResult<Self> {
+        let Some(values) = values else { return Self::zeros(py, dims) };
+        let mut array = Self::uninit(py, dims)?;
+        let elements = array.as_mut_slice();
+        if values.len() != elements.len() {
+            return Err(PyValueError::new_err(format!("{} values for an array of shape {dims:?}", values.len())));
+        }
+        elements.copy_from_slice(values);
+        Ok(array)
     }
 }

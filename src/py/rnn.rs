@@ -4,8 +4,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use numpy::ndarray::{Array3, Dimension, Ix3, IxDyn};
-use numpy::{PyArray, PyArray3, PyArrayDyn, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::ndarray::{Dimension, Ix3, IxDyn};
+use numpy::{PyArrayDyn, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -18,7 +18,7 @@ use super::outputs::NewArray;
 use super::shared_methods::packed_pymethods;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
-use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput};
+use crate::rnn::{CellKind, CellWeights, Projection, Rnn, RnnShape, SequenceInput, SequenceOutputMut};
 
 /// A stack of recurrent layers with packed weights.
 ///
@@ -37,7 +37,7 @@ pub struct PackedRNN {
 }
 
 type CellArgs<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
-type Outputs<'py> = (Bound<'py, PyArray3<f32>>, Bound<'py, PyArray3<f32>>, Option<Bound<'py, PyArray3<f32>>>);
+type Outputs<'py> = (Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArrayDyn<f32>>, Option<Bound<'py, PyArrayDyn<f32>>>);
 type CellOutputs<'py> = (Bound<'py, PyArrayDyn<f32>>, Option<Bound<'py, PyArrayDyn<f32>>>);
 
 packed_pymethods! {
@@ -79,7 +79,8 @@ packed_pymethods! {
         /// batch, features)` or None (zeros), without NaN or infinity; `lengths` (int64, one per
         /// batch element, each between 0 and `steps`) gives packed-sequence semantics. Returns
         /// `(y, h_n, c_n or None)`. Every array must be C-contiguous and aligned (ValueError
-        /// otherwise). A large sequence runs with the GIL released, on copies of the inputs.
+        /// otherwise). A large sequence runs with the GIL released once the inputs are read (the first
+        /// layer's input quantized, the states copied).
         #[pyo3(signature = (x, h0=None, c0=None, lengths=None, batch_first=false))]
         fn forward<'py>(
             &self,
@@ -195,7 +196,9 @@ packed_pymethods! {
 
 impl PackedRNN {
     /// Runs a checked sequence: `x` has `steps x batch` rows (`[steps, batch]`), `initial` holds
-    /// `(h0, c0)`, each None for zeros. A large one runs with the GIL released, on copies.
+    /// `(h0, c0)`, each None for zeros. The outputs are new arrays that the core writes whole; a
+    /// large sequence runs with the GIL released once the core has read the caller's arrays
+    /// (see [`Rnn::forward_into`](crate::rnn::Rnn::forward_into)).
     fn run_sequence<'py>(
         &self,
         py: Python<'py>,
@@ -207,34 +210,35 @@ impl PackedRNN {
     ) -> PyResult<Outputs<'py>> {
         let shape = *self.inner.shape();
         let releases = gil::releases(self.macs(steps.saturating_mul(batch)));
-        let x = gil::snapshot(x, releases)?;
-        let h0 = initial[0].map(|s| gil::snapshot(s, releases)).transpose()?;
-        let c0 = initial[1].map(|s| gil::snapshot(s, releases)).transpose()?;
-        let input = SequenceInput { x: &x, steps, batch, batch_first, h0: h0.as_deref(), c0: c0.as_deref(), lengths };
-        let reduce_range = self.reduce_range.load(Ordering::Relaxed);
-        let out = gil::run(py, releases, || self.inner.forward(kernels(), &input, reduce_range))?;
         let states = shape.num_layers * shape.directions();
-        let y_dims = if batch_first { [batch, steps, 0] } else { [steps, batch, 0] };
-        let y = to_array3(py, out.y, [y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
-        let h_n = to_array3(py, out.h_n, [states, batch, shape.output_size()])?;
-        let c_n = out.c_n.map(|c| to_array3(py, c, [states, batch, shape.hidden_size])).transpose()?;
-        Ok((y, h_n, c_n))
+        let y_dims = if batch_first { [batch, steps] } else { [steps, batch] };
+        let mut y = NewArray::uninit(py, &[y_dims[0], y_dims[1], shape.directions() * shape.output_size()])?;
+        let mut h_n = NewArray::uninit(py, &[states, batch, shape.output_size()])?;
+        let mut c_n = shape.kind.has_cell_state().then(|| NewArray::uninit(py, &[states, batch, shape.hidden_size])).transpose()?;
+        let input = SequenceInput { x, steps, batch, batch_first, h0: initial[0], c0: initial[1], lengths };
+        let out = SequenceOutputMut {
+            y: y.as_mut_slice(),
+            h_n: h_n.as_mut_slice(),
+            c_n: c_n.as_mut().map_or(&mut [][..], NewArray::as_mut_slice),
+        };
+        let reduce_range = self.reduce_range.load(Ordering::Relaxed);
+        catch_panic(|| self.inner.forward_into(kernels(), &input, reduce_range, out, |rest| gil::detach(py, releases, rest)))?;
+        Ok((y.into_array(), h_n.into_array(), c_n.map(NewArray::into_array)))
     }
 
     /// One checked step: `x` has `dims` with `input_size` features last (`(batch, input)` or
     /// `(input,)`), `initial` holds `(h, c)` (each None for zeros), of `dims` with
     /// `hidden_size` last. The new state arrays start as copies of `initial` and are stepped
-    /// in place; a large step runs with the GIL released, on a copy of `x`.
+    /// in place; a large step runs with the GIL released once the core has read `x`.
     fn run_cell<'py>(&self, py: Python<'py>, x: &[f32], dims: &[usize], initial: [Option<&[f32]>; 2]) -> PyResult<CellOutputs<'py>> {
         let shape = *self.inner.shape();
         let batch = if dims.len() == 2 { dims[0] } else { 1 };
         let releases = gil::releases(self.macs(batch));
-        let x = gil::snapshot(x, releases)?;
         let reduce_range = self.reduce_range.load(Ordering::Relaxed);
         let mut h = NewArray::copy_of(py, dims, initial[0])?;
         let mut c = if shape.kind.has_cell_state() { Some(NewArray::copy_of(py, dims, initial[1])?) } else { None };
         let (h_values, c_values) = (h.as_mut_slice(), c.as_mut().map_or(&mut [][..], |c| c.as_mut_slice()));
-        gil::run(py, releases, || self.inner.step(kernels(), &x, batch, h_values, c_values, reduce_range))?;
+        catch_panic(|| self.inner.step_into(kernels(), x, batch, h_values, c_values, reduce_range, |rest| gil::detach(py, releases, rest)))?;
         Ok((h.into_array(), c.map(NewArray::into_array)))
     }
 
@@ -305,10 +309,4 @@ fn to_lengths(lengths: &PyReadonlyArray1<'_, i64>, steps: usize) -> Result<Vec<u
                 .ok_or_else(|| Error::Value(format!("lengths must be between 0 and the sequence length {steps}, got {n}")))
         })
         .collect()
-}
-
-/// A `dims` array owning `data` (no copy).
-fn to_array3(py: Python<'_>, data: Vec<f32>, dims: [usize; 3]) -> PyResult<Bound<'_, PyArray3<f32>>> {
-    let array = Array3::from_shape_vec(dims, data).map_err(|e| Error::Shape(e.to_string()))?;
-    Ok(PyArray::from_owned_array(py, array))
 }

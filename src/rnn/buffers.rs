@@ -1,7 +1,10 @@
-//! The buffers of the recurrent layers' time loops, kept per thread between calls so that a
-//! stream of single steps (the cells) allocates nothing once warmed up, on every path, and a
-//! sequence allocates its outputs but nothing per step; whatever a large call grew beyond
-//! [`KEEP_ELEMENTS`] is freed when it ends. (A step large enough to be split between threads
+//! The buffers of the recurrent layers' time loops and of whole sequences (the first layer's
+//! input, the outputs of the layers below the last, the sorted states of a batch with lengths),
+//! kept per thread between calls so that a stream of single steps (the cells) allocates nothing
+//! once warmed up, on every path, a sequence allocates nothing per step, and repeated calls
+//! fault in no fresh pages; whatever a call grew beyond [`KEEP_ELEMENTS`] (8 MiB of floats) is
+//! freed when it ends, so that a thread keeps at most a few such buffers of its largest
+//! recent call below that size. (A step large enough to be split between threads
 //! still allocates its list of row shares: a few small vectors against millions of
 //! multiply-accumulates.) `tests/rnn_allocations.rs` counts the allocations.
 
@@ -49,6 +52,9 @@ impl Buffers {
     /// Frees the buffers a large call left behind, so that a thread keeps only small ones.
     fn trim(&mut self) {
         trim_activations(&mut self.xq_ih);
+        trim_activations(&mut self.xq_first);
+        let SequenceBuffers { input, outputs: [even, odd], h, c } = &mut self.sequence;
+        [input, even, odd, h, c].into_iter().for_each(trim_vec);
         trim_vec(&mut self.acc_ih);
         trim_vec(&mut self.ig);
         trim_vec(&mut self.zeros);
@@ -65,6 +71,10 @@ impl Buffers {
 pub(super) struct Buffers {
     /// The quantized layer input (int8 `W_ih`).
     pub xq_ih: Option<QuantizedActivations>,
+    /// The first layer's input quantized for the reverse direction's int8 `W_ih`, while the
+    /// forward direction runs on `xq_ih`.
+    pub xq_first: Option<QuantizedActivations>,
+    pub sequence: SequenceBuffers,
     /// Input-projection accumulators of one chunk (int8 `W_ih`).
     pub acc_ih: Vec<i32>,
     /// The input projection of every row (float16 `W_ih`).
@@ -74,6 +84,19 @@ pub(super) struct Buffers {
     pub step: StepBuffers,
     /// Each slice's buffers when steps are split by hidden units ([`super::unit_split`]).
     pub slices: Vec<SliceBuffers>,
+}
+
+/// Buffers of a whole sequence.
+#[derive(Default)]
+pub(super) struct SequenceBuffers {
+    /// The first layer's input when it runs on floats (packed, or a copy of the caller's).
+    pub input: Vec<f32>,
+    /// The outputs of the layers below the last (layer `l` writes `outputs[l % 2]`), and the
+    /// last one's when the result needs unpacking.
+    pub outputs: [Vec<f32>; 2],
+    /// The states of every layer and direction in sorted order (a batch with lengths).
+    pub h: Vec<f32>,
+    pub c: Vec<f32>,
 }
 
 /// Buffers of one step.

@@ -54,6 +54,35 @@ pub(super) struct State<'a> {
     pub c: &'a mut [f32],
 }
 
+/// A layer's input: its packed rows, or `Quantized` when `xq_ih` of the [`Buffers`] holds them
+/// already quantized for the layer's int8 `W_ih` (the first layer's, quantized while the
+/// caller's array could be read).
+#[derive(Clone, Copy)]
+pub(super) enum LayerInput<'a> {
+    Rows(&'a [f32]),
+    Quantized,
+}
+
+impl LayerInput<'_> {
+    /// The input quantized for the int8 `W_ih` `ih`, in `xq`: quantized there now unless it is
+    /// already.
+    pub(super) fn quantized<'b>(
+        self,
+        call: &Call<'_>,
+        ih: &DynamicLinear,
+        xq: &'b mut Option<QuantizedActivations>,
+    ) -> Result<&'b QuantizedActivations> {
+        match self {
+            LayerInput::Rows(rows) => {
+                let xq = xq.get_or_insert_with(QuantizedActivations::empty);
+                ih.quantize_input_into(call.kernels, rows, call.packing.rows(), call.reduce_range, xq)?;
+                Ok(xq)
+            }
+            LayerInput::Quantized => xq.as_ref().ok_or_else(|| Error::Value("the layer input was not quantized".into())),
+        }
+    }
+}
+
 /// Where a direction writes its outputs: packed rows of `stride` values, from `column` on.
 pub(super) struct Output<'a> {
     pub rows: &'a mut [f32],
@@ -61,21 +90,23 @@ pub(super) struct Output<'a> {
     pub column: usize,
 }
 
-/// Runs the steps of one layer in one direction over `layer_input` (packed rows), updating
-/// `state` and writing each step's `h` to `output`, if any.
+/// Runs the steps of one layer in one direction over `layer_input`, updating `state` and writing
+/// each step's `h` to `output`, if any. When the output's rows are exactly `h`'s (one direction,
+/// forward), each step writes its `h` straight there and the next step reads it from there (see
+/// [`Direct`]); otherwise the steps update `state.h` in place and copy it out.
 pub(super) fn run(
     call: &Call<'_>,
     cell: &CellWeights,
     reverse: bool,
-    layer_input: &[f32],
+    layer_input: LayerInput<'_>,
     state: &mut State<'_>,
-    mut output: Option<Output<'_>>,
+    output: Option<Output<'_>>,
     buffers: &mut Buffers,
 ) -> Result<()> {
     if let Some(plan) = unit_split::plan(call, cell, state) {
         return unit_split::run(call, cell, &plan, reverse, layer_input, state, output, buffers);
     }
-    let Call { kernels, packing, reduce_range, shape, .. } = *call;
+    let Call { kernels, packing, shape, .. } = *call;
     let columns = shape.kind.gates() * shape.hidden_size;
     let rows = packing.rows();
     let Buffers { xq_ih, acc_ih, ig, zeros, step, .. } = buffers;
@@ -89,16 +120,21 @@ pub(super) fn run(
         Projection::Int8(l) => Some(Int8Terms::new(l, zeros)),
         Projection::Fp16(_) => None,
     };
-    match &cell.ih {
-        Projection::Int8(l) => {
-            let xq = xq_ih.get_or_insert_with(QuantizedActivations::empty);
-            l.quantize_input_into(kernels, layer_input, rows, reduce_range, xq)?;
+    match (&cell.ih, layer_input) {
+        (Projection::Int8(l), _) => {
+            layer_input.quantized(call, l, xq_ih)?;
         }
-        Projection::Fp16(l) => {
+        (Projection::Fp16(l), LayerInput::Rows(layer_input)) => {
             alloc::resize(ig, alloc::elements(rows, columns, "the input projection")?, 0.0)?;
             l.forward(kernels, layer_input, rows, ig)?;
         }
+        (Projection::Fp16(_), LayerInput::Quantized) => return Err(Error::Value("a float16 W_ih reads its input as floats".into())),
     }
+    let out_size = shape.output_size();
+    let (mut direct, mut copied) = match output {
+        Some(output) if output.stride == out_size && !reverse => (Some(Direct { rows: output.rows, last: None }), None),
+        output => (None, output),
+    };
     let mut next = 0;
     while let Some(Chunk { steps, first_row, rows: chunk_rows }) = next_chunk(packing, reverse, next) {
         next = steps.end;
@@ -116,16 +152,72 @@ pub(super) fn run(
                 continue;
             }
             let ig = ig_chunk.rows(offset - first_row..offset - first_row + active, columns);
-            let out_size = shape.output_size();
-            let h = &mut state.h[..active * out_size];
             let c = &mut state.c[..if shape.kind.has_cell_state() { active * shape.hidden_size } else { 0 }];
-            one_step(call, hh, cell.hr.as_ref(), &ig, h, c, step).map_err(|e| at_step(e, t))?;
-            if let Some(output) = output.as_mut() {
-                output.write(offset, h, out_size);
+            match direct.as_mut() {
+                Some(direct) => {
+                    let (prev, h) = direct.step(state.h, offset, active, out_size);
+                    one_step(call, hh, cell.hr.as_ref(), &ig, Some(prev), h, c, step)
+                }
+                None => {
+                    let h = &mut state.h[..active * out_size];
+                    let stepped = one_step(call, hh, cell.hr.as_ref(), &ig, None, h, c, step);
+                    if let Some(output) = copied.as_mut() {
+                        output.write(offset, h, out_size);
+                    }
+                    stepped
+                }
             }
+            .map_err(|e| at_step(e, t))?;
         }
     }
+    if let Some(direct) = direct {
+        direct.finish(state.h, out_size);
+    }
     Ok(())
+}
+
+/// The output rows of a forward direction that writes each step's `h` straight into them:
+/// `rows` are packed rows of exactly `h`'s features, and `last` is the step whose rows hold the
+/// latest `h` (its first packed row and running rows), `None` before the first step. `state.h`
+/// (sorted rows) holds the initial state, and receives each row's last `h` when the row stops
+/// running (a shorter sequence's end) and at the end ([`Direct::finish`]).
+struct Direct<'a> {
+    rows: &'a mut [f32],
+    last: Option<(usize, usize)>,
+}
+
+impl Direct<'_> {
+    /// The previous `h` of a step's `active` running rows (`state_h` at the first step, else
+    /// the last step's first rows: forward, the running rows only ever get fewer) and the step's
+    /// own output rows (from packed row `offset` on) for its new `h`.
+    fn step<'s>(&'s mut self, state_h: &'s mut [f32], offset: usize, active: usize, out_size: usize) -> (&'s [f32], &'s mut [f32]) {
+        let rows = offset * out_size..(offset + active) * out_size;
+        let Some((last_offset, last_active)) = self.last.replace((offset, active)) else {
+            return (&state_h[..active * out_size], &mut self.rows[rows]);
+        };
+        // Rows `active..last_active` stopped at the last step: that `h` is their final state.
+        let split = (last_offset + active) * out_size;
+        state_h[active * out_size..last_active * out_size].copy_from_slice(&self.rows[split..(last_offset + last_active) * out_size]);
+        split_pair(self.rows, last_offset * out_size..split, rows)
+    }
+
+    /// Puts the last step's `h` into `state_h`, whose other rows hold their final state already.
+    fn finish(self, state_h: &mut [f32], out_size: usize) {
+        if let Some((offset, active)) = self.last {
+            state_h[..active * out_size].copy_from_slice(&self.rows[offset * out_size..(offset + active) * out_size]);
+        }
+    }
+}
+
+/// `values[read]` to read and `values[write]` to write, two ranges that do not overlap.
+fn split_pair<T>(values: &mut [T], read: Range<usize>, write: Range<usize>) -> (&[T], &mut [T]) {
+    if read.start < write.start {
+        let (head, tail) = values.split_at_mut(write.start);
+        (&head[read], &mut tail[..write.len()])
+    } else {
+        let (head, tail) = values.split_at_mut(read.start);
+        (&tail[..read.len()], &mut head[write])
+    }
 }
 
 impl Output<'_> {
@@ -182,14 +274,18 @@ enum Hidden<'a> {
 }
 
 /// One step over the running rows (`h`, and `c` for an LSTM), given their input projection; `hr`
-/// is the LSTM projection, if any. After `h` is quantized (its scale needs every row), the hidden
-/// projection and the element-wise cell of a large step run in row shares on the intra-op threads
-/// ([`row_shares`]), each share's rows being independent of the others': one join per step.
+/// is the LSTM projection, if any. `prev` holds the rows' previous `h`, which the step reads
+/// before it writes the new one to `h`; `None` when `h` holds it (updated in place). After the
+/// previous `h` is quantized (its scale needs every row), the hidden projection and the
+/// element-wise cell of a large step run in row shares on the intra-op threads
+/// ([`rows_per_share`]), each share's rows being independent of the others': one join per step.
+#[allow(clippy::too_many_arguments)] // the step's weights, its input projection, its state and buffers
 fn one_step(
     call: &Call<'_>,
     hh: Hidden<'_>,
     hr: Option<&Projection>,
     ig: &Projected<'_>,
+    mut prev: Option<&[f32]>,
     h: &mut [f32],
     c: &mut [f32],
     buffers: &mut StepBuffers,
@@ -198,11 +294,16 @@ fn one_step(
     let (hidden, out_size) = (shape.hidden_size, shape.output_size());
     let columns = shape.kind.gates() * hidden;
     let active = h.len() / out_size;
+    if let (Some(values), CellKind::Gru) = (prev, shape.kind) {
+        // The GRU cell updates `h` in place.
+        h.copy_from_slice(values);
+        prev = None;
+    }
     let StepBuffers { xq_hh, acc_hh, hg, unprojected, scratch } = buffers;
     let xq = match hh {
         Hidden::Int8(terms) => {
             let xq = xq_hh.get_or_insert_with(QuantizedActivations::empty);
-            terms.layer.quantize_input_into(kernels, h, active, reduce_range, xq)?;
+            terms.layer.quantize_input_into(kernels, prev.unwrap_or(&*h), active, reduce_range, xq)?;
             alloc::resize(acc_hh, active * columns, 0)?;
             Some(&*xq)
         }
@@ -217,7 +318,7 @@ fn one_step(
         alloc::resize(unprojected, active * hidden, 0.0)?;
     }
     let unprojected: &mut [f32] = if hr.is_some() { &mut unprojected[..active * hidden] } else { &mut [] };
-    let rows = StepRows { first_row: 0, acc, hg, h: &mut *h, c, unprojected: &mut *unprojected };
+    let rows = StepRows { first_row: 0, acc, hg, prev, h: &mut *h, c, unprojected: &mut *unprojected };
     let macs = active * columns * out_size;
     match rows_per_share(active, macs) {
         Some(rows_per_share) => {
@@ -270,14 +371,23 @@ fn take<'b, T>(v: &mut &'b mut [T], values: usize) -> &'b mut [T] {
     head
 }
 
+/// The first `values` values of `v` (all of them if fewer), leaving `v` the rest.
+fn take_shared<'b, T>(v: &mut &'b [T], values: usize) -> &'b [T] {
+    let (head, tail) = v.split_at(values.min(v.len()));
+    *v = tail;
+    head
+}
+
 /// A block of consecutive running rows of one step, from `first_row` on, with the parts of the
 /// step's buffers they own: the hidden-projection accumulators (int8 `W_hh`, else empty) or
-/// floats (float16 `W_hh`, else empty), the state (`c` empty unless an LSTM) and the LSTM's
-/// `o * tanh(c)` before its projection (empty without one).
+/// floats (float16 `W_hh`, else empty), the previous `h` (`None` when `h` holds it), the state
+/// (`c` empty unless an LSTM) and the LSTM's `o * tanh(c)` before its projection (empty without
+/// one).
 struct StepRows<'a> {
     first_row: usize,
     acc: &'a mut [i32],
     hg: &'a mut [f32],
+    prev: Option<&'a [f32]>,
     h: &'a mut [f32],
     c: &'a mut [f32],
     unprojected: &'a mut [f32],
@@ -290,7 +400,7 @@ impl<'a> StepRows<'a> {
         let (hidden, columns) = (shape.hidden_size, shape.kind.gates() * shape.hidden_size);
         let active = self.h.len() / shape.output_size();
         assert!(active.div_ceil(rows_per_share) <= MAX_STEP_SHARES, "{active} rows in shares of {rows_per_share}");
-        let StepRows { mut acc, mut hg, mut h, mut c, mut unprojected, .. } = self;
+        let StepRows { mut acc, mut hg, mut prev, mut h, mut c, mut unprojected, .. } = self;
         let mut shares = std::array::from_fn(|_| None);
         for (share, first_row) in shares.iter_mut().zip((0..active).step_by(rows_per_share)) {
             let rows = rows_per_share.min(active - first_row);
@@ -299,6 +409,7 @@ impl<'a> StepRows<'a> {
                 first_row,
                 acc: take(&mut acc, rows * columns),
                 hg: take(&mut hg, rows * columns),
+                prev: prev.as_mut().map(|prev| take_shared(prev, rows * shape.output_size())),
                 h: take(&mut h, rows * shape.output_size()),
                 c: take(&mut c, rows * hidden),
                 unprojected: take(&mut unprojected, rows * hidden),
@@ -309,18 +420,18 @@ impl<'a> StepRows<'a> {
 }
 
 /// The hidden projection of `rows` (from `xq`, the quantized state of every running row, for
-/// int8 `W_hh`; from `rows.h` for float16) and the element-wise cell on them, reading their rows
+/// int8 `W_hh`; from the previous `h` for float16) and the element-wise cell on them, reading their rows
 /// of the step's input projection `ig`.
 fn step_rows(call: &Call<'_>, hh: Hidden<'_>, xq: Option<&QuantizedActivations>, ig: &Projected<'_>, rows: &mut StepRows<'_>) -> Result<()> {
     let Call { kernels, shape, .. } = *call;
     let hidden = shape.hidden_size;
     let columns = shape.kind.gates() * hidden;
-    let StepRows { first_row, acc, hg, h, c, unprojected } = rows;
+    let StepRows { first_row, acc, hg, prev, h, c, unprojected } = rows;
     let count = h.len() / shape.output_size();
     let hg = match (hh, xq) {
         (Hidden::Int8(terms), Some(xq)) => Projected::Int8(terms.accumulate(kernels, xq, *first_row, acc)?),
         (Hidden::Fp16(l), _) => {
-            l.forward(kernels, h, count, hg)?;
+            l.forward(kernels, prev.unwrap_or(&**h), count, hg)?;
             Projected::Float(hg)
         }
         (Hidden::Int8(_), None) => return Err(Error::Value("an int8 hidden projection needs the quantized state".into())),

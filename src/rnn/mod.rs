@@ -17,5 +17,5 @@ mod unit_split;
 
 pub use cell_kind::CellKind;
 pub use projection::Projection;
-pub use sequence::{CellWeights, Rnn, RnnShape, SequenceInput, SequenceOutput};
+pub use sequence::{CellWeights, Detached, Rnn, RnnShape, SequenceInput, SequenceOutput, SequenceOutputMut};
 

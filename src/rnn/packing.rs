@@ -109,9 +109,10 @@ impl Packing {
         }
     }
 
-    /// The valid rows of a padded tensor (`features` values per row), in packed order.
-    pub fn pack(&self, padded: &[f32], features: usize, batch_first: bool) -> Result<Vec<f32>> {
-        let mut packed = alloc::vec_of(alloc::elements(self.rows(), features, "the packed input")?, 0.0)?;
+    /// The valid rows of a padded tensor (`features` values per row), in packed order, into
+    /// `packed` (resized to them, reusing its memory).
+    pub fn pack_into(&self, padded: &[f32], features: usize, batch_first: bool, packed: &mut Vec<f32>) -> Result<()> {
+        alloc::resize(packed, alloc::elements(self.rows(), features, "the packed input")?, 0.0)?;
         for t in 0..self.steps {
             let (offset, size) = self.step(t);
             for (p, b) in (0..size).map(|p| (p, self.element(p))) {
@@ -120,35 +121,37 @@ impl Packing {
                 packed[dst..dst + features].copy_from_slice(&padded[src..src + features]);
             }
         }
-        Ok(packed)
+        Ok(())
     }
 
-    /// A padded tensor from packed rows, with zeros where sequences have ended.
-    pub fn unpack(&self, packed: &[f32], features: usize, batch_first: bool) -> Result<Vec<f32>> {
-        let padded_rows = alloc::elements(self.steps, self.batch, "the output")?;
-        let mut padded = alloc::vec_of(alloc::elements(padded_rows, features, "the output")?, 0.0)?;
+    /// The padded tensor of packed rows into `padded` (`steps x batch` rows of `features`),
+    /// writing every element: the valid rows, and zeros where sequences have ended.
+    pub fn unpack_into(&self, packed: &[f32], features: usize, batch_first: bool, padded: &mut [f32]) {
         for t in 0..self.steps {
             let (offset, size) = self.step(t);
-            for (p, b) in (0..size).map(|p| (p, self.element(p))) {
-                let src = (offset + p) * features;
-                let dst = self.padded_row(t, b, batch_first) * features;
-                padded[dst..dst + features].copy_from_slice(&packed[src..src + features]);
+            for p in 0..self.batch {
+                let dst = self.padded_row(t, self.element(p), batch_first) * features;
+                let row = &mut padded[dst..dst + features];
+                if p < size {
+                    let src = (offset + p) * features;
+                    row.copy_from_slice(&packed[src..src + features]);
+                } else {
+                    row.fill(0.0);
+                }
             }
         }
-        Ok(padded)
     }
 
-    /// A per-element state (`batch` rows of `features`) reordered to sorted positions.
-    pub fn sort_rows(&self, state: &[f32], features: usize) -> Result<Vec<f32>> {
-        let mut sorted = alloc::vec_of(alloc::elements(self.batch, features, "the state")?, 0.0)?;
+    /// A per-element state (`batch` rows of `features`) reordered to sorted positions, into
+    /// `sorted` (as long).
+    pub fn sort_rows_into(&self, state: &[f32], features: usize, sorted: &mut [f32]) {
         for (p, dst) in sorted.chunks_exact_mut(features.max(1)).enumerate() {
             let b = self.element(p);
             dst.copy_from_slice(&state[b * features..(b + 1) * features]);
         }
-        Ok(sorted)
     }
 
-    /// The inverse of [`Packing::sort_rows`], written into `state`.
+    /// The inverse of [`Packing::sort_rows_into`], written into `state`.
     pub fn unsort_rows_into(&self, sorted: &[f32], features: usize, state: &mut [f32]) {
         for (p, src) in sorted.chunks_exact(features.max(1)).enumerate() {
             let b = self.element(p);
@@ -161,16 +164,29 @@ impl Packing {
 mod tests {
     use super::*;
 
+    fn pack(p: &Packing, padded: &[f32], features: usize, batch_first: bool) -> Vec<f32> {
+        let mut packed = vec![f32::NAN; 3];
+        p.pack_into(padded, features, batch_first, &mut packed).unwrap();
+        packed
+    }
+
+    /// Unpacks into NaN, so that an element left unwritten shows.
+    fn unpack(p: &Packing, packed: &[f32], features: usize, batch_first: bool) -> Vec<f32> {
+        let mut padded = vec![f32::NAN; p.steps() * p.batch * features];
+        p.unpack_into(packed, features, batch_first, &mut padded);
+        padded
+    }
+
     #[test]
     fn full_batches_pack_to_the_time_major_layout() {
         let p = Packing::new(3, 2, None).unwrap();
         assert_eq!(p.rows(), 6);
         assert_eq!((0..3).map(|t| p.step(t)).collect::<Vec<_>>(), [(0, 2), (2, 2), (4, 2)]);
         let x: Vec<f32> = (0..6).map(|v| v as f32).collect();
-        assert_eq!(p.pack(&x, 1, false).unwrap(), x);
+        assert_eq!(pack(&p, &x, 1, false), x);
         // batch-first (2, 3): element b, step t at b*3 + t.
-        assert_eq!(p.pack(&x, 1, true).unwrap(), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-        assert_eq!(p.unpack(&p.pack(&x, 1, true).unwrap(), 1, true).unwrap(), x);
+        assert_eq!(pack(&p, &x, 1, true), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(unpack(&p, &pack(&p, &x, 1, true), 1, true), x);
     }
 
     #[test]
@@ -182,11 +198,11 @@ mod tests {
         assert_eq!(p.rows(), 6);
         // Padded time-major x[t][b] = 10*t + b, two features each (second one negated).
         let x: Vec<f32> = (0..3).flat_map(|t| (0..3).flat_map(move |b| [(10 * t + b) as f32, -((10 * t + b) as f32)])).collect();
-        let packed = p.pack(&x, 2, false).unwrap();
+        let packed = pack(&p, &x, 2, false);
         let firsts: Vec<f32> = packed.chunks(2).map(|r| r[0]).collect();
         assert_eq!(firsts, [1.0, 2.0, 0.0, 11.0, 12.0, 21.0]);
         // Unpacking restores valid rows and zeroes padding.
-        let back = p.unpack(&packed, 2, false).unwrap();
+        let back = unpack(&p, &packed, 2, false);
         for t in 0..3 {
             for (b, len) in [1usize, 3, 2].into_iter().enumerate() {
                 let v = back[(t * 3 + b) * 2];
@@ -199,7 +215,8 @@ mod tests {
     fn states_round_trip_through_the_sorted_order() {
         let p = Packing::new(4, 3, Some(&[2, 4, 0])).unwrap();
         let state = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
-        let sorted = p.sort_rows(&state, 2).unwrap();
+        let mut sorted = [0.0; 6];
+        p.sort_rows_into(&state, 2, &mut sorted);
         assert_eq!(sorted, [2.0, 2.5, 1.0, 1.5, 3.0, 3.5]);
         let mut back = [0.0; 6];
         p.unsort_rows_into(&sorted, 2, &mut back);
@@ -218,7 +235,7 @@ mod tests {
     fn an_empty_batch_has_no_rows() {
         let p = Packing::new(5, 0, None).unwrap();
         assert_eq!(p.rows(), 0);
-        assert!(p.pack(&[], 3, false).unwrap().is_empty());
-        assert!(p.unpack(&[], 3, true).unwrap().is_empty());
+        assert!(pack(&p, &[], 3, false).is_empty());
+        assert!(unpack(&p, &[], 3, true).is_empty());
     }
 }

@@ -4,11 +4,9 @@
 //! hidden state of the running batch elements once per step; layer `l + 1` reads the
 //! concatenated `[forward, reverse]` outputs of layer `l`, quantized again as one tensor.
 
-use std::borrow::Cow;
-
+use super::buffers::{with_buffers, Buffers, SequenceBuffers};
 use super::cell_kind::CellKind;
-use super::buffers::with_buffers;
-use super::direction::{self, Call, Output, State};
+use super::direction::{self, Call, LayerInput, Output, State};
 use super::packing::Packing;
 use super::projection::Projection;
 use crate::alloc;
@@ -91,6 +89,30 @@ pub struct SequenceOutput {
     pub c_n: Option<Vec<f32>>,
 }
 
+/// Where [`Rnn::forward_into`] writes a sequence's results: `y`, `h_n` and `c_n` as in
+/// [`SequenceOutput`] (`c_n` empty unless the stack is an LSTM), of the lengths
+/// [`Rnn::output_lens`] gives. Every value is written: they need no initial values.
+pub struct SequenceOutputMut<'a> {
+    pub y: &'a mut [f32],
+    pub h_n: &'a mut [f32],
+    pub c_n: &'a mut [f32],
+}
+
+/// The part of a call that runs once the caller's arrays are read (see [`Rnn::forward_into`]).
+pub type Detached<'a> = dyn FnMut() -> Result<()> + Send + 'a;
+
+/// How the layers of one call run: their [`Call`], whether the first layer's input is quantized
+/// per direction (else it is `first`, packed rows), whether the caller's `x` is in packed order
+/// (`y` then too) and whether it is batch-first.
+#[derive(Clone, Copy)]
+struct Layers<'a> {
+    call: &'a Call<'a>,
+    quantized: [bool; 2],
+    first: &'a [f32],
+    in_order: bool,
+    batch_first: bool,
+}
+
 /// A stack of recurrent layers with packed weights.
 #[derive(Clone, Debug)]
 pub struct Rnn {
@@ -160,61 +182,181 @@ impl Rnn {
     /// (PyTorch) or 0..255 for every int8 projection.
     pub fn forward(&self, kernels: &Kernels, input: &SequenceInput<'_>, reduce_range: bool) -> Result<SequenceOutput> {
         self.check_input(input)?;
+        let [y_len, h_len, c_len] = self.output_lens(input.steps, input.batch)?;
+        let (mut y, mut h_n, mut c_n) = (alloc::vec_of(y_len, 0.0)?, alloc::vec_of(h_len, 0.0)?, alloc::vec_of(c_len, 0.0)?);
+        let out = SequenceOutputMut { y: &mut y, h_n: &mut h_n, c_n: &mut c_n };
+        self.forward_into(kernels, input, reduce_range, out, |rest| rest())?;
+        Ok(SequenceOutput { y, h_n, c_n: self.shape.kind.has_cell_state().then_some(c_n) })
+    }
+
+    /// The numbers of values of `y`, `h_n` and `c_n` (0 unless an LSTM) for `steps` x `batch`.
+    pub fn output_lens(&self, steps: usize, batch: usize) -> Result<[usize; 3]> {
+        let shape = &self.shape;
+        let states = alloc::elements(shape.num_layers * shape.directions(), batch, "h_n")?;
+        let y_rows = alloc::elements(steps, batch, "the output")?;
+        Ok([
+            alloc::elements(y_rows, shape.directions() * shape.output_size(), "the output")?,
+            alloc::elements(states, shape.output_size(), "h_n")?,
+            if shape.kind.has_cell_state() { alloc::elements(states, shape.hidden_size, "c_n")? } else { 0 },
+        ])
+    }
+
+    /// [`Rnn::forward`] into `out`, in two parts. First, everything `input` holds is read: the
+    /// initial states go where the steps update them, and the first layer's input is quantized
+    /// for its int8 `W_ih` (packed, or for a float16 `W_ih` copied, when that needs floats). Then
+    /// `detach` is called with the rest of the work, which reads nothing of `input`, only the
+    /// stack, `out` and this thread's buffers; it must run it once and return its result. (The
+    /// Python binding releases the GIL there: the caller's arrays, which other Python threads
+    /// may change meanwhile, are never read without it.)
+    pub fn forward_into(
+        &self,
+        kernels: &Kernels,
+        input: &SequenceInput<'_>,
+        reduce_range: bool,
+        out: SequenceOutputMut<'_>,
+        detach: impl FnOnce(&mut Detached<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.check_input(input)?;
+        let lens = self.output_lens(input.steps, input.batch)?;
+        let SequenceOutputMut { y, h_n, c_n } = out;
+        if [y.len(), h_n.len(), c_n.len()] != lens {
+            return Err(Error::Shape(format!("outputs of {}, {} and {} values, expected {lens:?}", y.len(), h_n.len(), c_n.len())));
+        }
+        if input.batch == 0 {
+            // Nothing runs (and `steps` may be anything).
+            return Ok(());
+        }
+        let packing = Packing::new(input.steps, input.batch, input.lengths)?;
+        let call = Call { kernels, packing: &packing, reduce_range, shape: &self.shape };
+        // Time-major input without lengths (or one batch element) is already in packed order.
+        let in_order = input.lengths.is_none() && (!input.batch_first || input.batch == 1);
+        let (sorted, batch_first, input_batch) = (input.lengths.is_some(), input.batch_first, input.batch);
+        with_buffers(|buffers| {
+            let mut sequence = std::mem::take(&mut buffers.sequence);
+            let result = (|| {
+                let quantized = self.read_input(&call, input, in_order, buffers, &mut sequence.input)?;
+                let SequenceBuffers { input: first, outputs, h, c } = &mut sequence;
+                // The states run in sorted order: in `h_n` and `c_n` themselves without lengths.
+                let mut sorted_states = if sorted {
+                    alloc::resize(h, h_n.len(), 0.0)?;
+                    alloc::resize(c, c_n.len(), 0.0)?;
+                    Some((&mut h[..h_n.len()], &mut c[..c_n.len()]))
+                } else {
+                    None
+                };
+                match sorted_states.as_mut() {
+                    Some((h, c)) => self.read_states(&packing, input, h, c),
+                    None => self.read_states(&packing, input, h_n, c_n),
+                }
+                detach(&mut || {
+                    let layers = Layers { call: &call, quantized, first, in_order, batch_first };
+                    let Some((h, c)) = sorted_states.as_mut() else {
+                        return self.run_layers(&layers, outputs, h_n, c_n, y, buffers);
+                    };
+                    self.run_layers(&layers, outputs, h, c, y, buffers)?;
+                    let (out_size, hidden) = (self.shape.output_size(), self.shape.hidden_size);
+                    for (values, features, states) in [(&**h, out_size, &mut *h_n), (&**c, hidden, &mut *c_n)] {
+                        let slot = input_batch * features;
+                        for (sorted, state) in values.chunks_exact(slot).zip(states.chunks_exact_mut(slot)) {
+                            packing.unsort_rows_into(sorted, features, state);
+                        }
+                    }
+                    Ok(())
+                })
+            })();
+            buffers.sequence = sequence;
+            result
+        })
+    }
+
+    /// Reads the first layer's input from `input.x`: quantized for each direction's int8 `W_ih`
+    /// (the forward direction's into `xq_ih`, the reverse one's into `xq_first`) when `x` is in
+    /// packed order (`in_order`); else, or for a float16 `W_ih`, packed or copied into `rows`.
+    /// Says, per direction, whether its input is quantized.
+    fn read_input(&self, call: &Call<'_>, input: &SequenceInput<'_>, in_order: bool, buffers: &mut Buffers, rows: &mut Vec<f32>) -> Result<[bool; 2]> {
+        let mut quantized = [false; 2];
+        if !in_order {
+            call.packing.pack_into(input.x, self.shape.input_size, input.batch_first, rows)?;
+            return Ok(quantized);
+        }
+        let mut copied = false;
+        for (direction, cell) in self.cells.iter().take(self.shape.directions()).enumerate() {
+            match &cell.ih {
+                Projection::Int8(ih) => {
+                    let xq = if direction == 0 { &mut buffers.xq_ih } else { &mut buffers.xq_first };
+                    LayerInput::Rows(input.x).quantized(call, ih, xq)?;
+                    quantized[direction] = true;
+                }
+                Projection::Fp16(_) if !copied => {
+                    rows.clear();
+                    alloc::reserve(rows, input.x.len())?;
+                    rows.extend_from_slice(input.x);
+                    copied = true;
+                }
+                Projection::Fp16(_) => {}
+            }
+        }
+        Ok(quantized)
+    }
+
+    /// Puts the initial states (`input.h0` and `input.c0`, zeros when absent) of every layer and
+    /// direction into `h` and `c`, rows in sorted order.
+    fn read_states(&self, packing: &Packing, input: &SequenceInput<'_>, h: &mut [f32], c: &mut [f32]) {
+        let (out_size, hidden) = (self.shape.output_size(), self.shape.hidden_size);
+        for (state, initial, features) in [(h, input.h0, out_size), (c, input.c0, hidden)] {
+            match initial {
+                Some(initial) => {
+                    let slot = input.batch * features;
+                    for (sorted, values) in state.chunks_exact_mut(slot).zip(initial.chunks_exact(slot)) {
+                        packing.sort_rows_into(values, features, sorted);
+                    }
+                }
+                None => state.fill(0.0),
+            }
+        }
+    }
+
+    /// Runs every layer, updating the states `h` and `c` (sorted rows, every layer and direction)
+    /// in place and writing the last layer's output to `y`: straight there when the input is in
+    /// packed order, else to `outputs` and then unpacked. Layer `l` below the last writes
+    /// `outputs[l % 2]`, which layer `l + 1` reads.
+    fn run_layers(&self, layers: &Layers<'_>, outputs: &mut [Vec<f32>; 2], h: &mut [f32], c: &mut [f32], y: &mut [f32], buffers: &mut Buffers) -> Result<()> {
+        let Layers { call, quantized, first, in_order, batch_first } = *layers;
         let shape = &self.shape;
         let (directions, out_size, hidden) = (shape.directions(), shape.output_size(), shape.hidden_size);
-        let batch = input.batch;
-        let state_rows = alloc::elements(shape.num_layers * directions, batch, "h_n")?;
-        let mut h_n = alloc::vec_of(alloc::elements(state_rows, out_size, "h_n")?, 0.0)?;
-        let c_len = if shape.kind.has_cell_state() { alloc::elements(state_rows, hidden, "c_n")? } else { 0 };
-        let mut c_n = alloc::vec_of(c_len, 0.0)?;
-        if batch == 0 {
-            // Nothing runs (and `steps` may be anything).
-            return Ok(SequenceOutput { y: Vec::new(), h_n, c_n: shape.kind.has_cell_state().then_some(c_n) });
-        }
-        let packing = Packing::new(input.steps, batch, input.lengths)?;
-        let rows = packing.rows();
-
-        let call = Call { kernels, packing: &packing, reduce_range, shape };
-        // Time-major input without lengths (or one batch element) is already in packed order.
-        let in_order = input.lengths.is_none() && (!input.batch_first || batch == 1);
-        let mut layer_input = if in_order {
-            Cow::Borrowed(input.x)
-        } else {
-            Cow::Owned(packing.pack(input.x, shape.input_size, input.batch_first)?)
-        };
+        let batch = h.len() / (self.cells.len() * out_size);
+        let width = directions * out_size;
+        let len = alloc::elements(call.packing.rows(), width, "a layer's output")?;
+        let [even, odd] = outputs;
         for layer in 0..shape.num_layers {
-            let mut layer_output = alloc::vec_of(alloc::elements(rows, directions * out_size, "a layer's output")?, 0.0)?;
+            let (below, this) = if layer % 2 == 0 { (&*odd, &mut *even) } else { (&*even, &mut *odd) };
+            let target: &mut [f32] = if layer + 1 == shape.num_layers && in_order {
+                &mut *y
+            } else {
+                alloc::resize(this, len, 0.0)?;
+                &mut this[..len]
+            };
             for direction in 0..directions {
                 let index = layer * directions + direction;
-                let h_slot = index * batch * out_size..(index + 1) * batch * out_size;
-                let c_slot = index * batch * hidden..(index + 1) * batch * hidden;
-                let mut h = match input.h0 {
-                    Some(h0) => packing.sort_rows(&h0[h_slot.clone()], out_size)?,
-                    None => alloc::vec_of(batch * out_size, 0.0)?,
+                let layer_input = match layer {
+                    0 if quantized[direction] => LayerInput::Quantized,
+                    0 => LayerInput::Rows(first),
+                    _ => LayerInput::Rows(&below[..len]),
                 };
-                let mut c = match input.c0 {
-                    Some(c0) => packing.sort_rows(&c0[c_slot.clone()], hidden)?,
-                    None if shape.kind.has_cell_state() => alloc::vec_of(batch * hidden, 0.0)?,
-                    None => Vec::new(),
-                };
-                let mut state = State { h: &mut h, c: &mut c };
-                let output = Output { rows: &mut layer_output, stride: directions * out_size, column: direction * out_size };
-                with_buffers(|buffers| {
-                    direction::run(&call, &self.cells[index], direction == 1, &layer_input, &mut state, Some(output), buffers)
-                })?;
-                packing.unsort_rows_into(&h, out_size, &mut h_n[h_slot]);
-                if shape.kind.has_cell_state() {
-                    packing.unsort_rows_into(&c, hidden, &mut c_n[c_slot]);
+                if layer == 0 && direction == 1 && quantized[1] {
+                    std::mem::swap(&mut buffers.xq_ih, &mut buffers.xq_first);
                 }
+                let c = if c.is_empty() { &mut [][..] } else { &mut c[index * batch * hidden..(index + 1) * batch * hidden] };
+                let mut state = State { h: &mut h[index * batch * out_size..(index + 1) * batch * out_size], c };
+                let output = Output { rows: &mut *target, stride: width, column: direction * out_size };
+                direction::run(call, &self.cells[index], direction == 1, layer_input, &mut state, Some(output), buffers)?;
             }
-            layer_input = Cow::Owned(layer_output);
         }
-        let y = if in_order {
-            layer_input.into_owned()
-        } else {
-            packing.unpack(&layer_input, directions * out_size, input.batch_first)?
-        };
-        Ok(SequenceOutput { y, h_n, c_n: shape.kind.has_cell_state().then_some(c_n) })
+        if !in_order {
+            let last = if shape.num_layers % 2 == 1 { even } else { odd };
+            call.packing.unpack_into(&last[..len], width, batch_first, y);
+        }
+        Ok(())
     }
 
     /// One step of a one-layer, one-direction stack without projection (a cell): `x` is
@@ -222,6 +364,22 @@ impl Rnn {
     /// empty otherwise) hold the state and are updated in place. Equal to [`Rnn::forward`] on a
     /// one-step sequence.
     pub fn step(&self, kernels: &Kernels, x: &[f32], batch: usize, h: &mut [f32], c: &mut [f32], reduce_range: bool) -> Result<()> {
+        self.step_into(kernels, x, batch, h, c, reduce_range, |rest| rest())
+    }
+
+    /// [`Rnn::step`] in two parts, as [`Rnn::forward_into`]: `x` is quantized (or, for a float16
+    /// `W_ih`, copied) first, then `detach` is called with the step, which reads nothing of `x`.
+    #[allow(clippy::too_many_arguments)] // the step's arguments and the detaching
+    pub fn step_into(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        batch: usize,
+        h: &mut [f32],
+        c: &mut [f32],
+        reduce_range: bool,
+        detach: impl FnOnce(&mut Detached<'_>) -> Result<()>,
+    ) -> Result<()> {
         let shape = &self.shape;
         if shape.num_layers != 1 || shape.bidirectional || shape.proj_size != 0 {
             return Err(Error::Value("a single step needs one layer, one direction and no projection".into()));
@@ -240,8 +398,18 @@ impl Rnn {
         }
         let packing = Packing::new(1, batch, None)?;
         let call = Call { kernels, packing: &packing, reduce_range, shape };
-        let mut state = State { h, c };
-        with_buffers(|buffers| direction::run(&call, &self.cells[0], false, x, &mut state, None, buffers))
+        let input = SequenceInput { x, steps: 1, batch, batch_first: false, h0: None, c0: None, lengths: None };
+        with_buffers(|buffers| {
+            let mut sequence = std::mem::take(&mut buffers.sequence);
+            let result = (|| {
+                let [quantized, _] = self.read_input(&call, &input, true, buffers, &mut sequence.input)?;
+                let layer_input = if quantized { LayerInput::Quantized } else { LayerInput::Rows(&sequence.input) };
+                let mut state = State { h, c };
+                detach(&mut || direction::run(&call, &self.cells[0], false, layer_input, &mut state, None, buffers))
+            })();
+            buffers.sequence = sequence;
+            result
+        })
     }
 
     fn check_input(&self, input: &SequenceInput<'_>) -> Result<()> {

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use super::buffers::{trim_vec, Buffers};
 use super::cell_kind::CellKind;
-use super::direction::{at_step, next_chunk, run_cell, time, Call, Chunk, Output, State, SHARE_ROWS_UNIT};
+use super::direction::{at_step, next_chunk, run_cell, time, Call, Chunk, LayerInput, Output, State, SHARE_ROWS_UNIT};
 use super::projection::Projection;
 use super::sequence::CellWeights;
 use crate::alloc;
@@ -178,7 +178,7 @@ pub(super) fn run(
     cell: &CellWeights,
     plan: &Plan,
     reverse: bool,
-    layer_input: &[f32],
+    layer_input: LayerInput<'_>,
     state: &mut State<'_>,
     mut output: Option<Output<'_>>,
     buffers: &mut Buffers,
@@ -210,8 +210,7 @@ pub(super) fn run(
         }
         slice.units = units;
     }
-    let xq_ih = xq_ih.get_or_insert_with(QuantizedActivations::empty);
-    ih.quantize_input_into(kernels, layer_input, packing.rows(), reduce_range, xq_ih)?;
+    let xq_ih = layer_input.quantized(call, ih, xq_ih)?;
     let xq_hh = step.xq_hh.get_or_insert_with(QuantizedActivations::empty);
     let columns = gates * hidden;
     let mut next = 0;
