@@ -7,8 +7,9 @@
 //! units; its task computes, for those units and all of their gates, the input projection of a
 //! chunk of steps (at the chunk's first step), the step's hidden projection and the element-wise
 //! cell, on its own buffers, laid out as a layer of that many units so that the cell kernels run
-//! on them unchanged. The calling thread then puts the slices' new `h` into the whole state and
-//! quantizes it for the next step (its scale needs every unit of every running row): one parallel
+//! on them unchanged. The calling thread then quantizes the slices' new `h` for the next step (its
+//! scale needs every unit of every running row), reading it where the slices left it (the whole
+//! state is put together only after the last step), and writes it to the output: one parallel
 //! section per step, each thread streaming only its part of the weights, which stays in that
 //! core's cache.
 //!
@@ -222,7 +223,8 @@ pub(super) fn run(
             if active == 0 {
                 continue;
             }
-            hh.quantize_input_into(kernels, &state.h[..active * hidden], active, reduce_range, xq_hh).map_err(|e| at_step(e, t))?;
+            let h_parts = || slices.iter().map(|s| (&s.h[..active * s.units.len()], s.units.len()));
+            hh.quantize_input_parts_into(kernels, h_parts, active, reduce_range, xq_hh).map_err(|e| at_step(e, t))?;
             let first_of_chunk = i == chunk.steps.start;
             let work = StepWork {
                 kernels,
@@ -247,25 +249,33 @@ pub(super) fn run(
             if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
                 return Err(e);
             }
-            let h = &mut state.h[..active * hidden];
-            for slice in slices.iter() {
-                let n = slice.units.len();
-                for (row, part) in h.chunks_exact_mut(hidden).zip(slice.h.chunks_exact(n)) {
-                    row[slice.units.clone()].copy_from_slice(part);
-                }
-            }
             if let Some(output) = output.as_mut() {
-                output.write(offset, h, hidden);
+                for slice in slices.iter() {
+                    write_units(output, offset, slice, active);
+                }
             }
         }
     }
     for slice in slices.iter() {
         let n = slice.units.len();
+        for (row, part) in state.h.chunks_exact_mut(hidden).zip(slice.h.chunks_exact(n)) {
+            row[slice.units.clone()].copy_from_slice(part);
+        }
         for (row, part) in state.c.chunks_exact_mut(hidden).zip(slice.c.chunks_exact(n)) {
             row[slice.units.clone()].copy_from_slice(part);
         }
     }
     Ok(())
+}
+
+/// Writes the slice's units of its first `active` rows of `h` as their columns of the packed
+/// output rows from `offset` on.
+fn write_units(output: &mut Output<'_>, offset: usize, slice: &SliceBuffers, active: usize) {
+    let n = slice.units.len();
+    for (p, part) in slice.h[..active * n].chunks_exact(n).enumerate() {
+        let start = (offset + p) * output.stride + output.column + slice.units.start;
+        output.rows[start..start + n].copy_from_slice(part);
+    }
 }
 
 /// One slice's share of a step: its input projection of the chunk (at the chunk's first step),
