@@ -1,6 +1,7 @@
 //! New numpy arrays for results. rust-numpy's constructors panic when numpy cannot allocate; these
 //! return numpy's own error instead (MemoryError, or ValueError for a size it cannot address).
 
+use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 use std::ptr;
 
@@ -75,27 +76,34 @@ fn intp(n: usize) -> PyResult<npy_intp> {
 /// The most dimensions a result array may have (numpy's limit).
 pub const MAX_DIMS: usize = 64;
 
-/// A new zero-filled C-ordered array that no other code has seen yet: its elements are written
-/// through [`NewArray::as_mut_slice`] without rust-numpy's borrow registry (whose bookkeeping
-/// costs more than a batch-1 step's arithmetic), then it is handed to Python by
-/// [`NewArray::into_array`].
+/// `dims` as numpy's dimensions: the first `ndim` entries of the array written (only those, so
+/// that a batch-1 call does not clear 64 of them), and `ndim`; ValueError beyond [`MAX_DIMS`] or
+/// for a dimension numpy cannot address.
+fn npy_shape(dims: &[usize]) -> PyResult<([MaybeUninit<npy_intp>; MAX_DIMS], c_int)> {
+    if dims.len() > MAX_DIMS {
+        return Err(PyValueError::new_err(format!("an output of {} dimensions has more than {MAX_DIMS}", dims.len())));
+    }
+    let mut shape = [MaybeUninit::uninit(); MAX_DIMS];
+    for (s, &d) in shape.iter_mut().zip(dims) {
+        s.write(intp(d)?);
+    }
+    Ok((shape, c_int::try_from(dims.len()).expect("at most MAX_DIMS dimensions")))
+}
+
+/// A new C-ordered array (zeros, or a copy of given values) that no other code has seen yet: its
+/// elements are written through [`NewArray::as_mut_slice`] without rust-numpy's borrow registry
+/// (whose bookkeeping costs more than a batch-1 step's arithmetic), then it is handed to Python
+/// by [`NewArray::into_array`].
 pub struct NewArray<'py, T: Element + Copy>(Bound<'py, PyArrayDyn<T>>);
 
 impl<'py, T: Element + Copy> NewArray<'py, T> {
     /// Zeros of shape `dims` (at most [`MAX_DIMS`] of them); numpy's error (MemoryError, or
     /// ValueError for a size it cannot address) when it cannot allocate them.
     pub fn zeros(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
-        let mut shape = [0 as npy_intp; MAX_DIMS];
-        if dims.len() > MAX_DIMS {
-            return Err(PyValueError::new_err(format!("an output of {} dimensions has more than {MAX_DIMS}", dims.len())));
-        }
-        for (s, &d) in shape.iter_mut().zip(dims) {
-            *s = intp(d)?;
-        }
-        let ndim = c_int::try_from(dims.len()).expect("at most MAX_DIMS dimensions");
-        // SAFETY: `shape` holds the `ndim` dimensions numpy reads; the descriptor reference is
-        // handed over (`PyArray_Zeros` steals it); 0 asks for C order.
-        let array = unsafe { PY_ARRAY_API.PyArray_Zeros(py, ndim, shape.as_mut_ptr(), T::get_dtype(py).into_dtype_ptr(), 0) };
+        let (mut shape, ndim) = npy_shape(dims)?;
+        // SAFETY: the first `ndim` entries of `shape`, which numpy reads, are written; the
+        // descriptor reference is handed over (`PyArray_Zeros` steals it); 0 asks for C order.
+        let array = unsafe { PY_ARRAY_API.PyArray_Zeros(py, ndim, shape.as_mut_ptr().cast(), T::get_dtype(py).into_dtype_ptr(), 0) };
         // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
         let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
         // SAFETY: numpy made it an array of `T`'s dtype.
@@ -103,17 +111,39 @@ impl<'py, T: Element + Copy> NewArray<'py, T> {
     }
 
     /// A new array of shape `dims` holding a copy of `values` (zeros when None); ValueError when
-    /// `values` has another number of elements.
+    /// `values` has another number of elements. The copy is the only write: numpy's buffer is
+    /// not zeroed first.
     pub fn copy_of(py: Python<'py>, dims: &[usize], values: Option<&[T]>) -> PyResult<Self> {
-        let mut array = Self::zeros(py, dims)?;
-        if let Some(values) = values {
-            let elements = array.as_mut_slice();
-            if values.len() != elements.len() {
-                return Err(PyValueError::new_err(format!("{} values for an array of shape {dims:?}", values.len())));
-            }
-            elements.copy_from_slice(values);
+        let Some(values) = values else { return Self::zeros(py, dims) };
+        let (mut shape, ndim) = npy_shape(dims)?;
+        // SAFETY: the type object and the descriptor are numpy's own for `T` (the descriptor
+        // reference is handed over, as `PyArray_NewFromDescr` steals it); the first `ndim`
+        // entries of `shape`, which numpy reads, are written; null strides, data and object ask
+        // numpy for a new C-ordered buffer of its own, uninitialized.
+        let array = unsafe {
+            PY_ARRAY_API.PyArray_NewFromDescr(
+                py,
+                get_type_object(py, NpyTypes::PyArray_Type),
+                T::get_dtype(py).into_dtype_ptr(),
+                ndim,
+                shape.as_mut_ptr().cast(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+            )
+        };
+        // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
+        let array: Bound<'py, PyArrayDyn<T>> = unsafe { Bound::from_owned_ptr_or_err(py, array)?.cast_into_unchecked() };
+        if values.len() != array.len() {
+            // (dropped unread: its uninitialized elements never reach any code)
+            return Err(PyValueError::new_err(format!("{} values for an array of shape {dims:?}", values.len())));
         }
-        Ok(array)
+        // SAFETY: numpy allocated the array above as a C-contiguous, aligned block of
+        // `values.len()` elements of `T`, which no other code has seen, and `values` (the caller's
+        // memory) cannot overlap it; after the copy every element is initialized.
+        unsafe { ptr::copy_nonoverlapping(values.as_ptr(), array.data(), values.len()) };
+        Ok(NewArray(array))
     }
 
     /// The elements, in C order.
@@ -122,8 +152,9 @@ impl<'py, T: Element + Copy> NewArray<'py, T> {
         if len == 0 {
             return &mut [];
         }
-        // SAFETY: numpy allocated the array above as a C-contiguous, aligned, zero-filled block of
-        // `len` elements of `T` (a `Copy` element type of numpy's is a number or bool, valid when zeroed); `self` holds the only
+        // SAFETY: numpy allocated the array above as a C-contiguous, aligned block of `len`
+        // elements of `T`, zero-filled or copied from the caller's values (a `Copy` element type
+        // of numpy's is a number or bool, valid when zeroed); `self` holds the only
         // reference to it (it reaches other code through `into_array` only, and numpy arrays are
         // not visible to the garbage collector), and `&mut self` makes this borrow unique.
         unsafe { std::slice::from_raw_parts_mut(self.0.data(), len) }
