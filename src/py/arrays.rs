@@ -41,8 +41,10 @@ pub fn ready<'py, D: Dimension>(obj: &Bound<'py, PyAny>) -> Option<ReadyArray<'p
 /// released per array per call) costs more than the arithmetic of a small batch-1 step. The
 /// registry only sees borrows taken by Rust code through rust-numpy; an array is read here
 /// exactly as numpy's own C functions read one: while holding the GIL, so no Python code runs
-/// meanwhile. A computation that releases the GIL reads a copy (`gil::snapshot`), never
-/// [`ReadyArray::values`] itself.
+/// meanwhile. (Code that writes an array with the GIL released, a numpy ufunc or a rust-numpy
+/// mutable borrow such as `ModelFile.read_into`'s, is not excluded, just as it is not for numpy:
+/// an array another thread is writing is read as it is.) A computation that releases the GIL
+/// reads a copy (`gil::snapshot`), never [`ReadyArray::values`] itself.
 pub struct ReadyArray<'py, D>(Bound<'py, PyArray<f32, D>>);
 
 impl<D: Dimension> ReadyArray<'_, D> {
