@@ -376,6 +376,25 @@ def test_a_non_finite_cell_state_c_or_h_is_refused(bad: float, dtype: Any) -> No
 
 
 @pytest.mark.parametrize("bad", NON_FINITE)
+@pytest.mark.parametrize("row,unit", [(0, 0), (0, 15), (0, 16), (1, 47), (1, 48), (1, 50)])
+def test_a_non_finite_value_anywhere_in_a_wide_cell_state_is_refused(bad: float, row: int, unit: int) -> None:
+    # 2 x 51 = 102 values: six blocks of 16 and a tail of 6, checked in blocks by the core.
+    cell = nnqd.LSTMCell(4, 51)
+    x = RNG.standard_normal((2, 4)).astype(np.float32)
+    finite = np.full((2, 51), -0.0, np.float32)
+    finite[0, :3] = [np.finfo(np.float32).max, -np.finfo(np.float32).max, np.finfo(np.float32).smallest_subnormal]
+    cell(x, (finite, finite))  # extreme finite values pass
+    state = finite.copy()
+    state[row, unit] = bad
+    with pytest.raises(ValueError, match="h contains NaN or infinity"):
+        cell(x, (state, finite))
+    with pytest.raises(ValueError, match="c contains NaN or infinity"):
+        cell(x, (finite, state))
+    with pytest.raises(ValueError, match="h contains NaN or infinity"):
+        nnqd.RNNCell(4, 51)(x, state)
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
 def test_a_non_finite_initial_lstm_state_is_refused(bad: float) -> None:
     lstm = dynamic_lstm()
     h0 = np.zeros((1, 3, 3), np.float32)

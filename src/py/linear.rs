@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use numpy::ndarray::IxDyn;
-use numpy::{PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::arrays::{c_order, input_rows, matrix, owned_bias, qparams_and_bias, ready};
+use super::arrays::{input_rows, matrix, owned_bias, qparams_and_bias, ready, ReadyArray};
 use super::errors::catch_panic;
 use super::gil;
 use super::model_file::{read_packed, ModelFile};
@@ -203,7 +203,7 @@ pub(super) fn try_forward_rows<'py>(
         return Ok(None);
     };
     let mut out = NewArray::zeros(py, dims.as_slice())?;
-    run(c_order(&x, "input")?, rows, out.as_mut_slice())?;
+    run(x.values("input")?, rows, out.as_mut_slice())?;
     Ok(Some(out.into_array()))
 }
 
@@ -221,7 +221,7 @@ impl OutputDims {
 
 /// `x` when it is ready for the core (see [`ready`]) with rank >= 1 and `in_features` in its last
 /// dimension, with its number of rows and the output's dimensions (`out_features` last).
-fn ready_rows<'py>(x: &Bound<'py, PyAny>, in_features: usize, out_features: usize) -> Option<(PyReadonlyArrayDyn<'py, f32>, usize, OutputDims)> {
+fn ready_rows<'py>(x: &Bound<'py, PyAny>, in_features: usize, out_features: usize) -> Option<(ReadyArray<'py, IxDyn>, usize, OutputDims)> {
     let x = ready::<IxDyn>(x)?;
     let shape = x.shape();
     let (&k, leading) = shape.split_last()?;

@@ -1,6 +1,7 @@
 //! New numpy arrays for results. rust-numpy's constructors panic when numpy cannot allocate; these
 //! return numpy's own error instead (MemoryError, or ValueError for a size it cannot address).
 
+use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 use std::ptr;
 
@@ -82,15 +83,16 @@ pub const MAX_DIMS: usize = 64;
 /// numpy's allocator left there ([`NewArray::uninit`]).
 pub struct NewArray<'py, T: Element + Copy>(Bound<'py, PyArrayDyn<T>>);
 
-/// The numpy dimensions of `dims` and their count; ValueError beyond [`MAX_DIMS`] or for a size
-/// numpy cannot address.
-fn numpy_dims(dims: &[usize]) -> PyResult<([npy_intp; MAX_DIMS], c_int)> {
-    let mut shape = [0 as npy_intp; MAX_DIMS];
+/// `dims` as numpy's dimensions: the first `ndim` entries written (only those, so that a batch-1
+/// call does not clear [`MAX_DIMS`] of them), and `ndim`; ValueError beyond [`MAX_DIMS`] or for a
+/// size numpy cannot address.
+fn numpy_dims(dims: &[usize]) -> PyResult<([MaybeUninit<npy_intp>; MAX_DIMS], c_int)> {
     if dims.len() > MAX_DIMS {
         return Err(PyValueError::new_err(format!("an output of {} dimensions has more than {MAX_DIMS}", dims.len())));
     }
+    let mut shape = [MaybeUninit::uninit(); MAX_DIMS];
     for (s, &d) in shape.iter_mut().zip(dims) {
-        *s = intp(d)?;
+        s.write(intp(d)?);
     }
     Ok((shape, c_int::try_from(dims.len()).expect("at most MAX_DIMS dimensions")))
 }
@@ -100,9 +102,9 @@ impl<'py, T: Element + Copy> NewArray<'py, T> {
     /// ValueError for a size it cannot address) when it cannot allocate them.
     pub fn zeros(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
         let (mut shape, ndim) = numpy_dims(dims)?;
-        // SAFETY: `shape` holds the `ndim` dimensions numpy reads; the descriptor reference is
+        // SAFETY: the first `ndim` entries of `shape`, which numpy reads, are written; the descriptor reference is
         // handed over (`PyArray_Zeros` steals it); 0 asks for C order.
-        let array = unsafe { PY_ARRAY_API.PyArray_Zeros(py, ndim, shape.as_mut_ptr(), T::get_dtype(py).into_dtype_ptr(), 0) };
+        let array = unsafe { PY_ARRAY_API.PyArray_Zeros(py, ndim, shape.as_mut_ptr().cast(), T::get_dtype(py).into_dtype_ptr(), 0) };
         // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
         let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
         // SAFETY: numpy made it an array of `T`'s dtype.
@@ -138,9 +140,9 @@ impl<'py> NewArray<'py, f32> {
     /// Errors as [`NewArray::zeros`].
     pub fn uninit(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
         let (mut shape, ndim) = numpy_dims(dims)?;
-        // SAFETY: `shape` holds the `ndim` dimensions numpy reads; the descriptor reference is
+        // SAFETY: the first `ndim` entries of `shape`, which numpy reads, are written; the descriptor reference is
         // handed over (`PyArray_Empty` steals it); 0 asks for C order.
-        let array = unsafe { PY_ARRAY_API.PyArray_Empty(py, ndim, shape.as_mut_ptr(), f32::get_dtype(py).into_dtype_ptr(), 0) };
+        let array = unsafe { PY_ARRAY_API.PyArray_Empty(py, ndim, shape.as_mut_ptr().cast(), f32::get_dtype(py).into_dtype_ptr(), 0) };
         // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
         let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
         // SAFETY: numpy made it an array of f32's dtype.

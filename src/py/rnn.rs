@@ -10,7 +10,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arrays::{c_order, check_features, check_finite_state, ready};
+use super::arrays::{c_order, check_features, check_finite_state, ready, ReadyArray};
 use super::errors::catch_panic;
 use super::gil;
 use super::linear::{PackedLinear, PackedLinearFp16};
@@ -128,9 +128,9 @@ packed_pymethods! {
             let Some(initial) = ready_states::<Ix3>(hx, shape.kind, &[states, batch, shape.output_size()], &[states, batch, shape.hidden_size]) else {
                 return Ok(None);
             };
-            let h0 = initial[0].as_ref().map(|a| finite_state(a, "h0")).transpose()?;
-            let c0 = initial[1].as_ref().map(|a| finite_state(a, "c0")).transpose()?;
-            let (y, h_n, c_n) = self.run_sequence(py, c_order(&x, "input")?, [steps, batch], batch_first, [h0, c0], None)?;
+            let h0 = initial[0].as_ref().map(|a| finite_ready_state(a, "h0")).transpose()?;
+            let c0 = initial[1].as_ref().map(|a| finite_ready_state(a, "c0")).transpose()?;
+            let (y, h_n, c_n) = self.run_sequence(py, x.values("input")?, [steps, batch], batch_first, [h0, c0], None)?;
             let finals = match c_n {
                 Some(c_n) => (h_n, c_n).into_pyobject(py)?.into_any(),
                 None => h_n.into_any(),
@@ -181,11 +181,11 @@ packed_pymethods! {
                 [batch, features] if features == shape.input_size => [batch, shape.hidden_size],
                 _ => return Ok(None),
             };
-            let dims = &state_dims[..x.ndim()];
+            let dims = &state_dims[..x.shape().len()];
             let Some(states) = ready_states::<IxDyn>(hx, shape.kind, dims, dims) else { return Ok(None) };
-            let h = states[0].as_ref().map(|s| finite_state(s, "h")).transpose()?;
-            let c = states[1].as_ref().map(|s| finite_state(s, "c")).transpose()?;
-            let (h, c) = self.run_cell(py, c_order(&x, "input")?, dims, [h, c])?;
+            let h = states[0].as_ref().map(|s| finite_ready_state(s, "h")).transpose()?;
+            let c = states[1].as_ref().map(|s| finite_ready_state(s, "c")).transpose()?;
+            let (h, c) = self.run_cell(py, x.values("input")?, dims, [h, c])?;
             Ok(Some(match c {
                 Some(c) => (h, c).into_pyobject(py)?.into_any(),
                 None => h.into_any(),
@@ -256,7 +256,7 @@ fn ready_states<'py, D: Dimension>(
     kind: CellKind,
     h_dims: &[usize],
     c_dims: &[usize],
-) -> Option<[Option<PyReadonlyArray<'py, f32, D>>; 2]> {
+) -> Option<[Option<ReadyArray<'py, D>>; 2]> {
     let one = |obj: &Bound<'py, PyAny>, dims: &[usize]| ready::<D>(obj).filter(|a| a.shape() == dims);
     let Some(hx) = hx.filter(|hx| !hx.is_none()) else { return Some([None, None]) };
     if !kind.has_cell_state() {
@@ -275,6 +275,14 @@ fn state<'a>(state: &'a PyReadonlyArray2<'_, f32>, dims: [usize; 2], what: &str)
         return Err(Error::Shape(format!("{what} has shape {:?}, expected {dims:?}", state.shape())));
     }
     finite_state(state, what)
+}
+
+/// The values of a ready state the caller gives (see [`ReadyArray::values`]), refused when it
+/// holds NaN or infinity.
+fn finite_ready_state<'a, D: Dimension>(state: &'a ReadyArray<'_, D>, what: &str) -> Result<&'a [f32]> {
+    let values = state.values(what)?;
+    check_finite_state(values, what)?;
+    Ok(values)
 }
 
 /// The values of a state the caller gives, refused when it holds NaN or infinity.
