@@ -97,18 +97,39 @@ fn numpy_dims(dims: &[usize]) -> PyResult<([MaybeUninit<npy_intp>; MAX_DIMS], c_
     Ok((shape, c_int::try_from(dims.len()).expect("at most MAX_DIMS dimensions")))
 }
 
+/// What a new array's elements start as.
+#[derive(Clone, Copy)]
+enum Fill {
+    Zeros,
+    /// Whatever numpy's allocator left there.
+    Uninit,
+}
+
+/// A new C-ordered array of `T` and shape `dims` from numpy (`PyArray_Zeros` or `PyArray_Empty`);
+/// numpy's error (MemoryError, or ValueError for a size it cannot address) when it cannot
+/// allocate it.
+fn new_array<'py, T: Element>(py: Python<'py>, dims: &[usize], fill: Fill) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
+    let (mut shape, ndim) = numpy_dims(dims)?;
+    let (shape, descr) = (shape.as_mut_ptr().cast(), T::get_dtype(py).into_dtype_ptr());
+    // SAFETY: the first `ndim` entries of `shape`, which numpy reads, are written; the descriptor
+    // reference is handed over (both functions steal it); 0 asks for C order.
+    let array = unsafe {
+        match fill {
+            Fill::Zeros => PY_ARRAY_API.PyArray_Zeros(py, ndim, shape, descr, 0),
+            Fill::Uninit => PY_ARRAY_API.PyArray_Empty(py, ndim, shape, descr, 0),
+        }
+    };
+    // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
+    let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
+    // SAFETY: numpy made it an array of `T`'s dtype.
+    Ok(unsafe { array.cast_into_unchecked() })
+}
+
 impl<'py, T: Element + Copy> NewArray<'py, T> {
     /// Zeros of shape `dims` (at most [`MAX_DIMS`] of them); numpy's error (MemoryError, or
     /// ValueError for a size it cannot address) when it cannot allocate them.
     pub fn zeros(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
-        let (mut shape, ndim) = numpy_dims(dims)?;
-        // SAFETY: the first `ndim` entries of `shape`, which numpy reads, are written; the descriptor reference is
-        // handed over (`PyArray_Zeros` steals it); 0 asks for C order.
-        let array = unsafe { PY_ARRAY_API.PyArray_Zeros(py, ndim, shape.as_mut_ptr().cast(), T::get_dtype(py).into_dtype_ptr(), 0) };
-        // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
-        let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
-        // SAFETY: numpy made it an array of `T`'s dtype.
-        Ok(NewArray(unsafe { array.cast_into_unchecked() }))
+        new_array(py, dims, Fill::Zeros).map(NewArray)
     }
 
     /// The elements, in C order.
@@ -139,14 +160,7 @@ impl<'py> NewArray<'py, f32> {
     /// must write every one before the array reaches Python code (on an error it is dropped).
     /// Errors as [`NewArray::zeros`].
     pub fn uninit(py: Python<'py>, dims: &[usize]) -> PyResult<Self> {
-        let (mut shape, ndim) = numpy_dims(dims)?;
-        // SAFETY: the first `ndim` entries of `shape`, which numpy reads, are written; the descriptor reference is
-        // handed over (`PyArray_Empty` steals it); 0 asks for C order.
-        let array = unsafe { PY_ARRAY_API.PyArray_Empty(py, ndim, shape.as_mut_ptr().cast(), f32::get_dtype(py).into_dtype_ptr(), 0) };
-        // SAFETY: `array` is a new reference or null with a Python error set, as the C API promises.
-        let array = unsafe { Bound::from_owned_ptr_or_err(py, array) }?;
-        // SAFETY: numpy made it an array of f32's dtype.
-        Ok(NewArray(unsafe { array.cast_into_unchecked() }))
+        new_array(py, dims, Fill::Uninit).map(NewArray)
     }
 
     /// A new array of shape `dims` holding a copy of `values` (zeros when None); ValueError when
