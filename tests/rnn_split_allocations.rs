@@ -4,8 +4,8 @@
 //! stream of single steps large enough to be split runs (LSTM, GRU, Elman tanh and relu; int8
 //! weights packed in gate blocks, symmetric and asymmetric), and whole sequences (bidirectional,
 //! with lengths) must allocate as often for many steps as for few. (The quantization of a wide
-//! layer input, once per layer, is split between threads by rows when large, which allocates a few
-//! small vectors per layer, not per step.)
+//! layer input, once per layer, is split between threads by rows when large; it allocates nothing
+//! either.)
 //!
 //! The count covers every thread of the process, so this binary holds this one test alone (the
 //! test harness's own thread only waits for it meanwhile).
