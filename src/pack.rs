@@ -163,7 +163,7 @@ impl PackedWeights {
     ///
     /// # Panics
     /// When `p` is not a full panel.
-    #[inline]
+    #[inline(always)] // called per panel by the kernels, which must not pay a call for it
     pub fn panel(&self, p: usize) -> &[Block] {
         assert!(p < self.full_panels(), "panel {p} is not one of the {} full panels", self.full_panels());
         &self.blocks.as_slice()[p * self.k_groups..(p + 1) * self.k_groups]
