@@ -125,7 +125,7 @@ impl QuantizedActivations {
 const QUANTIZE_COST: usize = 32;
 
 /// The range of two parts of one tensor: non-finite if either is.
-fn merge_ranges(a: Range, b: Range) -> Range {
+pub(crate) fn merge_ranges(a: Range, b: Range) -> Range {
     match (a, b) {
         (Range::Finite { min: a_min, max: a_max }, Range::Finite { min: b_min, max: b_max }) => {
             Range::Finite { min: a_min.min(b_min), max: a_max.max(b_max) }
@@ -432,6 +432,12 @@ impl DynamicLinear {
         };
         for_row_shares(acc, n, rows * n * xq.k, run_rows);
         Ok(())
+    }
+
+    /// Bytes per row of an input quantized for this layer: `in_features` padded as its packed
+    /// weights want (zeros after the values).
+    pub fn input_stride(&self) -> usize {
+        self.weights.k_padded()
     }
 
     /// Output columns per block of the packed weights: a range of columns that starts and ends

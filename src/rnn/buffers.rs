@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 
 use super::projection::ProjectionScratch;
-use super::unit_split::SliceBuffers;
+use super::unit_split::SplitBuffers;
 use crate::linear::QuantizedActivations;
 
 thread_local! {
@@ -62,7 +62,7 @@ impl Buffers {
         trim_vec(&mut self.step.acc_hh);
         trim_vec(&mut self.step.hg);
         trim_vec(&mut self.step.unprojected);
-        self.slices.iter_mut().for_each(SliceBuffers::trim);
+        self.split.trim();
     }
 }
 
@@ -82,8 +82,8 @@ pub(super) struct Buffers {
     /// The bias of int8 projections without one.
     pub zeros: Vec<f32>,
     pub step: StepBuffers,
-    /// Each slice's buffers when steps are split by hidden units ([`super::unit_split`]).
-    pub slices: Vec<SliceBuffers>,
+    /// The buffers of steps split by hidden units ([`super::unit_split`]).
+    pub split: SplitBuffers,
 }
 
 /// Buffers of a whole sequence.

@@ -165,8 +165,9 @@ where
 }
 
 /// A pointer to the start of a mutable slice whose disjoint parts several threads write (see
-/// [`for_shares`]).
-struct SharedMut<T>(*mut T);
+/// [`for_shares`]); its users say, where they read or write through it, why no two threads
+/// touch the same element at once.
+pub(crate) struct SharedMut<T>(*mut T);
 
 // SAFETY: the pointer stands for a `&mut [T]` split into disjoint parts, one per thread, which is
 // sound to send and share between threads exactly when `T: Send` (as for `&mut [T]` itself).
@@ -175,8 +176,14 @@ unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
+    /// The start of `values`, which the caller then borrows only through this pointer until the
+    /// threads writing its parts are done.
+    pub(crate) fn new(values: &mut [T]) -> Self {
+        SharedMut(values.as_mut_ptr())
+    }
+
     /// The pointer (a method, so that closures capture the whole `Sync` wrapper, not the field).
-    fn ptr(&self) -> *mut T {
+    pub(crate) fn ptr(&self) -> *mut T {
         self.0
     }
 }
