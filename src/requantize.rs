@@ -1,7 +1,8 @@
 //! The requantizing epilogue of the static quantized Linear (docs/numerics.md §3.1): int32 accumulators of
 //! uint8 x int8 products become quint8 outputs, with FBGEMM's float32 arithmetic.
 //!
-//! This is the scalar reference; a SIMD version must produce the same bytes.
+//! This is the scalar reference (the scalar path's [`Kernels::requantize`](crate::kernels::Kernels::requantize));
+//! the SIMD paths' version (`kernels/requantize_rows.rs`) produces the same bytes.
 
 use crate::kernels::Epilogue;
 

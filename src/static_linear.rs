@@ -12,7 +12,7 @@ use crate::kernels::{Epilogue, Int8Operands, Kernels};
 use crate::linear::{byte_sum, in_features_i32};
 use crate::pack::PackedWeights;
 use crate::quant::{check_weight_qparams, QParams};
-use crate::requantize::{bias_in_accumulator_units, requantize, Requantize};
+use crate::requantize::{bias_in_accumulator_units, Requantize};
 use crate::threads::{for_shares, num_threads, PARALLEL_THRESHOLD_MACS};
 
 /// Rows per block of the int32 accumulator buffer.
@@ -257,7 +257,7 @@ impl PreparedCall<'_> {
                     let a = &input[first * stride..(first + block_rows) * stride];
                     let acc = &mut acc[..block_rows * n];
                     (kernels.gemm_u8i8)(Int8Operands { a, lda: stride, rows: block_rows, b: &layer.weights }, acc, n);
-                    requantize(acc, &row_sums[first..first + block_rows], &params, out_block);
+                    (kernels.requantize)(acc, &row_sums[first..first + block_rows], &params, out_block);
                 }
             }
         });

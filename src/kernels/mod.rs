@@ -27,6 +27,7 @@ mod gemm_f16;
 mod int8_job;
 mod quantize_input;
 mod recurrent_step;
+mod requantize_rows;
 pub(crate) mod simd;
 mod vector_math;
 #[cfg(target_arch = "x86_64")]
@@ -36,6 +37,7 @@ pub use epilogue::Epilogue;
 pub use int8_job::{DequantizedOut, Int8Operands};
 pub use isa::{Architecture, Isa};
 pub use projected::{correct_zero_points, Accumulators, Projected};
+use crate::requantize::Requantize;
 
 
 /// Defines safe kernel entry points for one path's table: each runs its body (a generic kernel
@@ -123,6 +125,9 @@ pub struct Kernels {
     /// other elements of `out` are left alone. The operands and the store come as
     /// [`Int8Operands`] and [`DequantizedOut`].
     pub gemm_u8i8_dequantize: fn(operands: Int8Operands<'_>, store: DequantizedOut<'_>),
+    /// The static Linear's requantizing epilogue (specified by [`crate::requantize::requantize`]):
+    /// `acc[r*n + j]` -> `out[r*n + j]` for the rows of `row_sums`, `n` the epilogue's columns.
+    pub requantize: fn(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]),
     /// float16-weight product, summed in FBGEMM's order (see `docs/float16.md`). With one f32 FMA
     /// per product, `chain(ks, start)` = `start`, then `acc = fma(x[r*k + kk], w[kk*n + j], acc)`
     /// for `kk` in `ks` in order:

@@ -16,6 +16,7 @@ pub const KERNELS: Kernels = Kernels {
     quantize_u8,
     gemm_u8i8,
     gemm_u8i8_dequantize,
+    requantize: crate::requantize::requantize,
     gemm_f32_f16,
     lstm: scalar_step::lstm,
     gru: scalar_step::gru,

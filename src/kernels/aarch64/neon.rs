@@ -19,9 +19,10 @@ use crate::kernels::simd::{intrinsic_methods, Simd};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 use crate::kernels::{
-    entry_points, quantize_input, recurrent_step, scalar, Epilogue, Int8Operands, Isa, Kernels, Nonlinearity, Projected,
+    entry_points, quantize_input, recurrent_step, requantize_rows, scalar, Epilogue, Int8Operands, Isa, Kernels, Nonlinearity, Projected,
     Range,
 };
+use crate::requantize::Requantize;
 use crate::pack::{Block, K_GROUP};
 
 /// Proof that the CPU has NEON (Advanced SIMD).
@@ -79,6 +80,7 @@ pub(super) fn table(_: Neon) -> Kernels {
         gemm_u8i8,
         // This path's GEMM, then its epilogue, through the scalar kernel's reused buffer.
         gemm_u8i8_dequantize: |operands, store| scalar::gemm_then_dequantize(gemm_u8i8, dequantize, operands, store),
+        requantize,
         gemm_f32_f16,
         lstm,
         gru,
@@ -93,6 +95,7 @@ entry_points! {
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) = gemm_u8i8::dequantize;
+    fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) = requantize_rows::requantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = crate::kernels::gemm_f16::gemm_f32_f16::<_, 4, 4>;
     fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;

@@ -13,10 +13,11 @@ use std::arch::x86_64::*;
 use super::gemm_u8i8::{self, Int8Dot};
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, DequantizedOut, Int8Operands, Isa, Kernels, Nonlinearity,
+    entry_points, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Operands, Isa, Kernels, Nonlinearity,
     Projected, Range,
 };
 use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
+use crate::requantize::Requantize;
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 
@@ -43,7 +44,7 @@ impl Avx2 {
 
 /// The AVX2 table.
 pub(super) fn table(_: Avx2) -> Kernels {
-    Kernels { isa: Isa::Avx2, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, gemm_f32_f16, lstm, gru, elman }
+    Kernels { isa: Isa::Avx2, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, requantize, gemm_f32_f16, lstm, gru, elman }
 }
 
 entry_points! {
@@ -52,6 +53,7 @@ entry_points! {
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
     fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
+    fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) = requantize_rows::requantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
         = gemm_f16::gemm_f32_f16::<_, 4, 2>;
     fn lstm(hg: &Projected<'_>, ig: &Projected<'_>, c: &mut [f32], h_out: &mut [f32], hidden: usize) = recurrent_step::lstm;
