@@ -45,13 +45,23 @@ impl Case {
                     // Halves and quarters: many products land exactly on a tie.
                     0 => rng.pick(&[0.5, 0.25, 0.125, 1.0, 0.75]),
                     1 => rng.uniform(1e-4, 0.1),
-                    _ => rng.pick(&[rng.finite_bits().abs(), 1e-40, 3e38, f32::MIN_POSITIVE, 0.0]),
+                    _ => {
+                        let any = rng.finite_bits().abs();
+                        rng.pick(&[any, 1e-40, 3e38, f32::MIN_POSITIVE, 0.0])
+                    }
                 })
                 .collect(),
             bias: match case % 4 {
                 0 => None,
                 1 => Some((0..n).map(|_| rng.uniform(-300.0, 300.0).round() + rng.pick(&[0.0, 0.5, -0.5])).collect()),
-                2 => Some((0..n).map(|_| rng.pick(&[rng.finite_bits(), f32::INFINITY, f32::NEG_INFINITY, 1e30])).collect()),
+                2 => Some(
+                    (0..n)
+                        .map(|_| {
+                            let any = rng.finite_bits();
+                            rng.pick(&[any, f32::INFINITY, f32::NEG_INFINITY, 1e30])
+                        })
+                        .collect(),
+                ),
                 _ => Some((0..n).map(|_| rng.uniform(-5.0, 5.0)).collect()),
             },
             y_zero_point,
