@@ -37,40 +37,25 @@ pub struct QuantizedActivations {
     pub qparams: QParams,
 }
 
-/// Quantizes `rows` rows of `k` values dynamically into `out`, reusing its buffers: range over
-/// the whole tensor, qparams by PyTorch's rule for quint8 (`reduce_range` halves the levels), then
-/// docs/numerics.md §1.1 per element. The rows come in column parts side by side, `parts()`
-/// yielding each part's values (`rows x width`, row-major) and `width`, the widths adding up to
-/// `k` (one part for a plain matrix): each element is quantized on its own and the range is the
-/// same whatever the cut, so the bytes do not depend on it. `stride` is the padded row length
+/// Quantizes `rows` rows of `k` values (`x`, row-major) dynamically into `out`, reusing its
+/// buffers: range over the whole tensor, qparams by PyTorch's rule for quint8 (`reduce_range`
+/// halves the levels), then docs/numerics.md §1.1 per element. `stride` is the padded row length
 /// (`>= k`); the row sums are computed only when `row_sums` is true (else left empty). NaN or
 /// infinite input is an error, and on error `out` is left unchanged.
 #[allow(clippy::too_many_arguments)] // the quantizer's arguments and the choice
-fn quantize_rows<'x, P, I>(
+fn quantize_rows(
     kernels: &Kernels,
-    parts: P,
+    x: &[f32],
     rows: usize,
     k: usize,
     stride: usize,
     reduce_range: bool,
     row_sums: bool,
     out: &mut QuantizedActivations,
-) -> Result<()>
-where
-    P: Fn() -> I + Sync,
-    I: Iterator<Item = (&'x [f32], usize)>,
-{
-    if parts().map(|(_, width)| width).sum::<usize>() != k {
-        return Err(Error::Shape(format!("input parts do not add up to {k} features")));
-    }
-    for (x, width) in parts() {
-        check_len(x.len(), rows, width, "input")?;
-    }
+) -> Result<()> {
+    check_len(x.len(), rows, k, "input")?;
     let cost = rows * k * QUANTIZE_COST;
-    let range_of = |share: std::ops::Range<usize>| {
-        let ranges = parts().map(|(x, width)| (kernels.range)(&x[share.start * width..share.end * width]));
-        ranges.reduce(merge_ranges).unwrap_or_else(|| (kernels.range)(&[]))
-    };
+    let range_of = |share: std::ops::Range<usize>| (kernels.range)(&x[share.start * k..share.end * k]);
     let range = reduce_row_shares(rows, cost, range_of, merge_ranges);
     let Range::Finite { min, max } = range else {
         return Err(Error::Value("input contains NaN or infinity, which cannot be quantized".into()));
@@ -84,12 +69,8 @@ where
     if k > 0 {
         for_row_shares(&mut out.data, stride, cost, |first_row, share| {
             for (row, dst) in (first_row..).zip(share.chunks_exact_mut(stride)) {
-                let (mut values, padding) = dst.split_at_mut(k);
-                for (x, width) in parts() {
-                    let (part, rest) = std::mem::take(&mut values).split_at_mut(width);
-                    (kernels.quantize_u8)(&x[row * width..(row + 1) * width], qparams.inv_scale_f32(), qparams.zero_point, part);
-                    values = rest;
-                }
+                let (values, padding) = dst.split_at_mut(k);
+                (kernels.quantize_u8)(&x[row * k..(row + 1) * k], qparams.inv_scale_f32(), qparams.zero_point, values);
                 padding.fill(0);
             }
         });
@@ -293,27 +274,7 @@ impl DynamicLinear {
         out: &mut QuantizedActivations,
     ) -> Result<()> {
         let (k, stride, row_sums) = (self.in_features(), self.weights.k_padded(), self.uses_row_sums());
-        quantize_rows(kernels, || std::iter::once((x, k)), rows, k, stride, reduce_range, row_sums, out)
-    }
-
-    /// [`DynamicLinear::quantize_input_into`] of an input held in column parts side by side (a
-    /// recurrent state kept by slices of hidden units): `parts()` yields each part's values
-    /// (`rows x width`, row-major) and `width`, the widths adding up to `in_features`. The same
-    /// bytes as the whole input in one piece.
-    pub fn quantize_input_parts_into<'x, P, I>(
-        &self,
-        kernels: &Kernels,
-        parts: P,
-        rows: usize,
-        reduce_range: bool,
-        out: &mut QuantizedActivations,
-    ) -> Result<()>
-    where
-        P: Fn() -> I + Sync,
-        I: Iterator<Item = (&'x [f32], usize)>,
-    {
-        let (k, stride, row_sums) = (self.in_features(), self.weights.k_padded(), self.uses_row_sums());
-        quantize_rows(kernels, parts, rows, k, stride, reduce_range, row_sums, out)
+        quantize_rows(kernels, x, rows, k, stride, reduce_range, row_sums, out)
     }
 
     /// ValueError unless `xq` was quantized for this layer (its `in_features`, its padded stride).
@@ -624,41 +585,6 @@ mod tests {
         symmetric.forward_quantized(kernels, &without, &mut got).unwrap();
         symmetric.forward_quantized(kernels, &with, &mut want).unwrap();
         assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-    }
-
-    /// An input quantized from column parts gives the bytes, row sums and qparams of the whole
-    /// input (the range of a part is not the range of the whole: the largest value lies in one
-    /// part only); parts that do not add up to the layer's features, or a non-finite value in any
-    /// part, are errors that leave the output as it was.
-    #[test]
-    fn an_input_in_column_parts_quantizes_as_the_whole() {
-        let kernels = crate::kernels();
-        let (rows, k, n) = (6, 70, 3);
-        let w: Vec<i8> = (0..n * k).map(|i| (i * 37 % 255) as i8).collect();
-        let layer = DynamicLinear::new(&w, n, k, &vec![0.02; n], &[1, 0, -3], None).unwrap();
-        let mut x: Vec<f32> = (0..rows * k).map(|i| (i * 13 % 29) as f32 / 7.0 - 1.0).collect();
-        x[4 * k + 65] = 9.5;
-        let whole = layer.quantize_input(kernels, &x, rows, false).unwrap();
-        let widths = [32, 33, 5];
-        let mut parts: Vec<Vec<f32>> = widths.iter().map(|w| Vec::with_capacity(rows * w)).collect();
-        for row in x.chunks_exact(k) {
-            let mut start = 0;
-            for (part, width) in parts.iter_mut().zip(widths) {
-                part.extend_from_slice(&row[start..start + width]);
-                start += width;
-            }
-        }
-        let split = || parts.iter().zip(widths).map(|(p, w)| (&p[..], w));
-        let mut got = QuantizedActivations::empty();
-        layer.quantize_input_parts_into(kernels, split, rows, false, &mut got).unwrap();
-        assert_eq!((got.data.clone(), got.row_sums.clone(), got.qparams), (whole.data.clone(), whole.row_sums.clone(), whole.qparams));
-        assert_eq!((got.rows, got.k, got.stride), (whole.rows, whole.k, whole.stride));
-        let short = || split().take(2);
-        assert!(matches!(layer.quantize_input_parts_into(kernels, short, rows, false, &mut got), Err(Error::Shape(_))));
-        parts[1][2 * 33 + 7] = f32::NAN;
-        let split = || parts.iter().zip(widths).map(|(p, w)| (&p[..], w));
-        assert!(matches!(layer.quantize_input_parts_into(kernels, split, rows, false, &mut got), Err(Error::Value(_))));
-        assert_eq!(got.data, whole.data);
     }
 
     /// The products of a range of whole blocks equal those columns of the whole product, written

@@ -15,6 +15,8 @@
 //! A SIMD table is only ever built after the CPU was checked to have its instructions, which is
 //! what makes its `unsafe` `#[target_feature]` bodies sound to call through the safe pointers.
 
+use crate::requantize::Requantize;
+
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 mod isa;
@@ -37,8 +39,6 @@ pub use epilogue::Epilogue;
 pub use int8_job::{DequantizedOut, Int8Operands};
 pub use isa::{Architecture, Isa};
 pub use projected::{correct_zero_points, Accumulators, Projected};
-use crate::requantize::Requantize;
-
 
 /// Defines safe kernel entry points for one path's table: each runs its body (a generic kernel
 /// taking the path's token first) inside a `#[target_feature]` function, so the body's intrinsics
