@@ -164,6 +164,37 @@ where
     });
 }
 
+/// Runs `work(first_row, rows_out)` over `out` in shares of `share_rows` rows each (the last may
+/// be shorter), which the calling thread and the pool threads claim one at a time, or in one call
+/// on the calling thread when the work (`macs` multiply-accumulates) is small. For work whose
+/// shares cost the same whichever thread runs them (column blocks that each read only their own
+/// weights): a thread that runs slower, woken late or sharing its core, then claims fewer shares
+/// instead of holding up the call.
+pub fn for_claimed_shares<T, F>(out: &mut [T], row_len: usize, share_rows: usize, macs: usize, work: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync,
+{
+    let rows = out.len().div_ceil(row_len.max(1));
+    let threads = worth_splitting(rows, macs).then(current);
+    let Some(helpers) = threads.as_ref().and_then(|t| t.helpers.as_ref()) else {
+        work(0, out);
+        return;
+    };
+    let share_rows = share_rows.max(rows.div_ceil(pool::MAX_TASKS)).max(1);
+    let (share_len, len) = (share_rows * row_len.max(1), out.len());
+    let base = SharedMut(out.as_mut_ptr());
+    helpers.run(len.div_ceil(share_len), &|i| {
+        let start = i * share_len;
+        let end = (start + share_len).min(len);
+        // SAFETY: `Pool::run` runs each task index once, so the tasks' ranges `start..end` are
+        // disjoint parts of `out` (`end <= len`), which this call borrows mutably until every task
+        // has finished.
+        let share = unsafe { std::slice::from_raw_parts_mut(base.ptr().add(start), end - start) };
+        work(i * share_rows, share);
+    });
+}
+
 /// A pointer to the start of a mutable slice whose disjoint parts several threads write (see
 /// [`for_shares`]); its users say, where they read or write through it, why no two threads
 /// touch the same element at once.
