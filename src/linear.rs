@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{Accumulators, DequantizedOut, Epilogue, Int8Operands, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
 use crate::quant::{check_bias, check_weight_qparams, choose_qparams, QParams};
-use crate::threads::{for_row_shares, for_shares, reduce_row_shares};
+use crate::threads::{for_claimed_shares, for_row_shares, reduce_row_shares};
 
 thread_local! {
     /// Each thread's quantized-input buffer for [`with_input_buffer`].
@@ -338,9 +338,10 @@ impl DynamicLinear {
         };
         let macs = xq.rows * n * xq.k;
         if xq.rows == 1 {
-            // A batch of one: shares of whole column blocks, each thread reading only its weights.
+            // A batch of one: column blocks claimed one by one, each thread reading only the
+            // weights of its blocks.
             let width = self.weights.width();
-            for_shares(out, width, 1, macs, |first_block, out_columns| {
+            for_claimed_shares(out, width, 1, macs, |first_block, out_columns| {
                 for (i, out_block) in out_columns.chunks_mut(width).enumerate() {
                     let start = (first_block + i) * width;
                     let (weights, params) = (self.weights.block_at(start), block_params(start..start + out_block.len()));

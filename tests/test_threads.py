@@ -48,11 +48,13 @@ def test_changing_the_thread_count_while_other_threads_compute(rng):
         ferroq.set_num_threads(before)
 
 
-@pytest.mark.parametrize("rows,in_features,out_features", [(64, 512, 512), (300, 1024, 64), (1, 2048, 2048), (1, 2048, 2500)])
+@pytest.mark.parametrize(
+    "rows,in_features,out_features", [(64, 512, 512), (300, 1024, 64), (1, 2048, 2048), (1, 2048, 2500), (1, 1024, 4100)]
+)
 def test_threads_give_identical_results(rng, rows, in_features, out_features):
     """Large products are split between threads (by rows, or by blocks of columns for a batch of
-    one, the last block narrower for 2500 outputs; (300, 1024, 64) also splits the input
-    quantization); the split changes nothing."""
+    one, claimed one by one, the last block narrower for 2500 and 4100 outputs; (300, 1024, 64)
+    also splits the input quantization); the split changes nothing."""
     before = ferroq.get_num_threads()
     q = nnqd.Linear.from_float(ferroq.nn.Linear(in_features, out_features))
     x = rng.standard_normal((rows, in_features)).astype(np.float32)

@@ -143,15 +143,39 @@ where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync,
 {
+    in_shares(out, row_len, macs, |rows, threads| rows_per_share(rows, threads, unit), work);
+}
+
+/// Runs `work(first_row, rows_out)` over `out` in shares of `share_rows` rows each (the last may
+/// be shorter), which the calling thread and the pool threads claim one at a time, or in one call
+/// on the calling thread when the work (`macs` multiply-accumulates) is small. For work whose
+/// shares cost the same whichever thread runs them (column blocks that each read only their own
+/// weights): a thread that runs slower, woken late or sharing its core, then claims fewer shares
+/// instead of holding up the call.
+pub fn for_claimed_shares<T, F>(out: &mut [T], row_len: usize, share_rows: usize, macs: usize, work: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync,
+{
+    in_shares(out, row_len, macs, |rows, _| share_rows.max(rows.div_ceil(pool::MAX_TASKS)).max(1), work);
+}
+
+/// The body of [`for_shares`] and [`for_claimed_shares`]: `share_rows(rows, threads)` rows per
+/// share, one task each, when the work is worth splitting.
+fn in_shares<T, F>(out: &mut [T], row_len: usize, macs: usize, share_rows: impl FnOnce(usize, usize) -> usize, work: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync,
+{
     let rows = out.len().div_ceil(row_len.max(1));
     let threads = worth_splitting(rows, macs).then(current);
     let Some((threads, helpers)) = threads.as_ref().and_then(|t| Some((t, t.helpers.as_ref()?))) else {
         work(0, out);
         return;
     };
-    let rows_per_share = rows_per_share(rows, threads.count, unit);
+    let share_rows = share_rows(rows, threads.count);
     // One share per task, cut from `out` by the task itself (nothing allocated).
-    let (share_len, len) = (rows_per_share * row_len.max(1), out.len());
+    let (share_len, len) = (share_rows * row_len.max(1), out.len());
     let base = SharedMut(out.as_mut_ptr());
     helpers.run(len.div_ceil(share_len), &|i| {
         let start = i * share_len;
@@ -160,7 +184,7 @@ where
         // disjoint parts of `out` (`end <= len`), which this call borrows mutably until every task
         // has finished.
         let share = unsafe { std::slice::from_raw_parts_mut(base.ptr().add(start), end - start) };
-        work(i * rows_per_share, share);
+        work(i * share_rows, share);
     });
 }
 
