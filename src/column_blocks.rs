@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::pack::{check_weight_len, PackedWeights, K_GROUP, PANEL_WIDTH};
 
 /// Output columns per block: a multiple of the panel width, wide enough that a block's kernel
-/// call costs little next to its work (one block holds the gates of a recurrent layer up to
-/// 256 hidden units).
+/// call costs little next to its work (one block holds the gates of a recurrent layer below 256
+/// hidden units).
 pub const COLUMN_BLOCK: usize = 1024;
 
 const _: () = assert!(COLUMN_BLOCK.is_multiple_of(PANEL_WIDTH));
@@ -36,16 +36,22 @@ const GATE_BLOCK_UNITS: usize = 256;
 /// that starts at such a multiple gets every unit's sigmoid form right when run on its own.
 pub const GATE_BLOCK_ALIGN: usize = 32;
 
+/// The smallest gate cut in blocks of half a gate (so that a batch-1 step splits between two
+/// threads): a smaller layer's step gains less from a second thread than its extra kernel calls
+/// cost on one (each block is a call).
+const MIN_HALVED_GATE: usize = 256;
+
 /// The block width for a matrix of `n` output columns that are `gates` equal gates (the rows of
-/// a recurrent layer's `W_ih` or `W_hh`, gate after gate): [`GATE_BLOCK_UNITS`], or half a gate,
-/// for gates of at least twice that many units, so that each block lies in one gate and the
-/// blocks of a range of hidden units are whole blocks in every gate (a step can then be split
-/// between threads by hidden units); [`COLUMN_BLOCK`] for smaller gates, gates that cannot be
-/// cut at multiples of [`GATE_BLOCK_ALIGN`] units, or `gates` 1.
+/// a recurrent layer's `W_ih` or `W_hh`, gate after gate): [`GATE_BLOCK_UNITS`] for gates that
+/// are a multiple of it (at least two blocks), else half a gate (from [`MIN_HALVED_GATE`] units),
+/// so that each block lies in one gate and the blocks of a range of hidden units are whole blocks
+/// in every gate (a step can then be split between threads by hidden units); [`COLUMN_BLOCK`] for
+/// smaller gates, gates that cannot be cut at multiples of [`GATE_BLOCK_ALIGN`] units, or `gates`
+/// 1.
 pub fn gate_block_width(n: usize, gates: usize) -> usize {
     let hidden = if gates > 1 && n.is_multiple_of(gates) { n / gates } else { 0 };
-    let units = if hidden.is_multiple_of(GATE_BLOCK_UNITS) { GATE_BLOCK_UNITS } else { hidden / 2 };
-    if hidden < 2 * GATE_BLOCK_UNITS || !units.is_multiple_of(GATE_BLOCK_ALIGN) || !hidden.is_multiple_of(units) {
+    let units = if hidden >= 2 * GATE_BLOCK_UNITS && hidden.is_multiple_of(GATE_BLOCK_UNITS) { GATE_BLOCK_UNITS } else { hidden / 2 };
+    if hidden < MIN_HALVED_GATE || !units.is_multiple_of(GATE_BLOCK_ALIGN) || !hidden.is_multiple_of(units) {
         return COLUMN_BLOCK;
     }
     units
@@ -191,13 +197,18 @@ mod tests {
 
     #[test]
     fn gate_blocks_cut_every_gate_at_aligned_units() {
-        // (n, gates, width): gates of 256-unit blocks, or halves of gates that are not.
-        for (n, gates, width) in [(2048, 4, 256), (4096, 4, 256), (3 * 768, 3, 256), (4 * 640, 4, 320), (4 * 576, 4, 288), (1024, 2, 256)] {
+        // (n, gates, width): gates of 256-unit blocks, or halves of gates that are not (down to
+        // 256 units).
+        let halves = [(4 * 256, 4, 128), (3 * 256, 3, 128), (4 * 320, 4, 160), (3 * 384, 3, 192), (4 * 448, 4, 224)];
+        for (n, gates, width) in [(2048, 4, 256), (4096, 4, 256), (3 * 768, 3, 256), (4 * 640, 4, 320), (4 * 576, 4, 288), (1024, 2, 256)]
+            .into_iter()
+            .chain(halves)
+        {
             assert_eq!(gate_block_width(n, gates), width, "n={n} gates={gates}");
         }
         // Small gates, gates that cannot be halved at multiples of 32 units, and plain matrices
         // keep the plain blocks.
-        for (n, gates) in [(4 * 256, 4), (4 * 600, 4), (4 * 544, 4), (4096, 1), (4097, 4), (0, 4)] {
+        for (n, gates) in [(4 * 128, 4), (4 * 192, 4), (4 * 288, 4), (4 * 600, 4), (4 * 544, 4), (4096, 1), (4097, 4), (0, 4)] {
             assert_eq!(gate_block_width(n, gates), COLUMN_BLOCK, "n={n} gates={gates}");
         }
     }

@@ -11,7 +11,7 @@ use common::{all_paths, bits, simd_paths, stack, stack_of, Rng, Weights};
 use ferroq::error::Error;
 use ferroq::kernels::{scalar, Kernels};
 use ferroq::rnn::{CellKind, Rnn, RnnShape, SequenceInput};
-use ferroq::threads::{num_threads, set_num_threads, PARALLEL_THRESHOLD_MACS};
+use ferroq::threads::{num_threads, set_num_threads, PARALLEL_THRESHOLD_MACS, SPLIT_STEP_MACS};
 
 /// Asserts that `kernels` gives `reference`'s bits on `input`.
 fn assert_same_sequence(rnn: &Rnn, kernels: &Kernels, input: &SequenceInput<'_>, reference: &Kernels, what: &str) {
@@ -148,8 +148,9 @@ fn split_steps_are_bit_identical_to_one_thread_on_every_path() {
 /// projection, enough work per step) give the bits of one thread and of the same weights packed
 /// in plain blocks, on every path, for 2 and 3 threads: each kind, asymmetric weights, gates of 2,
 /// 3 and 4 blocks (uneven slices on 3 threads, or row shares for a batch that gives every thread
-/// some), blocks of half a gate (640 units), both directions, two layers, `h0`/`c0`, lengths that
-/// leave odd numbers of running rows (down to one), and a batch of one.
+/// some), blocks of half a gate (640 units, and the small gates of 256, 320 and 384 units, whose
+/// batch-1 steps split from `SPLIT_STEP_MACS`), both directions, two layers, `h0`/`c0`, lengths
+/// that leave odd numbers of running rows (down to one), and batches of one.
 #[test]
 fn steps_split_by_hidden_units_are_bit_identical_to_one_thread_on_every_path() {
     let cases = [
@@ -159,6 +160,10 @@ fn steps_split_by_hidden_units_are_bit_identical_to_one_thread_on_every_path() {
         (CellKind::RnnTanh, 768, Weights::Int8, false, 11),
         (CellKind::RnnRelu, 512, Weights::Asymmetric, true, 17),
         (CellKind::Gru, 512, Weights::Int8, false, 30),
+        (CellKind::Lstm, 256, Weights::Int8, true, 1),
+        (CellKind::Gru, 256, Weights::Asymmetric, false, 1),
+        (CellKind::Lstm, 384, Weights::Asymmetric, false, 1),
+        (CellKind::Gru, 320, Weights::Int8, true, 3),
     ];
     let steps = 3;
     let threads_before = num_threads();
@@ -166,7 +171,7 @@ fn steps_split_by_hidden_units_are_bit_identical_to_one_thread_on_every_path() {
     for (i, &(kind, hidden, weights, bidirectional, batch)) in cases.iter().enumerate() {
         let shape = RnnShape { kind, input_size: 9, hidden_size: hidden, proj_size: 0, num_layers: 2, bidirectional };
         let macs = batch * kind.gates() * hidden * (hidden + 9);
-        assert!(macs >= PARALLEL_THRESHOLD_MACS, "case {i} would not be split");
+        assert!(macs >= SPLIT_STEP_MACS, "case {i} would not be split");
         let (plain, gated) = (stack_of(shape, weights, 600 + i as u64, false), stack_of(shape, weights, 600 + i as u64, true));
         let x = Rng(700 + i as u64).floats(steps * batch * 9, 3.0);
         let states = 2 * shape.directions() * batch * hidden;

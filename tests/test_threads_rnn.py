@@ -1,10 +1,11 @@
 """Recurrent steps split between threads: a layer with int8 weights and gates of at least two
-aligned blocks (hidden sizes 512 and 640 here) splits a large step by hidden units, the others
-(float16 weights, a projection, hidden sizes 256, 300 and 500) split a step of at least 16 running
-rows in row shares; on every kernel path the result on 2 threads has the bits of 1 thread (and of the
-scalar path): LSTM (with proj_size, bidirectional, two layers, lengths that leave an odd number of
-running rows), GRU, RNN tanh/relu, per-channel and float16 weights. The gate-aligned packing
-changes no value and no byte count."""
+aligned blocks (hidden sizes 256, 384, 512 and 640 here) splits a step by hidden units (a large
+one, or a batch-1 one from 256 units), the others (float16 weights, a projection, hidden sizes 300
+and 500, Elman layers) split a step of at least 16 running rows in row shares; on every kernel path
+the result on 2 threads has the bits of 1 thread (and of the scalar path): LSTM (with proj_size,
+bidirectional, two layers, lengths that leave an odd number of running rows), GRU, RNN tanh/relu,
+per-channel and float16 weights, and batch-1 sequences. The gate-aligned packing changes no value
+and no byte count."""
 
 from __future__ import annotations
 
@@ -44,8 +45,34 @@ json.dump(out, sys.stdout)
 """
 
 
+BATCH_ONE_PROBE = QUANTIZED_PROBE_HEADER + r"""
+rng = np.random.default_rng(19)
+# Batch-1 steps of gates cut in halves (256 and 384 units) split by hidden units; the Elman layer's
+# one gate is not cut (its steps run on one thread).
+for mode, kwargs, hidden, qname in [
+    ("LSTM", {}, 256, "tensor"),
+    ("GRU", {"bidirectional": True}, 256, "channel"),
+    ("LSTM", {"num_layers": 2}, 384, "channel"),
+    ("RNN", {}, 256, "tensor"),
+]:
+    np.random.seed(hidden)
+    float_module = getattr(ferroq.nn, mode)(40, hidden, **kwargs)
+    float_module.qconfig = qconfigs[qname]
+    q = getattr(nnqd, mode).from_float(float_module)
+    x = (rng.standard_normal((5, 1, 40)) * 3).astype(np.float32)
+    y, state = q(x)
+    states = state if isinstance(state, tuple) else (state,)
+    out[f"{mode}-{kwargs}-{hidden}-{qname}"] = digest((y, *states))
+json.dump(out, sys.stdout)
+"""
+
+
 def test_split_steps_give_the_bits_of_one_thread_on_every_path():
     assert len(assert_every_path_gives_scalar_bits(PROBE, threads=(1, 2))) == 20
+
+
+def test_batch_one_split_steps_give_the_bits_of_one_thread_on_every_path():
+    assert len(assert_every_path_gives_scalar_bits(BATCH_ONE_PROBE, threads=(1, 2))) == 4
 
 
 def test_gate_packing_keeps_values_and_bytes():

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{correct_zero_points, Accumulators, Kernels, Projected, Range as ValueRange};
 use crate::linear::{byte_sum, merge_ranges, DynamicLinear, QuantizedActivations};
 use crate::quant::choose_qparams;
-use crate::threads::{for_shares, num_threads, SharedMut, PARALLEL_THRESHOLD_MACS};
+use crate::threads::{for_shares_from, num_threads, SharedMut, SPLIT_STEP_MACS};
 
 /// How the hidden units of a layer direction are cut: slices of `units` units (the last one
 /// shorter), `slices` of them.
@@ -49,7 +49,7 @@ pub(super) struct Plan {
 /// The cut of `cell`'s hidden units between the intra-op threads when its steps are worth
 /// splitting so, else `None`: both projections int8 and packed in the same gate-aligned blocks,
 /// no LSTM projection, at least two blocks per gate and two threads, and a step (with its share of
-/// the input projection) of at least [`PARALLEL_THRESHOLD_MACS`] for the whole batch. With more
+/// the input projection) of at least [`SPLIT_STEP_MACS`] for the whole batch. With more
 /// threads than blocks per gate, a batch that row shares can give every thread goes to them
 /// instead (see [`super::direction`]).
 pub(super) fn plan(call: &Call<'_>, cell: &CellWeights, state: &State<'_>) -> Option<Plan> {
@@ -64,7 +64,7 @@ pub(super) fn plan(call: &Call<'_>, cell: &CellWeights, state: &State<'_>) -> Op
     let (blocks, batch) = (hidden / block, state.h.len() / hidden);
     let step_macs = batch.saturating_mul(shape.kind.gates() * hidden).saturating_mul(hidden + ih.in_features());
     let threads = num_threads();
-    if threads < 2 || blocks < 2 || step_macs < PARALLEL_THRESHOLD_MACS || (threads > blocks && batch >= threads * SHARE_ROWS_UNIT) {
+    if threads < 2 || blocks < 2 || step_macs < SPLIT_STEP_MACS || (threads > blocks && batch >= threads * SHARE_ROWS_UNIT) {
         return None;
     }
     let units = blocks.div_ceil(threads.min(blocks)) * block;
@@ -344,9 +344,10 @@ pub(super) fn run(
                 offset,
                 output: output.as_ref(),
             };
-            let ih_macs = if first_of_chunk { chunk.rows * columns * ih.in_features() } else { 0 };
+            // As [`plan`] counts a step: its share of the input projection with it.
+            let step_macs = active * columns * (hidden + ih.in_features());
             let failure = Mutex::new(None);
-            for_shares(slices, 1, 1, active * columns * hidden + ih_macs, |first, share| {
+            for_shares_from(slices, 1, 1, step_macs, SPLIT_STEP_MACS, |first, share| {
                 for (s, slice) in (first..).zip(share) {
                     if let Err(e) = slice_step(&work, s, slice) {
                         *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
