@@ -8,8 +8,9 @@ save the figures, ``--plot F.png`` for a chart; onnxruntime and onnx from PyPI a
 the onnxruntime column, matplotlib for the chart).
 
 The recurrent parts: the LSTM at each ``--threads`` count vs onnxruntime's ``DynamicQuantizeLSTM``,
-with GOPS and, given ``--peak-gmacs`` (one core's ``vpdpbusd`` probe from
-``cargo bench --no-default-features --bench gemm_u8i8``), the share of the int8 peak over the whole
+with GOPS and, given ``--peak-gmacs`` (one core's probe of the path's step from
+``cargo bench --no-default-features --bench gemm_u8i8``: ``vnni_peak``, ``amx_peak`` or, on an
+AVX2-only machine, ``avx2_peak``), the share of the int8 peak over the whole
 LSTM; a GRU and batch-1 cells vs numpy float32, and what a batch-1 call costs beyond its
 arithmetic (each module's call against a bare ``_core`` call); an LSTMCell(128) streamed at batch 1; a GRU encoder
 with a greedy GRUCell + Linear decoder (H=256). ``--only lstm,stream`` runs some parts only
@@ -483,7 +484,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--peak-gmacs",
         type=float,
-        help="one core's int8 peak in G multiply-accumulates/s (the vpdpbusd probe of `cargo bench --bench gemm_u8i8`), "
+        help="one core's int8 peak in G multiply-accumulates/s (the vnni_peak, amx_peak or avx2_peak probe of `cargo bench --bench gemm_u8i8`), "
         "for the LSTMs' share of peak",
     )
     parser.add_argument("--replot", metavar="JSON", help="draw --plot from figures saved with --json; measure nothing")

@@ -124,6 +124,65 @@ unsafe fn dpbusd_chains(iterations: u64) {
     }
 }
 
+/// This machine's ceiling for the AVX2 step of a 7-bit activation (what every dynamic layer's
+/// `reduce_range` activations are): 6 independent rounds of `vpmaddubsw` (32 u8 x s8 products
+/// added in pairs), `vpmaddwd` by ones (pairs again, to int32) and `vpaddd` into an accumulator,
+/// in inline assembly on resident registers. Elements are multiply-accumulates (32 per round).
+fn avx2_peak(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        const ITERATIONS: u64 = 100_000;
+        let mut group = c.benchmark_group("avx2_peak");
+        group.throughput(Throughput::Elements(ITERATIONS * 6 * 32));
+        // SAFETY: the CPU has AVX2 (checked above).
+        group.bench_function("vpmaddubsw_ymm", |b| b.iter(|| unsafe { maddubsw_chains(ITERATIONS) }));
+        group.finish();
+        return;
+    }
+    let _ = c;
+    eprintln!("avx2_peak: this CPU has no AVX2; skipped");
+}
+
+/// `iterations` rounds of 6 independent `vpmaddubsw` + `vpmaddwd` + `vpaddd` steps.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn maddubsw_chains(iterations: u64) {
+    // SAFETY: register-only instructions the caller guarantees; every register written is declared.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "vpmaddubsw ymm6, ymm12, ymm13",
+            "vpmaddubsw ymm7, ymm12, ymm13",
+            "vpmaddubsw ymm8, ymm12, ymm13",
+            "vpmaddubsw ymm9, ymm12, ymm13",
+            "vpmaddubsw ymm10, ymm12, ymm13",
+            "vpmaddubsw ymm11, ymm12, ymm13",
+            "vpmaddwd ymm6, ymm6, ymm14",
+            "vpmaddwd ymm7, ymm7, ymm14",
+            "vpmaddwd ymm8, ymm8, ymm14",
+            "vpmaddwd ymm9, ymm9, ymm14",
+            "vpmaddwd ymm10, ymm10, ymm14",
+            "vpmaddwd ymm11, ymm11, ymm14",
+            "vpaddd ymm0, ymm0, ymm6",
+            "vpaddd ymm1, ymm1, ymm7",
+            "vpaddd ymm2, ymm2, ymm8",
+            "vpaddd ymm3, ymm3, ymm9",
+            "vpaddd ymm4, ymm4, ymm10",
+            "vpaddd ymm5, ymm5, ymm11",
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) iterations => _,
+            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
+            out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+            out("ymm12") _, out("ymm13") _, out("ymm14") _,
+            options(nostack, nomem),
+        );
+    }
+}
+
 /// This machine's `tdpbusd` ceiling: 4 independent accumulator tiles (16 x 16 int32, K of 64
 /// bytes: 16 384 multiply-accumulates each) on resident A and B tiles, no memory traffic in the
 /// loop. Elements are multiply-accumulates.
@@ -182,5 +241,5 @@ unsafe fn tdpbusd_chains(iterations: u64) {
     }
 }
 
-criterion_group!(benches, vnni_peak, amx_peak, gemm_u8i8, dynamic_linear);
+criterion_group!(benches, vnni_peak, amx_peak, avx2_peak, gemm_u8i8, dynamic_linear);
 criterion_main!(benches);
