@@ -28,7 +28,7 @@ pub struct ColumnBlocks {
 
 /// Hidden units per block of a recurrent gate matrix when the gate is a multiple of it: a block
 /// of 16 panels, wide enough that its kernel call costs little next to its work (a batch-1 step
-/// calls the kernel once per block).
+/// split between threads calls the kernel once per block; on one thread, once per matrix).
 const GATE_BLOCK_UNITS: usize = 256;
 
 /// Block boundaries inside a gate are multiples of this many units: the element-wise cell sends
@@ -37,8 +37,8 @@ const GATE_BLOCK_UNITS: usize = 256;
 pub const GATE_BLOCK_ALIGN: usize = 32;
 
 /// The smallest gate cut in blocks of half a gate (so that a batch-1 step splits between two
-/// threads): a smaller layer's step gains less from a second thread than its extra kernel calls
-/// cost on one (each block is a call).
+/// threads): a smaller layer's step gains less from a second thread than the split costs (a
+/// kernel call per block and thread, a wait per step).
 const MIN_HALVED_GATE: usize = 256;
 
 /// The block width for a matrix of `n` output columns that are `gates` equal gates (the rows of
