@@ -28,7 +28,7 @@ pub struct ColumnBlocks {
 
 /// Hidden units per block of a recurrent gate matrix when the gate is a multiple of it: a block
 /// of 16 panels, wide enough that its kernel call costs little next to its work (a batch-1 step
-/// calls the kernel once per block).
+/// split between threads calls the kernel once per block; on one thread, once per matrix).
 const GATE_BLOCK_UNITS: usize = 256;
 
 /// Block boundaries inside a gate are multiples of this many units: the element-wise cell sends
@@ -37,8 +37,8 @@ const GATE_BLOCK_UNITS: usize = 256;
 pub const GATE_BLOCK_ALIGN: usize = 32;
 
 /// The smallest gate cut in blocks of half a gate (so that a batch-1 step splits between two
-/// threads): a smaller layer's step gains less from a second thread than its extra kernel calls
-/// cost on one (each block is a call).
+/// threads): a smaller layer's step gains less from a second thread than the split costs (a
+/// kernel call per block and thread, a wait per step).
 const MIN_HALVED_GATE: usize = 256;
 
 /// The block width for a matrix of `n` output columns that are `gates` equal gates (the rows of
@@ -144,15 +144,20 @@ impl ColumnBlocks {
         self.blocks.iter().enumerate().map(|(b, w)| (b * self.width..b * self.width + w.n(), w))
     }
 
-    /// The blocks holding exactly the output columns `columns`, each with the columns it holds,
-    /// or `None` when `columns` does not start and end at block boundaries (or runs past `n`).
-    pub fn blocks_of(&self, columns: Range<usize>) -> Option<impl Iterator<Item = (Range<usize>, &PackedWeights)>> {
+    /// The blocks, in column order (a run of them is what
+    /// [`Kernels::gemm_u8i8_blocks`](crate::kernels::Kernels::gemm_u8i8_blocks) takes).
+    pub fn packed(&self) -> &[PackedWeights] {
+        &self.blocks
+    }
+
+    /// The blocks holding exactly the output columns `columns`, in order, or `None` when
+    /// `columns` does not start and end at block boundaries (or runs past `n`).
+    pub fn blocks_of(&self, columns: Range<usize>) -> Option<&[PackedWeights]> {
         let on_boundary = |c: usize| c.is_multiple_of(self.width) || c == self.n;
         if columns.start > columns.end || columns.end > self.n || !on_boundary(columns.start) || !on_boundary(columns.end) {
             return None;
         }
-        let first = columns.start / self.width;
-        Some(self.blocks().skip(first).take(columns.end.div_ceil(self.width) - first))
+        Some(&self.blocks[columns.start.div_ceil(self.width)..columns.end.div_ceil(self.width)])
     }
 
     /// The block holding output column `column` (a multiple of [`ColumnBlocks::width`]).
@@ -218,10 +223,12 @@ mod tests {
         let (n, k) = (4 * 96, 3);
         let w: Vec<i8> = (0..n * k).map(|i| (i % 241) as i8).collect();
         let blocks = ColumnBlocks::pack(&w, n, k, 64).unwrap();
-        let ranges = |columns: Range<usize>| blocks.blocks_of(columns).map(|b| b.map(|(c, _)| (c.start, c.end)).collect::<Vec<_>>());
-        assert_eq!(ranges(64..192), Some(vec![(64, 128), (128, 192)]));
-        assert_eq!(ranges(320..n), Some(vec![(320, 384)]));
-        assert_eq!(ranges(0..0), Some(vec![]));
+        // The indices of the blocks of a range.
+        let index = |b: &PackedWeights| blocks.packed().iter().position(|p| std::ptr::eq(p, b));
+        let ranges = |columns: Range<usize>| blocks.blocks_of(columns).map(|run| run.iter().map(index).collect::<Option<Vec<_>>>());
+        assert_eq!(ranges(64..192), Some(Some(vec![1, 2])));
+        assert_eq!(ranges(320..n), Some(Some(vec![5])));
+        assert_eq!((ranges(0..0), ranges(n..n)), (Some(Some(vec![])), Some(Some(vec![]))));
         assert_eq!((ranges(32..64), ranges(0..100), ranges(0..n + 64)), (None, None, None));
         let mut again = vec![0; n * k];
         blocks.unpack_into(&mut again);

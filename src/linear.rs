@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::kernels::{Accumulators, DequantizedOut, Epilogue, Int8Operands, Kernels, Range};
+use crate::kernels::{Accumulators, DequantizedOut, Epilogue, Int8Blocks, Int8Operands, Kernels, Range};
 use crate::column_blocks::{ColumnBlocks, COLUMN_BLOCK};
 use crate::quant::{check_bias, check_weight_qparams, choose_qparams, QParams};
 use crate::threads::{for_claimed_shares, for_row_shares, reduce_row_shares};
@@ -387,10 +387,8 @@ impl DynamicLinear {
             let start = (first_row + first) * xq.stride;
             let share_rows = share.len() / n;
             let a = &xq.data[start..start + share_rows * xq.stride];
-            for (columns, weights) in self.weights.blocks() {
-                let operands = Int8Operands { a, lda: xq.stride, rows: share_rows, b: weights };
-                (kernels.gemm_u8i8)(operands, &mut share[columns.start..], n);
-            }
+            let operands = Int8Blocks { a, lda: xq.stride, rows: share_rows, blocks: self.weights.packed() };
+            (kernels.gemm_u8i8_blocks)(operands, share, n);
         };
         for_row_shares(acc, n, rows * n * xq.k, run_rows);
         Ok(())
@@ -432,9 +430,11 @@ impl DynamicLinear {
             return Ok(());
         }
         let a = &xq.data[rows.start * xq.stride..rows.end * xq.stride];
-        for (block_columns, weights) in blocks {
-            let operands = Int8Operands { a, lda: xq.stride, rows: count, b: weights };
-            (kernels.gemm_u8i8)(operands, &mut acc[block_columns.start - columns.start..], ldo);
+        // A single block (a split step's call per gate) through the plain entry: measured about 1%
+        // faster there on a 2-thread LSTM step than through the entry for runs of blocks.
+        match blocks {
+            [b] => (kernels.gemm_u8i8)(Int8Operands { a, lda: xq.stride, rows: count, b }, acc, ldo),
+            _ => (kernels.gemm_u8i8_blocks)(Int8Blocks { a, lda: xq.stride, rows: count, blocks }, acc, ldo),
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ mod common;
 
 use common::{assert_same_floats, simd_paths, Rng};
 use ferroq::kernels::{
-    scalar, Accumulators, DequantizedOut, Epilogue, Int8Operands, Kernels, Nonlinearity, Projected, Range,
+    scalar, Accumulators, DequantizedOut, Epilogue, Int8Blocks, Int8Operands, Kernels, Nonlinearity, Projected, Range,
 };
 use ferroq::pack::PackedWeights;
 use ferroq::quant::choose_qparams;
@@ -330,6 +330,58 @@ fn gemm_u8i8_wraps_around_like_scalar() {
     GemmCase::new(&mut rng, 2, 70_001, 17, Values::MaxPositive, 0, 0).check(&paths, "overflowing");
     GemmCase::new(&mut rng, 1, 70_001, 16, Values::MaxNegative, 0, 0).check(&paths, "overflowing");
 }
+
+/// A run of column blocks of one matrix in one call: on scalar and every path, the bits of scalar
+/// `gemm_u8i8` on each block in turn (its columns after the blocks before it), with one and
+/// several rows, blocks of full and narrow panels, a byte of 128 or more only at the end of the
+/// last row (the 7-bit check must cover every row of every block), and the junk between output
+/// rows left alone.
+#[test]
+fn gemm_u8i8_blocks_match_scalar_block_by_block() {
+    let paths = simd_paths();
+    let mut rng = Rng(8);
+    let runs: [&[usize]; 6] = [&[128, 128, 128, 128], &[16], &[160, 160, 33], &[7], &[64, 48, 17], &[]];
+    let mut cases = 0;
+    for (i, widths) in runs.into_iter().enumerate() {
+        for (j, (m, k)) in [(1, 256), (1, 65), (3, 100), (5, 256), (0, 8)].into_iter().enumerate() {
+            for late_eight_bit in [false, true] {
+                let values = if late_eight_bit { Values::SevenBit } else { PATTERNS[(i + j) % PATTERNS.len()] };
+                let n: usize = widths.iter().sum();
+                let blocks: Vec<PackedWeights> = widths
+                    .iter()
+                    .map(|&w| PackedWeights::pack(&(0..w * k).map(|_| weight(&mut rng, values)).collect::<Vec<_>>(), w, k).unwrap())
+                    .collect();
+                let (lda, ldo) = (k.next_multiple_of(4) + [0, 9][i % 2], n + [0, 3][j % 2]);
+                let mut a = vec![0u8; m * lda];
+                for row in a.chunks_exact_mut(lda) {
+                    row[..k].iter_mut().for_each(|x| *x = activation(&mut rng, values));
+                }
+                if late_eight_bit && m > 0 {
+                    a[(m - 1) * lda + k - 1] = 200;
+                }
+                let len = if m == 0 { 0 } else { (m - 1) * ldo + n };
+                let junk = |i: usize| 0x5eed_0000 + i as i32;
+                let mut want: Vec<i32> = (0..len).map(junk).collect();
+                let mut column = 0;
+                for b in blocks.iter().filter(|_| m > 0) {
+                    scalar::gemm_u8i8(Int8Operands { a: &a, lda, rows: m, b }, &mut want[column..], ldo);
+                    column += b.n();
+                }
+                let scalar_path: (&str, GemmBlocks) = ("scalar", scalar::gemm_u8i8_blocks);
+                for (name, f) in std::iter::once(scalar_path).chain(paths.iter().map(|k| (k.isa.name(), k.gemm_u8i8_blocks))) {
+                    let mut got: Vec<i32> = (0..len).map(junk).collect();
+                    f(Int8Blocks { a: &a, lda, rows: m, blocks: &blocks }, &mut got, ldo);
+                    assert_eq!(got, want, "{name}: gemm_u8i8_blocks {widths:?} m={m} k={k} {values:?} late 8-bit {late_eight_bit}");
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert!(cases >= 60, "only {cases} cases ran");
+}
+
+/// The signature of [`Kernels::gemm_u8i8_blocks`].
+type GemmBlocks = fn(Int8Blocks<'_>, &mut [i32], usize);
 
 #[test]
 fn gemm_u8i8_large_products_match_scalar() {

@@ -1,7 +1,8 @@
 //! The operands of one int8 GEMM ([`Kernels::gemm_u8i8`](super::Kernels::gemm_u8i8)) as the
-//! kernels take them ([`Int8Operands`], and [`DequantizedOut`] for where the dequantizing kernel
-//! stores), and the same operands checked once before a path's tile loops ([`Job`]): the checks
-//! every path makes, and the panics its contract names.
+//! kernels take them ([`Int8Operands`], [`Int8Blocks`] for a run of packed blocks, and
+//! [`DequantizedOut`] for where the dequantizing kernel stores), and the same operands checked
+//! once before a path's tile loops ([`Job`]): the checks every path makes, and the panics its
+//! contract names.
 
 use super::Epilogue;
 use crate::pack::PackedWeights;
@@ -20,6 +21,41 @@ pub struct Int8Operands<'a> {
     pub rows: usize,
     /// The packed weights (`n` columns).
     pub b: &'a PackedWeights,
+}
+
+/// The operands of [`Kernels::gemm_u8i8_blocks`](super::Kernels::gemm_u8i8_blocks): `rows`
+/// activation rows of stride `lda` in `a`, times each of `blocks` in turn (column blocks of one
+/// matrix, all of one `k`), block `i`'s columns after those of the blocks before it. Unchecked, as
+/// [`Int8Operands`].
+#[derive(Clone, Copy)]
+pub struct Int8Blocks<'a> {
+    /// The activation rows.
+    pub a: &'a [u8],
+    /// The stride of `a`'s rows, at least each block's `k_padded()`.
+    pub lda: usize,
+    /// The number of rows.
+    pub rows: usize,
+    /// The packed blocks, in column order.
+    pub blocks: &'a [PackedWeights],
+}
+
+impl<'a> Int8Blocks<'a> {
+    /// Each block's operands with the output column where its columns start, in order; nothing
+    /// without rows. A path runs its [`Kernels::gemm_u8i8`](super::Kernels::gemm_u8i8) body on
+    /// each, into `out[column..]`, in its one entry: the specification of
+    /// [`Kernels::gemm_u8i8_blocks`](super::Kernels::gemm_u8i8_blocks). (A plain loop in the
+    /// entry, not a closure handed the kernel: a closure does not inherit the entry's target
+    /// features, and its inlined SIMD steps would become calls.)
+    #[inline(always)]
+    pub fn each(self) -> impl Iterator<Item = (usize, Int8Operands<'a>)> {
+        let Int8Blocks { a, lda, rows, blocks } = self;
+        let blocks = if rows == 0 { &[][..] } else { blocks };
+        blocks.iter().scan(0, move |column, b| {
+            let start = *column;
+            *column += b.n();
+            Some((start, Int8Operands { a, lda, rows, b }))
+        })
+    }
 }
 
 /// Where [`Kernels::gemm_u8i8_dequantize`](super::Kernels::gemm_u8i8_dequantize) stores its

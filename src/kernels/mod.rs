@@ -36,7 +36,7 @@ mod vector_math;
 mod x86_64;
 
 pub use epilogue::Epilogue;
-pub use int8_job::{DequantizedOut, Int8Operands};
+pub use int8_job::{DequantizedOut, Int8Blocks, Int8Operands};
 pub use isa::{Architecture, Isa};
 pub use projected::{correct_zero_points, Accumulators, Projected};
 
@@ -117,6 +117,11 @@ pub struct Kernels {
     /// intermediate saturation, int32 wrap-around only where the true sum overflows. `a`, `lda`,
     /// `rows` and `b` come as [`Int8Operands`].
     pub gemm_u8i8: fn(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize),
+    /// [`Kernels::gemm_u8i8`] on each of a run of column blocks of one matrix in turn ([`Int8Blocks`]),
+    /// block `i`'s columns into `out` from `c_i`, the columns of the blocks before it; equal bit for
+    /// bit to those calls, in one call (a batch-1 recurrent step over gates packed in several
+    /// blocks pays the call, and the path's look at the activations, once).
+    pub gemm_u8i8_blocks: fn(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize),
     /// [`Kernels::gemm_u8i8`] followed by the dequantizing epilogue ([`Epilogue`], specified by
     /// [`scalar::dequantize`]), fused where the path can (the x86 paths dequantize from the
     /// registers; the others through a small reused buffer): `out[r*ldo + j]` for `r < rows`,

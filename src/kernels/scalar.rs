@@ -4,7 +4,8 @@
 use std::ops::Range as Indices;
 
 use super::{
-    f16_sum_start, scalar_step, DequantizedOut, Epilogue, Int8Operands, Isa, Kernels, Range, F16_COLUMN_BLOCK, F16_K_BLOCK,
+    f16_sum_start, scalar_step, DequantizedOut, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels, Range, F16_COLUMN_BLOCK,
+    F16_K_BLOCK,
 };
 use crate::pack::{K_GROUP, PANEL_WIDTH};
 use crate::quant::{dequantize_accumulator, quantize_value};
@@ -15,6 +16,7 @@ pub const KERNELS: Kernels = Kernels {
     range,
     quantize_u8,
     gemm_u8i8,
+    gemm_u8i8_blocks,
     gemm_u8i8_dequantize,
     requantize: crate::requantize::requantize,
     gemm_f32_f16,
@@ -43,6 +45,13 @@ pub fn range(x: &[f32]) -> Range {
 pub fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = quantize_value(v, inv_scale, zero_point, 0, 255) as u8;
+    }
+}
+
+/// See [`Kernels::gemm_u8i8_blocks`]: [`gemm_u8i8`] on each block.
+pub fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    for (column, operands) in operands.each() {
+        gemm_u8i8(operands, &mut out[column..], ldo);
     }
 }
 

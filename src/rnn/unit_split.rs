@@ -62,13 +62,20 @@ pub(super) fn plan(call: &Call<'_>, cell: &CellWeights, state: &State<'_>) -> Op
         return None;
     }
     let (blocks, batch) = (hidden / block, state.h.len() / hidden);
-    let step_macs = batch.saturating_mul(shape.kind.gates() * hidden).saturating_mul(hidden + ih.in_features());
+    let macs = step_macs(batch, shape.kind, hidden, ih.in_features());
     let threads = num_threads();
-    if threads < 2 || blocks < 2 || step_macs < SPLIT_STEP_MACS || (threads > blocks && batch >= threads * SHARE_ROWS_UNIT) {
+    if threads < 2 || blocks < 2 || macs < SPLIT_STEP_MACS || (threads > blocks && batch >= threads * SHARE_ROWS_UNIT) {
         return None;
     }
     let units = blocks.div_ceil(threads.min(blocks)) * block;
     Some(Plan { units, slices: hidden.div_ceil(units) })
+}
+
+/// The multiply-accumulates of a step of `rows` rows of a layer of `hidden` units and
+/// `in_features` inputs, with its share of the input projection: what [`plan`] weighs and what
+/// [`run`] splits between the threads.
+fn step_macs(rows: usize, kind: CellKind, hidden: usize, in_features: usize) -> usize {
+    rows.saturating_mul(kind.gates() * hidden).saturating_mul(hidden + in_features)
 }
 
 impl Plan {
@@ -299,7 +306,6 @@ pub(super) fn run(
     let output = output.map(|o| OutputColumns { len: o.rows.len(), rows: SharedMut::new(o.rows), stride: o.stride, column: o.column });
     // The rows the slices' ranges cover (`None`: not found yet).
     let mut ranged_rows = None;
-    let columns = gates * hidden;
     let mut next = 0;
     while let Some(chunk) = next_chunk(packing, reverse, next) {
         next = chunk.steps.end;
@@ -344,10 +350,9 @@ pub(super) fn run(
                 offset,
                 output: output.as_ref(),
             };
-            // As [`plan`] counts a step: its share of the input projection with it.
-            let step_macs = active * columns * (hidden + ih.in_features());
+            let macs = step_macs(active, kind, hidden, ih.in_features());
             let failure = Mutex::new(None);
-            for_shares_from(slices, 1, 1, step_macs, SPLIT_STEP_MACS, |first, share| {
+            for_shares_from(slices, 1, 1, macs, SPLIT_STEP_MACS, |first, share| {
                 for (s, slice) in (first..).zip(share) {
                     if let Err(e) = slice_step(&work, s, slice) {
                         *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);

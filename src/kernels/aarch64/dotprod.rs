@@ -10,7 +10,7 @@ use std::arch::asm;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::kernels::{entry_points, scalar, Int8Operands, Isa, Kernels};
+use crate::kernels::{entry_points, scalar, Int8Blocks, Int8Operands, Isa, Kernels};
 
 /// Proof that the CPU has NEON and the dot-product instructions.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +39,7 @@ pub(super) fn table(t: Dotprod) -> Kernels {
     Kernels {
         isa: Isa::NeonDotprod,
         gemm_u8i8,
+        gemm_u8i8_blocks,
         gemm_u8i8_dequantize: |operands, store| scalar::gemm_then_dequantize(gemm_u8i8, neon::dequantize, operands, store),
         ..neon::table(t.0)
     }
@@ -47,12 +48,21 @@ pub(super) fn table(t: Dotprod) -> Kernels {
 entry_points! {
     Dotprod, "neon,dotprod";
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) = gemm_blocks;
 }
 
 /// The int8 GEMM in tiles of 4 panel accumulators (16 accumulator registers).
 #[inline(always)]
 fn gemm(t: Dotprod, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     gemm_u8i8::gemm::<_, 4>(Sdot(t), operands, out, ldo)
+}
+
+/// [`gemm`] on each of a run of blocks, in one entry.
+#[inline(always)]
+fn gemm_blocks(t: Dotprod, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    for (column, operands) in operands.each() {
+        gemm(t, operands, &mut out[column..], ldo);
+    }
 }
 
 /// The `sdot` dot-product step.

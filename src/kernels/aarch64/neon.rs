@@ -19,8 +19,8 @@ use crate::kernels::simd::{intrinsic_methods, Simd};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 use crate::kernels::{
-    entry_points, quantize_input, recurrent_step, requantize_rows, scalar, Epilogue, Int8Operands, Isa, Kernels, Nonlinearity, Projected,
-    Range,
+    entry_points, quantize_input, recurrent_step, requantize_rows, scalar, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels,
+    Nonlinearity, Projected, Range,
 };
 use crate::requantize::Requantize;
 use crate::pack::{Block, K_GROUP};
@@ -78,6 +78,7 @@ pub(super) fn table(_: Neon) -> Kernels {
         range,
         quantize_u8,
         gemm_u8i8,
+        gemm_u8i8_blocks,
         // This path's GEMM, then its epilogue, through the scalar kernel's reused buffer.
         gemm_u8i8_dequantize: |operands, store| scalar::gemm_then_dequantize(gemm_u8i8, dequantize, operands, store),
         requantize,
@@ -94,6 +95,7 @@ entry_points! {
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) = gemm_blocks;
     fn dequantize(acc: &[i32], row_sums: &[i32], params: &Epilogue<'_>, out: &mut [f32]) = gemm_u8i8::dequantize;
     fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) = requantize_rows::requantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
@@ -110,6 +112,14 @@ entry_points! {
 #[inline(always)]
 fn gemm(t: Neon, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     gemm_u8i8::gemm::<_, 2>(Smull(t), operands, out, ldo)
+}
+
+/// [`gemm`] on each of a run of blocks, in one entry.
+#[inline(always)]
+fn gemm_blocks(t: Neon, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    for (column, operands) in operands.each() {
+        gemm(t, operands, &mut out[column..], ldo);
+    }
 }
 
 /// The widening-multiply dot-product step.

@@ -29,7 +29,7 @@ use std::arch::asm;
 use super::avx512vnni::{self, Avx512};
 use super::{amx_detect, gemm_u8i8};
 use crate::kernels::int8_job::Job;
-use crate::kernels::{dequantize, entry_points, DequantizedOut, Epilogue, Int8Operands, Isa, Kernels};
+use crate::kernels::{dequantize, entry_points, DequantizedOut, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels};
 use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AMX-TILE and AMX-INT8, that this process may use the tile state, and
@@ -55,12 +55,13 @@ impl Amx {
 
 /// The AMX table: the AVX-512 VNNI one with the tile GEMMs.
 pub(super) fn table(t: Amx) -> Kernels {
-    Kernels { isa: Isa::Amx, gemm_u8i8, gemm_u8i8_dequantize, ..avx512vnni::table(t.0) }
+    Kernels { isa: Isa::Amx, gemm_u8i8, gemm_u8i8_blocks, gemm_u8i8_dequantize, ..avx512vnni::table(t.0) }
 }
 
 entry_points! {
     Amx, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c";
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) = gemm_blocks;
     fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
 }
 
@@ -90,6 +91,14 @@ const A0: u8 = 4;
 const A1: u8 = 5;
 const B0: u8 = 6;
 const B1: u8 = 7;
+
+/// [`gemm`] on each of a run of blocks, in one entry.
+#[inline(always)]
+fn gemm_blocks(t: Amx, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    for (column, operands) in operands.each() {
+        gemm(t, operands, &mut out[column..], ldo);
+    }
+}
 
 /// See [`Kernels::gemm_u8i8`].
 #[inline(always)]

@@ -13,8 +13,8 @@ use std::arch::x86_64::*;
 use super::gemm_u8i8::{self, Int8Dot};
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Operands, Isa, Kernels, Nonlinearity,
-    Projected, Range,
+    entry_points, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Blocks, Int8Operands, Isa,
+    Kernels, Nonlinearity, Projected, Range,
 };
 use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 use crate::requantize::Requantize;
@@ -44,7 +44,19 @@ impl Avx2 {
 
 /// The AVX2 table.
 pub(super) fn table(_: Avx2) -> Kernels {
-    Kernels { isa: Isa::Avx2, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, requantize, gemm_f32_f16, lstm, gru, elman }
+    Kernels {
+        isa: Isa::Avx2,
+        range,
+        quantize_u8,
+        gemm_u8i8,
+        gemm_u8i8_blocks,
+        gemm_u8i8_dequantize,
+        requantize,
+        gemm_f32_f16,
+        lstm,
+        gru,
+        elman,
+    }
 }
 
 entry_points! {
@@ -52,6 +64,7 @@ entry_points! {
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) = gemm_blocks;
     fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
     fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) = requantize_rows::requantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
@@ -75,6 +88,25 @@ fn gemm(t: Avx2, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
         (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, operands, out, ldo),
         (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, operands, out, ldo),
         (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, operands, out, ldo),
+    }
+}
+
+/// [`gemm`] on each of a run of blocks, the activations looked at once for all of them (every
+/// block reads the same bytes: the blocks have one `k`).
+#[inline(always)]
+fn gemm_blocks(t: Avx2, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
+    let Int8Blocks { a, lda, rows, blocks } = operands;
+    let Some(b) = blocks.first() else { return };
+    let seven_bit = seven_bit(Int8Operands { a, lda, rows, b });
+    for (column, operands) in operands.each() {
+        let out = &mut out[column..];
+        match (seven_bit, rows) {
+            (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, operands, out, ldo),
+            (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, operands, out, ldo),
+            (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, operands, out, ldo),
+            (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, operands, out, ldo),
+        }
     }
 }
 

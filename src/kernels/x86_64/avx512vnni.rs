@@ -8,8 +8,8 @@ use super::gemm_u8i8::Int8Dot;
 use super::gemm_u8i8;
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Operands, Isa, Kernels, Nonlinearity,
-    Projected, Range,
+    entry_points, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Blocks, Int8Operands, Isa,
+    Kernels, Nonlinearity, Projected, Range,
 };
 use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 use crate::requantize::Requantize;
@@ -44,7 +44,19 @@ impl Avx512 {
 
 /// The AVX-512 VNNI table.
 pub(super) fn table(_: Avx512) -> Kernels {
-    Kernels { isa: Isa::Avx512Vnni, range, quantize_u8, gemm_u8i8, gemm_u8i8_dequantize, requantize, gemm_f32_f16, lstm, gru, elman }
+    Kernels {
+        isa: Isa::Avx512Vnni,
+        range,
+        quantize_u8,
+        gemm_u8i8,
+        gemm_u8i8_blocks,
+        gemm_u8i8_dequantize,
+        requantize,
+        gemm_f32_f16,
+        lstm,
+        gru,
+        elman,
+    }
 }
 
 entry_points! {
@@ -52,6 +64,7 @@ entry_points! {
     fn range(x: &[f32]) -> Range = quantize_input::range;
     fn quantize_u8(x: &[f32], inv_scale: f32, zero_point: i32, out: &mut [u8]) = quantize_input::quantize_u8;
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) = gemm_blocks;
     fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
     fn requantize(acc: &[i32], row_sums: &[i32], params: &Requantize<'_>, out: &mut [u8]) = requantize_rows::requantize;
     fn gemm_f32_f16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, bias: Option<&[f32]>, out: &mut [f32])
@@ -81,6 +94,14 @@ pub(super) fn gemm(t: Avx512, operands: Int8Operands<'_>, out: &mut [i32], ldo: 
         6 => gemm_u8i8::gemm::<_, 6, 4>(t, operands, out, ldo),
         7 => gemm_u8i8::gemm::<_, 7, 3>(t, operands, out, ldo),
         _ => gemm_u8i8::gemm::<_, 8, 3>(t, operands, out, ldo),
+    }
+}
+
+/// [`gemm`] on each of a run of blocks, in one entry.
+#[inline(always)]
+fn gemm_blocks(t: Avx512, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    for (column, operands) in operands.each() {
+        gemm(t, operands, &mut out[column..], ldo);
     }
 }
 

@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{self, Avx2, HalfStep, Halves};
 use super::gemm_u8i8;
-use crate::kernels::{entry_points, DequantizedOut, Int8Operands, Isa, Kernels};
+use crate::kernels::{entry_points, DequantizedOut, Int8Blocks, Int8Operands, Isa, Kernels};
 use crate::pack::K_GROUP;
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
@@ -31,12 +31,13 @@ impl AvxVnni {
 /// The AVX-VNNI table: the AVX2 one with its own GEMMs (an `AvxVnni` token proves everything the
 /// AVX2 kernels need).
 pub(super) fn table(t: AvxVnni) -> Kernels {
-    Kernels { isa: Isa::AvxVnni, gemm_u8i8, gemm_u8i8_dequantize, ..avx2::table(t.0) }
+    Kernels { isa: Isa::AvxVnni, gemm_u8i8, gemm_u8i8_blocks, gemm_u8i8_dequantize, ..avx2::table(t.0) }
 }
 
 entry_points! {
     AvxVnni, "avx2,fma,f16c,avxvnni";
     fn gemm_u8i8(operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) = gemm;
+    fn gemm_u8i8_blocks(operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) = gemm_blocks;
     fn gemm_u8i8_dequantize(operands: Int8Operands<'_>, store: DequantizedOut<'_>) = gemm_dequantize;
 }
 
@@ -50,6 +51,14 @@ fn gemm(t: AvxVnni, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
         1 => gemm_u8i8::gemm::<_, 1, 1>(d, operands, out, ldo),
         2 => gemm_u8i8::gemm::<_, 2, 2>(d, operands, out, ldo),
         _ => gemm_u8i8::gemm::<_, 6, 1>(d, operands, out, ldo),
+    }
+}
+
+/// [`gemm`] on each of a run of blocks, in one entry.
+#[inline(always)]
+fn gemm_blocks(t: AvxVnni, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+    for (column, operands) in operands.each() {
+        gemm(t, operands, &mut out[column..], ldo);
     }
 }
 
