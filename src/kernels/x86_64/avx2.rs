@@ -82,8 +82,15 @@ entry_points! {
 /// `gemm_u8i8`); more rows go 4 at a time.
 #[inline(always)]
 fn gemm(t: Avx2, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
+    gemm_checked(t, seven_bit(operands), operands, out, ldo);
+}
+
+/// [`gemm`] with the activations already looked at: `seven_bit` says whether every byte the
+/// product reads is below 128.
+#[inline(always)]
+fn gemm_checked(t: Avx2, seven_bit: bool, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
-    match (seven_bit(operands), operands.rows) {
+    match (seven_bit, operands.rows) {
         (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, operands, out, ldo),
         (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, operands, out, ldo),
         (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, operands, out, ldo),
@@ -95,18 +102,11 @@ fn gemm(t: Avx2, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
 /// block reads the same bytes: the blocks have one `k`).
 #[inline(always)]
 fn gemm_blocks(t: Avx2, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
-    let (seven, eight) = (Halves(t, SevenBit), Halves(t, EightBit));
     let Int8Blocks { a, lda, rows, blocks } = operands;
     let Some(b) = blocks.first() else { return };
     let seven_bit = seven_bit(Int8Operands { a, lda, rows, b });
     for (column, operands) in operands.each() {
-        let out = &mut out[column..];
-        match (seven_bit, rows) {
-            (true, 1) => gemm_u8i8::gemm::<_, 1, 1>(seven, operands, out, ldo),
-            (true, _) => gemm_u8i8::gemm::<_, 4, 1>(seven, operands, out, ldo),
-            (false, 1) => gemm_u8i8::gemm::<_, 1, 1>(eight, operands, out, ldo),
-            (false, _) => gemm_u8i8::gemm::<_, 4, 1>(eight, operands, out, ldo),
-        }
+        gemm_checked(t, seven_bit, operands, &mut out[column..], ldo);
     }
 }
 
