@@ -430,12 +430,7 @@ impl DynamicLinear {
             return Ok(());
         }
         let a = &xq.data[rows.start * xq.stride..rows.end * xq.stride];
-        // A single block (a split step's call per gate) through the plain entry: measured about 1%
-        // faster there on a 2-thread LSTM step than through the entry for runs of blocks.
-        match blocks {
-            [b] => (kernels.gemm_u8i8)(Int8Operands { a, lda: xq.stride, rows: count, b }, acc, ldo),
-            _ => (kernels.gemm_u8i8_blocks)(Int8Blocks { a, lda: xq.stride, rows: count, blocks }, acc, ldo),
-        }
+        (kernels.gemm_u8i8_blocks)(Int8Blocks { a, lda: xq.stride, rows: count, blocks }, acc, ldo);
         Ok(())
     }
 
