@@ -69,21 +69,19 @@ def test_load_of_every_kind_of_layer_warms_it_up(tmp_path) -> None:
     assert [type(c) for c in loaded.modules()] == [type(c) for c in m.modules()]
 
 
-#: Builds the model of :func:`model`, saves and loads it, and prints the page faults of the first
-#: call and of three later ones. Run in a fresh process: in the test process, what earlier tests
-#: left in the allocator (freed and trimmed pages) would be counted too.
+#: Loads the model saved at ``path`` and prints the page faults of its first call and of three
+#: later ones. Run in a fresh process: in the test process, what earlier tests left in the
+#: allocator (freed and trimmed pages) would be counted too.
 FAULT_PROBE = """
 import json, resource, sys
 import numpy as np
 import ferroq
 sys.path.insert(0, {tests!r})
-from test_warm_up import call, model
+from test_warm_up import call
 def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-path = {path!r}
-ferroq.save(model(), path)
 x = np.random.default_rng(7).standard_normal((10, 1, 600)).astype(np.float32)
-loaded = ferroq.load(path)
+loaded = ferroq.load({path!r})
 before = minor_faults()
 call(loaded, x)
 first = minor_faults() - before
@@ -95,13 +93,34 @@ for _ in range(3):
 print(json.dumps({{"first": first, "later": later}}))
 """
 
+#: Fresh processes the fault count is taken in, at most: it stops at the first one that shows
+#: a first call as cheap as the later ones.
+FAULT_PROCESSES = 8
+
+#: Pages the first call may fault beyond the most a later call faults.
+FAULT_SLACK = 8
+
 
 @linux_only
 def test_a_loaded_models_first_call_faults_no_more_pages_than_later_calls(tmp_path) -> None:
-    """Without the warm-up the first call faults in about 95 pages here (the buffers of the
-    quantized inputs, the LSTM's accumulators and step buffers, the outputs); with it, none or a
-    few (which thread takes which share of a product varies), as a later call."""
-    script = FAULT_PROBE.format(tests=str(Path(__file__).parent), path=str(tmp_path / "m.safetensors"))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    faults = json.loads(result.stdout)
-    assert faults["first"] <= max(faults["later"]) + 16, faults
+    """Without the warm-up the first call faults in about 115 pages here (the buffers of the
+    quantized inputs, the LSTM's accumulators and step buffers, the outputs) in every process,
+    and later calls none; with it, none or one, as a later call, in most processes. In some (a
+    third of them with 1 thread, a few in a hundred with 2) the first call's output arrays land on
+    heap pages no earlier call touched and it faults about 10 more: where glibc places them
+    depends on the address-space layout (with randomization off, ``setarch -R``, every process
+    faults none) and on transparent huge pages, not on work ferroq left undone. So the count is
+    taken in up to :data:`FAULT_PROCESSES` fresh processes and the test asks for one whose first
+    call faults at most :data:`FAULT_SLACK` pages more than its later calls: work the warm-up
+    missed shows in every process."""
+    path = tmp_path / "m.safetensors"
+    ferroq.save(model(), path)
+    script = FAULT_PROBE.format(tests=str(Path(__file__).parent), path=str(path))
+    seen = []
+    for _ in range(FAULT_PROCESSES):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        faults = json.loads(result.stdout)
+        seen.append(faults)
+        if faults["first"] <= max(faults["later"]) + FAULT_SLACK:
+            return
+    pytest.fail(f"in each of {FAULT_PROCESSES} fresh processes the first call faulted more pages: {seen}")
