@@ -66,6 +66,23 @@ macro_rules! entry_points {
 }
 use entry_points;
 
+/// Defines a path's `gemm_blocks(token, operands, out, ldo)`, the body of its
+/// [`Kernels::gemm_u8i8_blocks`] entry, from the path's `gemm`: `gemm` on each block of the run,
+/// into its columns of `out` ([`Int8Blocks::each`]). Expanded in the path's module, so that the
+/// loop and the inlined kernel are compiled inside the entry with its target features.
+macro_rules! gemm_on_each_block {
+    ($token:ident) => {
+        /// [`gemm`] on each of a run of blocks, in one entry.
+        #[inline(always)]
+        fn gemm_blocks(t: $token, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
+            for (column, operands) in operands.each() {
+                gemm(t, operands, &mut out[column..], ldo);
+            }
+        }
+    };
+}
+use gemm_on_each_block;
+
 /// Columns per block of the float16 product: the last `n % F16_COLUMN_BLOCK` columns are summed
 /// in blocks of [`F16_K_BLOCK`] inputs (FBGEMM's packing on AVX-512: two 16-lane vectors).
 pub const F16_COLUMN_BLOCK: usize = 32;

@@ -10,7 +10,7 @@ use std::arch::asm;
 
 use super::gemm_u8i8::{self, Int8Dot};
 use super::neon::{self, Neon};
-use crate::kernels::{entry_points, scalar, Int8Blocks, Int8Operands, Isa, Kernels};
+use crate::kernels::{entry_points, gemm_on_each_block, scalar, Int8Blocks, Int8Operands, Isa, Kernels};
 
 /// Proof that the CPU has NEON and the dot-product instructions.
 #[derive(Clone, Copy, Debug)]
@@ -57,13 +57,7 @@ fn gemm(t: Dotprod, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     gemm_u8i8::gemm::<_, 4>(Sdot(t), operands, out, ldo)
 }
 
-/// [`gemm`] on each of a run of blocks, in one entry.
-#[inline(always)]
-fn gemm_blocks(t: Dotprod, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
-    for (column, operands) in operands.each() {
-        gemm(t, operands, &mut out[column..], ldo);
-    }
-}
+gemm_on_each_block!(Dotprod);
 
 /// The `sdot` dot-product step.
 #[derive(Clone, Copy)]

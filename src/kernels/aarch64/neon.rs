@@ -19,7 +19,7 @@ use crate::kernels::simd::{intrinsic_methods, Simd};
 #[cfg(test)]
 use crate::kernels::vector_math::{self, tests::Function};
 use crate::kernels::{
-    entry_points, quantize_input, recurrent_step, requantize_rows, scalar, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels,
+    entry_points, gemm_on_each_block, quantize_input, recurrent_step, requantize_rows, scalar, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels,
     Nonlinearity, Projected, Range,
 };
 use crate::requantize::Requantize;
@@ -114,13 +114,7 @@ fn gemm(t: Neon, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     gemm_u8i8::gemm::<_, 2>(Smull(t), operands, out, ldo)
 }
 
-/// [`gemm`] on each of a run of blocks, in one entry.
-#[inline(always)]
-fn gemm_blocks(t: Neon, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
-    for (column, operands) in operands.each() {
-        gemm(t, operands, &mut out[column..], ldo);
-    }
-}
+gemm_on_each_block!(Neon);
 
 /// The widening-multiply dot-product step.
 #[derive(Clone, Copy)]

@@ -29,7 +29,7 @@ use std::arch::asm;
 use super::avx512vnni::{self, Avx512};
 use super::{amx_detect, gemm_u8i8};
 use crate::kernels::int8_job::Job;
-use crate::kernels::{dequantize, entry_points, DequantizedOut, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels};
+use crate::kernels::{dequantize, entry_points, gemm_on_each_block, DequantizedOut, Epilogue, Int8Blocks, Int8Operands, Isa, Kernels};
 use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
 
 /// Proof that the CPU has AMX-TILE and AMX-INT8, that this process may use the tile state, and
@@ -92,13 +92,7 @@ const A1: u8 = 5;
 const B0: u8 = 6;
 const B1: u8 = 7;
 
-/// [`gemm`] on each of a run of blocks, in one entry.
-#[inline(always)]
-fn gemm_blocks(t: Amx, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
-    for (column, operands) in operands.each() {
-        gemm(t, operands, &mut out[column..], ldo);
-    }
-}
+gemm_on_each_block!(Amx);
 
 /// See [`Kernels::gemm_u8i8`].
 #[inline(always)]

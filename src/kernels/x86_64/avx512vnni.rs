@@ -8,7 +8,7 @@ use super::gemm_u8i8::Int8Dot;
 use super::gemm_u8i8;
 use crate::kernels::simd::{intrinsic_methods, Simd};
 use crate::kernels::{
-    entry_points, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Blocks, Int8Operands, Isa,
+    entry_points, gemm_on_each_block, gemm_f16, quantize_input, recurrent_step, requantize_rows, DequantizedOut, Int8Blocks, Int8Operands, Isa,
     Kernels, Nonlinearity, Projected, Range,
 };
 use crate::pack::{Block, K_GROUP, PANEL_WIDTH};
@@ -97,13 +97,7 @@ pub(super) fn gemm(t: Avx512, operands: Int8Operands<'_>, out: &mut [i32], ldo: 
     }
 }
 
-/// [`gemm`] on each of a run of blocks, in one entry.
-#[inline(always)]
-fn gemm_blocks(t: Avx512, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
-    for (column, operands) in operands.each() {
-        gemm(t, operands, &mut out[column..], ldo);
-    }
-}
+gemm_on_each_block!(Avx512);
 
 /// [`gemm`] with the dequantizing store, in the same tiles.
 #[inline(always)]

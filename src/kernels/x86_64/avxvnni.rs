@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{self, Avx2, HalfStep, Halves};
 use super::gemm_u8i8;
-use crate::kernels::{entry_points, DequantizedOut, Int8Blocks, Int8Operands, Isa, Kernels};
+use crate::kernels::{entry_points, gemm_on_each_block, DequantizedOut, Int8Blocks, Int8Operands, Isa, Kernels};
 use crate::pack::K_GROUP;
 
 /// Proof that the CPU has AVX-VNNI, AVX2, FMA and F16C.
@@ -54,13 +54,7 @@ fn gemm(t: AvxVnni, operands: Int8Operands<'_>, out: &mut [i32], ldo: usize) {
     }
 }
 
-/// [`gemm`] on each of a run of blocks, in one entry.
-#[inline(always)]
-fn gemm_blocks(t: AvxVnni, operands: Int8Blocks<'_>, out: &mut [i32], ldo: usize) {
-    for (column, operands) in operands.each() {
-        gemm(t, operands, &mut out[column..], ldo);
-    }
-}
+gemm_on_each_block!(AvxVnni);
 
 /// [`gemm`] with the dequantizing store, in the same tiles.
 #[inline(always)]
