@@ -106,13 +106,12 @@ def test_a_loaded_models_first_call_faults_no_more_pages_than_later_calls(tmp_pa
     """Without the warm-up the first call faults in about 115 pages here (the buffers of the
     quantized inputs, the LSTM's accumulators and step buffers, the outputs) in every process,
     and later calls none; with it, none or one, as a later call, in most processes. In some (a
-    third of them with 1 thread, a few in a hundred with 2) the first call's output arrays land on
-    heap pages no earlier call touched and it faults about 10 more: where glibc places them
-    depends on the address-space layout (with randomization off, ``setarch -R``, every process
-    faults none) and on transparent huge pages, not on work ferroq left undone. So the count is
-    taken in up to :data:`FAULT_PROCESSES` fresh processes and the test asks for one whose first
-    call faults at most :data:`FAULT_SLACK` pages more than its later calls: work the warm-up
-    missed shows in every process."""
+    third of them with 1 thread, a few in a hundred with 2 on an idle machine, more on a busy
+    one) about 10 more: glibc puts the first call's output arrays on heap pages no earlier call
+    touched, and where it puts them varies from process to process, not with work ferroq left
+    undone. So the count is taken in up to :data:`FAULT_PROCESSES` fresh processes and the test
+    asks for one whose first call faults at most :data:`FAULT_SLACK` pages more than its later
+    calls: work the warm-up missed shows in every process."""
     path = tmp_path / "m.safetensors"
     ferroq.save(model(), path)
     script = FAULT_PROBE.format(tests=str(Path(__file__).parent), path=str(path))
