@@ -15,8 +15,8 @@
 //!   more.
 //!
 //! The reused buffers give the same bits as fresh ones. The count covers every thread of the
-//! process, so this binary holds this one test alone (the test harness's own thread only waits
-//! for it meanwhile).
+//! process but the main one (the test harness's, which runs no ferroq code), so this binary holds
+//! this one test alone.
 
 #[path = "common/counting.rs"]
 mod counting;

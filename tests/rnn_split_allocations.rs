@@ -7,8 +7,8 @@
 //! layer input, once per layer, is split between threads by rows when large; it allocates nothing
 //! either.)
 //!
-//! The count covers every thread of the process, so this binary holds this one test alone (the
-//! test harness's own thread only waits for it meanwhile).
+//! The count covers every thread of the process but the main one (the test harness's, which runs
+//! no ferroq code), so this binary holds this one test alone.
 
 #[path = "common/counting.rs"]
 mod counting;
